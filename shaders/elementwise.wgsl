@@ -1,0 +1,109 @@
+// Elementwise ops on flat tensors, f32 arithmetic whatever the storage type `elem` is.
+//   unary:  out[i] = f(a[i])               scale (alpha * a), silu, gelu_erf, gelu_tanh
+//   binary: out[i] = f(a[i], b[i % len_b]) add, mul, swiglu (silu(a) * b)
+// In the binary ops `b` repeats over `a`'s leading dimensions (a bias row, or the same shape).
+// Tiling: one invocation per element, WG invocations per workgroup, workgroups on a 2-D grid
+// (flat workgroup index = x + y * num_workgroups.x) so more than 65535 of them fit; the
+// invocations past `len` return.
+
+struct Params {
+    len: u32,
+    len_b: u32,
+    alpha: f32,
+    _pad: u32,
+}
+
+override WG: u32 = 256;
+
+@group(0) @binding(0) var<uniform> p: Params;
+@group(0) @binding(1) var<storage, read> a: array<elem>;
+@group(0) @binding(2) var<storage, read> b: array<elem>;
+@group(0) @binding(3) var<storage, read_write> out: array<elem>;
+
+fn flat_index(wg: vec3<u32>, nwg: vec3<u32>, lid: u32) -> u32 {
+    return (wg.x + wg.y * nwg.x) * WG + lid;
+}
+
+fn silu(x: f32) -> f32 {
+    // exp(-x) overflows to inf for x < -88; x / inf is the correct limit (-0).
+    return x / (1.0 + exp(-x));
+}
+
+// Φ(x) = P(N(0,1) <= x) through erfc(|x|/√2) (Abramowitz & Stegun 7.1.26, |error| < 1.5e-7),
+// evaluated without the cancellation of 1 + erf(x) for negative x.
+fn normal_cdf(x: f32) -> f32 {
+    let z = abs(x) * 0.70710678118654752;
+    let t = 1.0 / (1.0 + 0.3275911 * z);
+    let poly = t * (0.254829592 + t * (-0.284496736 + t * (1.421413741
+        + t * (-1.453152027 + t * 1.061405429))));
+    let erfc_z = poly * exp(-z * z);
+    return select(1.0 - 0.5 * erfc_z, 0.5 * erfc_z, x < 0.0);
+}
+
+// x * Φ(x): the exact GELU.
+fn gelu_erf_f(x: f32) -> f32 {
+    return x * normal_cdf(x);
+}
+
+// 0.5 x (1 + tanh(u)) with u = √(2/π)(x + 0.044715 x³), written as x * sigmoid(2u), which is
+// the same function without tanh's overflow for large |u|.
+fn gelu_tanh_f(x: f32) -> f32 {
+    let u = 0.7978845608028654 * (x + 0.044715 * x * x * x);
+    return x / (1.0 + exp(-2.0 * u));
+}
+
+@compute @workgroup_size(WG)
+fn scale(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+         @builtin(local_invocation_index) lid: u32) {
+    let i = flat_index(wg, nwg, lid);
+    if (i >= p.len) { return; }
+    out[i] = elem(p.alpha * f32(a[i]));
+}
+
+@compute @workgroup_size(WG)
+fn silu_op(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+           @builtin(local_invocation_index) lid: u32) {
+    let i = flat_index(wg, nwg, lid);
+    if (i >= p.len) { return; }
+    out[i] = elem(silu(f32(a[i])));
+}
+
+@compute @workgroup_size(WG)
+fn gelu_erf(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+            @builtin(local_invocation_index) lid: u32) {
+    let i = flat_index(wg, nwg, lid);
+    if (i >= p.len) { return; }
+    out[i] = elem(gelu_erf_f(f32(a[i])));
+}
+
+@compute @workgroup_size(WG)
+fn gelu_tanh(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+             @builtin(local_invocation_index) lid: u32) {
+    let i = flat_index(wg, nwg, lid);
+    if (i >= p.len) { return; }
+    out[i] = elem(gelu_tanh_f(f32(a[i])));
+}
+
+@compute @workgroup_size(WG)
+fn add(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+       @builtin(local_invocation_index) lid: u32) {
+    let i = flat_index(wg, nwg, lid);
+    if (i >= p.len) { return; }
+    out[i] = elem(f32(a[i]) + f32(b[i % p.len_b]));
+}
+
+@compute @workgroup_size(WG)
+fn mul(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+       @builtin(local_invocation_index) lid: u32) {
+    let i = flat_index(wg, nwg, lid);
+    if (i >= p.len) { return; }
+    out[i] = elem(f32(a[i]) * f32(b[i % p.len_b]));
+}
+
+@compute @workgroup_size(WG)
+fn swiglu(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+          @builtin(local_invocation_index) lid: u32) {
+    let i = flat_index(wg, nwg, lid);
+    if (i >= p.len) { return; }
+    out[i] = elem(silu(f32(a[i])) * f32(b[i % p.len_b]));
+}

@@ -1,0 +1,95 @@
+// Matrix-vector product for M = 1 (decode): y[b] = x[b] · W[b] (+ bias), f32 accumulation.
+//   x: [batch, K]; W: [batch, N, K] (gemv_nk, a Linear weight) or [batch, K, N] (gemv_kn);
+//   bias: [N]; y: [batch, N]. A batch stride of 0 shares W across the batch.
+// Tiling, gemv_nk: each output row n is owned by LANES consecutive invocations that stride
+//   over K (so a row is read in contiguous runs of LANES elements) and reduce their partial
+//   sums in workgroup memory; a workgroup covers WG / LANES outputs.
+// Tiling, gemv_kn: each invocation owns one column n within one of WG / COLS slices of K;
+//   neighbouring invocations read neighbouring columns of a row of W; the slices' partial
+//   sums are added in workgroup memory. A workgroup covers COLS outputs.
+// Output groups lie on a 2-D workgroup grid (flat = x + y * nwg.x); z is the batch.
+
+struct Params {
+    n: u32,
+    k: u32,
+    has_bias: u32,
+    _pad0: u32,
+    batch_stride_x: u32,
+    batch_stride_w: u32,
+    batch_stride_y: u32,
+    _pad1: u32,
+}
+
+override WG: u32 = 256u;
+const LANES: u32 = 32u;
+const COLS: u32 = 64u;
+
+@group(0) @binding(0) var<uniform> p: Params;
+@group(0) @binding(1) var<storage, read> x: array<elem>;
+@group(0) @binding(2) var<storage, read> w: array<elem>;
+@group(0) @binding(3) var<storage, read> bias: array<elem>;
+@group(0) @binding(4) var<storage, read_write> y: array<elem>;
+
+var<workgroup> partial: array<f32, WG>;
+
+fn finish(n: u32, batch: u32, sum: f32) {
+    var v = sum;
+    if (p.has_bias != 0u) {
+        v += f32(bias[n]);
+    }
+    y[batch * p.batch_stride_y + n] = elem(v);
+}
+
+@compute @workgroup_size(WG)
+fn gemv_nk(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+           @builtin(local_invocation_index) lid: u32) {
+    let lane = lid % LANES;
+    let n = (wg.x + wg.y * nwg.x) * (WG / LANES) + lid / LANES;
+    let x_base = wg.z * p.batch_stride_x;
+    let w_row = wg.z * p.batch_stride_w + n * p.k;
+
+    var sum = 0.0;
+    if (n < p.n) {
+        for (var kk = lane; kk < p.k; kk += LANES) {
+            sum = fma(f32(x[x_base + kk]), f32(w[w_row + kk]), sum);
+        }
+    }
+    partial[lid] = sum;
+    workgroupBarrier();
+    for (var stride = LANES / 2u; stride > 0u; stride /= 2u) {
+        if (lane < stride) {
+            partial[lid] += partial[lid + stride];
+        }
+        workgroupBarrier();
+    }
+    if (lane == 0u && n < p.n) {
+        finish(n, wg.z, partial[lid]);
+    }
+}
+
+@compute @workgroup_size(WG)
+fn gemv_kn(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+           @builtin(local_invocation_index) lid: u32) {
+    let slices = WG / COLS;
+    let column = lid % COLS;
+    let slice = lid / COLS;
+    let n = (wg.x + wg.y * nwg.x) * COLS + column;
+    let x_base = wg.z * p.batch_stride_x;
+    let w_base = wg.z * p.batch_stride_w;
+
+    var sum = 0.0;
+    if (n < p.n) {
+        for (var kk = slice; kk < p.k; kk += slices) {
+            sum = fma(f32(x[x_base + kk]), f32(w[w_base + kk * p.n + n]), sum);
+        }
+    }
+    partial[lid] = sum;
+    workgroupBarrier();
+    if (slice == 0u && n < p.n) {
+        var total = 0.0;
+        for (var s = 0u; s < slices; s++) {
+            total += partial[s * COLS + column];
+        }
+        finish(n, wg.z, total);
+    }
+}

@@ -1,0 +1,364 @@
+//! The only code that talks to wgpu: adapter and device, limits and features, error capture,
+//! buffers, the pipeline cache and timing.
+
+mod adapter;
+mod health;
+mod pipelines;
+mod pool;
+mod timer;
+
+use std::sync::{Arc, Mutex};
+
+pub use adapter::{AdapterReport, FeatureReport, LimitReport, list_adapters, select_adapter};
+pub use pipelines::{PipelineKey, ShaderSource};
+pub use timer::{TimingMethod, Timings};
+
+use crate::error::{Error, Result};
+use crate::tensor::DType;
+use health::{Health, lock};
+use pipelines::PipelineCache;
+use pool::BufferPool;
+
+/// Optional features requested whenever the adapter has them.
+const WANTED_FEATURES: wgpu::Features = wgpu::Features::SHADER_F16
+    .union(wgpu::Features::SUBGROUP)
+    .union(wgpu::Features::TIMESTAMP_QUERY)
+    .union(wgpu::Features::EXPERIMENTAL_COOPERATIVE_MATRIX);
+
+/// The most bytes of idle buffers the pool keeps (capped by the device's `max_buffer_size`).
+const POOL_CAPACITY_BYTES: u64 = 1 << 30;
+
+/// An open device on one adapter. Cheap to clone; all clones share the device, the pipeline
+/// cache and the buffer pool.
+#[derive(Clone)]
+pub struct Gpu {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    adapter: wgpu::Adapter,
+    device: wgpu::Device,
+    queue: wgpu::Queue,
+    report: AdapterReport,
+    health: Arc<Health>,
+    pipelines: PipelineCache,
+    pool: BufferPool,
+    /// Serialises readbacks so a staging buffer is mapped by one caller at a time.
+    readback: Mutex<()>,
+}
+
+impl Gpu {
+    /// Opens the adapter chosen by `choice` (see [`select_adapter`]).
+    pub fn new(choice: Option<&str>) -> Result<Gpu> {
+        Gpu::open(select_adapter(choice)?)
+    }
+
+    /// Opens a device on `adapter` with the adapter's own limits and every optional feature
+    /// tessera can use that the adapter has.
+    pub fn open(adapter: wgpu::Adapter) -> Result<Gpu> {
+        let report = AdapterReport::of(&adapter);
+        let features = adapter.features() & WANTED_FEATURES;
+        let experimental = if features.contains(wgpu::Features::EXPERIMENTAL_COOPERATIVE_MATRIX) {
+            // SAFETY: cooperative-matrix shaders are only created for configurations the
+            // adapter lists in `cooperative_matrix_properties`, as wgpu requires.
+            unsafe { wgpu::ExperimentalFeatures::enabled() }
+        } else {
+            wgpu::ExperimentalFeatures::disabled()
+        };
+        let (device, queue) = pollster::block_on(adapter.request_device(&wgpu::DeviceDescriptor {
+            label: Some("tessera"),
+            required_features: features,
+            required_limits: adapter.limits(),
+            experimental_features: experimental,
+            memory_hints: wgpu::MemoryHints::Performance,
+            trace: wgpu::Trace::Off,
+        }))
+        .map_err(|e| Error::RequestDevice {
+            adapter: report.name.clone(),
+            message: e.to_string(),
+        })?;
+        let health = Arc::new(Health::default());
+        health.watch(&device);
+        let pool_capacity = POOL_CAPACITY_BYTES.min(device.limits().max_buffer_size);
+        Ok(Gpu {
+            inner: Arc::new(Inner {
+                adapter,
+                device,
+                queue,
+                report,
+                health,
+                pipelines: PipelineCache::default(),
+                pool: BufferPool::new(pool_capacity),
+                readback: Mutex::new(()),
+            }),
+        })
+    }
+
+    pub fn adapter(&self) -> &wgpu::Adapter {
+        &self.inner.adapter
+    }
+    pub fn device(&self) -> &wgpu::Device {
+        &self.inner.device
+    }
+    pub fn queue(&self) -> &wgpu::Queue {
+        &self.inner.queue
+    }
+    pub fn report(&self) -> &AdapterReport {
+        &self.inner.report
+    }
+    pub fn limits(&self) -> wgpu::Limits {
+        self.inner.device.limits()
+    }
+    pub fn features(&self) -> wgpu::Features {
+        self.inner.device.features()
+    }
+
+    /// Whether kernels can store tensors of `dtype` on this device.
+    pub fn supports(&self, dtype: DType) -> bool {
+        match dtype {
+            DType::F32 => true,
+            DType::F16 => self.features().contains(wgpu::Features::SHADER_F16),
+        }
+    }
+
+    /// `Err(MissingFeature)` unless [`Gpu::supports`] `dtype`.
+    pub fn require(&self, dtype: DType, what: &str) -> Result<()> {
+        if self.supports(dtype) {
+            Ok(())
+        } else {
+            Err(Error::MissingFeature {
+                what: format!("{what} in {dtype}"),
+                feature: "SHADER_F16",
+                adapter: self.inner.report.name.clone(),
+            })
+        }
+    }
+
+    /// Runs `f` inside error scopes for validation, out-of-memory and internal errors, and
+    /// returns what they caught as `Err`. Device loss is reported first.
+    pub fn scoped<T>(&self, op: &str, f: impl FnOnce(&wgpu::Device) -> T) -> Result<T> {
+        self.inner.health.check(op)?;
+        let device = &self.inner.device;
+        let internal = device.push_error_scope(wgpu::ErrorFilter::Internal);
+        let oom = device.push_error_scope(wgpu::ErrorFilter::OutOfMemory);
+        let validation = device.push_error_scope(wgpu::ErrorFilter::Validation);
+        let value = f(device);
+        let mut errors = Vec::new();
+        for scope in [validation, oom, internal] {
+            if let Some(error) = pollster::block_on(scope.pop()) {
+                errors.push(error.to_string());
+            }
+        }
+        if errors.is_empty() {
+            self.inner.health.check(op)?;
+            Ok(value)
+        } else {
+            Err(Error::Gpu {
+                op: op.to_string(),
+                message: errors.join("; "),
+            })
+        }
+    }
+
+    /// The compiled pipeline for `key`, created on first use.
+    pub fn pipeline(&self, key: &PipelineKey) -> Result<Arc<wgpu::ComputePipeline>> {
+        if let Some(pipeline) = self.inner.pipelines.get(key) {
+            return Ok(pipeline);
+        }
+        self.require(key.dtype, &key.label())?;
+        let op = format!("compiling {}", key.label());
+        let pipeline = Arc::new(self.scoped(&op, |device| pipelines::create(device, key))?);
+        self.inner.pipelines.insert(key.clone(), pipeline.clone());
+        Ok(pipeline)
+    }
+
+    /// Number of pipelines compiled so far.
+    pub fn cached_pipelines(&self) -> usize {
+        self.inner.pipelines.len()
+    }
+
+    /// A buffer of at least `bytes` bytes, from the pool when one of that size is idle.
+    pub(crate) fn buffer(
+        &self,
+        bytes: u64,
+        usage: wgpu::BufferUsages,
+        what: &str,
+    ) -> Result<wgpu::Buffer> {
+        let limit = self.inner.device.limits().max_buffer_size;
+        let bucket = BufferPool::bucket(bytes);
+        if bucket > limit {
+            return Err(Error::TooLarge {
+                what: what.to_string(),
+                bytes,
+                limit_name: "max_buffer_size",
+                limit,
+            });
+        }
+        if let Some(buffer) = self.inner.pool.take(bucket, usage) {
+            return Ok(buffer);
+        }
+        self.scoped(&format!("allocating {what} ({bytes} bytes)"), |device| {
+            device.create_buffer(&wgpu::BufferDescriptor {
+                label: Some(what),
+                size: bucket,
+                usage,
+                mapped_at_creation: false,
+            })
+        })
+    }
+
+    /// Hands a buffer back to the pool.
+    pub(crate) fn recycle(&self, buffer: wgpu::Buffer) {
+        self.inner.pool.give(buffer);
+    }
+
+    /// Frees every idle pooled buffer.
+    pub fn trim_pool(&self) {
+        self.inner.pool.clear();
+    }
+
+    /// Bytes held by idle pooled buffers.
+    pub fn pooled_bytes(&self) -> u64 {
+        self.inner.pool.idle_bytes()
+    }
+
+    /// `Err(TooLarge)` if a storage binding of `bytes` exceeds the device limit.
+    pub fn check_binding(&self, what: &str, bytes: u64) -> Result<()> {
+        let limit = self.inner.device.limits().max_storage_buffer_binding_size;
+        if bytes > limit {
+            return Err(Error::TooLarge {
+                what: what.to_string(),
+                bytes,
+                limit_name: "max_storage_buffer_binding_size",
+                limit,
+            });
+        }
+        Ok(())
+    }
+
+    /// A uniform buffer holding `value` (kernel parameters).
+    pub fn uniform<T: bytemuck::Pod>(&self, what: &str, value: &T) -> Result<wgpu::Buffer> {
+        use wgpu::util::DeviceExt;
+        self.scoped(&format!("creating {what}"), |device| {
+            device.create_buffer_init(&wgpu::util::BufferInitDescriptor {
+                label: Some(what),
+                contents: bytemuck::bytes_of(value),
+                usage: wgpu::BufferUsages::UNIFORM,
+            })
+        })
+    }
+
+    /// Splits `groups` workgroups into an `[x, y, 1]` grid within the per-dimension limit.
+    /// Shaders recover the flat index as `x + y * num_workgroups.x` and skip the excess.
+    pub fn grid(&self, what: &str, groups: u64) -> Result<[u32; 3]> {
+        let limit = self
+            .inner
+            .device
+            .limits()
+            .max_compute_workgroups_per_dimension;
+        let groups = groups.max(1);
+        let x = groups.min(u64::from(limit));
+        let y = groups.div_ceil(x);
+        if y > u64::from(limit) {
+            return Err(Error::TooManyWorkgroups {
+                what: what.to_string(),
+                groups,
+                limit,
+            });
+        }
+        Ok([x as u32, y as u32, 1])
+    }
+
+    /// Encodes with `record`, submits once, and waits for the GPU to finish. Validation
+    /// errors from encoding and submission come back as `Err`.
+    pub fn submit(&self, op: &str, record: impl FnOnce(&mut wgpu::CommandEncoder)) -> Result<()> {
+        let index = self.scoped(op, |device| {
+            let mut encoder =
+                device.create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some(op) });
+            record(&mut encoder);
+            self.inner.queue.submit([encoder.finish()])
+        })?;
+        self.wait_for(op, Some(index))
+    }
+
+    /// Blocks until submission `index` (or all submitted work) has finished.
+    fn wait_for(&self, op: &str, index: Option<wgpu::SubmissionIndex>) -> Result<()> {
+        self.inner
+            .device
+            .poll(wgpu::PollType::Wait {
+                submission_index: index,
+                timeout: None,
+            })
+            .map_err(|e| match e {
+                wgpu::PollError::Timeout => Error::Gpu {
+                    op: op.to_string(),
+                    message: "timed out waiting for the GPU".into(),
+                },
+                other => Error::DeviceLost(other.to_string()),
+            })?;
+        self.inner.health.check(op)
+    }
+
+    /// Copies `bytes` bytes from the start of `buffer` back to the host.
+    pub fn read_buffer(&self, buffer: &wgpu::Buffer, bytes: u64, what: &str) -> Result<Vec<u8>> {
+        let _serial = lock(&self.inner.readback);
+        let copy_bytes = bytes.div_ceil(wgpu::COPY_BUFFER_ALIGNMENT) * wgpu::COPY_BUFFER_ALIGNMENT;
+        let staging = self.buffer(
+            copy_bytes,
+            wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
+            "readback staging",
+        )?;
+        let result = self.map_and_read(buffer, &staging, bytes, copy_bytes, what);
+        self.recycle(staging);
+        result
+    }
+
+    fn map_and_read(
+        &self,
+        buffer: &wgpu::Buffer,
+        staging: &wgpu::Buffer,
+        bytes: u64,
+        copy_bytes: u64,
+        what: &str,
+    ) -> Result<Vec<u8>> {
+        let op = format!("reading back {what}");
+        self.submit(&op, |encoder| {
+            encoder.copy_buffer_to_buffer(buffer, 0, staging, 0, copy_bytes);
+        })?;
+        let slice = staging.slice(..copy_bytes);
+        let status: Arc<Mutex<Option<Result<(), wgpu::BufferAsyncError>>>> = Arc::default();
+        let sink = status.clone();
+        self.scoped(&op, |_| {
+            slice.map_async(wgpu::MapMode::Read, move |r| *lock(&sink) = Some(r));
+        })?;
+        self.wait_for(&op, None)?;
+        match lock(&status).take() {
+            Some(Ok(())) => {}
+            Some(Err(e)) => {
+                return Err(Error::Readback {
+                    what: what.to_string(),
+                    message: e.to_string(),
+                });
+            }
+            None => {
+                return Err(Error::Readback {
+                    what: what.to_string(),
+                    message: "the map callback never ran".into(),
+                });
+            }
+        }
+        let data = slice
+            .get_mapped_range()
+            .map_err(|e| Error::Readback {
+                what: what.to_string(),
+                message: e.to_string(),
+            })?
+            .get(..bytes as usize)
+            .map(<[u8]>::to_vec);
+        staging.unmap();
+        data.ok_or_else(|| Error::Readback {
+            what: what.to_string(),
+            message: "mapped range shorter than requested".into(),
+        })
+    }
+}

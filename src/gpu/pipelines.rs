@@ -1,0 +1,135 @@
+//! Shader variants and the compute-pipeline cache.
+//!
+//! A variant is (shader, entry point, element type, override constants). The element type is
+//! chosen by prepending a WGSL alias to the shader body; tile and workgroup sizes are WGSL
+//! `override` constants. Shapes are never baked into source, so one pipeline serves every
+//! shape and the cache stays small.
+
+use std::collections::HashMap;
+use std::hash::{Hash, Hasher};
+use std::sync::{Arc, Mutex};
+
+use crate::tensor::DType;
+
+/// A WGSL shader body (valid WGSL once an `elem` alias is prepended) and its name.
+#[derive(Clone, Copy, Debug)]
+pub struct ShaderSource {
+    pub name: &'static str,
+    pub body: &'static str,
+}
+
+impl PartialEq for ShaderSource {
+    fn eq(&self, other: &Self) -> bool {
+        self.name == other.name
+    }
+}
+impl Eq for ShaderSource {}
+impl Hash for ShaderSource {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        self.name.hash(state);
+    }
+}
+
+/// One compiled variant of a shader.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct PipelineKey {
+    pub shader: ShaderSource,
+    pub entry: &'static str,
+    pub dtype: DType,
+    /// Override constants, sorted by name. Booleans are 0 / 1.
+    pub overrides: Vec<(&'static str, u32)>,
+}
+
+impl PipelineKey {
+    pub fn new(
+        shader: ShaderSource,
+        entry: &'static str,
+        dtype: DType,
+        overrides: &[(&'static str, u32)],
+    ) -> Self {
+        let mut overrides = overrides.to_vec();
+        overrides.sort_by_key(|(name, _)| *name);
+        PipelineKey {
+            shader,
+            entry,
+            dtype,
+            overrides,
+        }
+    }
+
+    /// The complete WGSL source of this variant: the element-type header, then the body.
+    pub fn wgsl(&self) -> String {
+        let header = match self.dtype {
+            DType::F32 => "alias elem = f32;\n",
+            DType::F16 => "enable f16;\nalias elem = f16;\n",
+        };
+        format!("{header}{}", self.shader.body)
+    }
+
+    /// A short name for labels and error messages: `matmul.wgsl:main<f16>{B_TRANSPOSED=1}`.
+    pub fn label(&self) -> String {
+        let overrides: Vec<String> = self
+            .overrides
+            .iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect();
+        format!(
+            "{}:{}<{}>{{{}}}",
+            self.shader.name,
+            self.entry,
+            self.dtype,
+            overrides.join(",")
+        )
+    }
+
+    /// The override constants in the form wgpu takes them.
+    pub fn constants(&self) -> Vec<(&'static str, f64)> {
+        self.overrides
+            .iter()
+            .map(|(k, v)| (*k, f64::from(*v)))
+            .collect()
+    }
+}
+
+/// Compiled pipelines by key. Creation happens on first use; later lookups are a hash probe.
+#[derive(Default)]
+pub(crate) struct PipelineCache {
+    pipelines: Mutex<HashMap<PipelineKey, Arc<wgpu::ComputePipeline>>>,
+}
+
+impl PipelineCache {
+    pub(crate) fn get(&self, key: &PipelineKey) -> Option<Arc<wgpu::ComputePipeline>> {
+        super::health::lock(&self.pipelines).get(key).cloned()
+    }
+
+    pub(crate) fn insert(&self, key: PipelineKey, pipeline: Arc<wgpu::ComputePipeline>) {
+        super::health::lock(&self.pipelines).insert(key, pipeline);
+    }
+
+    pub(crate) fn len(&self) -> usize {
+        super::health::lock(&self.pipelines).len()
+    }
+}
+
+/// Creates the pipeline for `key` (auto layout). Errors are captured by the caller's scope.
+pub(crate) fn create(device: &wgpu::Device, key: &PipelineKey) -> wgpu::ComputePipeline {
+    let label = key.label();
+    let source = key.wgsl();
+    let module = device.create_shader_module(wgpu::ShaderModuleDescriptor {
+        label: Some(&label),
+        source: wgpu::ShaderSource::Wgsl(source.into()),
+    });
+    let constants = key.constants();
+    device.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
+        label: Some(&label),
+        layout: None,
+        module: &module,
+        entry_point: Some(key.entry),
+        compilation_options: wgpu::PipelineCompilationOptions {
+            constants: &constants,
+            // Every kernel writes its workgroup memory before reading it.
+            zero_initialize_workgroup_memory: false,
+        },
+        cache: None,
+    })
+}

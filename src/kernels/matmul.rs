@@ -1,0 +1,342 @@
+//! Matrix multiplication `C = A·B (+ bias)`: a tiled, register-blocked kernel
+//! (`shaders/matmul.wgsl`) and, for M = 1, a matrix-vector kernel (`shaders/gemv.wgsl`).
+//!
+//! Shapes: `a` is `[..., M, K]`. `b` is `[K, N]` or `[N, K]` ([`BLayout`]), either shared by
+//! every matrix of `a` (rank 2) or one per matrix (`[..., K, N]` with `a`'s leading
+//! dimensions). `bias` is `[N]`. `out` is `[..., M, N]`. A shared `b` folds `a`'s leading
+//! dimensions into M, so `[batch, seq, K] · [N, K]ᵀ` is one `(batch·seq) × N × K` product.
+
+use crate::error::{Error, Result};
+use crate::gpu::{Gpu, PipelineKey, ShaderSource};
+use crate::kernels::{KernelCall, expect_shape, prepare, same_dtype, to_u32};
+use crate::tensor::{DType, Tensor};
+
+const MATMUL: ShaderSource = ShaderSource {
+    name: "matmul.wgsl",
+    body: include_str!("../../shaders/matmul.wgsl"),
+};
+const GEMV: ShaderSource = ShaderSource {
+    name: "gemv.wgsl",
+    body: include_str!("../../shaders/gemv.wgsl"),
+};
+
+/// Register block per invocation (the shader's `TM`, `TN`) and workgroup shape.
+const TM: u32 = 4;
+const TN: u32 = 4;
+const WG_M: u32 = 16;
+const WG_N: u32 = 16;
+const TILE_K: u32 = 16;
+const GEMV_WG: u32 = 256;
+/// Outputs per workgroup of `gemv_nk` (WG / LANES) and `gemv_kn` (COLS).
+const GEMV_NK_ROWS: u32 = GEMV_WG / 32;
+const GEMV_KN_COLS: u32 = 64;
+
+/// How the right-hand operand is stored.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize)]
+pub enum BLayout {
+    /// `[K, N]`, row-major.
+    KN,
+    /// `[N, K]`: the layout of a checkpoint's `Linear` weight (`[out, in]`).
+    NK,
+}
+
+impl BLayout {
+    pub fn name(self) -> &'static str {
+        match self {
+            BLayout::KN => "kn",
+            BLayout::NK => "nk",
+        }
+    }
+}
+
+/// Which kernel computes the product.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Path {
+    /// GEMV when M = 1, the tiled kernel otherwise.
+    Auto,
+    Tiled,
+    /// Only for M = 1.
+    Gemv,
+}
+
+/// The problem a matmul call solves, after shape checks.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Dims {
+    /// Number of independent products (1 when `b` is shared).
+    pub batch: usize,
+    pub m: usize,
+    pub n: usize,
+    pub k: usize,
+    pub layout: BLayout,
+    pub bias: bool,
+}
+
+impl Dims {
+    /// Multiply-adds counted as two FLOPs each, plus the bias adds.
+    pub fn flops(&self) -> f64 {
+        let (b, m, n, k) = (
+            self.batch as f64,
+            self.m as f64,
+            self.n as f64,
+            self.k as f64,
+        );
+        b * m * n * (2.0 * k + if self.bias { 1.0 } else { 0.0 })
+    }
+}
+
+#[repr(C)]
+#[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
+struct TiledParams {
+    m: u32,
+    n: u32,
+    k: u32,
+    has_bias: u32,
+    batch_stride_a: u32,
+    batch_stride_b: u32,
+    batch_stride_c: u32,
+    _pad: u32,
+}
+
+#[repr(C)]
+#[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
+struct GemvParams {
+    n: u32,
+    k: u32,
+    has_bias: u32,
+    _pad0: u32,
+    batch_stride_x: u32,
+    batch_stride_w: u32,
+    batch_stride_y: u32,
+    _pad1: u32,
+}
+
+fn tiled_key(dtype: DType, layout: BLayout) -> PipelineKey {
+    let b_nk = u32::from(layout == BLayout::NK);
+    let overrides = [
+        ("WG_M", WG_M),
+        ("WG_N", WG_N),
+        ("TILE_K", TILE_K),
+        ("B_NK", b_nk),
+    ];
+    PipelineKey::new(MATMUL, "matmul", dtype, &overrides)
+}
+
+fn gemv_key(dtype: DType, layout: BLayout) -> PipelineKey {
+    let entry = match layout {
+        BLayout::KN => "gemv_kn",
+        BLayout::NK => "gemv_nk",
+    };
+    PipelineKey::new(GEMV, entry, dtype, &[("WG", GEMV_WG)])
+}
+
+pub(crate) fn pipeline_keys() -> Vec<PipelineKey> {
+    let mut keys = Vec::new();
+    for dtype in DType::ALL {
+        for layout in [BLayout::KN, BLayout::NK] {
+            keys.push(tiled_key(dtype, layout));
+            keys.push(gemv_key(dtype, layout));
+        }
+    }
+    keys
+}
+
+/// Checks the operands' shapes and works out the problem size.
+pub fn dims(
+    a: &Tensor,
+    b: &Tensor,
+    layout: BLayout,
+    bias: Option<&Tensor>,
+    out: &Tensor,
+) -> Result<Dims> {
+    let op = "matmul";
+    let (a_shape, b_shape) = (a.shape(), b.shape());
+    if a_shape.len() < 2 || b_shape.len() < 2 {
+        return Err(Error::shape(
+            op,
+            format!("a {a_shape:?} and b {b_shape:?} must both have at least 2 dimensions"),
+        ));
+    }
+    let (lead, [m, k]) = split_matrix(a_shape);
+    let (b_lead, [b0, b1]) = split_matrix(b_shape);
+    let (kb, n) = match layout {
+        BLayout::KN => (b0, b1),
+        BLayout::NK => (b1, b0),
+    };
+    if kb != k {
+        return Err(Error::shape(
+            op,
+            format!("a {a_shape:?} has K = {k} but b {b_shape:?} ({layout:?}) has K = {kb}"),
+        ));
+    }
+    let lead_count: usize = lead.iter().product();
+    let (batch, m) = if b_lead.is_empty() {
+        (1, lead_count * m)
+    } else if b_lead == lead {
+        (lead_count, m)
+    } else {
+        return Err(Error::shape(
+            op,
+            format!("batch dimensions of a {a_shape:?} and b {b_shape:?} differ"),
+        ));
+    };
+    let mut out_shape = a_shape.to_vec();
+    *out_shape.last_mut().expect("rank >= 2") = n;
+    expect_shape(op, "output", out, &out_shape)?;
+    if let Some(bias) = bias {
+        expect_shape(op, "bias", bias, &[n])?;
+    }
+    Ok(Dims {
+        batch,
+        m,
+        n,
+        k,
+        layout,
+        bias: bias.is_some(),
+    })
+}
+
+fn split_matrix(shape: &[usize]) -> (&[usize], [usize; 2]) {
+    let r = shape.len();
+    (&shape[..r - 2], [shape[r - 2], shape[r - 1]])
+}
+
+/// `out = a·b (+ bias)`, choosing GEMV for M = 1 and the tiled kernel otherwise.
+pub fn matmul<'a>(
+    gpu: &Gpu,
+    a: &'a Tensor,
+    b: &'a Tensor,
+    layout: BLayout,
+    bias: Option<&'a Tensor>,
+    out: &'a Tensor,
+) -> Result<KernelCall<'a>> {
+    matmul_with(gpu, a, b, layout, bias, out, Path::Auto)
+}
+
+/// [`matmul`] with an explicit choice of kernel.
+pub fn matmul_with<'a>(
+    gpu: &Gpu,
+    a: &'a Tensor,
+    b: &'a Tensor,
+    layout: BLayout,
+    bias: Option<&'a Tensor>,
+    out: &'a Tensor,
+    path: Path,
+) -> Result<KernelCall<'a>> {
+    let op = "matmul";
+    let mut operands = vec![a, b, out];
+    operands.extend(bias);
+    let dtype = same_dtype(op, &operands)?;
+    let d = dims(a, b, layout, bias, out)?;
+    let use_gemv = match path {
+        Path::Auto => d.m == 1,
+        Path::Tiled => false,
+        Path::Gemv if d.m == 1 => true,
+        Path::Gemv => {
+            return Err(Error::shape(
+                op,
+                format!("the GEMV path needs M = 1, not {}", d.m),
+            ));
+        }
+    };
+    let b_shared = b.shape().len() == 2;
+    // The shaders skip `bias` unless told it is there; bind a placeholder otherwise.
+    let placeholder = match bias {
+        Some(_) => None,
+        None => Some(Tensor::empty(gpu, &[1], dtype)?),
+    };
+    let bias_tensor = bias
+        .or(placeholder.as_ref())
+        .expect("one of the two is set");
+    let batch = to_u32(op, "batch", d.batch)?;
+    let max_z = gpu.limits().max_compute_workgroups_per_dimension;
+    if batch > max_z {
+        return Err(Error::TooManyWorkgroups {
+            what: "matmul batch".into(),
+            groups: u64::from(batch),
+            limit: max_z,
+        });
+    }
+    let (m, n, k) = (
+        to_u32(op, "M", d.m)?,
+        to_u32(op, "N", d.n)?,
+        to_u32(op, "K", d.k)?,
+    );
+    let stride = |rows: u32, cols: u32| to_u32(op, "batch stride", rows as usize * cols as usize);
+    let tensors = [(1, a), (2, b), (3, bias_tensor), (4, out)];
+    let call = if use_gemv {
+        let params = GemvParams {
+            n,
+            k,
+            has_bias: u32::from(d.bias),
+            _pad0: 0,
+            batch_stride_x: k,
+            batch_stride_w: if b_shared { 0 } else { stride(n, k)? },
+            batch_stride_y: n,
+            _pad1: 0,
+        };
+        let per_group = match layout {
+            BLayout::NK => GEMV_NK_ROWS,
+            BLayout::KN => GEMV_KN_COLS,
+        };
+        let [x, y, _] = gpu.grid("gemv", u64::from(n.div_ceil(per_group)))?;
+        prepare(
+            gpu,
+            &gemv_key(dtype, layout),
+            &params,
+            &tensors,
+            [x, y, batch],
+        )?
+    } else {
+        let params = TiledParams {
+            m,
+            n,
+            k,
+            has_bias: u32::from(d.bias),
+            batch_stride_a: stride(m, k)?,
+            batch_stride_b: if b_shared { 0 } else { stride(n, k)? },
+            batch_stride_c: stride(m, n)?,
+            _pad: 0,
+        };
+        let (col_tiles, row_tiles) = (n.div_ceil(WG_N * TN), m.div_ceil(WG_M * TM));
+        if row_tiles > max_z || col_tiles > max_z {
+            return Err(Error::TooManyWorkgroups {
+                what: format!("matmul {m}x{n}"),
+                groups: u64::from(row_tiles.max(col_tiles)),
+                limit: max_z,
+            });
+        }
+        let grid = [col_tiles, row_tiles, batch];
+        prepare(gpu, &tiled_key(dtype, layout), &params, &tensors, grid)?
+    };
+    Ok(call.owning(placeholder))
+}
+
+/// f64 reference of [`matmul`] for the problem `d`: `a` is `[batch, M, K]`, `b` is
+/// `[K, N]` or `[N, K]` per batch (or once, shared, when it holds one matrix), `bias` `[N]`.
+pub fn reference(d: &Dims, a: &[f64], b: &[f64], bias: Option<&[f64]>) -> Vec<f64> {
+    let (m, n, k) = (d.m, d.n, d.k);
+    let b_shared = b.len() == n * k;
+    let mut c = vec![0.0; d.batch * m * n];
+    for batch in 0..d.batch {
+        let a_mat = &a[batch * m * k..][..m * k];
+        let b_mat = if b_shared {
+            b
+        } else {
+            &b[batch * n * k..][..n * k]
+        };
+        for i in 0..m {
+            for j in 0..n {
+                let mut sum = bias.map_or(0.0, |bias| bias[j]);
+                for kk in 0..k {
+                    let b_val = match d.layout {
+                        BLayout::KN => b_mat[kk * n + j],
+                        BLayout::NK => b_mat[j * k + kk],
+                    };
+                    sum += a_mat[i * k + kk] * b_val;
+                }
+                c[(batch * m + i) * n + j] = sum;
+            }
+        }
+    }
+    c
+}

@@ -1,0 +1,168 @@
+//! The kernels. One module per shader family: its typed parameters, its dispatch (shape
+//! checks, workgroup counts, bind group) and `reference`, a plain f64 CPU implementation that
+//! the tests and `tessera check` compare against.
+//!
+//! A kernel function validates its tensors and returns a [`KernelCall`]: a prepared dispatch
+//! that can be encoded any number of times (once to compute, many times to benchmark).
+
+pub mod copy;
+pub mod elementwise;
+pub mod matmul;
+pub mod norm;
+pub mod softmax;
+
+use std::marker::PhantomData;
+use std::sync::Arc;
+
+use crate::error::{Error, Result};
+use crate::gpu::{Gpu, PipelineKey};
+use crate::tensor::{DType, Tensor};
+
+/// A prepared dispatch: pipeline, bound tensors and parameters, workgroup grid. It borrows
+/// the tensors it binds, so none of them can be dropped (and its buffer reused) while the
+/// call can still be encoded.
+pub struct KernelCall<'a> {
+    label: String,
+    pipeline: Arc<wgpu::ComputePipeline>,
+    bind_group: wgpu::BindGroup,
+    workgroups: [u32; 3],
+    /// Tensors the call made for itself (placeholder bindings), freed with it.
+    owned: Vec<Tensor>,
+    borrows: PhantomData<&'a Tensor>,
+}
+
+impl<'a> KernelCall<'a> {
+    /// Records this dispatch into `pass`.
+    pub fn encode(&self, pass: &mut wgpu::ComputePass<'_>) {
+        pass.set_pipeline(&self.pipeline);
+        pass.set_bind_group(0, &self.bind_group, &[]);
+        let [x, y, z] = self.workgroups;
+        pass.dispatch_workgroups(x, y, z);
+    }
+
+    /// Runs this dispatch alone: one pass, one submit, wait for completion.
+    pub fn run(&self, gpu: &Gpu) -> Result<()> {
+        run_all(gpu, &[self])
+    }
+
+    pub fn label(&self) -> &str {
+        &self.label
+    }
+
+    pub fn workgroups(&self) -> [u32; 3] {
+        self.workgroups
+    }
+
+    /// Keeps `tensor` alive as long as the call.
+    pub(crate) fn owning(mut self, tensor: Option<Tensor>) -> Self {
+        self.owned.extend(tensor);
+        self
+    }
+}
+
+/// Runs `calls` in order in one compute pass, submits once and waits.
+pub fn run_all(gpu: &Gpu, calls: &[&KernelCall<'_>]) -> Result<()> {
+    let label = calls.first().map_or("empty", |c| c.label.as_str());
+    gpu.submit(label, |encoder| {
+        let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
+            label: Some(label),
+            timestamp_writes: None,
+        });
+        for call in calls {
+            call.encode(&mut pass);
+        }
+    })
+}
+
+/// Builds a [`KernelCall`]: the pipeline for `key`, the parameters as a uniform at binding
+/// 0, and `tensors` as storage buffers at the given bindings. The public kernel functions tie
+/// the call's lifetime `'a` to the tensors they bind.
+pub(crate) fn prepare<'a, P: bytemuck::Pod>(
+    gpu: &Gpu,
+    key: &PipelineKey,
+    params: &P,
+    tensors: &[(u32, &Tensor)],
+    workgroups: [u32; 3],
+) -> Result<KernelCall<'a>> {
+    let label = key.label();
+    let pipeline = gpu.pipeline(key)?;
+    let uniform = gpu.uniform(&format!("{label} params"), params)?;
+    let mut entries = vec![wgpu::BindGroupEntry {
+        binding: 0,
+        resource: uniform.as_entire_binding(),
+    }];
+    for &(binding, tensor) in tensors {
+        entries.push(wgpu::BindGroupEntry {
+            binding,
+            resource: tensor.binding(&format!("{label} binding {binding}"))?,
+        });
+    }
+    let bind_group = gpu.scoped(&format!("binding {label}"), |device| {
+        device.create_bind_group(&wgpu::BindGroupDescriptor {
+            label: Some(&label),
+            layout: &pipeline.get_bind_group_layout(0),
+            entries: &entries,
+        })
+    })?;
+    Ok(KernelCall {
+        label,
+        pipeline,
+        bind_group,
+        workgroups,
+        owned: Vec::new(),
+        borrows: PhantomData,
+    })
+}
+
+/// `Err` unless every tensor has the dtype of the first.
+pub(crate) fn same_dtype(op: &'static str, tensors: &[&Tensor]) -> Result<DType> {
+    let dtype = tensors[0].dtype();
+    if let Some(other) = tensors.iter().find(|t| t.dtype() != dtype) {
+        return Err(Error::DType {
+            op,
+            detail: format!("{other:?} mixed with {dtype} tensors"),
+        });
+    }
+    Ok(dtype)
+}
+
+/// `Err` unless `tensor` has exactly `shape`.
+pub(crate) fn expect_shape(
+    op: &'static str,
+    what: &str,
+    tensor: &Tensor,
+    shape: &[usize],
+) -> Result<()> {
+    if tensor.shape() != shape {
+        return Err(Error::shape(
+            op,
+            format!("{what} is {:?}, expected {shape:?}", tensor.shape()),
+        ));
+    }
+    Ok(())
+}
+
+/// The length of `tensor`'s last axis; `Err` for a scalar.
+pub(crate) fn last_dim(op: &'static str, tensor: &Tensor) -> Result<usize> {
+    tensor
+        .shape()
+        .last()
+        .copied()
+        .ok_or_else(|| Error::shape(op, format!("{tensor:?} is a scalar; a last axis is needed")))
+}
+
+/// `Err` unless `n` fits the u32 that shaders index with.
+pub(crate) fn to_u32(op: &'static str, what: &str, n: usize) -> Result<u32> {
+    u32::try_from(n).map_err(|_| Error::shape(op, format!("{what} = {n} exceeds u32")))
+}
+
+/// Every pipeline variant the library can create, for validation without a GPU.
+pub fn all_pipeline_keys() -> Vec<PipelineKey> {
+    let mut keys = Vec::new();
+    keys.extend(copy::pipeline_keys());
+    keys.extend(elementwise::pipeline_keys());
+    keys.extend(softmax::pipeline_keys());
+    keys.extend(norm::pipeline_keys());
+    keys.extend(matmul::pipeline_keys());
+    keys
+}

@@ -1,0 +1,274 @@
+//! The `tessera` command line: parses arguments, calls the library, prints.
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use tessera::gpu::{AdapterReport, Gpu, list_adapters};
+use tessera::suite::bench::{self, BenchConfig, BenchReport};
+use tessera::suite::check::{self, Summary};
+use tessera::suite::{self, Case, DEFAULT_SEED};
+use tessera::{Error, Result};
+
+#[derive(Parser)]
+#[command(
+    name = "tessera",
+    version,
+    about = "WGSL compute kernels on wgpu: check them against f64 references, benchmark them"
+)]
+struct Cli {
+    /// Adapter to use: an index from `tessera info` or a substring of its name
+    /// (default: WGPU_ADAPTER_NAME, else the first discrete, integrated, virtual, CPU adapter).
+    /// WGPU_BACKEND (vulkan, metal, dx12, gl) limits which backends are searched.
+    #[arg(long, global = true)]
+    adapter: Option<String>,
+
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// List every adapter wgpu sees: backend, driver, features, limits.
+    Info {
+        /// Print JSON instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Run every kernel case and compare with its f64 reference; exit 1 on any failure.
+    Check {
+        /// Check every adapter in turn instead of one.
+        #[arg(long, conflicts_with = "adapter")]
+        all_adapters: bool,
+        /// Seed for the random inputs.
+        #[arg(long, default_value_t = DEFAULT_SEED)]
+        seed: u64,
+        /// Only cases whose name contains this text (e.g. "matmul f16").
+        #[arg(long)]
+        filter: Option<String>,
+        /// Only the small subset `cargo test` runs.
+        #[arg(long)]
+        ci: bool,
+    },
+    /// Time the kernel cases; report time, GFLOP/s, GB/s and % of the copy bandwidth.
+    Bench {
+        /// Fewer cases and samples.
+        #[arg(long)]
+        quick: bool,
+        /// Also write the adapter description and every figure to this JSON file.
+        #[arg(long, value_name = "FILE")]
+        json: Option<std::path::PathBuf>,
+        /// Seed for the random inputs.
+        #[arg(long, default_value_t = DEFAULT_SEED)]
+        seed: u64,
+        /// Only cases whose name contains this text.
+        #[arg(long)]
+        filter: Option<String>,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let adapter = cli.adapter.as_deref();
+    let outcome = match cli.command {
+        Command::Info { json } => info(json),
+        Command::Check {
+            all_adapters,
+            seed,
+            filter,
+            ci,
+        } => run_check(adapter, all_adapters, seed, filter.as_deref(), ci),
+        Command::Bench {
+            quick,
+            json,
+            seed,
+            filter,
+        } => run_bench(adapter, quick, json.as_deref(), seed, filter.as_deref()),
+    };
+    match outcome {
+        Ok(true) => ExitCode::SUCCESS,
+        Ok(false) => ExitCode::from(1),
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn info(json: bool) -> Result<bool> {
+    let reports: Vec<AdapterReport> = list_adapters().iter().map(AdapterReport::of).collect();
+    if reports.is_empty() {
+        return Err(Error::NoAdapter {
+            backends: std::env::var("WGPU_BACKEND").unwrap_or_else(|_| "all".into()),
+        });
+    }
+    if json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&reports).expect("serialisable")
+        );
+        return Ok(true);
+    }
+    for (i, r) in reports.iter().enumerate() {
+        let f = &r.features;
+        let yes = |b: bool| if b { "yes" } else { "no" };
+        let l = &r.limits;
+        println!("[{i}] {}", r.name);
+        println!(
+            "    backend {}, {}, vendor {:#06x} device {:#06x}",
+            r.backend, r.device_type, r.vendor_id, r.device_id
+        );
+        println!("    driver {} {}", r.driver, r.driver_info);
+        println!(
+            "    shader-f16 {}, subgroup {} (size {}..{}), timestamps {}, cooperative matrix {}",
+            yes(f.shader_f16),
+            yes(f.subgroup),
+            r.subgroup_size[0],
+            r.subgroup_size[1],
+            yes(f.timestamp_query),
+            yes(f.cooperative_matrix)
+        );
+        for config in &r.cooperative_matrix {
+            println!("      cooperative matrix {config}");
+        }
+        println!(
+            "    max buffer {} MiB, max storage binding {} MiB, workgroup memory {} KiB, \
+             {} invocations/workgroup, {} workgroups/dimension",
+            l.max_buffer_size >> 20,
+            l.max_storage_buffer_binding_size >> 20,
+            l.max_compute_workgroup_storage_size >> 10,
+            l.max_compute_invocations_per_workgroup,
+            l.max_compute_workgroups_per_dimension
+        );
+    }
+    Ok(true)
+}
+
+fn selected_cases(filter: Option<&str>, ci_only: bool) -> Vec<Case> {
+    suite::cases()
+        .into_iter()
+        .filter(|c| !ci_only || c.ci)
+        .filter(|c| filter.is_none_or(|f| c.name().contains(f)))
+        .collect()
+}
+
+fn run_check(
+    adapter: Option<&str>,
+    all_adapters: bool,
+    seed: u64,
+    filter: Option<&str>,
+    ci_only: bool,
+) -> Result<bool> {
+    let cases = selected_cases(filter, ci_only);
+    if cases.is_empty() {
+        return Err(Error::Invalid(format!(
+            "no case matches the filter {filter:?}"
+        )));
+    }
+    let gpus: Vec<Result<Gpu>> = if all_adapters {
+        let adapters = list_adapters();
+        if adapters.is_empty() {
+            return Err(Error::NoAdapter {
+                backends: "all".into(),
+            });
+        }
+        adapters.into_iter().map(Gpu::open).collect()
+    } else {
+        vec![Gpu::new(adapter)]
+    };
+    let mut all_passed = true;
+    for gpu in gpus {
+        let gpu = match gpu {
+            Ok(gpu) => gpu,
+            Err(e) if all_adapters => {
+                println!("adapter could not be opened: {e}\n");
+                all_passed = false;
+                continue;
+            }
+            Err(e) => return Err(e),
+        };
+        println!("adapter: {}", gpu.report().summary());
+        println!("seed: {seed} ({} cases)\n", cases.len());
+        println!("{}", check::format_header());
+        let mut summary = Summary::default();
+        for case in &cases {
+            let result = check::check_case(&gpu, case, seed);
+            println!("{}", check::format_row(&result));
+            summary.add(&result);
+        }
+        println!(
+            "\n{} passed, {} failed, {} skipped on {}\n",
+            summary.passed,
+            summary.failed,
+            summary.skipped,
+            gpu.report().name
+        );
+        all_passed &= summary.failed == 0;
+    }
+    Ok(all_passed)
+}
+
+fn run_bench(
+    adapter: Option<&str>,
+    quick: bool,
+    json: Option<&std::path::Path>,
+    seed: u64,
+    filter: Option<&str>,
+) -> Result<bool> {
+    let config = BenchConfig::new(quick);
+    let cases: Vec<Case> = selected_cases(filter, false)
+        .into_iter()
+        .filter(|c| config.includes(c))
+        .collect();
+    if cases.is_empty() {
+        return Err(Error::Invalid(format!(
+            "no benchmark case matches the filter {filter:?}"
+        )));
+    }
+    let gpu = Gpu::new(adapter)?;
+    println!("adapter: {}", gpu.report().summary());
+    println!("timing: {:?}, seed {seed}", gpu.timing_method());
+    let copy = bench::measure_copy(&gpu, &config)?;
+    println!(
+        "copy bandwidth: {:.2} GB/s ({} MiB copied in {:.1} us)\n",
+        copy.gbytes_per_second,
+        copy.bytes >> 20,
+        copy.median_seconds * 1e6
+    );
+    println!("{}", bench::format_header());
+    let mut report = BenchReport::new(&gpu, &config, copy);
+    let mut all_ran = true;
+    for case in &cases {
+        match bench::bench_case(&gpu, case, seed, &config, &copy) {
+            Ok(row) => {
+                println!("{}", bench::format_row(&row));
+                report.cases.push(row);
+            }
+            Err(e @ (Error::MissingFeature { .. } | Error::TooLarge { .. })) => {
+                println!(
+                    "{:<10} {:<5} {:<34} skip: {e}",
+                    case.kernel(),
+                    case.dtype,
+                    case.shape()
+                );
+            }
+            Err(e) => {
+                println!(
+                    "{:<10} {:<5} {:<34} error: {e}",
+                    case.kernel(),
+                    case.dtype,
+                    case.shape()
+                );
+                all_ran = false;
+            }
+        }
+    }
+    if let Some(path) = json {
+        let text = serde_json::to_string_pretty(&report).expect("serialisable");
+        std::fs::write(path, text + "\n").map_err(|source| Error::Io {
+            path: path.display().to_string(),
+            source,
+        })?;
+        println!("\nwrote {}", path.display());
+    }
+    Ok(all_ran)
+}

@@ -1,0 +1,225 @@
+//! `Tensor`: a GPU storage buffer with a shape and an element type, and the copies between
+//! it and the host.
+
+use half::f16;
+use serde::Serialize;
+
+use crate::error::{Error, Result};
+use crate::gpu::Gpu;
+
+/// Storage element type. Kernels accumulate in f32 whatever the storage type.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DType {
+    F32,
+    F16,
+}
+
+impl DType {
+    pub const ALL: [DType; 2] = [DType::F32, DType::F16];
+
+    /// Bytes per element.
+    pub fn size(self) -> usize {
+        match self {
+            DType::F32 => 4,
+            DType::F16 => 2,
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            DType::F32 => "f32",
+            DType::F16 => "f16",
+        }
+    }
+
+    /// Machine epsilon (distance from 1.0 to the next value).
+    pub fn epsilon(self) -> f64 {
+        match self {
+            DType::F32 => f64::from(f32::EPSILON),
+            DType::F16 => f16::EPSILON.to_f64(),
+        }
+    }
+
+    /// `value` rounded to this type, as f64.
+    pub fn round(self, value: f64) -> f64 {
+        match self {
+            DType::F32 => f64::from(value as f32),
+            DType::F16 => f16::from_f64(value).to_f64(),
+        }
+    }
+}
+
+impl std::fmt::Display for DType {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl std::str::FromStr for DType {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<Self> {
+        match s {
+            "f32" => Ok(DType::F32),
+            "f16" => Ok(DType::F16),
+            other => Err(Error::Invalid(format!(
+                "unknown dtype {other:?}: expected f32 or f16"
+            ))),
+        }
+    }
+}
+
+const USAGE: wgpu::BufferUsages = wgpu::BufferUsages::STORAGE
+    .union(wgpu::BufferUsages::COPY_SRC)
+    .union(wgpu::BufferUsages::COPY_DST);
+
+/// A dense row-major tensor in one GPU storage buffer. Dropping it returns the buffer to the
+/// device's pool.
+pub struct Tensor {
+    gpu: Gpu,
+    buffer: Option<wgpu::Buffer>,
+    shape: Vec<usize>,
+    dtype: DType,
+}
+
+impl std::fmt::Debug for Tensor {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Tensor({:?}, {})", self.shape, self.dtype)
+    }
+}
+
+impl Tensor {
+    /// An uninitialised tensor. Every dimension must be at least 1.
+    pub fn empty(gpu: &Gpu, shape: &[usize], dtype: DType) -> Result<Tensor> {
+        if shape.contains(&0) {
+            return Err(Error::shape(
+                "tensor",
+                format!("{shape:?} has an empty dimension; tensors hold at least one element"),
+            ));
+        }
+        let len = shape
+            .iter()
+            .try_fold(1usize, |acc, &d| acc.checked_mul(d))
+            .and_then(|n| n.checked_mul(dtype.size()))
+            .ok_or_else(|| Error::shape("tensor", format!("{shape:?} overflows usize")))?;
+        let bytes = padded(len as u64);
+        let what = format!("tensor {shape:?} {dtype}");
+        let buffer = gpu.buffer(bytes, USAGE, &what)?;
+        Ok(Tensor {
+            gpu: gpu.clone(),
+            buffer: Some(buffer),
+            shape: shape.to_vec(),
+            dtype,
+        })
+    }
+
+    /// A tensor holding `data`, converted to `dtype`.
+    pub fn from_f32(gpu: &Gpu, shape: &[usize], data: &[f32], dtype: DType) -> Result<Tensor> {
+        let tensor = Tensor::empty(gpu, shape, dtype)?;
+        tensor.write_f32(data)?;
+        Ok(tensor)
+    }
+
+    pub fn shape(&self) -> &[usize] {
+        &self.shape
+    }
+    pub fn dtype(&self) -> DType {
+        self.dtype
+    }
+    pub fn gpu(&self) -> &Gpu {
+        &self.gpu
+    }
+    /// Number of elements.
+    pub fn len(&self) -> usize {
+        self.shape.iter().product()
+    }
+    /// Always false: tensors hold at least one element.
+    pub fn is_empty(&self) -> bool {
+        false
+    }
+    /// Bytes of data (not counting padding).
+    pub fn bytes(&self) -> u64 {
+        (self.len() * self.dtype.size()) as u64
+    }
+    pub fn buffer(&self) -> &wgpu::Buffer {
+        self.buffer.as_ref().expect("present until drop")
+    }
+
+    /// The binding of this tensor's data for a kernel; `Err` if it exceeds the device's
+    /// storage-binding limit.
+    pub fn binding(&self, what: &str) -> Result<wgpu::BindingResource<'_>> {
+        let bytes = padded(self.bytes());
+        self.gpu.check_binding(what, bytes)?;
+        Ok(wgpu::BindingResource::Buffer(wgpu::BufferBinding {
+            buffer: self.buffer(),
+            offset: 0,
+            size: wgpu::BufferSize::new(bytes),
+        }))
+    }
+
+    /// Overwrites the tensor with `data`, converted to the tensor's dtype.
+    pub fn write_f32(&self, data: &[f32]) -> Result<()> {
+        if data.len() != self.len() {
+            return Err(Error::Length {
+                what: format!("writing {self:?}"),
+                got: data.len(),
+                expected: self.len(),
+            });
+        }
+        let bytes = match self.dtype {
+            DType::F32 => bytemuck::cast_slice(data).to_vec(),
+            DType::F16 => {
+                let halves: Vec<f16> = data.iter().map(|&x| f16::from_f32(x)).collect();
+                bytemuck::cast_slice(&halves).to_vec()
+            }
+        };
+        self.write_bytes(bytes)
+    }
+
+    /// Fills every element with NaN, so that an element a kernel fails to write is caught.
+    pub fn poison(&self) -> Result<()> {
+        let bytes = match self.dtype {
+            DType::F32 => bytemuck::cast_slice(&vec![f32::NAN; self.len()]).to_vec(),
+            DType::F16 => bytemuck::cast_slice(&vec![f16::NAN; self.len()]).to_vec(),
+        };
+        self.write_bytes(bytes)
+    }
+
+    fn write_bytes(&self, mut bytes: Vec<u8>) -> Result<()> {
+        bytes.resize(padded(bytes.len() as u64) as usize, 0);
+        // Queue writes take effect before the next submission; no wait is needed here.
+        self.gpu.scoped(&format!("uploading {self:?}"), |_| {
+            self.gpu.queue().write_buffer(self.buffer(), 0, &bytes);
+        })
+    }
+
+    /// The tensor's values, widened to f32.
+    pub fn to_f32(&self) -> Result<Vec<f32>> {
+        let bytes = self
+            .gpu
+            .read_buffer(self.buffer(), self.bytes(), &format!("{self:?}"))?;
+        Ok(match self.dtype {
+            DType::F32 => bytes
+                .chunks_exact(4)
+                .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+                .collect(),
+            DType::F16 => bytes
+                .chunks_exact(2)
+                .map(|b| f16::from_le_bytes([b[0], b[1]]).to_f32())
+                .collect(),
+        })
+    }
+}
+
+impl Drop for Tensor {
+    fn drop(&mut self) {
+        if let Some(buffer) = self.buffer.take() {
+            self.gpu.recycle(buffer);
+        }
+    }
+}
+
+/// `bytes` rounded up to wgpu's copy alignment (4).
+fn padded(bytes: u64) -> u64 {
+    bytes.div_ceil(wgpu::COPY_BUFFER_ALIGNMENT) * wgpu::COPY_BUFFER_ALIGNMENT
+}

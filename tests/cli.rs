@@ -1,0 +1,93 @@
+//! The command line: exit codes, error messages and machine-readable output.
+
+use std::process::Command;
+
+fn tessera(args: &[&str]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_tessera"))
+        .args(args)
+        .output()
+        .expect("the binary runs")
+}
+
+#[test]
+fn an_unknown_adapter_is_a_clear_error() {
+    let out = tessera(&["check", "--adapter", "no-such-adapter-anywhere", "--ci"]);
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("no-such-adapter-anywhere"), "{stderr}");
+    assert!(!stderr.contains("panicked"), "{stderr}");
+}
+
+#[test]
+fn bad_arguments_are_rejected_by_the_parser() {
+    let out = tessera(&["bench", "--seed", "not-a-number"]);
+    assert_eq!(out.status.code(), Some(2));
+    let out = tessera(&["frobnicate"]);
+    assert_eq!(out.status.code(), Some(2));
+    let out = tessera(&["check", "--filter", "no case has this name"]);
+    assert_eq!(out.status.code(), Some(2));
+}
+
+#[test]
+fn info_json_lists_adapters_with_features() {
+    let out = tessera(&["info", "--json"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let adapters: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let first = &adapters.as_array().unwrap()[0];
+    assert!(first["name"].is_string());
+    assert!(first["features"]["shader_f16"].is_boolean());
+    assert!(
+        first["limits"]["max_storage_buffer_binding_size"]
+            .as_u64()
+            .unwrap()
+            > 0
+    );
+}
+
+#[test]
+fn check_prints_a_table_and_passes() {
+    let out = tessera(&["check", "--filter", "rms_norm f32 3x255"]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}");
+    assert!(stdout.contains("seed: "), "{stdout}");
+    assert!(stdout.contains("pass   rms_norm"), "{stdout}");
+    assert!(stdout.contains("1 passed, 0 failed"), "{stdout}");
+}
+
+#[test]
+fn bench_json_is_written_and_parses() {
+    let dir = std::env::temp_dir().join(format!("tessera-cli-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("bench.json");
+    let out = tessera(&[
+        "bench",
+        "--quick",
+        "--filter",
+        "add f32",
+        "--json",
+        path.to_str().unwrap(),
+    ]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains("copy bandwidth"), "{stdout}");
+    let report: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+    assert!(report["copy"]["gbytes_per_second"].as_f64().unwrap() > 0.0);
+    let cases = report["cases"].as_array().unwrap();
+    assert!(!cases.is_empty());
+    assert!(
+        cases
+            .iter()
+            .all(|c| c["median_seconds"].as_f64().unwrap() > 0.0)
+    );
+    assert!(report["adapter"]["name"].is_string());
+    std::fs::remove_dir_all(&dir).ok();
+}
