@@ -251,3 +251,19 @@ fn timing_reports_positive_times() {
     );
     assert!(timings.median() > 0.0);
 }
+
+#[test]
+fn a_lost_device_is_reported_not_panicked() {
+    let gpu = common::gpu();
+    let x = zeros(&gpu, &[16], DType::F32);
+    gpu.device().destroy();
+    let err = Tensor::empty(&gpu, &[1 << 20], DType::F32)
+        .and_then(|t| t.to_f32())
+        .err()
+        .or_else(|| x.to_f32().err())
+        .expect("work on a destroyed device must fail");
+    assert!(
+        matches!(err, Error::DeviceLost(_) | Error::Gpu { .. }),
+        "{err}"
+    );
+}

@@ -283,20 +283,19 @@ impl Gpu {
 
     /// Blocks until submission `index` (or all submitted work) has finished.
     fn wait_for(&self, op: &str, index: Option<wgpu::SubmissionIndex>) -> Result<()> {
-        self.inner
-            .device
-            .poll(wgpu::PollType::Wait {
-                submission_index: index,
-                timeout: None,
-            })
-            .map_err(|e| match e {
-                wgpu::PollError::Timeout => Error::Gpu {
-                    op: op.to_string(),
-                    message: "timed out waiting for the GPU".into(),
-                },
-                other => Error::DeviceLost(other.to_string()),
-            })?;
-        self.inner.health.check(op)
+        let polled = self.inner.device.poll(wgpu::PollType::Wait {
+            submission_index: index,
+            timeout: None,
+        });
+        // A lost device or an uncaptured error explains a failed poll better than the poll.
+        self.inner.health.check(op)?;
+        polled.map(drop).map_err(|e| match e {
+            wgpu::PollError::Timeout => Error::Gpu {
+                op: op.to_string(),
+                message: "timed out waiting for the GPU".into(),
+            },
+            other => Error::DeviceLost(other.to_string()),
+        })
     }
 
     /// Copies `bytes` bytes from the start of `buffer` back to the host.
