@@ -1,6 +1,7 @@
 // Elementwise ops on flat tensors, f32 arithmetic whatever the storage type `elem` is.
-//   unary:  out[i] = f(a[i])               scale (alpha * a), silu, gelu_erf, gelu_tanh
-//   binary: out[i] = f(a[i], b[i % len_b]) add, mul, swiglu (silu(a) * b)
+//   unary:  out[i] = f(a[i]); UNARY_OP 0 scale (alpha * a), 1 silu, 2 gelu_erf, 3 gelu_tanh
+//   binary: out[i] = f(a[i], b[i % len_b]); BINARY_OP 0 add, 1 mul, 2 swiglu (silu(a) * b)
+// The op is an override constant, so each op is its own pipeline with the switch folded away.
 // In the binary ops `b` repeats over `a`'s leading dimensions (a bias row, or the same shape).
 // Tiling: one invocation per element, WG invocations per workgroup, workgroups on a 2-D grid
 // (flat workgroup index = x + y * num_workgroups.x) so more than 65535 of them fit; the
@@ -14,6 +15,8 @@ struct Params {
 }
 
 override WG: u32 = 256;
+override UNARY_OP: u32 = 0u;
+override BINARY_OP: u32 = 0u;
 
 @group(0) @binding(0) var<uniform> p: Params;
 @group(0) @binding(1) var<storage, read> a: array<elem>;
@@ -52,58 +55,35 @@ fn gelu_tanh_f(x: f32) -> f32 {
     return x / (1.0 + exp(-2.0 * u));
 }
 
+fn unary_op(x: f32) -> f32 {
+    switch UNARY_OP {
+        case 0u: { return p.alpha * x; }
+        case 1u: { return silu(x); }
+        case 2u: { return gelu_erf_f(x); }
+        default: { return gelu_tanh_f(x); }
+    }
+}
+
+fn binary_op(x: f32, y: f32) -> f32 {
+    switch BINARY_OP {
+        case 0u: { return x + y; }
+        case 1u: { return x * y; }
+        default: { return silu(x) * y; }
+    }
+}
+
 @compute @workgroup_size(WG)
-fn scale(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+fn unary(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
          @builtin(local_invocation_index) lid: u32) {
     let i = flat_index(wg, nwg, lid);
     if (i >= p.len) { return; }
-    out[i] = elem(p.alpha * f32(a[i]));
+    out[i] = elem(unary_op(f32(a[i])));
 }
 
 @compute @workgroup_size(WG)
-fn silu_op(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
-           @builtin(local_invocation_index) lid: u32) {
-    let i = flat_index(wg, nwg, lid);
-    if (i >= p.len) { return; }
-    out[i] = elem(silu(f32(a[i])));
-}
-
-@compute @workgroup_size(WG)
-fn gelu_erf(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
-            @builtin(local_invocation_index) lid: u32) {
-    let i = flat_index(wg, nwg, lid);
-    if (i >= p.len) { return; }
-    out[i] = elem(gelu_erf_f(f32(a[i])));
-}
-
-@compute @workgroup_size(WG)
-fn gelu_tanh(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
-             @builtin(local_invocation_index) lid: u32) {
-    let i = flat_index(wg, nwg, lid);
-    if (i >= p.len) { return; }
-    out[i] = elem(gelu_tanh_f(f32(a[i])));
-}
-
-@compute @workgroup_size(WG)
-fn add(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
-       @builtin(local_invocation_index) lid: u32) {
-    let i = flat_index(wg, nwg, lid);
-    if (i >= p.len) { return; }
-    out[i] = elem(f32(a[i]) + f32(b[i % p.len_b]));
-}
-
-@compute @workgroup_size(WG)
-fn mul(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
-       @builtin(local_invocation_index) lid: u32) {
-    let i = flat_index(wg, nwg, lid);
-    if (i >= p.len) { return; }
-    out[i] = elem(f32(a[i]) * f32(b[i % p.len_b]));
-}
-
-@compute @workgroup_size(WG)
-fn swiglu(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+fn binary(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
           @builtin(local_invocation_index) lid: u32) {
     let i = flat_index(wg, nwg, lid);
     if (i >= p.len) { return; }
-    out[i] = elem(silu(f32(a[i])) * f32(b[i % p.len_b]));
+    out[i] = elem(binary_op(f32(a[i]), f32(b[i % p.len_b])));
 }

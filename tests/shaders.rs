@@ -62,7 +62,10 @@ fn every_variant_covers_both_element_types() {
     let keys = all_pipeline_keys();
     for key in &keys {
         let has_twin = keys.iter().any(|other| {
-            other.shader == key.shader && other.entry == key.entry && other.dtype != key.dtype
+            other.shader == key.shader
+                && other.entry == key.entry
+                && other.overrides == key.overrides
+                && other.dtype != key.dtype
         });
         // The copy kernel moves raw words and has a single variant.
         assert!(

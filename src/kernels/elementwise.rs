@@ -43,10 +43,13 @@ impl Unary {
             Unary::GeluTanh => "gelu_tanh",
         }
     }
-    fn entry(self) -> &'static str {
+    /// The shader's `UNARY_OP` value.
+    fn code(self) -> u32 {
         match self {
-            Unary::Silu => "silu_op",
-            other => other.name(),
+            Unary::Scale(_) => 0,
+            Unary::Silu => 1,
+            Unary::GeluErf => 2,
+            Unary::GeluTanh => 3,
         }
     }
     fn alpha(self) -> f32 {
@@ -65,6 +68,15 @@ impl Binary {
             Binary::SwiGlu => "swiglu",
         }
     }
+
+    /// The shader's `BINARY_OP` value.
+    fn code(self) -> u32 {
+        match self {
+            Binary::Add => 0,
+            Binary::Mul => 1,
+            Binary::SwiGlu => 2,
+        }
+    }
 }
 
 #[repr(C)]
@@ -76,24 +88,38 @@ struct Params {
     _pad: u32,
 }
 
-fn key(entry: &'static str, dtype: DType) -> PipelineKey {
-    PipelineKey::new(SHADER, entry, dtype, &[("WG", WG)])
+fn unary_key(op: Unary, dtype: DType) -> PipelineKey {
+    PipelineKey::new(
+        SHADER,
+        "unary",
+        dtype,
+        &[("WG", WG), ("UNARY_OP", op.code())],
+    )
+}
+
+fn binary_key(op: Binary, dtype: DType) -> PipelineKey {
+    PipelineKey::new(
+        SHADER,
+        "binary",
+        dtype,
+        &[("WG", WG), ("BINARY_OP", op.code())],
+    )
 }
 
 pub(crate) fn pipeline_keys() -> Vec<PipelineKey> {
-    let entries = [
-        "scale",
-        "silu_op",
-        "gelu_erf",
-        "gelu_tanh",
-        "add",
-        "mul",
-        "swiglu",
+    let unary = [
+        Unary::Scale(1.0),
+        Unary::Silu,
+        Unary::GeluErf,
+        Unary::GeluTanh,
     ];
-    DType::ALL
-        .iter()
-        .flat_map(|&d| entries.iter().map(move |&e| key(e, d)))
-        .collect()
+    let binary = [Binary::Add, Binary::Mul, Binary::SwiGlu];
+    let mut keys = Vec::new();
+    for dtype in DType::ALL {
+        keys.extend(unary.iter().map(|&op| unary_key(op, dtype)));
+        keys.extend(binary.iter().map(|&op| binary_key(op, dtype)));
+    }
+    keys
 }
 
 /// `out = op(x)`; `x` and `out` have the same shape and dtype.
@@ -121,7 +147,7 @@ pub fn unary<'a>(gpu: &Gpu, op: Unary, x: &'a Tensor, out: &'a Tensor) -> Result
     let grid = gpu.grid(op.name(), u64::from(len.div_ceil(WG)))?;
     prepare(
         gpu,
-        &key(op.entry(), dtype),
+        &unary_key(op, dtype),
         &params,
         &[(1, x), (3, out)],
         grid,
@@ -162,7 +188,7 @@ pub fn binary<'a>(
     let grid = gpu.grid(op.name(), u64::from(len.div_ceil(WG)))?;
     prepare(
         gpu,
-        &key(op.name(), dtype),
+        &binary_key(op, dtype),
         &params,
         &[(1, a), (2, b), (3, out)],
         grid,

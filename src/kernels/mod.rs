@@ -92,6 +92,8 @@ pub(crate) fn prepare<'a, P: bytemuck::Pod>(
         resource: uniform.as_entire_binding(),
     }];
     for &(binding, tensor) in tensors {
+        // Shaders index with u32.
+        to_u32(key.entry, "tensor length", tensor.len())?;
         entries.push(wgpu::BindGroupEntry {
             binding,
             resource: tensor.binding(&format!("{label} binding {binding}"))?,
