@@ -43,8 +43,6 @@ struct Inner {
     health: Arc<Health>,
     pipelines: PipelineCache,
     pool: BufferPool,
-    /// Serialises readbacks so a staging buffer is mapped by one caller at a time.
-    readback: Mutex<()>,
 }
 
 impl Gpu {
@@ -89,7 +87,6 @@ impl Gpu {
                 health,
                 pipelines: PipelineCache::default(),
                 pool: BufferPool::new(pool_capacity),
-                readback: Mutex::new(()),
             }),
         })
     }
@@ -300,7 +297,6 @@ impl Gpu {
 
     /// Copies `bytes` bytes from the start of `buffer` back to the host.
     pub fn read_buffer(&self, buffer: &wgpu::Buffer, bytes: u64, what: &str) -> Result<Vec<u8>> {
-        let _serial = lock(&self.inner.readback);
         let copy_bytes = bytes.div_ceil(wgpu::COPY_BUFFER_ALIGNMENT) * wgpu::COPY_BUFFER_ALIGNMENT;
         let staging = self.buffer(
             copy_bytes,

@@ -85,15 +85,7 @@ impl Gpu {
         let mut out = Vec::with_capacity(samples as usize);
         for _ in 0..samples {
             let start = Instant::now();
-            self.submit(op, |encoder| {
-                let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
-                    label: Some(op),
-                    timestamp_writes: None,
-                });
-                for _ in 0..calls {
-                    record(&mut pass);
-                }
-            })?;
+            self.submit(op, |encoder| record_pass(encoder, op, None, calls, record))?;
             out.push(start.elapsed().as_secs_f64());
         }
         Ok(out)
@@ -122,17 +114,12 @@ impl Gpu {
         )?;
         let submitted = self.submit(op, |encoder| {
             for s in 0..samples {
-                let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
-                    label: Some(op),
-                    timestamp_writes: Some(wgpu::ComputePassTimestampWrites {
-                        query_set: &query_set,
-                        beginning_of_pass_write_index: Some(2 * s),
-                        end_of_pass_write_index: Some(2 * s + 1),
-                    }),
-                });
-                for _ in 0..calls {
-                    record(&mut pass);
-                }
+                let stamps = wgpu::ComputePassTimestampWrites {
+                    query_set: &query_set,
+                    beginning_of_pass_write_index: Some(2 * s),
+                    end_of_pass_write_index: Some(2 * s + 1),
+                };
+                record_pass(encoder, op, Some(stamps), calls, record);
             }
             encoder.resolve_query_set(&query_set, 0..queries, &resolved, 0);
         });
@@ -147,5 +134,22 @@ impl Gpu {
             .chunks_exact(2)
             .map(|pair| pair[1].wrapping_sub(pair[0]) as f64 * period_ns * 1e-9)
             .collect())
+    }
+}
+
+/// One compute pass holding `calls` repetitions of `record`.
+fn record_pass(
+    encoder: &mut wgpu::CommandEncoder,
+    op: &str,
+    timestamp_writes: Option<wgpu::ComputePassTimestampWrites<'_>>,
+    calls: u32,
+    record: &dyn Fn(&mut wgpu::ComputePass<'_>),
+) {
+    let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
+        label: Some(op),
+        timestamp_writes,
+    });
+    for _ in 0..calls {
+        record(&mut pass);
     }
 }
