@@ -26,7 +26,7 @@ fn main() -> Result<(), tessera::Error> {
         match bench::bench_case(&gpu, &case, DEFAULT_SEED, &config, &copy) {
             Ok(row) => println!("{}", bench::format_row(&row)),
             Err(e) => println!(
-                "{:<10} {:<5} {:<34} {e}",
+                "{:<11} {:<5} {:<34} {e}",
                 case.kernel(),
                 case.dtype,
                 case.shape()

@@ -245,7 +245,7 @@ fn run_bench(
             }
             Err(e @ (Error::MissingFeature { .. } | Error::TooLarge { .. })) => {
                 println!(
-                    "{:<10} {:<5} {:<34} skip: {e}",
+                    "{:<11} {:<5} {:<34} skip: {e}",
                     case.kernel(),
                     case.dtype,
                     case.shape()
@@ -253,7 +253,7 @@ fn run_bench(
             }
             Err(e) => {
                 println!(
-                    "{:<10} {:<5} {:<34} error: {e}",
+                    "{:<11} {:<5} {:<34} error: {e}",
                     case.kernel(),
                     case.dtype,
                     case.shape()

@@ -54,3 +54,13 @@ fn matmul_grid_subset_is_in_ci() {
         assert!(ci.iter().any(|n| n == want), "{want} not in the CI subset");
     }
 }
+
+#[test]
+fn attention_matches_reference() {
+    common::check_ci_cases(&["flash_attn", "decode_attn"]);
+}
+
+#[test]
+fn rope_and_kv_cache_match_reference() {
+    common::check_ci_cases(&["rope", "kv_append"]);
+}

@@ -7,6 +7,7 @@ mod pipelines;
 mod pool;
 mod timer;
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 pub use adapter::{AdapterReport, FeatureReport, LimitReport, list_adapters, select_adapter};
@@ -43,6 +44,8 @@ struct Inner {
     health: Arc<Health>,
     pipelines: PipelineCache,
     pool: BufferPool,
+    /// Bytes of every buffer handed out since the device opened, pooled or new.
+    requested: AtomicU64,
 }
 
 impl Gpu {
@@ -87,6 +90,7 @@ impl Gpu {
                 health,
                 pipelines: PipelineCache::default(),
                 pool: BufferPool::new(pool_capacity),
+                requested: AtomicU64::new(0),
             }),
         })
     }
@@ -191,6 +195,7 @@ impl Gpu {
                 limit,
             });
         }
+        self.inner.requested.fetch_add(bucket, Ordering::Relaxed);
         if let Some(buffer) = self.inner.pool.take(bucket, usage) {
             return Ok(buffer);
         }
@@ -233,9 +238,19 @@ impl Gpu {
         Ok(())
     }
 
+    /// Bytes of all buffers requested since the device opened (tensors, staging, parameters),
+    /// whether the pool or the driver supplied them: what a piece of code asks for is the
+    /// difference across it.
+    pub fn requested_bytes(&self) -> u64 {
+        self.inner.requested.load(Ordering::Relaxed)
+    }
+
     /// A uniform buffer holding `value` (kernel parameters).
     pub fn uniform<T: bytemuck::Pod>(&self, what: &str, value: &T) -> Result<wgpu::Buffer> {
         use wgpu::util::DeviceExt;
+        self.inner
+            .requested
+            .fetch_add(std::mem::size_of::<T>() as u64, Ordering::Relaxed);
         self.scoped(&format!("creating {what}"), |device| {
             device.create_buffer_init(&wgpu::util::BufferInitDescriptor {
                 label: Some(what),

@@ -5,10 +5,13 @@
 //! A kernel function validates its tensors and returns a [`KernelCall`]: a prepared dispatch
 //! that can be encoded any number of times (once to compute, many times to benchmark).
 
+pub mod attention;
 pub mod copy;
 pub mod elementwise;
+pub mod kv_cache;
 pub mod matmul;
 pub mod norm;
+pub mod rope;
 pub mod softmax;
 
 use std::marker::PhantomData;
@@ -18,29 +21,36 @@ use crate::error::{Error, Result};
 use crate::gpu::{Gpu, PipelineKey};
 use crate::tensor::{DType, Tensor};
 
-/// A prepared dispatch: pipeline, bound tensors and parameters, workgroup grid. It borrows
-/// the tensors it binds, so none of them can be dropped (and its buffer reused) while the
-/// call can still be encoded.
+/// A prepared kernel call: one or more dispatches (pipeline, bound tensors and parameters,
+/// workgroup grid) to run in order. It borrows the tensors it binds, so none of them can be
+/// dropped (and its buffer reused) while the call can still be encoded.
 pub struct KernelCall<'a> {
     label: String,
-    pipeline: Arc<wgpu::ComputePipeline>,
-    bind_group: wgpu::BindGroup,
-    workgroups: [u32; 3],
-    /// Tensors the call made for itself (placeholder bindings), freed with it.
+    dispatches: Vec<Dispatch>,
+    /// Tensors the call made for itself (placeholders, scratch), freed with it.
     owned: Vec<Tensor>,
     borrows: PhantomData<&'a Tensor>,
 }
 
+struct Dispatch {
+    pipeline: Arc<wgpu::ComputePipeline>,
+    bind_group: wgpu::BindGroup,
+    workgroups: [u32; 3],
+}
+
 impl<'a> KernelCall<'a> {
-    /// Records this dispatch into `pass`.
+    /// Records the call's dispatches into `pass`. wgpu orders them: a dispatch sees what the
+    /// ones before it wrote.
     pub fn encode(&self, pass: &mut wgpu::ComputePass<'_>) {
-        pass.set_pipeline(&self.pipeline);
-        pass.set_bind_group(0, &self.bind_group, &[]);
-        let [x, y, z] = self.workgroups;
-        pass.dispatch_workgroups(x, y, z);
+        for d in &self.dispatches {
+            pass.set_pipeline(&d.pipeline);
+            pass.set_bind_group(0, &d.bind_group, &[]);
+            let [x, y, z] = d.workgroups;
+            pass.dispatch_workgroups(x, y, z);
+        }
     }
 
-    /// Runs this dispatch alone: one pass, one submit, wait for completion.
+    /// Runs this call alone: one pass, one submit, wait for completion.
     pub fn run(&self, gpu: &Gpu) -> Result<()> {
         run_all(gpu, &[self])
     }
@@ -49,13 +59,16 @@ impl<'a> KernelCall<'a> {
         &self.label
     }
 
-    pub fn workgroups(&self) -> [u32; 3] {
-        self.workgroups
+    /// Keeps `tensor` alive as long as the call.
+    pub(crate) fn owning(mut self, tensor: impl IntoIterator<Item = Tensor>) -> Self {
+        self.owned.extend(tensor);
+        self
     }
 
-    /// Keeps `tensor` alive as long as the call.
-    pub(crate) fn owning(mut self, tensor: Option<Tensor>) -> Self {
-        self.owned.extend(tensor);
+    /// This call followed by `next`.
+    pub(crate) fn then(mut self, next: KernelCall<'_>) -> Self {
+        self.dispatches.extend(next.dispatches);
+        self.owned.extend(next.owned);
         self
     }
 }
@@ -108,9 +121,11 @@ pub(crate) fn prepare<'a, P: bytemuck::Pod>(
     })?;
     Ok(KernelCall {
         label,
-        pipeline,
-        bind_group,
-        workgroups,
+        dispatches: vec![Dispatch {
+            pipeline,
+            bind_group,
+            workgroups,
+        }],
         owned: Vec::new(),
         borrows: PhantomData,
     })
@@ -166,5 +181,8 @@ pub fn all_pipeline_keys() -> Vec<PipelineKey> {
     keys.extend(softmax::pipeline_keys());
     keys.extend(norm::pipeline_keys());
     keys.extend(matmul::pipeline_keys());
+    keys.extend(attention::pipeline_keys());
+    keys.extend(rope::pipeline_keys());
+    keys.extend(kv_cache::pipeline_keys());
     keys
 }

@@ -178,7 +178,7 @@ pub fn bench_case(
 
 pub fn format_header() -> String {
     format!(
-        "{:<10} {:<5} {:<34} {:>11} {:>10} {:>9} {:>7}",
+        "{:<11} {:<5} {:<34} {:>11} {:>10} {:>9} {:>7}",
         "kernel", "dtype", "shape", "time (us)", "GFLOP/s", "GB/s", "% copy"
     )
 }
@@ -186,7 +186,7 @@ pub fn format_header() -> String {
 pub fn format_row(r: &BenchRow) -> String {
     let gflops = r.gflops.map_or("-".to_string(), |g| format!("{g:.1}"));
     format!(
-        "{:<10} {:<5} {:<34} {:>11.1} {:>10} {:>9.2} {:>6.1}%",
+        "{:<11} {:<5} {:<34} {:>11.1} {:>10} {:>9.2} {:>6.1}%",
         r.kernel,
         r.dtype,
         r.shape,

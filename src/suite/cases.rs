@@ -2,9 +2,10 @@
 //! workgroups, and one large case per kernel family. `ci` marks the subset `cargo test` runs;
 //! `bench` marks what `tessera bench` times.
 
-use super::{BenchTier, Case, MatmulSpec, Spec};
+use super::{AttentionSpec, BenchTier, Case, KvAppendSpec, MatmulSpec, RopeSpec, Spec};
 use crate::kernels::elementwise::{Binary, Unary};
 use crate::kernels::matmul::{BLayout, Path};
+use crate::kernels::rope::{RopeConfig, RopeScaling};
 use crate::tensor::DType;
 
 /// Lengths for elementwise kernels: 1, a prime, workgroup (256) ± 1, a large prime.
@@ -40,6 +41,9 @@ pub fn cases() -> Vec<Case> {
         elementwise_cases(&mut list, dtype);
         row_cases(&mut list, dtype);
         matmul_cases(&mut list, dtype);
+        attention_cases(&mut list, dtype);
+        rope_cases(&mut list, dtype);
+        kv_append_cases(&mut list, dtype);
     }
     list
 }
@@ -270,6 +274,187 @@ fn matmul_cases(list: &mut Vec<Case>, dtype: DType) {
     }
 }
 
+/// Query/key-value head pairs: grouped-query ratios 1, 2 and 4, and multi-query.
+const HEAD_GROUPS: [(usize, usize); 4] = [(4, 4), (4, 2), (8, 2), (4, 1)];
+
+fn attention_cases(list: &mut Vec<Case>, dtype: DType) {
+    let mut push = |spec: AttentionSpec, ci: bool, bench: BenchTier| {
+        list.push(case(Spec::Attention(spec), dtype, ci, bench));
+    };
+    // Every head grouping, causal and full, on a prefill that is not a multiple of the block.
+    for (h, kv) in HEAD_GROUPS {
+        for causal in [true, false] {
+            push(
+                AttentionSpec::new(37, h, kv, 64, causal),
+                true,
+                BenchTier::No,
+            );
+        }
+    }
+    // Self-attention prefills of awkward lengths at the common head sizes.
+    for head_dim in [64, 128, 80] {
+        for q_len in [1, 7, 64, 129] {
+            for causal in [true, false] {
+                let spec = AttentionSpec::new(q_len, 4, 2, head_dim, causal);
+                push(spec, q_len < 129 || head_dim == 64, BenchTier::No);
+            }
+        }
+    }
+    for head_dim in [32, 96, 256] {
+        push(
+            AttentionSpec::new(33, 4, 2, head_dim, true),
+            true,
+            BenchTier::No,
+        );
+    }
+    // Chunked prefill: the queries are the last q_len of kv_len positions.
+    for head_dim in [64, 128] {
+        for (q_len, kv_len) in [(1, 1024), (7, 100), (64, 1024), (129, 1000)] {
+            for causal in [true, false] {
+                let spec = AttentionSpec {
+                    kv_len,
+                    kv_capacity: kv_len,
+                    ..AttentionSpec::new(q_len, 4, 2, head_dim, causal)
+                };
+                push(spec, kv_len <= 100, BenchTier::No);
+            }
+        }
+    }
+    // Batched, reading a cache larger than what is filled.
+    push(
+        AttentionSpec {
+            batch: 2,
+            kv_len: 40,
+            kv_capacity: 64,
+            ..AttentionSpec::new(7, 8, 2, 64, true)
+        },
+        true,
+        BenchTier::No,
+    );
+    // Decode against caches of 1, 17, a split ± 1 and 2048 positions.
+    for kv_len in [1, 17, 255, 257, 2048] {
+        for (h, kv) in [(4, 4), (8, 2), (8, 1)] {
+            push(
+                AttentionSpec::decode(kv_len, h, kv, 64),
+                kv_len < 2048,
+                BenchTier::No,
+            );
+        }
+        push(
+            AttentionSpec::decode(kv_len, 8, 2, 128),
+            kv_len < 2048,
+            BenchTier::No,
+        );
+    }
+    push(
+        AttentionSpec {
+            batch: 3,
+            kv_capacity: 300,
+            ..AttentionSpec::decode(257, 8, 2, 80)
+        },
+        true,
+        BenchTier::No,
+    );
+    // The flash kernel with a single query, for comparison with decode.
+    push(
+        AttentionSpec {
+            kv_len: 300,
+            kv_capacity: 300,
+            ..AttentionSpec::new(1, 8, 2, 64, true)
+        },
+        true,
+        BenchTier::No,
+    );
+    push(
+        AttentionSpec::new(256, 8, 8, 64, true),
+        false,
+        BenchTier::Quick,
+    );
+    push(
+        AttentionSpec::new(1024, 8, 8, 128, true),
+        false,
+        BenchTier::Full,
+    );
+    push(
+        AttentionSpec::decode(1024, 32, 8, 128),
+        false,
+        BenchTier::Quick,
+    );
+    push(
+        AttentionSpec::decode(4096, 32, 8, 128),
+        false,
+        BenchTier::Full,
+    );
+}
+
+fn rope_cases(list: &mut Vec<Case>, dtype: DType) {
+    let default = RopeConfig {
+        theta: 10_000.0,
+        head_dim: 64,
+        scaling: RopeScaling::None,
+    };
+    let linear = RopeConfig {
+        scaling: RopeScaling::Linear { factor: 4.0 },
+        ..default
+    };
+    // Llama 3.x's schedule; 40000 is far past its original 8192-position context.
+    let llama3 = RopeConfig {
+        theta: 500_000.0,
+        head_dim: 128,
+        scaling: RopeScaling::Llama3 {
+            factor: 8.0,
+            low_freq_factor: 1.0,
+            high_freq_factor: 4.0,
+            original_max_position_embeddings: 8192.0,
+        },
+    };
+    for config in [default, linear, llama3] {
+        for (seq, position) in [(7, 0), (1, 1), (5, 40_000)] {
+            let spec = RopeSpec {
+                batch: 1,
+                seq,
+                n_heads: 3,
+                position,
+                config,
+            };
+            list.push(case(Spec::Rope(spec), dtype, true, BenchTier::No));
+        }
+    }
+    let odd = RopeSpec {
+        batch: 2,
+        seq: 9,
+        n_heads: 5,
+        position: 3,
+        config: RopeConfig {
+            head_dim: 80,
+            ..default
+        },
+    };
+    list.push(case(Spec::Rope(odd), dtype, true, BenchTier::No));
+    let bench = RopeSpec {
+        batch: 1,
+        seq: 2048,
+        n_heads: 32,
+        position: 0,
+        config: llama3,
+    };
+    list.push(case(Spec::Rope(bench), dtype, false, BenchTier::Quick));
+}
+
+fn kv_append_cases(list: &mut Vec<Case>, dtype: DType) {
+    for (position, new_len) in [(0, 5), (12, 5), (16, 1)] {
+        let spec = KvAppendSpec {
+            batch: 2,
+            capacity: 17,
+            n_kv_heads: 3,
+            head_dim: 8,
+            position,
+            new_len,
+        };
+        list.push(case(Spec::KvAppend(spec), dtype, true, BenchTier::No));
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -328,6 +513,37 @@ mod tests {
         ] {
             let quick = |c: &&Case| c.kernel() == kernel && c.bench == BenchTier::Quick;
             assert!(all.iter().any(|c| quick(&c)), "{kernel} quick bench");
+        }
+    }
+
+    #[test]
+    fn the_attention_acceptance_cases_are_listed_for_both_dtypes() {
+        let all = cases();
+        let attention = |dtype: DType| {
+            all.iter().filter_map(move |c| match c.spec {
+                Spec::Attention(a) if c.dtype == dtype => Some(a),
+                _ => None,
+            })
+        };
+        for dtype in DType::ALL {
+            for causal in [true, false] {
+                for (h, kv) in HEAD_GROUPS {
+                    assert!(attention(dtype).any(|a| a.causal == causal
+                        && (a.n_heads, a.n_kv_heads) == (h, kv)
+                        && a.kernel == super::super::AttentionKernel::Flash));
+                }
+            }
+            for head_dim in [64, 128, 80] {
+                for q_len in [1, 7, 64, 129] {
+                    assert!(attention(dtype).any(|a| a.head_dim == head_dim && a.q_len == q_len));
+                }
+            }
+            assert!(attention(dtype).any(|a| a.q_len < a.kv_len && a.kv_len == 1024));
+            for kv_len in [1, 17, 2048] {
+                assert!(attention(dtype).any(|a| a.q_len == 1
+                    && a.kv_len == kv_len
+                    && a.kernel == super::super::AttentionKernel::Decode));
+            }
         }
     }
 }

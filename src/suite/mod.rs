@@ -4,12 +4,14 @@
 //! A [`Case`] knows how to draw seeded inputs, compute its f64 reference, call its kernel,
 //! how much error to allow, and how many FLOPs and bytes one call is worth.
 
+mod attention;
 pub mod bench;
 mod cases;
 pub mod check;
 pub mod compare;
 pub mod rng;
 
+pub use attention::{AttentionKernel, AttentionSpec, KvAppendSpec, RopeSpec};
 pub use cases::cases;
 
 use crate::error::Result;
@@ -57,6 +59,11 @@ pub enum Spec {
         offset: f64,
     },
     Matmul(MatmulSpec),
+    Attention(AttentionSpec),
+    /// In place.
+    Rope(RopeSpec),
+    /// In place.
+    KvAppend(KvAppendSpec),
 }
 
 /// A matmul case: `a` is `[batch, m, k]` (`[m, k]` for batch 1); `b` holds one matrix per
@@ -126,11 +133,13 @@ pub struct Case {
     pub bench: BenchTier,
 }
 
-/// Host-side values of one input, already rounded to the case's dtype.
+/// Host-side values of one input, already rounded to the dtype it is uploaded in.
 #[derive(Clone, Debug)]
 pub struct HostTensor {
     pub shape: Vec<usize>,
     pub data: Vec<f64>,
+    /// Uploaded in this dtype rather than the case's (tables that are always f32).
+    pub dtype: Option<DType>,
 }
 
 impl HostTensor {
@@ -140,6 +149,7 @@ impl HostTensor {
         HostTensor {
             shape: shape.to_vec(),
             data,
+            dtype: None,
         }
     }
 }
@@ -155,6 +165,9 @@ impl Case {
             Spec::LayerNorm { .. } => "layer_norm",
             Spec::Matmul(mm) if mm.dims().m == 1 && mm.path != Path::Tiled => "gemv",
             Spec::Matmul(_) => "matmul",
+            Spec::Attention(a) => a.kernel(),
+            Spec::Rope(_) => "rope",
+            Spec::KvAppend(_) => "kv_append",
         }
     }
 
@@ -185,6 +198,9 @@ impl Case {
                 }
                 s
             }
+            Spec::Attention(a) => a.shape(),
+            Spec::Rope(r) => r.shape(),
+            Spec::KvAppend(kv) => kv.shape(),
         }
     }
 
@@ -200,9 +216,18 @@ impl Case {
         }
     }
 
-    /// Floating-point operations in one call (0 for pure data movement).
+    /// Whether the kernel updates its output in place: the output then starts as the first
+    /// input rather than as NaN.
+    pub fn in_place(&self) -> bool {
+        matches!(self.spec, Spec::Rope(_) | Spec::KvAppend(_))
+    }
+
+    /// Floating-point operations in one call (0 where bandwidth is what matters).
     pub fn flops(&self) -> f64 {
-        self.matmul_dims().map_or(0.0, |d| d.flops())
+        match &self.spec {
+            Spec::Attention(a) if a.q_len > 1 => a.flops(),
+            _ => self.matmul_dims().map_or(0.0, |d| d.flops()),
+        }
     }
 
     /// Bytes one call must move at the least: each input read once, the output written once.
@@ -223,6 +248,9 @@ impl Case {
                     + d.batch * d.m * d.n
                     + d.n * (d.bias as usize)
             }
+            Spec::Attention(a) => a.bytes_elems(),
+            Spec::Rope(r) => r.bytes_elems(),
+            Spec::KvAppend(kv) => kv.bytes_elems(),
         };
         (elems * self.dtype.size()) as f64
     }
@@ -244,7 +272,7 @@ impl Case {
             },
         };
         let compute = match &self.spec {
-            Spec::Copy { .. } => {
+            Spec::Copy { .. } | Spec::KvAppend(_) => {
                 return Tolerance {
                     atol: 0.0,
                     rtol: 0.0,
@@ -281,6 +309,8 @@ impl Case {
                 atol: eps32 * mm.k as f64,
                 rtol: 1e-6,
             },
+            Spec::Attention(a) => a.compute_tolerance(),
+            Spec::Rope(r) => r.compute_tolerance(),
         };
         Tolerance {
             atol: out.atol + compute.atol,
@@ -289,12 +319,12 @@ impl Case {
     }
 
     /// Seeded inputs for this case.
-    pub fn inputs(&self, seed: u64) -> Vec<HostTensor> {
+    pub fn inputs(&self, seed: u64) -> Result<Vec<HostTensor>> {
         let mut rng = Rng::for_case(seed, &self.name());
         let d = self.dtype;
         let mut random =
             |shape: &[usize], lo: f64, hi: f64| HostTensor::random(&mut rng, d, shape, lo, hi);
-        match &self.spec {
+        Ok(match &self.spec {
             Spec::Copy { len } => vec![random(&[*len], -1.0, 1.0)],
             Spec::Unary { len, .. } => vec![random(&[*len], -5.0, 5.0)],
             Spec::Binary { a, b, .. } => vec![random(a, -5.0, 5.0), random(b, -5.0, 5.0)],
@@ -331,7 +361,10 @@ impl Case {
                 }
                 inputs
             }
-        }
+            Spec::Attention(a) => a.inputs(&mut random),
+            Spec::Rope(r) => r.inputs(&mut random)?,
+            Spec::KvAppend(kv) => kv.inputs(&mut random),
+        })
     }
 
     /// The output's shape.
@@ -362,6 +395,9 @@ impl Case {
                 let bias = inputs.get(2).map(|b| b.data.as_slice());
                 matmul::reference(&mm.dims(), x, &inputs[1].data, bias)
             }
+            Spec::Attention(a) => a.reference(inputs),
+            Spec::Rope(r) => r.reference(inputs),
+            Spec::KvAppend(kv) => kv.reference(inputs),
         }
     }
 
@@ -385,6 +421,9 @@ impl Case {
             Spec::Matmul(mm) => {
                 matmul::matmul_with(gpu, x, &inputs[1], mm.layout, inputs.get(2), out, mm.path)
             }
+            Spec::Attention(a) => a.call(gpu, inputs, out),
+            Spec::Rope(r) => r.call(gpu, inputs, out),
+            Spec::KvAppend(kv) => kv.call(gpu, inputs, out),
         }
     }
 }
@@ -392,7 +431,8 @@ impl Case {
 /// The epsilon of the normalisation cases (a common checkpoint value, exact in f32).
 const EPS: f64 = 1.0 / 1024.0 / 1024.0;
 
-/// A case made ready on a device: inputs uploaded, output allocated.
+/// A case made ready on a device: inputs uploaded, output allocated. For an in-place case
+/// the output starts as a copy of the first input.
 pub struct Prepared {
     pub host: Vec<HostTensor>,
     pub inputs: Vec<Tensor>,
@@ -401,15 +441,17 @@ pub struct Prepared {
 
 impl Prepared {
     pub fn new(gpu: &Gpu, case: &Case, seed: u64) -> Result<Prepared> {
-        let host = case.inputs(seed);
-        let inputs = host
-            .iter()
-            .map(|h| {
-                let values: Vec<f32> = h.data.iter().map(|&v| v as f32).collect();
-                Tensor::from_f32(gpu, &h.shape, &values, case.dtype)
-            })
-            .collect::<Result<Vec<_>>>()?;
-        let out = Tensor::empty(gpu, &case.output_shape(&host), case.dtype)?;
+        let host = case.inputs(seed)?;
+        let upload = |h: &HostTensor| {
+            let values: Vec<f32> = h.data.iter().map(|&v| v as f32).collect();
+            Tensor::from_f32(gpu, &h.shape, &values, h.dtype.unwrap_or(case.dtype))
+        };
+        let inputs = host.iter().map(upload).collect::<Result<Vec<_>>>()?;
+        let out = if case.in_place() {
+            upload(&host[0])?
+        } else {
+            Tensor::empty(gpu, &case.output_shape(&host), case.dtype)?
+        };
         Ok(Prepared { host, inputs, out })
     }
 }

@@ -1,0 +1,385 @@
+//! Attention without a materialised score matrix: tiled flash attention for prefill
+//! (`shaders/flash_attention.wgsl`) and split-KV decode attention (`shaders/decode_attention.wgsl`).
+//!
+//! Layouts: `q` and `out` are `[batch, q_len, n_heads, head_dim]`; `k` and `v` are
+//! `[batch, kv_capacity, n_kv_heads, head_dim]` of which the first `kv_len` positions are used
+//! (a preallocated KV cache, see [`super::kv_cache`], or plain tensors with
+//! `kv_capacity == kv_len`). `n_kv_heads` divides `n_heads`; query head `h` reads kv head
+//! `h / (n_heads / n_kv_heads)`. The queries are the last `q_len` of the `kv_len` positions:
+//! under a causal mask query `i` sees keys `0 ..= kv_len - q_len + i`.
+
+use crate::error::{Error, Result};
+use crate::gpu::{Gpu, PipelineKey, ShaderSource};
+use crate::kernels::{KernelCall, expect_shape, prepare, same_dtype, to_u32};
+use crate::tensor::{DType, Tensor};
+
+const FLASH: ShaderSource = ShaderSource {
+    name: "flash_attention.wgsl",
+    body: include_str!("../../shaders/flash_attention.wgsl"),
+};
+const DECODE: ShaderSource = ShaderSource {
+    name: "decode_attention.wgsl",
+    body: include_str!("../../shaders/decode_attention.wgsl"),
+};
+
+const WG: u32 = 256;
+/// Output values each flash-attention invocation holds (the shader's `MAX_OUT`).
+const MAX_OUT: u32 = 8;
+/// Keys per decode split (the decode shader's `WG`).
+const DECODE_SPLIT: u32 = 256;
+/// Workgroup memory the default tiles are chosen to fit (most adapters have at least this).
+const DEFAULT_WORKGROUP_BYTES: u32 = 32 << 10;
+/// Head sizes whose shader variants the validation test compiles.
+pub const COMMON_HEAD_DIMS: [usize; 6] = [32, 64, 80, 96, 128, 256];
+
+/// The problem an attention call solves, after shape checks.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct AttentionDims {
+    pub batch: usize,
+    pub q_len: usize,
+    pub kv_len: usize,
+    pub kv_capacity: usize,
+    pub n_heads: usize,
+    pub n_kv_heads: usize,
+    pub head_dim: usize,
+}
+
+impl AttentionDims {
+    /// `4·B·H·Sq·Skv·D` (QKᵀ and PV), halved under a causal mask.
+    pub fn flops(&self, causal: bool) -> f64 {
+        let full =
+            4.0 * (self.batch * self.n_heads * self.q_len * self.kv_len * self.head_dim) as f64;
+        if causal { full / 2.0 } else { full }
+    }
+}
+
+#[repr(C)]
+#[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
+struct FlashParams {
+    q_len: u32,
+    kv_len: u32,
+    n_heads: u32,
+    n_kv_heads: u32,
+    kv_capacity: u32,
+    causal: u32,
+    scale: f32,
+    _pad: u32,
+}
+
+#[repr(C)]
+#[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
+struct DecodeParams {
+    kv_len: u32,
+    n_heads: u32,
+    n_kv_heads: u32,
+    kv_capacity: u32,
+    n_splits: u32,
+    scale: f32,
+    _pad: [u32; 2],
+}
+
+/// Query rows and keys per flash-attention block for `head_dim`, the largest that fit
+/// `workgroup_bytes` of workgroup memory and the registers of 256 invocations.
+fn flash_tiles(head_dim: u32, workgroup_bytes: u32) -> Option<(u32, u32)> {
+    let (mut bq, mut bk) = match head_dim {
+        0..=64 => (32, 32),
+        65..=128 => (16, 32),
+        _ => (8, 16),
+    };
+    let bytes =
+        |bq: u32, bk: u32| 4 * (bq * (head_dim + 1) + bk * (head_dim + 1) + bq * bk + 3 * bq);
+    while bq * head_dim > MAX_OUT * WG || bytes(bq, bk) > workgroup_bytes {
+        if bk > 8 {
+            bk /= 2;
+        } else if bq > 1 {
+            bq /= 2;
+        } else {
+            return None;
+        }
+    }
+    Some((bq, bk))
+}
+
+fn flash_key(dtype: DType, head_dim: u32, bq: u32, bk: u32) -> PipelineKey {
+    let overrides = [("HEAD_DIM", head_dim), ("BQ", bq), ("BK", bk), ("WG", WG)];
+    PipelineKey::new(FLASH, "flash_attention", dtype, &overrides)
+}
+
+fn decode_key(entry: &'static str, dtype: DType, head_dim: u32) -> PipelineKey {
+    let overrides = [("HEAD_DIM", head_dim), ("WG", DECODE_SPLIT)];
+    PipelineKey::new(DECODE, entry, dtype, &overrides)
+}
+
+pub(crate) fn pipeline_keys() -> Vec<PipelineKey> {
+    let mut keys = Vec::new();
+    for dtype in DType::ALL {
+        for d in COMMON_HEAD_DIMS.map(|d| d as u32) {
+            let (bq, bk) = flash_tiles(d, DEFAULT_WORKGROUP_BYTES).expect("common sizes fit");
+            keys.push(flash_key(dtype, d, bq, bk));
+            keys.push(decode_key("decode_partial", dtype, d));
+            keys.push(decode_key("decode_combine", dtype, d));
+        }
+    }
+    keys
+}
+
+/// Checks the operands' shapes and works out the problem size.
+pub fn dims(
+    q: &Tensor,
+    k: &Tensor,
+    v: &Tensor,
+    kv_len: usize,
+    out: &Tensor,
+) -> Result<AttentionDims> {
+    let op = "attention";
+    let [batch, q_len, n_heads, head_dim] = rank4(op, "q", q)?;
+    let [kb, kv_capacity, n_kv_heads, kd] = rank4(op, "k", k)?;
+    expect_shape(op, "v", v, k.shape())?;
+    expect_shape(op, "output", out, q.shape())?;
+    if kb != batch || kd != head_dim {
+        return Err(Error::shape(
+            op,
+            format!(
+                "q {:?} and k {:?} differ in batch or head_dim",
+                q.shape(),
+                k.shape()
+            ),
+        ));
+    }
+    if n_heads % n_kv_heads != 0 {
+        return Err(Error::shape(
+            op,
+            format!("{n_kv_heads} kv heads do not divide {n_heads} query heads"),
+        ));
+    }
+    if kv_len == 0 || kv_len > kv_capacity || q_len > kv_len {
+        return Err(Error::shape(
+            op,
+            format!(
+                "kv_len {kv_len} must be at least q_len {q_len} and at most the k/v \
+                 capacity {kv_capacity}"
+            ),
+        ));
+    }
+    Ok(AttentionDims {
+        batch,
+        q_len,
+        kv_len,
+        kv_capacity,
+        n_heads,
+        n_kv_heads,
+        head_dim,
+    })
+}
+
+fn rank4(op: &'static str, what: &str, t: &Tensor) -> Result<[usize; 4]> {
+    <[usize; 4]>::try_from(t.shape()).map_err(|_| {
+        Error::shape(
+            op,
+            format!(
+                "{what} is {:?}; expected [batch, seq, heads, head_dim]",
+                t.shape()
+            ),
+        )
+    })
+}
+
+fn max_grid(gpu: &Gpu, what: &str, counts: &[usize]) -> Result<Vec<u32>> {
+    let limit = gpu.limits().max_compute_workgroups_per_dimension;
+    counts
+        .iter()
+        .map(|&n| match u32::try_from(n) {
+            Ok(n) if n <= limit => Ok(n),
+            _ => Err(Error::TooManyWorkgroups {
+                what: what.to_string(),
+                groups: n as u64,
+                limit,
+            }),
+        })
+        .collect()
+}
+
+/// Attention with the kernel chosen by shape: split-KV decode for one query per sequence,
+/// flash attention otherwise.
+#[allow(clippy::too_many_arguments)]
+pub fn attention<'a>(
+    gpu: &Gpu,
+    q: &'a Tensor,
+    k: &'a Tensor,
+    v: &'a Tensor,
+    kv_len: usize,
+    causal: bool,
+    scale: f32,
+    out: &'a Tensor,
+) -> Result<KernelCall<'a>> {
+    if q.shape().get(1) == Some(&1) {
+        // A single query is the last position: the causal mask hides nothing from it.
+        decode_attention(gpu, q, k, v, kv_len, scale, out)
+    } else {
+        flash_attention(gpu, q, k, v, kv_len, causal, scale, out)
+    }
+}
+
+/// Tiled flash attention (any `q_len`), `softmax(q·kᵀ·scale + mask)·v`.
+#[allow(clippy::too_many_arguments)]
+pub fn flash_attention<'a>(
+    gpu: &Gpu,
+    q: &'a Tensor,
+    k: &'a Tensor,
+    v: &'a Tensor,
+    kv_len: usize,
+    causal: bool,
+    scale: f32,
+    out: &'a Tensor,
+) -> Result<KernelCall<'a>> {
+    let op = "flash attention";
+    let dtype = same_dtype(op, &[q, k, v, out])?;
+    let d = dims(q, k, v, kv_len, out)?;
+    let head_dim = to_u32(op, "head_dim", d.head_dim)?;
+    let memory = gpu.limits().max_compute_workgroup_storage_size;
+    let (bq, bk) = flash_tiles(head_dim, memory).ok_or_else(|| Error::TooLarge {
+        what: format!("flash attention tiles for head_dim {head_dim}"),
+        bytes: 4 * 2 * (u64::from(head_dim) + 1),
+        limit_name: "max_compute_workgroup_storage_size",
+        limit: u64::from(memory),
+    })?;
+    let params = FlashParams {
+        q_len: to_u32(op, "q_len", d.q_len)?,
+        kv_len: to_u32(op, "kv_len", d.kv_len)?,
+        n_heads: to_u32(op, "n_heads", d.n_heads)?,
+        n_kv_heads: to_u32(op, "n_kv_heads", d.n_kv_heads)?,
+        kv_capacity: to_u32(op, "kv_capacity", d.kv_capacity)?,
+        causal: u32::from(causal),
+        scale,
+        _pad: 0,
+    };
+    let grid = max_grid(
+        gpu,
+        op,
+        &[d.q_len.div_ceil(bq as usize), d.n_heads, d.batch],
+    )?;
+    prepare(
+        gpu,
+        &flash_key(dtype, head_dim, bq, bk),
+        &params,
+        &[(1, q), (2, k), (3, v), (4, out)],
+        [grid[0], grid[1], grid[2]],
+    )
+}
+
+/// Split-KV decode attention for one query per sequence (`q`: `[batch, 1, n_heads, head_dim]`).
+/// Each split of 256 keys is reduced by its own workgroup, then the splits are combined.
+pub fn decode_attention<'a>(
+    gpu: &Gpu,
+    q: &'a Tensor,
+    k: &'a Tensor,
+    v: &'a Tensor,
+    kv_len: usize,
+    scale: f32,
+    out: &'a Tensor,
+) -> Result<KernelCall<'a>> {
+    let op = "decode attention";
+    let dtype = same_dtype(op, &[q, k, v, out])?;
+    let d = dims(q, k, v, kv_len, out)?;
+    if d.q_len != 1 {
+        return Err(Error::shape(
+            op,
+            format!("needs one query per sequence, not {}", d.q_len),
+        ));
+    }
+    let head_dim = to_u32(op, "head_dim", d.head_dim)?;
+    let n_splits = d.kv_len.div_ceil(DECODE_SPLIT as usize);
+    let params = DecodeParams {
+        kv_len: to_u32(op, "kv_len", d.kv_len)?,
+        n_heads: to_u32(op, "n_heads", d.n_heads)?,
+        n_kv_heads: to_u32(op, "n_kv_heads", d.n_kv_heads)?,
+        kv_capacity: to_u32(op, "kv_capacity", d.kv_capacity)?,
+        n_splits: to_u32(op, "splits", n_splits)?,
+        scale,
+        _pad: [0; 2],
+    };
+    let partial_o = Tensor::empty(gpu, &[d.batch, d.n_heads, n_splits, d.head_dim], DType::F32)?;
+    let partial_ml = Tensor::empty(gpu, &[d.batch, d.n_heads, n_splits, 2], DType::F32)?;
+    let grid = max_grid(gpu, op, &[n_splits, d.n_heads, d.batch])?;
+    let partial = prepare(
+        gpu,
+        &decode_key("decode_partial", dtype, head_dim),
+        &params,
+        &[(1, q), (2, k), (3, v), (4, &partial_o), (5, &partial_ml)],
+        [grid[0], grid[1], grid[2]],
+    )?;
+    let combine = prepare(
+        gpu,
+        &decode_key("decode_combine", dtype, head_dim),
+        &params,
+        &[(6, &partial_o), (7, &partial_ml), (8, out)],
+        [grid[1], grid[2], 1],
+    )?;
+    Ok(partial.then(combine).owning([partial_o, partial_ml]))
+}
+
+/// f64 reference: `softmax(q·kᵀ·scale + mask)·v` per batch and query head, in the layouts of
+/// the module documentation (`k`, `v` with `d.kv_capacity` positions per batch).
+pub fn reference(
+    d: &AttentionDims,
+    q: &[f64],
+    k: &[f64],
+    v: &[f64],
+    causal: bool,
+    scale: f64,
+) -> Vec<f64> {
+    let (hd, group) = (d.head_dim, d.n_heads / d.n_kv_heads);
+    let past = d.kv_len - d.q_len;
+    let mut out = vec![0.0; q.len()];
+    let kv_row = |b: usize, j: usize, kh: usize| ((b * d.kv_capacity + j) * d.n_kv_heads + kh) * hd;
+    for b in 0..d.batch {
+        for i in 0..d.q_len {
+            for h in 0..d.n_heads {
+                let q_row = ((b * d.q_len + i) * d.n_heads + h) * hd;
+                let kh = h / group;
+                let visible = if causal { past + i + 1 } else { d.kv_len };
+                let scores: Vec<f64> = (0..visible)
+                    .map(|j| {
+                        let kr = kv_row(b, j, kh);
+                        (0..hd).map(|x| q[q_row + x] * k[kr + x]).sum::<f64>() * scale
+                    })
+                    .collect();
+                let max = scores.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+                let weights: Vec<f64> = scores.iter().map(|s| (s - max).exp()).collect();
+                let total: f64 = weights.iter().sum();
+                for x in 0..hd {
+                    let acc: f64 = weights
+                        .iter()
+                        .enumerate()
+                        .map(|(j, w)| w * v[kv_row(b, j, kh) + x])
+                        .sum();
+                    out[q_row + x] = acc / total;
+                }
+            }
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tiles_fit_the_memory_and_register_budget() {
+        for d in 1..=512 {
+            for memory in [16 << 10, 32 << 10, 48 << 10] {
+                if let Some((bq, bk)) = flash_tiles(d, memory) {
+                    let bytes = 4 * (bq * (d + 1) + bk * (d + 1) + bq * bk + 3 * bq);
+                    assert!(bytes <= memory, "d={d} memory={memory}");
+                    assert!(bq * d <= MAX_OUT * WG, "d={d}");
+                    assert!(bq >= 1 && bk >= 8);
+                }
+            }
+            assert!(
+                flash_tiles(d, 32 << 10).is_some(),
+                "head_dim {d} must fit 32 KiB"
+            );
+        }
+    }
+}

@@ -1,0 +1,331 @@
+//! Rotary position embedding (`shaders/rope.wgsl`) in the Hugging Face "rotate half" layout,
+//! with the frequency schedules a Llama / Mistral / Qwen2 `config.json` may ask for: the
+//! default `1 / theta^(2i/d)`, `"linear"` scaling and Llama 3.x's `"llama3"` scaling.
+//!
+//! The cos/sin values come from a table computed on the host in f64 ([`table_tensor`]), one
+//! row per position the model will see, so every GPU applies the same, fully accurate
+//! rotation.
+
+use crate::error::{Error, Result};
+use crate::gpu::{Gpu, PipelineKey, ShaderSource};
+use crate::kernels::{KernelCall, last_dim, prepare, to_u32};
+use crate::tensor::{DType, Tensor};
+
+const SHADER: ShaderSource = ShaderSource {
+    name: "rope.wgsl",
+    body: include_str!("../../shaders/rope.wgsl"),
+};
+const WG: u32 = 256;
+
+/// How the rotary frequencies are scaled (`rope_scaling` / `rope_parameters` in a config).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum RopeScaling {
+    /// `rope_type: "default"` (or no scaling).
+    None,
+    /// `rope_type: "linear"`: every frequency divided by `factor`.
+    Linear { factor: f64 },
+    /// `rope_type: "llama3"`: low frequencies divided by `factor`, high ones kept, a smooth
+    /// blend in between.
+    Llama3 {
+        factor: f64,
+        low_freq_factor: f64,
+        high_freq_factor: f64,
+        original_max_position_embeddings: f64,
+    },
+}
+
+/// The rotary embedding of one model.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct RopeConfig {
+    /// `rope_theta`.
+    pub theta: f64,
+    /// The rotated size: the attention head size.
+    pub head_dim: usize,
+    pub scaling: RopeScaling,
+}
+
+impl RopeConfig {
+    fn check(&self) -> Result<()> {
+        let bad = |why: String| Err(Error::Invalid(format!("RoPE configuration: {why}")));
+        if self.head_dim == 0 || !self.head_dim.is_multiple_of(2) {
+            return bad(format!(
+                "head_dim {} must be even and positive",
+                self.head_dim
+            ));
+        }
+        if self.theta.is_nan() || self.theta <= 1.0 {
+            return bad(format!("rope_theta {} must be above 1", self.theta));
+        }
+        match self.scaling {
+            RopeScaling::None => Ok(()),
+            RopeScaling::Linear { factor } if factor > 0.0 => Ok(()),
+            RopeScaling::Linear { factor } => {
+                bad(format!("linear factor {factor} must be positive"))
+            }
+            RopeScaling::Llama3 {
+                factor,
+                low_freq_factor,
+                high_freq_factor,
+                original_max_position_embeddings,
+            } => {
+                if factor > 0.0
+                    && low_freq_factor > 0.0
+                    && high_freq_factor > low_freq_factor
+                    && original_max_position_embeddings > 0.0
+                {
+                    Ok(())
+                } else {
+                    bad(format!(
+                        "llama3 scaling needs factor, low_freq_factor, \
+                         original_max_position_embeddings > 0 and high_freq_factor > \
+                         low_freq_factor; got {:?}",
+                        self.scaling
+                    ))
+                }
+            }
+        }
+    }
+
+    /// The `head_dim / 2` inverse frequencies, as transformers' `modeling_rope_utils`
+    /// computes them for this scaling (in f64 here).
+    pub fn inv_freq(&self) -> Vec<f64> {
+        let d = self.head_dim as f64;
+        let base = (0..self.head_dim / 2).map(|i| 1.0 / self.theta.powf(2.0 * i as f64 / d));
+        match self.scaling {
+            RopeScaling::None => base.collect(),
+            RopeScaling::Linear { factor } => base.map(|f| f / factor).collect(),
+            RopeScaling::Llama3 {
+                factor,
+                low_freq_factor,
+                high_freq_factor,
+                original_max_position_embeddings: old_len,
+            } => base
+                .map(|f| {
+                    let wavelen = 2.0 * std::f64::consts::PI / f;
+                    if wavelen < old_len / high_freq_factor {
+                        f
+                    } else if wavelen > old_len / low_freq_factor {
+                        f / factor
+                    } else {
+                        let smooth = (old_len / wavelen - low_freq_factor)
+                            / (high_freq_factor - low_freq_factor);
+                        (1.0 - smooth) * f / factor + smooth * f
+                    }
+                })
+                .collect(),
+        }
+    }
+
+    /// The host table for positions `0 .. positions`: row `t` holds `cos(t·inv_freq)` then
+    /// `sin(t·inv_freq)`, `[positions, head_dim]`, rounded once from f64 to f32.
+    pub fn table(&self, positions: usize) -> Result<Vec<f32>> {
+        self.check()?;
+        let inv_freq = self.inv_freq();
+        let half = inv_freq.len();
+        let mut table = vec![0.0f32; positions * 2 * half];
+        for (t, row) in table.chunks_exact_mut(2 * half).enumerate() {
+            for (i, f) in inv_freq.iter().enumerate() {
+                let (sin, cos) = (t as f64 * f).sin_cos();
+                row[i] = cos as f32;
+                row[half + i] = sin as f32;
+            }
+        }
+        Ok(table)
+    }
+}
+
+/// The cos/sin table of [`RopeConfig::table`] on the device: `[positions, head_dim]` f32.
+pub fn table_tensor(gpu: &Gpu, config: &RopeConfig, positions: usize) -> Result<Tensor> {
+    let values = config.table(positions)?;
+    Tensor::from_f32(gpu, &[positions, config.head_dim], &values, DType::F32)
+}
+
+#[repr(C)]
+#[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
+struct Params {
+    pairs: u32,
+    seq: u32,
+    n_heads: u32,
+    half: u32,
+    position: u32,
+    _pad: [u32; 3],
+}
+
+fn key(dtype: DType) -> PipelineKey {
+    PipelineKey::new(SHADER, "rope", dtype, &[("WG", WG)])
+}
+
+pub(crate) fn pipeline_keys() -> Vec<PipelineKey> {
+    DType::ALL.iter().map(|&d| key(d)).collect()
+}
+
+/// Rotates `x` (`[batch, seq, n_heads, head_dim]`) in place; token `s` has position
+/// `position + s`, which must lie inside the table.
+pub fn rope<'a>(
+    gpu: &Gpu,
+    x: &'a Tensor,
+    table: &'a Tensor,
+    position: usize,
+) -> Result<KernelCall<'a>> {
+    let op = "rope";
+    let head_dim = last_dim(op, x)?;
+    let [_, seq, n_heads, _] = <[usize; 4]>::try_from(x.shape()).map_err(|_| {
+        Error::shape(
+            op,
+            format!(
+                "x is {:?}; expected [batch, seq, heads, head_dim]",
+                x.shape()
+            ),
+        )
+    })?;
+    let &[positions, table_dim] = table.shape() else {
+        return Err(Error::shape(
+            op,
+            format!("the table is {table:?}, not [positions, head_dim]"),
+        ));
+    };
+    if table.dtype() != DType::F32 || table_dim != head_dim || !head_dim.is_multiple_of(2) {
+        return Err(Error::shape(
+            op,
+            format!(
+                "x has head_dim {head_dim} (must be even); the table is {table:?}, needs [_, {head_dim}] f32"
+            ),
+        ));
+    }
+    if position + seq > positions {
+        return Err(Error::shape(
+            op,
+            format!(
+                "positions {position}..{} exceed the table's {positions}",
+                position + seq
+            ),
+        ));
+    }
+    let pairs = x.len() / 2;
+    let params = Params {
+        pairs: to_u32(op, "pairs", pairs)?,
+        seq: to_u32(op, "seq", seq)?,
+        n_heads: to_u32(op, "n_heads", n_heads)?,
+        half: to_u32(op, "head_dim / 2", head_dim / 2)?,
+        position: to_u32(op, "position", position)?,
+        _pad: [0; 3],
+    };
+    let grid = gpu.grid(op, pairs.div_ceil(WG as usize) as u64)?;
+    prepare(gpu, &key(x.dtype()), &params, &[(1, table), (2, x)], grid)
+}
+
+/// f64 reference of [`rope`] on `x` (`[batch, seq, n_heads, head_dim]`, flattened), with the
+/// angles computed exactly from [`RopeConfig::inv_freq`].
+pub fn reference(
+    config: &RopeConfig,
+    x: &[f64],
+    seq: usize,
+    n_heads: usize,
+    position: usize,
+) -> Vec<f64> {
+    let inv_freq = config.inv_freq();
+    let half = inv_freq.len();
+    let mut out = x.to_vec();
+    for (row, chunk) in out.chunks_exact_mut(2 * half).enumerate() {
+        let t = (position + (row / n_heads) % seq) as f64;
+        for (i, f) in inv_freq.iter().enumerate() {
+            let (sin, cos) = (t * f).sin_cos();
+            let (x1, x2) = (chunk[i], chunk[half + i]);
+            chunk[i] = x1 * cos - x2 * sin;
+            chunk[half + i] = x2 * cos + x1 * sin;
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn llama3() -> RopeConfig {
+        // Llama 3.2 1B's values.
+        RopeConfig {
+            theta: 500_000.0,
+            head_dim: 64,
+            scaling: RopeScaling::Llama3 {
+                factor: 32.0,
+                low_freq_factor: 1.0,
+                high_freq_factor: 4.0,
+                original_max_position_embeddings: 8192.0,
+            },
+        }
+    }
+
+    #[test]
+    fn default_frequencies_follow_theta() {
+        let c = RopeConfig {
+            theta: 10_000.0,
+            head_dim: 8,
+            scaling: RopeScaling::None,
+        };
+        let f = c.inv_freq();
+        let want = [1.0, 0.1, 0.01, 0.001];
+        for (got, want) in f.iter().zip(want) {
+            assert!((got - want).abs() < 1e-12 * want.max(1e-3), "{f:?}");
+        }
+        let linear = RopeConfig {
+            scaling: RopeScaling::Linear { factor: 4.0 },
+            ..c
+        };
+        assert!((linear.inv_freq()[1] - 0.025).abs() < 1e-15);
+    }
+
+    #[test]
+    fn llama3_keeps_high_divides_low_and_blends_between() {
+        let c = llama3();
+        let plain = RopeConfig {
+            scaling: RopeScaling::None,
+            ..c
+        }
+        .inv_freq();
+        let scaled = c.inv_freq();
+        // wavelength below 8192/4: unchanged; above 8192: divided by 32
+        assert_eq!(scaled[0], plain[0]);
+        let last = plain.len() - 1;
+        assert!((scaled[last] - plain[last] / 32.0).abs() < 1e-18);
+        // in between: strictly between the two
+        let mid = (0..plain.len())
+            .find(|&i| {
+                let w = 2.0 * std::f64::consts::PI / plain[i];
+                w > 2048.0 && w < 8192.0
+            })
+            .unwrap();
+        assert!(scaled[mid] < plain[mid] && scaled[mid] > plain[mid] / 32.0);
+    }
+
+    #[test]
+    fn bad_configurations_are_errors() {
+        let bad = RopeConfig {
+            scaling: RopeScaling::Llama3 {
+                factor: 8.0,
+                low_freq_factor: 4.0,
+                high_freq_factor: 4.0,
+                original_max_position_embeddings: 8192.0,
+            },
+            ..llama3()
+        };
+        assert!(bad.table(4).is_err());
+        let odd = RopeConfig {
+            head_dim: 7,
+            ..llama3()
+        };
+        assert!(odd.table(4).is_err());
+    }
+
+    #[test]
+    fn table_rows_are_cos_then_sin() {
+        let c = llama3();
+        let table = c.table(3).unwrap();
+        let f = c.inv_freq();
+        assert_eq!(table.len(), 3 * 64);
+        assert_eq!(table[0], 1.0);
+        assert_eq!(table[32], 0.0);
+        assert_eq!(table[64 + 5], (f[5]).cos() as f32);
+        assert_eq!(table[128 + 32 + 7], (2.0 * f[7]).sin() as f32);
+    }
+}
