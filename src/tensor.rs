@@ -1,6 +1,8 @@
 //! `Tensor`: a GPU storage buffer with a shape and an element type, and the copies between
 //! it and the host.
 
+use std::sync::Arc;
+
 use half::f16;
 use serde::Serialize;
 
@@ -73,13 +75,31 @@ const USAGE: wgpu::BufferUsages = wgpu::BufferUsages::STORAGE
     .union(wgpu::BufferUsages::COPY_SRC)
     .union(wgpu::BufferUsages::COPY_DST);
 
-/// A dense row-major tensor in one GPU storage buffer. Dropping it returns the buffer to the
-/// device's pool.
+/// A dense row-major tensor: a range of a GPU storage buffer with a shape and an element type.
+/// Usually the tensor owns its whole buffer; a view ([`Tensor::view`]) shares a range of
+/// another's, so that kernels can write straight into part of a larger tensor (a channel
+/// concatenation, say). The buffer returns to the device's pool when its last tensor is
+/// dropped.
 pub struct Tensor {
-    gpu: Gpu,
-    buffer: Option<wgpu::Buffer>,
+    storage: Arc<Storage>,
+    /// Byte offset of the first element in the buffer.
+    offset: u64,
     shape: Vec<usize>,
     dtype: DType,
+}
+
+/// A buffer shared by a tensor and its views.
+struct Storage {
+    gpu: Gpu,
+    buffer: Option<wgpu::Buffer>,
+}
+
+impl Drop for Storage {
+    fn drop(&mut self) {
+        if let Some(buffer) = self.buffer.take() {
+            self.gpu.recycle(buffer);
+        }
+    }
 }
 
 impl std::fmt::Debug for Tensor {
@@ -106,10 +126,44 @@ impl Tensor {
         let what = format!("tensor {shape:?} {dtype}");
         let buffer = gpu.buffer(bytes, USAGE, &what)?;
         Ok(Tensor {
-            gpu: gpu.clone(),
-            buffer: Some(buffer),
+            storage: Arc::new(Storage {
+                gpu: gpu.clone(),
+                buffer: Some(buffer),
+            }),
+            offset: 0,
             shape: shape.to_vec(),
             dtype,
+        })
+    }
+
+    /// A view of `shape` starting `first` elements into this tensor's data, sharing its
+    /// buffer: what a kernel writes through the view lands in this tensor. The start must
+    /// meet the device's storage-binding alignment
+    /// (`min_storage_buffer_offset_alignment`, 256 bytes at most).
+    pub fn view(&self, first: usize, shape: &[usize]) -> Result<Tensor> {
+        let len: usize = shape.iter().product();
+        if shape.contains(&0) || first.checked_add(len).is_none_or(|end| end > self.len()) {
+            return Err(Error::shape(
+                "tensor view",
+                format!("{shape:?} at element {first} does not fit inside {self:?}"),
+            ));
+        }
+        let offset = self.offset + (first * self.dtype.size()) as u64;
+        let align = u64::from(self.gpu().limits().min_storage_buffer_offset_alignment);
+        if !offset.is_multiple_of(align) {
+            return Err(Error::shape(
+                "tensor view",
+                format!(
+                    "a view at byte {offset} is not aligned to the device's \
+                     {align}-byte storage binding alignment"
+                ),
+            ));
+        }
+        Ok(Tensor {
+            storage: self.storage.clone(),
+            offset,
+            shape: shape.to_vec(),
+            dtype: self.dtype,
         })
     }
 
@@ -127,7 +181,7 @@ impl Tensor {
         self.dtype
     }
     pub fn gpu(&self) -> &Gpu {
-        &self.gpu
+        &self.storage.gpu
     }
     /// Number of elements.
     pub fn len(&self) -> usize {
@@ -141,18 +195,24 @@ impl Tensor {
     pub fn bytes(&self) -> u64 {
         (self.len() * self.dtype.size()) as u64
     }
+    /// The buffer holding the data, which starts at [`Tensor::offset`] bytes.
     pub fn buffer(&self) -> &wgpu::Buffer {
-        self.buffer.as_ref().expect("present until drop")
+        self.storage.buffer.as_ref().expect("present until drop")
+    }
+
+    /// Byte offset of the data in [`Tensor::buffer`] (non-zero only for views).
+    pub fn offset(&self) -> u64 {
+        self.offset
     }
 
     /// The binding of this tensor's data for a kernel; `Err` if it exceeds the device's
     /// storage-binding limit.
     pub fn binding(&self, what: &str) -> Result<wgpu::BindingResource<'_>> {
         let bytes = padded(self.bytes());
-        self.gpu.check_binding(what, bytes)?;
+        self.gpu().check_binding(what, bytes)?;
         Ok(wgpu::BindingResource::Buffer(wgpu::BufferBinding {
             buffer: self.buffer(),
-            offset: 0,
+            offset: self.offset,
             size: wgpu::BufferSize::new(bytes),
         }))
     }
@@ -186,18 +246,29 @@ impl Tensor {
     }
 
     fn write_bytes(&self, mut bytes: Vec<u8>) -> Result<()> {
+        if !self.bytes().is_multiple_of(4) && self.offset != 0 {
+            // Padding the write would clobber the first bytes of a neighbouring view.
+            return Err(Error::Invalid(format!(
+                "{self:?} is a view of an odd number of f16 values and cannot be written \
+                 from the host"
+            )));
+        }
         bytes.resize(padded(bytes.len() as u64) as usize, 0);
         // Queue writes take effect before the next submission; no wait is needed here.
-        self.gpu.scoped(&format!("uploading {self:?}"), |_| {
-            self.gpu.queue().write_buffer(self.buffer(), 0, &bytes);
+        let gpu = self.gpu();
+        gpu.scoped(&format!("uploading {self:?}"), |_| {
+            gpu.queue().write_buffer(self.buffer(), self.offset, &bytes);
         })
     }
 
     /// The tensor's values, widened to f32.
     pub fn to_f32(&self) -> Result<Vec<f32>> {
-        let bytes = self
-            .gpu
-            .read_buffer(self.buffer(), self.bytes(), &format!("{self:?}"))?;
+        let bytes = self.gpu().read_buffer(
+            self.buffer(),
+            self.offset,
+            self.bytes(),
+            &format!("{self:?}"),
+        )?;
         Ok(match self.dtype {
             DType::F32 => bytes
                 .chunks_exact(4)
@@ -208,14 +279,6 @@ impl Tensor {
                 .map(|b| f16::from_le_bytes([b[0], b[1]]).to_f32())
                 .collect(),
         })
-    }
-}
-
-impl Drop for Tensor {
-    fn drop(&mut self) {
-        if let Some(buffer) = self.buffer.take() {
-            self.gpu.recycle(buffer);
-        }
     }
 }
 

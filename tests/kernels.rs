@@ -64,3 +64,17 @@ fn attention_matches_reference() {
 fn rope_and_kv_cache_match_reference() {
     common::check_ci_cases(&["rope", "kv_append"]);
 }
+
+#[test]
+fn unet_kernels_match_reference() {
+    common::check_ci_cases(&[
+        "conv2d",
+        "group_norm",
+        "upsample",
+        "avg_pool",
+        "channel_add",
+        "scale_shift",
+        "concat",
+        "timestep_emb",
+    ]);
+}

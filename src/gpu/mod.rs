@@ -310,15 +310,21 @@ impl Gpu {
         })
     }
 
-    /// Copies `bytes` bytes from the start of `buffer` back to the host.
-    pub fn read_buffer(&self, buffer: &wgpu::Buffer, bytes: u64, what: &str) -> Result<Vec<u8>> {
+    /// Copies `bytes` bytes from `offset` in `buffer` back to the host.
+    pub fn read_buffer(
+        &self,
+        buffer: &wgpu::Buffer,
+        offset: u64,
+        bytes: u64,
+        what: &str,
+    ) -> Result<Vec<u8>> {
         let copy_bytes = bytes.div_ceil(wgpu::COPY_BUFFER_ALIGNMENT) * wgpu::COPY_BUFFER_ALIGNMENT;
         let staging = self.buffer(
             copy_bytes,
             wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
             "readback staging",
         )?;
-        let result = self.map_and_read(buffer, &staging, bytes, copy_bytes, what);
+        let result = self.map_and_read(buffer, offset, &staging, bytes, copy_bytes, what);
         self.recycle(staging);
         result
     }
@@ -326,6 +332,7 @@ impl Gpu {
     fn map_and_read(
         &self,
         buffer: &wgpu::Buffer,
+        offset: u64,
         staging: &wgpu::Buffer,
         bytes: u64,
         copy_bytes: u64,
@@ -333,7 +340,7 @@ impl Gpu {
     ) -> Result<Vec<u8>> {
         let op = format!("reading back {what}");
         self.submit(&op, |encoder| {
-            encoder.copy_buffer_to_buffer(buffer, 0, staging, 0, copy_bytes);
+            encoder.copy_buffer_to_buffer(buffer, offset, staging, 0, copy_bytes);
         })?;
         let slice = staging.slice(..copy_bytes);
         let status: Arc<Mutex<Option<Result<(), wgpu::BufferAsyncError>>>> = Arc::default();

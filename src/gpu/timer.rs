@@ -123,7 +123,7 @@ impl Gpu {
             }
             encoder.resolve_query_set(&query_set, 0..queries, &resolved, 0);
         });
-        let raw = submitted.and_then(|()| self.read_buffer(&resolved, bytes, "timestamps"));
+        let raw = submitted.and_then(|()| self.read_buffer(&resolved, 0, bytes, "timestamps"));
         self.recycle(resolved);
         let ticks: Vec<u64> = raw?
             .chunks_exact(8)

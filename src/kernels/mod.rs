@@ -6,13 +6,17 @@
 //! that can be encoded any number of times (once to compute, many times to benchmark).
 
 pub mod attention;
+pub mod conv2d;
 pub mod copy;
 pub mod elementwise;
+pub mod group_norm;
 pub mod kv_cache;
 pub mod matmul;
 pub mod norm;
 pub mod rope;
 pub mod softmax;
+pub mod spatial;
+pub mod timestep;
 
 use std::marker::PhantomData;
 use std::sync::Arc;
@@ -184,5 +188,9 @@ pub fn all_pipeline_keys() -> Vec<PipelineKey> {
     keys.extend(attention::pipeline_keys());
     keys.extend(rope::pipeline_keys());
     keys.extend(kv_cache::pipeline_keys());
+    keys.extend(conv2d::pipeline_keys());
+    keys.extend(group_norm::pipeline_keys());
+    keys.extend(spatial::pipeline_keys());
+    keys.extend(timestep::pipeline_keys());
     keys
 }

@@ -1,13 +1,13 @@
 //! Case specifications for attention, RoPE and the KV-cache append.
 
-use super::HostTensor;
 use super::compare::Tolerance;
+use super::{CaseSpec, HostTensor, Random};
 use crate::error::Result;
 use crate::gpu::Gpu;
 use crate::kernels::attention::{self, AttentionDims};
 use crate::kernels::rope::{self, RopeConfig, RopeScaling};
 use crate::kernels::{KernelCall, kv_cache};
-use crate::tensor::{DType, Tensor};
+use crate::tensor::Tensor;
 
 /// Which attention kernel a case runs.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -34,20 +34,14 @@ pub struct AttentionSpec {
 
 impl AttentionSpec {
     /// Self-attention over `seq` positions (`q_len == kv_len == kv_capacity`), batch 1.
-    pub fn new(
-        seq: usize,
-        n_heads: usize,
-        n_kv_heads: usize,
-        head_dim: usize,
-        causal: bool,
-    ) -> Self {
+    pub fn new(seq: usize, heads: (usize, usize), head_dim: usize, causal: bool) -> Self {
         AttentionSpec {
             batch: 1,
             q_len: seq,
             kv_len: seq,
             kv_capacity: seq,
-            n_heads,
-            n_kv_heads,
+            n_heads: heads.0,
+            n_kv_heads: heads.1,
             head_dim,
             causal,
             kernel: AttentionKernel::Flash,
@@ -55,12 +49,11 @@ impl AttentionSpec {
     }
 
     /// One query per sequence against `kv_len` cached positions, split-KV kernel.
-    pub fn decode(kv_len: usize, n_heads: usize, n_kv_heads: usize, head_dim: usize) -> Self {
+    pub fn decode(kv_len: usize, heads: (usize, usize), head_dim: usize) -> Self {
         AttentionSpec {
             q_len: 1,
-            causal: true,
             kernel: AttentionKernel::Decode,
-            ..AttentionSpec::new(kv_len, n_heads, n_kv_heads, head_dim, true)
+            ..AttentionSpec::new(kv_len, heads, head_dim, true)
         }
     }
 
@@ -79,15 +72,17 @@ impl AttentionSpec {
     fn scale(&self) -> f64 {
         1.0 / (self.head_dim as f64).sqrt()
     }
+}
 
-    pub fn kernel(&self) -> &'static str {
+impl CaseSpec for AttentionSpec {
+    fn kernel(&self) -> &'static str {
         match self.kernel {
             AttentionKernel::Flash => "flash_attn",
             AttentionKernel::Decode => "decode_attn",
         }
     }
 
-    pub fn shape(&self) -> String {
+    fn shape(&self) -> String {
         let mut s = format!(
             "q={} kv={} h={}/{} d={}",
             self.q_len, self.kv_len, self.n_heads, self.n_kv_heads, self.head_dim
@@ -104,12 +99,17 @@ impl AttentionSpec {
         s
     }
 
-    pub fn flops(&self) -> f64 {
-        self.dims().flops(self.causal && self.q_len > 1)
+    /// Prefill is compute-bound (FLOPs); a single query is bandwidth-bound (bytes only).
+    fn flops(&self) -> f64 {
+        if self.q_len > 1 {
+            self.dims().flops(self.causal)
+        } else {
+            0.0
+        }
     }
 
     /// q, the used part of k and v, and the output.
-    pub fn bytes_elems(&self) -> usize {
+    fn traffic(&self) -> usize {
         let q = self.batch * self.q_len * self.n_heads * self.head_dim;
         let kv = self.batch * self.kv_len * self.n_kv_heads * self.head_dim;
         2 * q + 2 * kv
@@ -118,37 +118,29 @@ impl AttentionSpec {
     /// Weights are a softmax (they sum to 1) of scores with O(1) spread, values in [-1, 1]:
     /// the f32 errors of the dot products, exp() and the running sums stay near a few 1e-7
     /// (measured up to 3e-7 at kv_len 1024, head_dim 256).
-    pub fn compute_tolerance(&self) -> Tolerance {
+    fn compute_tolerance(&self) -> Tolerance {
         Tolerance {
             atol: 1e-6,
             rtol: 2e-6,
         }
     }
 
-    pub fn inputs(
-        &self,
-        random: &mut dyn FnMut(&[usize], f64, f64) -> HostTensor,
-    ) -> Vec<HostTensor> {
+    fn inputs(&self, random: Random<'_>) -> Result<Vec<HostTensor>> {
         let q = [self.batch, self.q_len, self.n_heads, self.head_dim];
         let kv = [self.batch, self.kv_capacity, self.n_kv_heads, self.head_dim];
-        vec![
+        Ok(vec![
             random(&q, -1.5, 1.5),
             random(&kv, -1.5, 1.5),
             random(&kv, -1.0, 1.0),
-        ]
+        ])
     }
 
-    pub fn reference(&self, inputs: &[HostTensor]) -> Vec<f64> {
+    fn reference(&self, inputs: &[HostTensor]) -> Vec<f64> {
         let [q, k, v] = [&inputs[0].data, &inputs[1].data, &inputs[2].data];
         attention::reference(&self.dims(), q, k, v, self.causal, self.scale())
     }
 
-    pub fn call<'a>(
-        &self,
-        gpu: &Gpu,
-        inputs: &'a [Tensor],
-        out: &'a Tensor,
-    ) -> Result<KernelCall<'a>> {
+    fn call<'a>(&self, gpu: &Gpu, inputs: &'a [Tensor], out: &'a Tensor) -> Result<KernelCall<'a>> {
         let [q, k, v] = [&inputs[0], &inputs[1], &inputs[2]];
         let scale = self.scale() as f32;
         match self.kernel {
@@ -174,7 +166,17 @@ pub struct RopeSpec {
 }
 
 impl RopeSpec {
-    pub fn shape(&self) -> String {
+    fn x_shape(&self) -> [usize; 4] {
+        [self.batch, self.seq, self.n_heads, self.config.head_dim]
+    }
+}
+
+impl CaseSpec for RopeSpec {
+    fn kernel(&self) -> &'static str {
+        "rope"
+    }
+
+    fn shape(&self) -> String {
         let scaling = match self.config.scaling {
             RopeScaling::None => "default".to_string(),
             RopeScaling::Linear { factor } => format!("linear x{factor}"),
@@ -190,41 +192,37 @@ impl RopeSpec {
         s
     }
 
-    fn x_shape(&self) -> [usize; 4] {
-        [self.batch, self.seq, self.n_heads, self.config.head_dim]
-    }
-
-    pub fn bytes_elems(&self) -> usize {
+    fn traffic(&self) -> usize {
         2 * self.x_shape().iter().product::<usize>()
     }
 
     /// Table entries are f32 roundings of exact values (half an ulp each) and each output a
     /// two-term sum of products of magnitude at most 1: a few f32 ulp of 1 at most.
-    pub fn compute_tolerance(&self) -> Tolerance {
+    fn compute_tolerance(&self) -> Tolerance {
         Tolerance {
             atol: 4e-7,
             rtol: 0.0,
         }
     }
 
+    fn in_place(&self) -> bool {
+        true
+    }
+
     /// `x`, then the cos/sin table (always f32).
-    pub fn inputs(
-        &self,
-        random: &mut dyn FnMut(&[usize], f64, f64) -> HostTensor,
-    ) -> Result<Vec<HostTensor>> {
+    fn inputs(&self, random: Random<'_>) -> Result<Vec<HostTensor>> {
         let positions = self.position + self.seq;
         let table = self.config.table(positions)?;
         Ok(vec![
             random(&self.x_shape(), -1.0, 1.0),
-            HostTensor {
-                shape: vec![positions, self.config.head_dim],
-                data: table.into_iter().map(f64::from).collect(),
-                dtype: Some(DType::F32),
-            },
+            HostTensor::f32_table(
+                vec![positions, self.config.head_dim],
+                table.into_iter().map(f64::from).collect(),
+            ),
         ])
     }
 
-    pub fn reference(&self, inputs: &[HostTensor]) -> Vec<f64> {
+    fn reference(&self, inputs: &[HostTensor]) -> Vec<f64> {
         rope::reference(
             &self.config,
             &inputs[0].data,
@@ -235,12 +233,7 @@ impl RopeSpec {
     }
 
     /// `out` holds `x` (the kernel works in place); `inputs[1]` is the table.
-    pub fn call<'a>(
-        &self,
-        gpu: &Gpu,
-        inputs: &'a [Tensor],
-        out: &'a Tensor,
-    ) -> Result<KernelCall<'a>> {
+    fn call<'a>(&self, gpu: &Gpu, inputs: &'a [Tensor], out: &'a Tensor) -> Result<KernelCall<'a>> {
         rope::rope(gpu, out, &inputs[1], self.position)
     }
 }
@@ -257,34 +250,52 @@ pub struct KvAppendSpec {
 }
 
 impl KvAppendSpec {
-    pub fn shape(&self) -> String {
+    fn new_shape(&self) -> [usize; 4] {
+        [self.batch, self.new_len, self.n_kv_heads, self.head_dim]
+    }
+}
+
+impl CaseSpec for KvAppendSpec {
+    fn kernel(&self) -> &'static str {
+        "kv_append"
+    }
+
+    fn shape(&self) -> String {
         format!(
             "b={} cap={} h={} d={} at {} +{}",
             self.batch, self.capacity, self.n_kv_heads, self.head_dim, self.position, self.new_len
         )
     }
 
-    fn new_shape(&self) -> [usize; 4] {
-        [self.batch, self.new_len, self.n_kv_heads, self.head_dim]
-    }
-
-    pub fn bytes_elems(&self) -> usize {
+    fn traffic(&self) -> usize {
         2 * self.new_shape().iter().product::<usize>()
     }
 
-    /// The old cache contents (written over in place), then the new rows.
-    pub fn inputs(
-        &self,
-        random: &mut dyn FnMut(&[usize], f64, f64) -> HostTensor,
-    ) -> Vec<HostTensor> {
-        let cache = [self.batch, self.capacity, self.n_kv_heads, self.head_dim];
-        vec![
-            random(&cache, -1.0, 1.0),
-            random(&self.new_shape(), 2.0, 3.0),
-        ]
+    fn compute_tolerance(&self) -> Tolerance {
+        Tolerance {
+            atol: 0.0,
+            rtol: 0.0,
+        }
     }
 
-    pub fn reference(&self, inputs: &[HostTensor]) -> Vec<f64> {
+    fn exact(&self) -> bool {
+        true
+    }
+
+    fn in_place(&self) -> bool {
+        true
+    }
+
+    /// The old cache contents (written over in place), then the new rows.
+    fn inputs(&self, random: Random<'_>) -> Result<Vec<HostTensor>> {
+        let cache = [self.batch, self.capacity, self.n_kv_heads, self.head_dim];
+        Ok(vec![
+            random(&cache, -1.0, 1.0),
+            random(&self.new_shape(), 2.0, 3.0),
+        ])
+    }
+
+    fn reference(&self, inputs: &[HostTensor]) -> Vec<f64> {
         let mut cache = inputs[0].data.clone();
         let row = self.n_kv_heads * self.head_dim;
         for (i, chunk) in inputs[1].data.chunks_exact(row).enumerate() {
@@ -296,12 +307,7 @@ impl KvAppendSpec {
     }
 
     /// `out` holds the old cache (the kernel works in place); `inputs[1]` the new rows.
-    pub fn call<'a>(
-        &self,
-        gpu: &Gpu,
-        inputs: &'a [Tensor],
-        out: &'a Tensor,
-    ) -> Result<KernelCall<'a>> {
+    fn call<'a>(&self, gpu: &Gpu, inputs: &'a [Tensor], out: &'a Tensor) -> Result<KernelCall<'a>> {
         kv_cache::write_rows(gpu, &inputs[1], out, self.position)
     }
 }

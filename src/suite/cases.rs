@@ -2,18 +2,108 @@
 //! workgroups, and one large case per kernel family. `ci` marks the subset `cargo test` runs;
 //! `bench` marks what `tessera bench` times.
 
-use super::{AttentionSpec, BenchTier, Case, KvAppendSpec, MatmulSpec, RopeSpec, Spec};
+use std::sync::Arc;
+
+use super::{
+    AttentionSpec, BenchTier, BinarySpec, Case, CaseSpec, Conv2dSpec, CopySpec, GroupNormSpec,
+    KvAppendSpec, LayerNormSpec, MatmulSpec, RmsNormSpec, RopeSpec, SoftmaxSpec, SpatialSpec,
+    TimestepSpec, UnarySpec,
+};
+use crate::kernels::conv2d::Conv2dOptions;
 use crate::kernels::elementwise::{Binary, Unary};
 use crate::kernels::matmul::{BLayout, Path};
 use crate::kernels::rope::{RopeConfig, RopeScaling};
+use crate::kernels::spatial::ChannelMix;
+use crate::kernels::timestep::TimestepConfig;
 use crate::tensor::DType;
+
+/// Every case, in a stable order.
+pub fn cases() -> Vec<Case> {
+    let mut list = Vec::new();
+    for dtype in DType::ALL {
+        let families = [
+            copy_cases(),
+            elementwise_cases(),
+            row_cases(dtype),
+            matmul_cases(dtype),
+            attention_cases(),
+            rope_cases(),
+            kv_append_cases(),
+            conv_cases(),
+            group_norm_cases(dtype),
+            spatial_cases(),
+            timestep_cases(),
+        ];
+        list.extend(
+            families
+                .into_iter()
+                .flatten()
+                .map(|(spec, ci, bench)| Case {
+                    spec,
+                    dtype,
+                    ci,
+                    bench,
+                }),
+        );
+    }
+    list
+}
+
+/// (spec, in the CI subset, bench tier)
+type Entry = (Arc<dyn CaseSpec>, bool, BenchTier);
+
+fn entry(spec: impl CaseSpec, ci: bool, bench: BenchTier) -> Entry {
+    (Arc::new(spec), ci, bench)
+}
 
 /// Lengths for elementwise kernels: 1, a prime, workgroup (256) ± 1, a large prime.
 const ELEMENTWISE_LENGTHS: [usize; 5] = [1, 7, 255, 257, 65_537];
 /// More than 65535 workgroups of 256: exercises the 2-D dispatch grid.
 const HUGE_LEN: usize = (1 << 24) + 3;
-const BENCH_LEN_QUICK: usize = 1 << 20;
-const BENCH_LEN: usize = 1 << 24;
+
+fn copy_cases() -> Vec<Entry> {
+    [1, 3, 257, 65_537]
+        .map(|len| entry(CopySpec { len }, true, BenchTier::No))
+        .into()
+}
+
+fn elementwise_cases() -> Vec<Entry> {
+    let mut list = Vec::new();
+    for op in [
+        Unary::Scale(0.37),
+        Unary::Silu,
+        Unary::GeluErf,
+        Unary::GeluTanh,
+    ] {
+        for len in ELEMENTWISE_LENGTHS {
+            list.push(entry(UnarySpec { op, len }, true, BenchTier::No));
+        }
+        list.push(entry(UnarySpec { op, len: HUGE_LEN }, false, BenchTier::No));
+    }
+    for op in [Binary::Add, Binary::Mul, Binary::SwiGlu] {
+        for len in ELEMENTWISE_LENGTHS {
+            list.push(entry(BinarySpec::flat(op, len), true, BenchTier::No));
+        }
+        // b repeated over a's leading dimensions: a bias row, and a trailing 2-D block.
+        for (a, b) in [(vec![33, 257], vec![257]), (vec![3, 5, 7], vec![5, 7])] {
+            list.push(entry(BinarySpec { op, a, b }, true, BenchTier::No));
+        }
+        list.push(entry(BinarySpec::flat(op, HUGE_LEN), false, BenchTier::No));
+    }
+    for (len, tier) in [(1 << 20, BenchTier::Quick), (1 << 24, BenchTier::Full)] {
+        list.push(entry(
+            UnarySpec {
+                op: Unary::Silu,
+                len,
+            },
+            false,
+            tier,
+        ));
+        list.push(entry(BinarySpec::flat(Binary::Add, len), false, tier));
+        list.push(entry(BinarySpec::flat(Binary::SwiGlu, len), false, tier));
+    }
+    list
+}
 
 /// Rows × columns for row-wise kernels: single elements, primes, workgroup ± 1, a long row,
 /// more rows than one grid dimension holds.
@@ -28,284 +118,185 @@ const ROW_SHAPES: [(usize, usize); 8] = [
     (70_001, 3),
 ];
 
+fn row_specs(rows: usize, cols: usize, ci: bool, tier: BenchTier) -> [Entry; 3] {
+    [
+        entry(
+            SoftmaxSpec {
+                rows,
+                cols,
+                offset: 0.0,
+            },
+            ci,
+            tier,
+        ),
+        entry(RmsNormSpec { rows, cols }, ci, tier),
+        entry(
+            LayerNormSpec {
+                rows,
+                cols,
+                offset: 0.0,
+            },
+            ci,
+            tier,
+        ),
+    ]
+}
+
+fn row_cases(dtype: DType) -> Vec<Entry> {
+    let mut list = Vec::new();
+    for (rows, cols) in ROW_SHAPES {
+        list.extend(row_specs(rows, cols, rows * cols < 70_000, BenchTier::No));
+    }
+    // Logits near 100 overflow exp() in f32 unless the row maximum is subtracted first.
+    let big_logits = SoftmaxSpec {
+        rows: 4,
+        cols: 1000,
+        offset: 100.0,
+    };
+    list.push(entry(big_logits, true, BenchTier::No));
+    // Values 1000 ± 2: E[x²] - mean² would lose the variance to cancellation. f16 cannot hold
+    // such values finely enough for the case to mean anything.
+    if dtype == DType::F32 {
+        let offset = LayerNormSpec {
+            rows: 2,
+            cols: 65_537,
+            offset: 1000.0,
+        };
+        list.push(entry(offset, true, BenchTier::No));
+    }
+    list.extend(row_specs(1024, 1024, false, BenchTier::Quick));
+    list.extend(row_specs(4096, 4096, false, BenchTier::Full));
+    list
+}
+
 /// The matmul grid `tessera check` covers in full (tile = 64): M × N × K.
 const MATMUL_M: [usize; 5] = [1, 7, 64, 65, 257];
 const MATMUL_N: [usize; 3] = [1, 33, 4096];
 const MATMUL_K: [usize; 3] = [1, 17, 1000];
 
-/// Every case, in a stable order.
-pub fn cases() -> Vec<Case> {
+fn matmul_cases(dtype: DType) -> Vec<Entry> {
+    let mm = MatmulSpec::new;
     let mut list = Vec::new();
-    for dtype in DType::ALL {
-        copy_cases(&mut list, dtype);
-        elementwise_cases(&mut list, dtype);
-        row_cases(&mut list, dtype);
-        matmul_cases(&mut list, dtype);
-        attention_cases(&mut list, dtype);
-        rope_cases(&mut list, dtype);
-        kv_append_cases(&mut list, dtype);
-    }
-    list
-}
-
-fn case(spec: Spec, dtype: DType, ci: bool, bench: BenchTier) -> Case {
-    Case {
-        spec,
-        dtype,
-        ci,
-        bench,
-    }
-}
-
-fn copy_cases(list: &mut Vec<Case>, dtype: DType) {
-    for len in [1, 3, 257, 65_537] {
-        list.push(case(Spec::Copy { len }, dtype, true, BenchTier::No));
-    }
-}
-
-fn elementwise_cases(list: &mut Vec<Case>, dtype: DType) {
-    let unary = [
-        Unary::Scale(0.37),
-        Unary::Silu,
-        Unary::GeluErf,
-        Unary::GeluTanh,
-    ];
-    for op in unary {
-        for len in ELEMENTWISE_LENGTHS {
-            list.push(case(Spec::Unary { op, len }, dtype, true, BenchTier::No));
-        }
-        list.push(case(
-            Spec::Unary { op, len: HUGE_LEN },
-            dtype,
-            false,
-            BenchTier::No,
-        ));
-    }
-    for op in [Binary::Add, Binary::Mul, Binary::SwiGlu] {
-        for len in ELEMENTWISE_LENGTHS {
-            let spec = Spec::Binary {
-                op,
-                a: vec![len],
-                b: vec![len],
-            };
-            list.push(case(spec, dtype, true, BenchTier::No));
-        }
-        // b repeated over a's leading dimensions: a bias row, and a trailing 2-D block.
-        for (a, b) in [(vec![33, 257], vec![257]), (vec![3, 5, 7], vec![5, 7])] {
-            list.push(case(Spec::Binary { op, a, b }, dtype, true, BenchTier::No));
-        }
-        list.push(case(
-            Spec::Binary {
-                op,
-                a: vec![HUGE_LEN],
-                b: vec![HUGE_LEN],
-            },
-            dtype,
-            false,
-            BenchTier::No,
-        ));
-    }
-    for (len, tier) in [
-        (BENCH_LEN_QUICK, BenchTier::Quick),
-        (BENCH_LEN, BenchTier::Full),
-    ] {
-        list.push(case(
-            Spec::Unary {
-                op: Unary::Silu,
-                len,
-            },
-            dtype,
-            false,
-            tier,
-        ));
-        let add = Spec::Binary {
-            op: Binary::Add,
-            a: vec![len],
-            b: vec![len],
-        };
-        list.push(case(add, dtype, false, tier));
-        let swiglu = Spec::Binary {
-            op: Binary::SwiGlu,
-            a: vec![len],
-            b: vec![len],
-        };
-        list.push(case(swiglu, dtype, false, tier));
-    }
-}
-
-fn row_cases(list: &mut Vec<Case>, dtype: DType) {
-    for (rows, cols) in ROW_SHAPES {
-        let ci = rows * cols < 70_000;
-        let (s, r, l) = row_specs(rows, cols, 0.0);
-        for spec in [s, r, l] {
-            list.push(case(spec, dtype, ci, BenchTier::No));
-        }
-    }
-    // Logits near 100 overflow exp() in f32 unless the row maximum is subtracted first.
-    let spec = Spec::Softmax {
-        rows: 4,
-        cols: 1000,
-        offset: 100.0,
-    };
-    list.push(case(spec, dtype, true, BenchTier::No));
-    // Values 1000 ± 2: E[x²] - mean² would lose the variance to cancellation. f16 cannot hold
-    // such values finely enough for the case to mean anything.
-    if dtype == DType::F32 {
-        let spec = Spec::LayerNorm {
-            rows: 2,
-            cols: 65_537,
-            offset: 1000.0,
-        };
-        list.push(case(spec, dtype, true, BenchTier::No));
-    }
-    for ((rows, cols), tier) in [
-        ((1024, 1024), BenchTier::Quick),
-        ((4096, 4096), BenchTier::Full),
-    ] {
-        let (s, r, l) = row_specs(rows, cols, 0.0);
-        for spec in [s, r, l] {
-            list.push(case(spec, dtype, false, tier));
-        }
-    }
-}
-
-fn row_specs(rows: usize, cols: usize, offset: f64) -> (Spec, Spec, Spec) {
-    (
-        Spec::Softmax { rows, cols, offset },
-        Spec::RmsNorm { rows, cols },
-        Spec::LayerNorm { rows, cols, offset },
-    )
-}
-
-fn matmul(m: usize, n: usize, k: usize, layout: BLayout) -> Spec {
-    Spec::Matmul(MatmulSpec::new(m, n, k, layout))
-}
-
-fn matmul_cases(list: &mut Vec<Case>, dtype: DType) {
     for layout in [BLayout::NK, BLayout::KN] {
         for m in MATMUL_M {
             for n in MATMUL_N {
                 for k in MATMUL_K {
                     let ci = n < 4096 && k < 1000;
-                    list.push(case(matmul(m, n, k, layout), dtype, ci, BenchTier::No));
+                    list.push(entry(mm(m, n, k, layout), ci, BenchTier::No));
                 }
             }
         }
     }
     // A few large ones in CI too: a wide tiled product, a long GEMV.
     for (m, n, k) in [(65, 4096, 17), (1, 4096, 1000), (64, 33, 1000)] {
-        let spec = Spec::Matmul(MatmulSpec {
+        let spec = MatmulSpec {
             bias: true,
-            ..MatmulSpec::new(m, n, k, BLayout::NK)
-        });
-        list.push(case(spec, dtype, true, BenchTier::No));
+            ..mm(m, n, k, BLayout::NK)
+        };
+        list.push(entry(spec, true, BenchTier::No));
     }
     let extras = [
         // bias, both layouts, both kernels
-        Spec::Matmul(MatmulSpec {
+        MatmulSpec {
             bias: true,
-            ..MatmulSpec::new(7, 33, 17, BLayout::KN)
-        }),
-        Spec::Matmul(MatmulSpec {
+            ..mm(7, 33, 17, BLayout::KN)
+        },
+        MatmulSpec {
             bias: true,
-            ..MatmulSpec::new(1, 129, 63, BLayout::KN)
-        }),
+            ..mm(1, 129, 63, BLayout::KN)
+        },
         // the tiled kernel at M = 1
-        Spec::Matmul(MatmulSpec {
+        MatmulSpec {
             path: Path::Tiled,
-            ..MatmulSpec::new(1, 33, 17, BLayout::NK)
-        }),
-        Spec::Matmul(MatmulSpec {
+            ..mm(1, 33, 17, BLayout::NK)
+        },
+        MatmulSpec {
             path: Path::Tiled,
             bias: true,
-            ..MatmulSpec::new(1, 65, 129, BLayout::KN)
-        }),
+            ..mm(1, 65, 129, BLayout::KN)
+        },
         // one b per batch (attention-like), tiled and GEMV
-        Spec::Matmul(MatmulSpec {
+        MatmulSpec {
             batch: 3,
             b_batched: true,
-            ..MatmulSpec::new(7, 33, 17, BLayout::NK)
-        }),
-        Spec::Matmul(MatmulSpec {
+            ..mm(7, 33, 17, BLayout::NK)
+        },
+        MatmulSpec {
             batch: 3,
             b_batched: true,
             bias: true,
-            ..MatmulSpec::new(65, 31, 66, BLayout::KN)
-        }),
-        Spec::Matmul(MatmulSpec {
+            ..mm(65, 31, 66, BLayout::KN)
+        },
+        MatmulSpec {
             batch: 4,
             b_batched: true,
-            ..MatmulSpec::new(1, 65, 129, BLayout::NK)
-        }),
-        Spec::Matmul(MatmulSpec {
+            ..mm(1, 65, 129, BLayout::NK)
+        },
+        MatmulSpec {
             batch: 4,
             b_batched: true,
-            ..MatmulSpec::new(1, 65, 129, BLayout::KN)
-        }),
+            ..mm(1, 65, 129, BLayout::KN)
+        },
         // a [batch, seq, K] activation times a shared Linear weight
-        Spec::Matmul(MatmulSpec {
+        MatmulSpec {
             batch: 2,
             bias: true,
-            ..MatmulSpec::new(5, 33, 17, BLayout::NK)
-        }),
+            ..mm(5, 33, 17, BLayout::NK)
+        },
     ];
-    for spec in extras {
-        list.push(case(spec, dtype, true, BenchTier::No));
-    }
+    list.extend(extras.map(|spec| entry(spec, true, BenchTier::No)));
     let bench = [
-        (matmul(256, 256, 256, BLayout::NK), BenchTier::Quick),
-        (matmul(1, 4096, 4096, BLayout::NK), BenchTier::Quick),
-        (matmul(1024, 1024, 1024, BLayout::NK), BenchTier::Full),
-        (matmul(1024, 1024, 1024, BLayout::KN), BenchTier::Full),
-        (matmul(1, 4096, 4096, BLayout::KN), BenchTier::Full),
+        (mm(256, 256, 256, BLayout::NK), BenchTier::Quick),
+        (mm(1, 4096, 4096, BLayout::NK), BenchTier::Quick),
+        (mm(1024, 1024, 1024, BLayout::NK), BenchTier::Full),
+        (mm(1024, 1024, 1024, BLayout::KN), BenchTier::Full),
+        (mm(1, 4096, 4096, BLayout::KN), BenchTier::Full),
     ];
-    for (spec, tier) in bench {
-        list.push(case(spec, dtype, false, tier));
-    }
+    list.extend(bench.map(|(spec, tier)| entry(spec, false, tier)));
     // The decode GEMV of a 7B-class MLP (11008 × 4096): f16 only, since in f32 it is larger
     // than a 128 MiB storage binding (lavapipe's limit).
     if dtype == DType::F16 {
-        list.push(case(
-            matmul(1, 11008, 4096, BLayout::NK),
-            dtype,
+        list.push(entry(
+            mm(1, 11008, 4096, BLayout::NK),
             false,
             BenchTier::Full,
         ));
     }
+    list
 }
 
 /// Query/key-value head pairs: grouped-query ratios 1, 2 and 4, and multi-query.
 const HEAD_GROUPS: [(usize, usize); 4] = [(4, 4), (4, 2), (8, 2), (4, 1)];
 
-fn attention_cases(list: &mut Vec<Case>, dtype: DType) {
-    let mut push = |spec: AttentionSpec, ci: bool, bench: BenchTier| {
-        list.push(case(Spec::Attention(spec), dtype, ci, bench));
-    };
+fn attention_cases() -> Vec<Entry> {
+    let flash = AttentionSpec::new;
+    let decode = AttentionSpec::decode;
+    let mut list = Vec::new();
     // Every head grouping, causal and full, on a prefill that is not a multiple of the block.
-    for (h, kv) in HEAD_GROUPS {
+    for heads in HEAD_GROUPS {
         for causal in [true, false] {
-            push(
-                AttentionSpec::new(37, h, kv, 64, causal),
-                true,
-                BenchTier::No,
-            );
+            list.push(entry(flash(37, heads, 64, causal), true, BenchTier::No));
         }
     }
     // Self-attention prefills of awkward lengths at the common head sizes.
     for head_dim in [64, 128, 80] {
         for q_len in [1, 7, 64, 129] {
             for causal in [true, false] {
-                let spec = AttentionSpec::new(q_len, 4, 2, head_dim, causal);
-                push(spec, q_len < 129 || head_dim == 64, BenchTier::No);
+                let ci = q_len < 129 || head_dim == 64;
+                list.push(entry(
+                    flash(q_len, (4, 2), head_dim, causal),
+                    ci,
+                    BenchTier::No,
+                ));
             }
         }
     }
     for head_dim in [32, 96, 256] {
-        push(
-            AttentionSpec::new(33, 4, 2, head_dim, true),
+        list.push(entry(
+            flash(33, (4, 2), head_dim, true),
             true,
             BenchTier::No,
-        );
+        ));
     }
     // Chunked prefill: the queries are the last q_len of kv_len positions.
     for head_dim in [64, 128] {
@@ -314,80 +305,60 @@ fn attention_cases(list: &mut Vec<Case>, dtype: DType) {
                 let spec = AttentionSpec {
                     kv_len,
                     kv_capacity: kv_len,
-                    ..AttentionSpec::new(q_len, 4, 2, head_dim, causal)
+                    ..flash(q_len, (4, 2), head_dim, causal)
                 };
-                push(spec, kv_len <= 100, BenchTier::No);
+                list.push(entry(spec, kv_len <= 100, BenchTier::No));
             }
         }
     }
     // Batched, reading a cache larger than what is filled.
-    push(
-        AttentionSpec {
-            batch: 2,
-            kv_len: 40,
-            kv_capacity: 64,
-            ..AttentionSpec::new(7, 8, 2, 64, true)
-        },
-        true,
-        BenchTier::No,
-    );
+    let batched = AttentionSpec {
+        batch: 2,
+        kv_len: 40,
+        kv_capacity: 64,
+        ..flash(7, (8, 2), 64, true)
+    };
+    list.push(entry(batched, true, BenchTier::No));
     // Decode against caches of 1, 17, a split ± 1 and 2048 positions.
     for kv_len in [1, 17, 255, 257, 2048] {
-        for (h, kv) in [(4, 4), (8, 2), (8, 1)] {
-            push(
-                AttentionSpec::decode(kv_len, h, kv, 64),
+        for heads in [(4, 4), (8, 2), (8, 1)] {
+            list.push(entry(
+                decode(kv_len, heads, 64),
                 kv_len < 2048,
                 BenchTier::No,
-            );
+            ));
         }
-        push(
-            AttentionSpec::decode(kv_len, 8, 2, 128),
+        list.push(entry(
+            decode(kv_len, (8, 2), 128),
             kv_len < 2048,
             BenchTier::No,
-        );
+        ));
     }
-    push(
-        AttentionSpec {
-            batch: 3,
-            kv_capacity: 300,
-            ..AttentionSpec::decode(257, 8, 2, 80)
-        },
-        true,
-        BenchTier::No,
-    );
+    let batched_decode = AttentionSpec {
+        batch: 3,
+        kv_capacity: 300,
+        ..decode(257, (8, 2), 80)
+    };
+    list.push(entry(batched_decode, true, BenchTier::No));
     // The flash kernel with a single query, for comparison with decode.
-    push(
-        AttentionSpec {
-            kv_len: 300,
-            kv_capacity: 300,
-            ..AttentionSpec::new(1, 8, 2, 64, true)
-        },
-        true,
-        BenchTier::No,
-    );
-    push(
-        AttentionSpec::new(256, 8, 8, 64, true),
-        false,
-        BenchTier::Quick,
-    );
-    push(
-        AttentionSpec::new(1024, 8, 8, 128, true),
+    let single = AttentionSpec {
+        kv_len: 300,
+        kv_capacity: 300,
+        ..flash(1, (8, 2), 64, true)
+    };
+    list.push(entry(single, true, BenchTier::No));
+    list.push(entry(flash(256, (8, 8), 64, true), false, BenchTier::Quick));
+    list.push(entry(
+        flash(1024, (8, 8), 128, true),
         false,
         BenchTier::Full,
-    );
-    push(
-        AttentionSpec::decode(1024, 32, 8, 128),
-        false,
-        BenchTier::Quick,
-    );
-    push(
-        AttentionSpec::decode(4096, 32, 8, 128),
-        false,
-        BenchTier::Full,
-    );
+    ));
+    list.push(entry(decode(1024, (32, 8), 128), false, BenchTier::Quick));
+    list.push(entry(decode(4096, (32, 8), 128), false, BenchTier::Full));
+    list
 }
 
-fn rope_cases(list: &mut Vec<Case>, dtype: DType) {
+fn rope_cases() -> Vec<Entry> {
     let default = RopeConfig {
         theta: 10_000.0,
         head_dim: 64,
@@ -408,56 +379,216 @@ fn rope_cases(list: &mut Vec<Case>, dtype: DType) {
             original_max_position_embeddings: 8192.0,
         },
     };
+    let rope = |batch, seq, n_heads, position, config| RopeSpec {
+        batch,
+        seq,
+        n_heads,
+        position,
+        config,
+    };
+    let mut list = Vec::new();
     for config in [default, linear, llama3] {
         for (seq, position) in [(7, 0), (1, 1), (5, 40_000)] {
-            let spec = RopeSpec {
-                batch: 1,
-                seq,
-                n_heads: 3,
-                position,
-                config,
-            };
-            list.push(case(Spec::Rope(spec), dtype, true, BenchTier::No));
+            list.push(entry(
+                rope(1, seq, 3, position, config),
+                true,
+                BenchTier::No,
+            ));
         }
     }
-    let odd = RopeSpec {
-        batch: 2,
-        seq: 9,
-        n_heads: 5,
-        position: 3,
-        config: RopeConfig {
-            head_dim: 80,
-            ..default
-        },
+    let odd = RopeConfig {
+        head_dim: 80,
+        ..default
     };
-    list.push(case(Spec::Rope(odd), dtype, true, BenchTier::No));
-    let bench = RopeSpec {
-        batch: 1,
-        seq: 2048,
-        n_heads: 32,
-        position: 0,
-        config: llama3,
-    };
-    list.push(case(Spec::Rope(bench), dtype, false, BenchTier::Quick));
+    list.push(entry(rope(2, 9, 5, 3, odd), true, BenchTier::No));
+    list.push(entry(rope(1, 2048, 32, 0, llama3), false, BenchTier::Quick));
+    list
 }
 
-fn kv_append_cases(list: &mut Vec<Case>, dtype: DType) {
-    for (position, new_len) in [(0, 5), (12, 5), (16, 1)] {
-        let spec = KvAppendSpec {
-            batch: 2,
-            capacity: 17,
-            n_kv_heads: 3,
-            head_dim: 8,
-            position,
-            new_len,
-        };
-        list.push(case(Spec::KvAppend(spec), dtype, true, BenchTier::No));
+fn kv_append_cases() -> Vec<Entry> {
+    [(0, 5), (12, 5), (16, 1)]
+        .map(|(position, new_len)| {
+            let spec = KvAppendSpec {
+                batch: 2,
+                capacity: 17,
+                n_kv_heads: 3,
+                head_dim: 8,
+                position,
+                new_len,
+            };
+            entry(spec, true, BenchTier::No)
+        })
+        .into()
+}
+
+/// Convolution channel pairs and input sizes from the UNet acceptance list.
+const CONV_CHANNELS: [(usize, usize); 4] = [(3, 32), (32, 64), (64, 64), (96, 32)];
+const CONV_SIZES: [(usize, usize); 4] = [(1, 1), (7, 9), (16, 16), (32, 32)];
+
+fn conv_cases() -> Vec<Entry> {
+    let mut list = Vec::new();
+    for kernel in [3, 1] {
+        for stride in [1, 2] {
+            for (c_in, c_out) in CONV_CHANNELS {
+                for hw in CONV_SIZES {
+                    for batch in [1, 3] {
+                        let spec = Conv2dSpec::new(batch, c_in, c_out, hw, kernel, stride);
+                        let ci = hw.0 * hw.1 * c_in * c_out * batch <= 7 * 9 * 32 * 64;
+                        list.push(entry(spec, ci, BenchTier::No));
+                    }
+                }
+            }
+        }
     }
+    // diffusers' downsample_padding = 0: pad (0, 1, 0, 1), then a stride-2 3×3 convolution.
+    for hw in [(7, 9), (16, 16)] {
+        let spec = Conv2dSpec {
+            options: Conv2dOptions {
+                stride: 2,
+                pad_top: 0,
+                pad_bottom: 1,
+                pad_left: 0,
+                pad_right: 1,
+            },
+            ..Conv2dSpec::new(2, 32, 32, hw, 3, 2)
+        };
+        list.push(entry(spec, true, BenchTier::No));
+    }
+    let no_bias = Conv2dSpec {
+        bias: false,
+        ..Conv2dSpec::new(1, 5, 7, (6, 5), 3, 1)
+    };
+    list.push(entry(no_bias, true, BenchTier::No));
+    let quick = Conv2dSpec::new(1, 64, 64, (64, 64), 3, 1);
+    list.push(entry(quick, false, BenchTier::Quick));
+    let full = Conv2dSpec::new(4, 128, 128, (32, 32), 3, 1);
+    list.push(entry(full, false, BenchTier::Full));
+    list
+}
+
+fn group_norm_cases(dtype: DType) -> Vec<Entry> {
+    let gn = |batch, channels, groups, (h, w): (usize, usize), silu| GroupNormSpec {
+        batch,
+        channels,
+        groups,
+        h,
+        w,
+        silu,
+        offset: 0.0,
+    };
+    let mut list = Vec::new();
+    let shapes = [
+        (32, 1),
+        (32, 8),
+        (32, 32),
+        (64, 32),
+        (96, 32),
+        (128, 8),
+        (256, 32),
+        (512, 32),
+        (512, 1),
+    ];
+    for (channels, groups) in shapes {
+        for silu in [false, true] {
+            for (batch, hw) in [(1, (7, 9)), (3, (4, 4)), (2, (1, 1))] {
+                let spec = gn(batch, channels, groups, hw, silu);
+                list.push(entry(spec, channels <= 128, BenchTier::No));
+            }
+        }
+    }
+    // One group of 1M values 1000 ± 1 (f32: f16 cannot hold such values finely).
+    if dtype == DType::F32 {
+        let offset = GroupNormSpec {
+            offset: 1000.0,
+            ..gn(1, 64, 1, (128, 128), false)
+        };
+        list.push(entry(offset, true, BenchTier::No));
+    }
+    list.push(entry(
+        gn(1, 128, 32, (64, 64), true),
+        false,
+        BenchTier::Quick,
+    ));
+    list.push(entry(
+        gn(4, 256, 32, (64, 64), true),
+        false,
+        BenchTier::Full,
+    ));
+    list
+}
+
+fn spatial_cases() -> Vec<Entry> {
+    let mut list = Vec::new();
+    for (n, c, h, w) in [(1, 3, 7, 9), (3, 32, 16, 16), (2, 5, 1, 1)] {
+        list.push(entry(
+            SpatialSpec::Upsample { n, c, h, w },
+            true,
+            BenchTier::No,
+        ));
+    }
+    for (n, c, h, w) in [(1, 3, 7, 9), (3, 32, 16, 16), (2, 5, 2, 2)] {
+        list.push(entry(
+            SpatialSpec::AvgPool { n, c, h, w },
+            true,
+            BenchTier::No,
+        ));
+    }
+    for mix in [ChannelMix::Add, ChannelMix::ScaleShift] {
+        for (n, c, h, w) in [(3, 32, 7, 9), (1, 64, 1, 1), (2, 96, 16, 16)] {
+            list.push(entry(
+                SpatialSpec::ChannelMix { mix, n, c, h, w },
+                true,
+                BenchTier::No,
+            ));
+        }
+    }
+    for (n, c, c_b, h, w) in [(3, 32, 64, 7, 9), (1, 3, 5, 1, 1), (2, 96, 32, 16, 16)] {
+        list.push(entry(
+            SpatialSpec::Concat { n, c, c_b, h, w },
+            true,
+            BenchTier::No,
+        ));
+    }
+    let big = (4, 128, 64, 64);
+    let (n, c, h, w) = big;
+    list.push(entry(
+        SpatialSpec::Upsample { n, c, h, w },
+        false,
+        BenchTier::Quick,
+    ));
+    let mix = ChannelMix::Add;
+    list.push(entry(
+        SpatialSpec::ChannelMix { mix, n, c, h, w },
+        false,
+        BenchTier::Quick,
+    ));
+    list
+}
+
+fn timestep_cases() -> Vec<Entry> {
+    const TIMESTEPS: &[f64] = &[0.0, 1.0, 999.0, 500.0, 17.0];
+    let mut list = Vec::new();
+    for (dim, freq_shift) in [(32, 1.0), (33, 0.0), (128, 1.0), (128, 0.0)] {
+        for flip_sin_to_cos in [false, true] {
+            let config = TimestepConfig {
+                dim,
+                flip_sin_to_cos,
+                freq_shift,
+            };
+            let spec = TimestepSpec {
+                config,
+                timesteps: TIMESTEPS,
+            };
+            list.push(entry(spec, true, BenchTier::No));
+        }
+    }
+    list
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::suite::AttentionKernel;
     use std::collections::HashSet;
 
     #[test]
@@ -474,9 +605,11 @@ mod tests {
             for m in MATMUL_M {
                 for n in MATMUL_N {
                     for k in MATMUL_K {
-                        let want = matmul(m, n, k, BLayout::NK);
+                        let want = MatmulSpec::new(m, n, k, BLayout::NK);
                         assert!(
-                            all.iter().any(|c| c.dtype == dtype && c.spec == want),
+                            all.iter()
+                                .any(|c| c.dtype == dtype
+                                    && c.spec_as::<MatmulSpec>() == Some(&want)),
                             "missing M={m} N={n} K={k} {dtype}"
                         );
                     }
@@ -488,7 +621,7 @@ mod tests {
     #[test]
     fn every_kernel_has_ci_and_bench_cases() {
         let all = cases();
-        for kernel in [
+        let with_ci = [
             "copy",
             "silu",
             "add",
@@ -496,13 +629,26 @@ mod tests {
             "softmax",
             "rms_norm",
             "layer_norm",
-        ] {
+            "flash_attn",
+            "decode_attn",
+            "rope",
+            "kv_append",
+            "conv2d",
+            "group_norm",
+            "upsample",
+            "avg_pool",
+            "channel_add",
+            "scale_shift",
+            "concat",
+            "timestep_emb",
+        ];
+        for kernel in with_ci {
             assert!(
                 all.iter().any(|c| c.kernel() == kernel && c.ci),
                 "{kernel} ci"
             );
         }
-        for kernel in [
+        let with_bench = [
             "silu",
             "add",
             "softmax",
@@ -510,7 +656,13 @@ mod tests {
             "layer_norm",
             "matmul",
             "gemv",
-        ] {
+            "flash_attn",
+            "decode_attn",
+            "rope",
+            "conv2d",
+            "group_norm",
+        ];
+        for kernel in with_bench {
             let quick = |c: &&Case| c.kernel() == kernel && c.bench == BenchTier::Quick;
             assert!(all.iter().any(|c| quick(&c)), "{kernel} quick bench");
         }
@@ -520,17 +672,16 @@ mod tests {
     fn the_attention_acceptance_cases_are_listed_for_both_dtypes() {
         let all = cases();
         let attention = |dtype: DType| {
-            all.iter().filter_map(move |c| match c.spec {
-                Spec::Attention(a) if c.dtype == dtype => Some(a),
-                _ => None,
-            })
+            all.iter()
+                .filter(move |c| c.dtype == dtype)
+                .filter_map(|c| c.spec_as::<AttentionSpec>())
         };
         for dtype in DType::ALL {
             for causal in [true, false] {
                 for (h, kv) in HEAD_GROUPS {
                     assert!(attention(dtype).any(|a| a.causal == causal
                         && (a.n_heads, a.n_kv_heads) == (h, kv)
-                        && a.kernel == super::super::AttentionKernel::Flash));
+                        && a.kernel == AttentionKernel::Flash));
                 }
             }
             for head_dim in [64, 128, 80] {
@@ -542,7 +693,58 @@ mod tests {
             for kv_len in [1, 17, 2048] {
                 assert!(attention(dtype).any(|a| a.q_len == 1
                     && a.kv_len == kv_len
-                    && a.kernel == super::super::AttentionKernel::Decode));
+                    && a.kernel == AttentionKernel::Decode));
+            }
+        }
+    }
+
+    #[test]
+    fn the_unet_acceptance_cases_are_listed_for_both_dtypes() {
+        let all = cases();
+        for dtype in DType::ALL {
+            let convs: Vec<&Conv2dSpec> = all
+                .iter()
+                .filter(|c| c.dtype == dtype)
+                .filter_map(|c| c.spec_as::<Conv2dSpec>())
+                .collect();
+            for kernel in [1, 3] {
+                for stride in [1, 2] {
+                    for (c_in, c_out) in CONV_CHANNELS {
+                        for (h, w) in CONV_SIZES {
+                            for batch in [1, 3] {
+                                assert!(
+                                    convs
+                                        .iter()
+                                        .any(|c| (c.kernel, c.options.stride) == (kernel, stride)
+                                            && (c.c_in, c.c_out, c.h, c.w, c.batch)
+                                                == (c_in, c_out, h, w, batch))
+                                );
+                            }
+                        }
+                    }
+                }
+            }
+            let norms: Vec<&GroupNormSpec> = all
+                .iter()
+                .filter(|c| c.dtype == dtype)
+                .filter_map(|c| c.spec_as::<GroupNormSpec>())
+                .collect();
+            for groups in [1, 8, 32] {
+                for silu in [false, true] {
+                    assert!(norms.iter().any(|g| g.groups == groups && g.silu == silu));
+                }
+            }
+            assert!(
+                norms.iter().any(|g| g.channels == 32) && norms.iter().any(|g| g.channels == 512)
+            );
+            let steps: Vec<&TimestepSpec> = all
+                .iter()
+                .filter(|c| c.dtype == dtype)
+                .filter_map(|c| c.spec_as::<TimestepSpec>())
+                .collect();
+            for flip in [false, true] {
+                assert!(steps.iter().any(|s| s.config.flip_sin_to_cos == flip
+                    && [0.0, 1.0, 999.0].iter().all(|t| s.timesteps.contains(t))));
             }
         }
     }

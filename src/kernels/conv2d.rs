@@ -1,0 +1,250 @@
+//! 2-D convolution, NCHW (`shaders/conv2d.wgsl`), as an implicit GEMM: output channels ×
+//! output pixels, with the input patches gathered while the tile is staged.
+
+use crate::error::{Error, Result};
+use crate::gpu::{Gpu, PipelineKey, ShaderSource};
+use crate::kernels::{KernelCall, expect_shape, prepare, same_dtype, to_u32};
+use crate::tensor::{DType, Tensor};
+
+const SHADER: ShaderSource = ShaderSource {
+    name: "conv2d.wgsl",
+    body: include_str!("../../shaders/conv2d.wgsl"),
+};
+/// Workgroup shape and K step (the shader's 4 × 4 register block makes 64 × 64 tiles).
+const WG_M: u32 = 16;
+const WG_N: u32 = 16;
+const TILE: u32 = 64;
+const TILE_K: u32 = 16;
+
+/// Stride and zero padding of a convolution.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Conv2dOptions {
+    pub stride: usize,
+    /// Rows added above and below, columns added left and right.
+    pub pad_top: usize,
+    pub pad_bottom: usize,
+    pub pad_left: usize,
+    pub pad_right: usize,
+}
+
+impl Conv2dOptions {
+    /// The same padding on every side (PyTorch's `padding=p`).
+    pub fn symmetric(stride: usize, padding: usize) -> Self {
+        Conv2dOptions {
+            stride,
+            pad_top: padding,
+            pad_bottom: padding,
+            pad_left: padding,
+            pad_right: padding,
+        }
+    }
+
+    /// The output size for an `h × w` input and a `kh × kw` kernel, if there is one.
+    pub fn output_size(&self, h: usize, w: usize, kh: usize, kw: usize) -> Option<(usize, usize)> {
+        let padded_h = h + self.pad_top + self.pad_bottom;
+        let padded_w = w + self.pad_left + self.pad_right;
+        if self.stride == 0 || padded_h < kh || padded_w < kw {
+            return None;
+        }
+        Some((
+            (padded_h - kh) / self.stride + 1,
+            (padded_w - kw) / self.stride + 1,
+        ))
+    }
+}
+
+/// A convolution's sizes after shape checks.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Conv2dDims {
+    pub batch: usize,
+    pub c_in: usize,
+    pub h: usize,
+    pub w: usize,
+    pub c_out: usize,
+    pub kh: usize,
+    pub kw: usize,
+    pub h_out: usize,
+    pub w_out: usize,
+}
+
+impl Conv2dDims {
+    /// `2·N·Cout·Cin·kh·kw·Hout·Wout`.
+    pub fn flops(&self) -> f64 {
+        2.0 * (self.batch * self.c_out * self.c_in * self.kh * self.kw * self.h_out * self.w_out)
+            as f64
+    }
+}
+
+#[repr(C)]
+#[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
+struct Params {
+    batch: u32,
+    c_in: u32,
+    h: u32,
+    w: u32,
+    c_out: u32,
+    h_out: u32,
+    w_out: u32,
+    kh: u32,
+    kw: u32,
+    stride: u32,
+    pad_top: u32,
+    pad_left: u32,
+    has_bias: u32,
+    _pad: [u32; 3],
+}
+
+fn key(dtype: DType) -> PipelineKey {
+    let overrides = [("WG_M", WG_M), ("WG_N", WG_N), ("TILE_K", TILE_K)];
+    PipelineKey::new(SHADER, "conv2d", dtype, &overrides)
+}
+
+pub(crate) fn pipeline_keys() -> Vec<PipelineKey> {
+    DType::ALL.iter().map(|&d| key(d)).collect()
+}
+
+/// Checks the shapes: `x` `[batch, c_in, h, w]`, `weight` `[c_out, c_in, kh, kw]`, `bias`
+/// `[c_out]`, `out` `[batch, c_out, h_out, w_out]`.
+pub fn dims(
+    x: &Tensor,
+    weight: &Tensor,
+    bias: Option<&Tensor>,
+    options: Conv2dOptions,
+    out: &Tensor,
+) -> Result<Conv2dDims> {
+    let op = "conv2d";
+    let four = |what: &str, t: &Tensor| {
+        <[usize; 4]>::try_from(t.shape()).map_err(|_| {
+            Error::shape(
+                op,
+                format!("{what} is {:?}; expected 4 dimensions", t.shape()),
+            )
+        })
+    };
+    let [batch, c_in, h, w] = four("input", x)?;
+    let [c_out, wc_in, kh, kw] = four("weight", weight)?;
+    if wc_in != c_in {
+        return Err(Error::shape(
+            op,
+            format!(
+                "input has {c_in} channels, the weight {:?} expects {wc_in}",
+                weight.shape()
+            ),
+        ));
+    }
+    let (h_out, w_out) = options.output_size(h, w, kh, kw).ok_or_else(|| {
+        Error::shape(
+            op,
+            format!("a {kh}x{kw} kernel with {options:?} does not fit a {h}x{w} input"),
+        )
+    })?;
+    expect_shape(op, "output", out, &[batch, c_out, h_out, w_out])?;
+    if let Some(bias) = bias {
+        expect_shape(op, "bias", bias, &[c_out])?;
+    }
+    Ok(Conv2dDims {
+        batch,
+        c_in,
+        h,
+        w,
+        c_out,
+        kh,
+        kw,
+        h_out,
+        w_out,
+    })
+}
+
+/// `out = conv2d(x, weight) + bias`.
+pub fn conv2d<'a>(
+    gpu: &Gpu,
+    x: &'a Tensor,
+    weight: &'a Tensor,
+    bias: Option<&'a Tensor>,
+    options: Conv2dOptions,
+    out: &'a Tensor,
+) -> Result<KernelCall<'a>> {
+    let op = "conv2d";
+    let mut operands = vec![x, weight, out];
+    operands.extend(bias);
+    let dtype = same_dtype(op, &operands)?;
+    let d = dims(x, weight, bias, options, out)?;
+    let placeholder = match bias {
+        Some(_) => None,
+        None => Some(Tensor::empty(gpu, &[1], dtype)?),
+    };
+    let bias_tensor = bias
+        .or(placeholder.as_ref())
+        .expect("one of the two is set");
+    let u = |what: &str, n: usize| to_u32(op, what, n);
+    let params = Params {
+        batch: u("batch", d.batch)?,
+        c_in: u("c_in", d.c_in)?,
+        h: u("h", d.h)?,
+        w: u("w", d.w)?,
+        c_out: u("c_out", d.c_out)?,
+        h_out: u("h_out", d.h_out)?,
+        w_out: u("w_out", d.w_out)?,
+        kh: u("kh", d.kh)?,
+        kw: u("kw", d.kw)?,
+        stride: u("stride", options.stride)?,
+        pad_top: u("pad_top", options.pad_top)?,
+        pad_left: u("pad_left", options.pad_left)?,
+        has_bias: u32::from(bias.is_some()),
+        _pad: [0; 3],
+    };
+    u("patch length", d.c_in * d.kh * d.kw)?;
+    let pixels = u("output pixels", d.batch * d.h_out * d.w_out)?;
+    let limit = gpu.limits().max_compute_workgroups_per_dimension;
+    let grid = [pixels.div_ceil(TILE), params.c_out.div_ceil(TILE), 1];
+    if grid[0] > limit || grid[1] > limit {
+        return Err(Error::TooManyWorkgroups {
+            what: format!("conv2d over {pixels} output pixels"),
+            groups: u64::from(grid[0].max(grid[1])),
+            limit,
+        });
+    }
+    let tensors = [(1, x), (2, weight), (3, bias_tensor), (4, out)];
+    Ok(prepare(gpu, &key(dtype), &params, &tensors, grid)?.owning(placeholder))
+}
+
+/// f64 reference of [`conv2d`].
+pub fn reference(
+    d: &Conv2dDims,
+    options: Conv2dOptions,
+    x: &[f64],
+    weight: &[f64],
+    bias: Option<&[f64]>,
+) -> Vec<f64> {
+    let mut out = vec![0.0; d.batch * d.c_out * d.h_out * d.w_out];
+    for n in 0..d.batch {
+        for co in 0..d.c_out {
+            for oy in 0..d.h_out {
+                for ox in 0..d.w_out {
+                    let mut sum = bias.map_or(0.0, |b| b[co]);
+                    for ci in 0..d.c_in {
+                        for ky in 0..d.kh {
+                            let iy = (oy * options.stride + ky) as isize - options.pad_top as isize;
+                            if iy < 0 || iy >= d.h as isize {
+                                continue;
+                            }
+                            for kx in 0..d.kw {
+                                let ix =
+                                    (ox * options.stride + kx) as isize - options.pad_left as isize;
+                                if ix < 0 || ix >= d.w as isize {
+                                    continue;
+                                }
+                                let xi =
+                                    ((n * d.c_in + ci) * d.h + iy as usize) * d.w + ix as usize;
+                                let wi = ((co * d.c_in + ci) * d.kh + ky) * d.kw + kx;
+                                sum += x[xi] * weight[wi];
+                            }
+                        }
+                    }
+                    out[((n * d.c_out + co) * d.h_out + oy) * d.w_out + ox] = sum;
+                }
+            }
+        }
+    }
+    out
+}
