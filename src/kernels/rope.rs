@@ -241,6 +241,7 @@ pub fn reference(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use approx::assert_relative_eq;
 
     fn llama3() -> RopeConfig {
         // Llama 3.2 1B's values.
@@ -266,13 +267,13 @@ mod tests {
         let f = c.inv_freq();
         let want = [1.0, 0.1, 0.01, 0.001];
         for (got, want) in f.iter().zip(want) {
-            assert!((got - want).abs() < 1e-12 * want.max(1e-3), "{f:?}");
+            assert_relative_eq!(*got, want, max_relative = 1e-12);
         }
         let linear = RopeConfig {
             scaling: RopeScaling::Linear { factor: 4.0 },
             ..c
         };
-        assert!((linear.inv_freq()[1] - 0.025).abs() < 1e-15);
+        assert_relative_eq!(linear.inv_freq()[1], 0.025, max_relative = 1e-14);
     }
 
     #[test]
@@ -287,7 +288,7 @@ mod tests {
         // wavelength below 8192/4: unchanged; above 8192: divided by 32
         assert_eq!(scaled[0], plain[0]);
         let last = plain.len() - 1;
-        assert!((scaled[last] - plain[last] / 32.0).abs() < 1e-18);
+        assert_relative_eq!(scaled[last], plain[last] / 32.0, max_relative = 1e-14);
         // in between: strictly between the two
         let mid = (0..plain.len())
             .find(|&i| {
