@@ -78,6 +78,34 @@ pub enum Error {
     #[error("reading back {what} failed: {message}")]
     Readback { what: String, message: String },
 
+    /// A model file that cannot be read as what it claims to be (truncated, malformed header,
+    /// unsupported element type). Model files are untrusted input.
+    #[error("{path}: {detail}")]
+    Checkpoint { path: String, detail: String },
+
+    /// A tensor the model needs is not in the checkpoint.
+    #[error("{path}: tensor {name:?} is missing{hint}")]
+    MissingTensor {
+        path: String,
+        name: String,
+        hint: String,
+    },
+
+    /// A checkpoint tensor whose shape does not match the model's configuration.
+    #[error(
+        "{path}: tensor {name:?} has shape {found:?}, but the configuration implies {expected:?}"
+    )]
+    TensorShape {
+        path: String,
+        name: String,
+        expected: Vec<usize>,
+        found: Vec<usize>,
+    },
+
+    /// A configuration the library does not support, or that contradicts itself.
+    #[error("{path}: {detail}")]
+    Config { path: String, detail: String },
+
     /// Invalid arguments to a library function.
     #[error("{0}")]
     Invalid(String),

@@ -7,6 +7,7 @@
 
 pub mod error;
 pub mod gpu;
+pub mod io;
 pub mod kernels;
 pub mod suite;
 pub mod tensor;

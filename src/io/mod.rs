@@ -1,0 +1,7 @@
+//! Reading model files: safetensors checkpoints (single or sharded, memory-mapped) and
+//! Hugging Face / diffusers `config.json`. Everything read here is untrusted input: every
+//! error names the file and what is wrong with it.
+
+pub mod safetensors;
+
+pub use safetensors::{Checkpoint, StoredDtype};

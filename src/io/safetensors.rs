@@ -1,0 +1,265 @@
+//! safetensors checkpoints, memory-mapped: one `model.safetensors`, or the shards listed by
+//! `model.safetensors.index.json`. Headers are validated when a file is opened (offsets that
+//! overlap, run past the end or leave bytes unaccounted are errors), tensors are converted to
+//! the element type the model runs in when they are read.
+
+use std::collections::HashMap;
+use std::fs::File;
+use std::path::{Path, PathBuf};
+
+use half::{bf16, f16};
+use memmap2::Mmap;
+use safetensors::SafeTensors;
+use safetensors::tensor::{Dtype, TensorInfo};
+
+use crate::error::{Error, Result};
+use crate::gpu::Gpu;
+use crate::tensor::{DType, Tensor};
+
+/// The element types tessera reads from checkpoints.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum StoredDtype {
+    F32,
+    F16,
+    BF16,
+}
+
+impl StoredDtype {
+    fn from_safetensors(dtype: Dtype) -> Option<Self> {
+        match dtype {
+            Dtype::F32 => Some(StoredDtype::F32),
+            Dtype::F16 => Some(StoredDtype::F16),
+            Dtype::BF16 => Some(StoredDtype::BF16),
+            _ => None,
+        }
+    }
+}
+
+/// One memory-mapped safetensors file.
+struct Shard {
+    path: PathBuf,
+    map: Mmap,
+    /// Byte offset of the data section (after the 8-byte length and the JSON header).
+    data_start: usize,
+}
+
+/// Where a tensor lives.
+struct Entry {
+    shard: usize,
+    info: TensorInfo,
+}
+
+/// The tensors of a checkpoint, by name, across one or more files.
+pub struct Checkpoint {
+    /// The directory or file it was opened from, for messages.
+    origin: String,
+    shards: Vec<Shard>,
+    tensors: HashMap<String, Entry>,
+}
+
+const SINGLE: &str = "model.safetensors";
+const INDEX: &str = "model.safetensors.index.json";
+
+fn io_error(path: &Path, source: std::io::Error) -> Error {
+    Error::Io {
+        path: path.display().to_string(),
+        source,
+    }
+}
+
+fn malformed(path: &Path, detail: impl Into<String>) -> Error {
+    Error::Checkpoint {
+        path: path.display().to_string(),
+        detail: detail.into(),
+    }
+}
+
+impl Checkpoint {
+    /// Opens the checkpoint in `dir`: `model.safetensors`, else the shards named by
+    /// `model.safetensors.index.json`.
+    pub fn open_dir(dir: &Path) -> Result<Checkpoint> {
+        let single = dir.join(SINGLE);
+        let index = dir.join(INDEX);
+        if single.is_file() {
+            Checkpoint::open_files(&dir.display().to_string(), &[single])
+        } else if index.is_file() {
+            Checkpoint::open_index(dir, &index)
+        } else {
+            Err(malformed(
+                dir,
+                format!("no {SINGLE} and no {INDEX}: not a safetensors checkpoint directory"),
+            ))
+        }
+    }
+
+    fn open_index(dir: &Path, index: &Path) -> Result<Checkpoint> {
+        let text = std::fs::read_to_string(index).map_err(|e| io_error(index, e))?;
+        let json: serde_json::Value = serde_json::from_str(&text)
+            .map_err(|e| malformed(index, format!("not valid JSON: {e}")))?;
+        let weight_map = json
+            .get("weight_map")
+            .and_then(|m| m.as_object())
+            .ok_or_else(|| malformed(index, "no \"weight_map\" object"))?;
+        let mut files: Vec<String> = Vec::new();
+        let mut wanted: Vec<(String, String)> = Vec::new();
+        for (name, file) in weight_map {
+            let file = file.as_str().ok_or_else(|| {
+                malformed(index, format!("weight_map[{name:?}] is not a file name"))
+            })?;
+            if file.contains('/') || file.contains('\\') || file.starts_with('.') {
+                return Err(malformed(
+                    index,
+                    format!("shard name {file:?} leaves the directory"),
+                ));
+            }
+            if !files.iter().any(|f| f == file) {
+                files.push(file.to_string());
+            }
+            wanted.push((name.clone(), file.to_string()));
+        }
+        files.sort();
+        let paths: Vec<PathBuf> = files.iter().map(|f| dir.join(f)).collect();
+        let checkpoint = Checkpoint::open_files(&dir.display().to_string(), &paths)?;
+        for (name, file) in wanted {
+            match checkpoint.tensors.get(&name) {
+                Some(entry) if checkpoint.shards[entry.shard].path.ends_with(&file) => {}
+                _ => {
+                    return Err(malformed(
+                        index,
+                        format!("lists tensor {name:?} in {file}, which does not hold it"),
+                    ));
+                }
+            }
+        }
+        Ok(checkpoint)
+    }
+
+    /// Opens the given safetensors files as one checkpoint (a name may appear only once).
+    pub fn open_files(origin: &str, paths: &[PathBuf]) -> Result<Checkpoint> {
+        let mut shards = Vec::new();
+        let mut tensors = HashMap::new();
+        for path in paths {
+            let file = File::open(path).map_err(|e| io_error(path, e))?;
+            // SAFETY: the mapping is read-only and lives as long as the checkpoint; tessera
+            // never writes to it. As with any memory-mapped file, another process truncating
+            // the file while it is mapped would fault; model files are not expected to change
+            // while a model is being loaded.
+            let map = unsafe { Mmap::map(&file) }.map_err(|e| io_error(path, e))?;
+            let (header_len, metadata) = SafeTensors::read_metadata(&map)
+                .map_err(|e| malformed(path, format!("not a valid safetensors file: {e}")))?;
+            let shard = shards.len();
+            for (name, info) in metadata.tensors() {
+                if tensors.contains_key(&name) {
+                    return Err(malformed(
+                        path,
+                        format!("tensor {name:?} appears in two files"),
+                    ));
+                }
+                let info = info.clone();
+                tensors.insert(name, Entry { shard, info });
+            }
+            shards.push(Shard {
+                path: path.clone(),
+                map,
+                data_start: 8 + header_len,
+            });
+        }
+        Ok(Checkpoint {
+            origin: origin.to_string(),
+            shards,
+            tensors,
+        })
+    }
+
+    /// Where the checkpoint was opened from.
+    pub fn origin(&self) -> &str {
+        &self.origin
+    }
+
+    /// Every tensor name, sorted.
+    pub fn names(&self) -> Vec<&str> {
+        let mut names: Vec<&str> = self.tensors.keys().map(String::as_str).collect();
+        names.sort_unstable();
+        names
+    }
+
+    pub fn contains(&self, name: &str) -> bool {
+        self.tensors.contains_key(name)
+    }
+
+    /// The stored shape of `name`, if present.
+    pub fn shape(&self, name: &str) -> Option<&[usize]> {
+        self.tensors.get(name).map(|e| e.info.shape.as_slice())
+    }
+
+    fn entry(&self, name: &str) -> Result<&Entry> {
+        self.tensors.get(name).ok_or_else(|| Error::MissingTensor {
+            path: self.origin.clone(),
+            name: name.to_string(),
+            hint: String::new(),
+        })
+    }
+
+    /// The stored element type of `name`.
+    pub fn dtype(&self, name: &str) -> Result<StoredDtype> {
+        let entry = self.entry(name)?;
+        StoredDtype::from_safetensors(entry.info.dtype).ok_or_else(|| {
+            malformed(
+                &self.shards[entry.shard].path,
+                format!(
+                    "tensor {name:?} is stored as {:?}; tessera reads F32, F16 and BF16",
+                    entry.info.dtype
+                ),
+            )
+        })
+    }
+
+    /// Checks that `name` exists with shape `expected`.
+    pub fn expect(&self, name: &str, expected: &[usize]) -> Result<()> {
+        let entry = self.entry(name)?;
+        if entry.info.shape != expected {
+            return Err(Error::TensorShape {
+                path: self.shards[entry.shard].path.display().to_string(),
+                name: name.to_string(),
+                expected: expected.to_vec(),
+                found: entry.info.shape.clone(),
+            });
+        }
+        self.dtype(name).map(drop)
+    }
+
+    /// The values of `name` (which must have shape `expected`) as f32.
+    pub fn read_f32(&self, name: &str, expected: &[usize]) -> Result<Vec<f32>> {
+        self.expect(name, expected)?;
+        let entry = self.entry(name)?;
+        let shard = &self.shards[entry.shard];
+        let (start, end) = entry.info.data_offsets;
+        let bytes = &shard.map[shard.data_start + start..shard.data_start + end];
+        Ok(match self.dtype(name)? {
+            StoredDtype::F32 => bytes
+                .chunks_exact(4)
+                .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+                .collect(),
+            StoredDtype::F16 => bytes
+                .chunks_exact(2)
+                .map(|b| f16::from_le_bytes([b[0], b[1]]).to_f32())
+                .collect(),
+            StoredDtype::BF16 => bytes
+                .chunks_exact(2)
+                .map(|b| bf16::from_le_bytes([b[0], b[1]]).to_f32())
+                .collect(),
+        })
+    }
+
+    /// Uploads `name` (shape `expected`) to the device in `dtype`.
+    pub fn upload(
+        &self,
+        gpu: &Gpu,
+        name: &str,
+        expected: &[usize],
+        dtype: DType,
+    ) -> Result<Tensor> {
+        let values = self.read_f32(name, expected)?;
+        Tensor::from_f32(gpu, expected, &values, dtype)
+    }
+}
