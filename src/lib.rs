@@ -9,6 +9,7 @@ pub mod error;
 pub mod gpu;
 pub mod io;
 pub mod kernels;
+pub mod models;
 pub mod suite;
 pub mod tensor;
 

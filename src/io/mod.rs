@@ -5,3 +5,6 @@
 pub mod safetensors;
 
 pub use safetensors::{Checkpoint, StoredDtype};
+pub mod config;
+
+pub use config::ConfigJson;

@@ -1,0 +1,287 @@
+//! The decoder's configuration, from a Hugging Face `config.json` of transformers 4.x (top-level
+//! `rope_theta`, `rope_scaling`, `torch_dtype`) or 5.x (`rope_parameters`, `dtype`).
+
+use std::path::Path;
+
+use crate::error::Result;
+use crate::io::ConfigJson;
+use crate::kernels::rope::{RopeConfig, RopeScaling};
+
+/// The architectures tessera runs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Architecture {
+    /// `LlamaForCausalLM`: Llama 2, Llama 3.x, TinyLlama, SmolLM2, ...
+    Llama,
+    /// `MistralForCausalLM`.
+    Mistral,
+    /// `Qwen2ForCausalLM`: biases on the q, k and v projections.
+    Qwen2,
+}
+
+impl Architecture {
+    fn from_name(name: &str) -> Option<Self> {
+        match name {
+            "LlamaForCausalLM" => Some(Architecture::Llama),
+            "MistralForCausalLM" => Some(Architecture::Mistral),
+            "Qwen2ForCausalLM" => Some(Architecture::Qwen2),
+            _ => None,
+        }
+    }
+}
+
+/// What the decoder needs to know about a checkpoint.
+#[derive(Clone, Debug, PartialEq)]
+pub struct LlamaConfig {
+    pub architecture: Architecture,
+    pub hidden_size: usize,
+    pub intermediate_size: usize,
+    pub num_layers: usize,
+    pub num_heads: usize,
+    pub num_kv_heads: usize,
+    pub head_dim: usize,
+    pub rms_norm_eps: f64,
+    pub rope: RopeConfig,
+    pub tie_word_embeddings: bool,
+    pub vocab_size: usize,
+    pub max_position_embeddings: usize,
+    pub bos_token_id: Option<usize>,
+    pub eos_token_ids: Vec<usize>,
+    /// `torch_dtype` / `dtype` as written (the checkpoint's own type; informational).
+    pub stored_dtype: Option<String>,
+    /// Biases on q, k and v (Qwen2; Llama with `attention_bias`).
+    pub qkv_bias: bool,
+    /// Bias on the output projection (Llama with `attention_bias`).
+    pub o_bias: bool,
+    /// Biases on the MLP projections (Llama with `mlp_bias`).
+    pub mlp_bias: bool,
+    /// Attention window (Mistral, Qwen2 with `use_sliding_window`); `None` means full.
+    pub sliding_window: Option<usize>,
+}
+
+impl LlamaConfig {
+    /// Reads `dir/config.json`.
+    pub fn read(dir: &Path) -> Result<LlamaConfig> {
+        LlamaConfig::from_json(&ConfigJson::read(&dir.join("config.json"))?)
+    }
+
+    pub fn from_json(c: &ConfigJson) -> Result<LlamaConfig> {
+        let arch_name = c
+            .first_string("architectures")?
+            .ok_or_else(|| c.error("architectures is missing: which model is this?"))?;
+        let architecture = Architecture::from_name(arch_name).ok_or_else(|| {
+            c.error(format!(
+                "unknown architecture {arch_name:?}; tessera runs LlamaForCausalLM, \
+                 MistralForCausalLM and Qwen2ForCausalLM"
+            ))
+        })?;
+        if let Some(act) = c.opt_str("hidden_act")?
+            && act != "silu"
+        {
+            return Err(c.error(format!(
+                "hidden_act {act:?} is not supported (only \"silu\")"
+            )));
+        }
+        let hidden_size = c.usize("hidden_size")?;
+        let num_heads = c.usize("num_attention_heads")?;
+        let num_kv_heads = c.opt_usize("num_key_value_heads")?.unwrap_or(num_heads);
+        if num_heads == 0 || num_kv_heads == 0 || num_heads % num_kv_heads != 0 {
+            return Err(c.error(format!(
+                "num_key_value_heads {num_kv_heads} must divide num_attention_heads {num_heads}"
+            )));
+        }
+        let head_dim = match c.opt_usize("head_dim")? {
+            Some(d) => d,
+            None if hidden_size % num_heads == 0 => hidden_size / num_heads,
+            None => {
+                return Err(c.error(format!(
+                    "head_dim is absent and hidden_size {hidden_size} is not a multiple of \
+                     num_attention_heads {num_heads}"
+                )));
+            }
+        };
+        let rope = rope_config(c, head_dim)?;
+        let attention_bias = c.bool_or("attention_bias", false)?;
+        let (qkv_bias, o_bias) = match architecture {
+            Architecture::Qwen2 => (true, false),
+            _ => (attention_bias, attention_bias),
+        };
+        let sliding_window = match architecture {
+            Architecture::Mistral => c.opt_usize("sliding_window")?,
+            Architecture::Qwen2 if c.bool_or("use_sliding_window", false)? => {
+                c.opt_usize("sliding_window")?
+            }
+            _ => None,
+        };
+        let config = LlamaConfig {
+            architecture,
+            hidden_size,
+            intermediate_size: c.usize("intermediate_size")?,
+            num_layers: c.usize("num_hidden_layers")?,
+            num_heads,
+            num_kv_heads,
+            head_dim,
+            rms_norm_eps: c.opt_f64("rms_norm_eps")?.unwrap_or(1e-6),
+            rope,
+            tie_word_embeddings: c.bool_or("tie_word_embeddings", false)?,
+            vocab_size: c.usize("vocab_size")?,
+            max_position_embeddings: c.opt_usize("max_position_embeddings")?.unwrap_or(2048),
+            bos_token_id: c.opt_usize("bos_token_id")?,
+            eos_token_ids: c.usize_list("eos_token_id")?,
+            stored_dtype: c
+                .opt_str("torch_dtype")?
+                .or(c.opt_str("dtype")?)
+                .map(str::to_string),
+            qkv_bias,
+            o_bias,
+            mlp_bias: c.bool_or("mlp_bias", false)?,
+            sliding_window,
+        };
+        for (key, value) in [
+            ("hidden_size", config.hidden_size),
+            ("intermediate_size", config.intermediate_size),
+            ("num_hidden_layers", config.num_layers),
+            ("vocab_size", config.vocab_size),
+            ("head_dim", config.head_dim),
+        ] {
+            if value == 0 {
+                return Err(c.error(format!("{key} must be positive")));
+            }
+        }
+        Ok(config)
+    }
+}
+
+/// `rope_theta` and the scaling, from `rope_parameters` (5.x) or the top level (4.x).
+fn rope_config(c: &ConfigJson, head_dim: usize) -> Result<RopeConfig> {
+    let (theta, scaling) = match c.object("rope_parameters")? {
+        Some(p) => (
+            p.opt_f64("rope_theta")?.or(c.opt_f64("rope_theta")?),
+            scaling(&p)?,
+        ),
+        None => {
+            let scaling = match c.object("rope_scaling")? {
+                Some(s) => scaling(&s)?,
+                None => RopeScaling::None,
+            };
+            (c.opt_f64("rope_theta")?, scaling)
+        }
+    };
+    if !head_dim.is_multiple_of(2) {
+        return Err(c.error(format!(
+            "head_dim {head_dim} must be even for rotary embeddings"
+        )));
+    }
+    Ok(RopeConfig {
+        theta: theta.unwrap_or(10_000.0),
+        head_dim,
+        scaling,
+    })
+}
+
+fn scaling(s: &ConfigJson) -> Result<RopeScaling> {
+    let kind = s
+        .opt_str("rope_type")?
+        .or(s.opt_str("type")?)
+        .unwrap_or("default");
+    match kind {
+        "default" => Ok(RopeScaling::None),
+        "linear" => Ok(RopeScaling::Linear {
+            factor: s.f64("factor")?,
+        }),
+        "llama3" => Ok(RopeScaling::Llama3 {
+            factor: s.f64("factor")?,
+            low_freq_factor: s.f64("low_freq_factor")?,
+            high_freq_factor: s.f64("high_freq_factor")?,
+            original_max_position_embeddings: s.f64("original_max_position_embeddings")?,
+        }),
+        other => Err(s.error(format!(
+            "rope_type {other:?} is not supported; tessera implements default, linear and llama3"
+        ))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> Result<LlamaConfig> {
+        LlamaConfig::from_json(&ConfigJson::parse("config.json", text)?)
+    }
+
+    const TINYLLAMA: &str = r#"{
+        "architectures": ["LlamaForCausalLM"], "hidden_act": "silu", "hidden_size": 2048,
+        "intermediate_size": 5632, "max_position_embeddings": 2048, "num_attention_heads": 32,
+        "num_hidden_layers": 22, "num_key_value_heads": 4, "rms_norm_eps": 1e-05,
+        "rope_scaling": null, "rope_theta": 10000.0, "tie_word_embeddings": false,
+        "torch_dtype": "bfloat16", "vocab_size": 32000, "bos_token_id": 1, "eos_token_id": 2
+    }"#;
+
+    #[test]
+    fn a_transformers_4_config_parses() {
+        let c = parse(TINYLLAMA).unwrap();
+        assert_eq!(c.architecture, Architecture::Llama);
+        assert_eq!((c.num_heads, c.num_kv_heads, c.head_dim), (32, 4, 64));
+        assert_eq!(c.rope.scaling, RopeScaling::None);
+        assert_eq!(c.rope.theta, 10_000.0);
+        assert_eq!(c.eos_token_ids, vec![2]);
+        assert_eq!(c.stored_dtype.as_deref(), Some("bfloat16"));
+        assert!(!c.qkv_bias && !c.tie_word_embeddings);
+    }
+
+    #[test]
+    fn a_transformers_5_config_with_llama3_rope_parses() {
+        let text = r#"{
+            "architectures": ["LlamaForCausalLM"], "hidden_size": 2048, "intermediate_size": 8192,
+            "num_attention_heads": 32, "num_hidden_layers": 16, "num_key_value_heads": 8,
+            "head_dim": 64, "vocab_size": 128256, "tie_word_embeddings": true, "dtype": "bfloat16",
+            "eos_token_id": [128001, 128008, 128009],
+            "rope_parameters": {"rope_type": "llama3", "rope_theta": 500000.0, "factor": 32.0,
+                "low_freq_factor": 1.0, "high_freq_factor": 4.0,
+                "original_max_position_embeddings": 8192}
+        }"#;
+        let c = parse(text).unwrap();
+        assert_eq!(c.rope.theta, 500_000.0);
+        assert!(matches!(
+            c.rope.scaling,
+            RopeScaling::Llama3 { factor: 32.0, .. }
+        ));
+        assert_eq!(c.eos_token_ids.len(), 3);
+        assert!(c.tie_word_embeddings);
+        assert_eq!(c.stored_dtype.as_deref(), Some("bfloat16"));
+    }
+
+    #[test]
+    fn qwen2_has_qkv_biases_and_linear_scaling_is_read() {
+        let text = TINYLLAMA
+            .replace("LlamaForCausalLM", "Qwen2ForCausalLM")
+            .replace(
+                "\"rope_scaling\": null",
+                "\"rope_scaling\": {\"type\": \"linear\", \"factor\": 2.0}",
+            );
+        let c = parse(&text).unwrap();
+        assert!(c.qkv_bias && !c.o_bias);
+        assert_eq!(c.rope.scaling, RopeScaling::Linear { factor: 2.0 });
+    }
+
+    #[test]
+    fn unsupported_configurations_are_named() {
+        let err = parse(&TINYLLAMA.replace("LlamaForCausalLM", "GPT2LMHeadModel")).unwrap_err();
+        assert!(err.to_string().contains("GPT2LMHeadModel"), "{err}");
+        let yarn = TINYLLAMA.replace(
+            "\"rope_scaling\": null",
+            "\"rope_scaling\": {\"rope_type\": \"yarn\", \"factor\": 4.0}",
+        );
+        let err = parse(&yarn).unwrap_err();
+        assert!(err.to_string().contains("yarn"), "{err}");
+        let err = parse(&TINYLLAMA.replace("\"hidden_size\": 2048,", "")).unwrap_err();
+        assert!(err.to_string().contains("hidden_size"), "{err}");
+        let err =
+            parse(&TINYLLAMA.replace("\"num_key_value_heads\": 4", "\"num_key_value_heads\": 5"))
+                .unwrap_err();
+        assert!(err.to_string().contains("num_key_value_heads"), "{err}");
+        let err = parse(&TINYLLAMA.replace("\"silu\"", "\"gelu\"")).unwrap_err();
+        assert!(err.to_string().contains("gelu"), "{err}");
+        assert!(parse("[1, 2]").is_err());
+        assert!(parse("{not json").is_err());
+    }
+}

@@ -1,0 +1,3 @@
+//! Models composed from the kernels: the LLaMA-family decoder.
+
+pub mod llama;
