@@ -1,12 +1,13 @@
 // Decode attention (flash-decoding): one query token per sequence against a KV cache,
-//   out = softmax(q·kᵀ·scale)·v over keys 0 .. kv_len,
+//   out = softmax(q·kᵀ·scale)·v over keys 0 .. kv_len, kv_len = step.position + 1,
 // with the keys split across workgroups so that a long cache keeps the whole GPU busy.
 //   q, out: [batch, 1, n_heads, HEAD_DIM]
 //   k, v:   [batch, kv_capacity, n_kv_heads, HEAD_DIM]; query head h reads kv head
 //           h / (n_heads / n_kv_heads)
 //   partial_o:  [batch, n_heads, n_splits, HEAD_DIM] f32, partial_ml: [.., n_splits, 2] f32
 // Tiling, decode_partial: a workgroup owns WG consecutive keys (one split) of one head
-//   (grid x = splits, y = heads, z = batch). Each invocation scores one key against the
+//   (grid x = splits, y = heads, z = batch; the grid covers the largest kv_len the call will
+//   see, and a split past kv_len reports no keys). Each invocation scores one key against the
 //   query staged in workgroup memory; a tree reduction gives the split's max m and the sum
 //   l of exp(score - m); then each invocation accumulates output dimensions d, d + WG, ...
 //   over the split's keys, reading v rows contiguously across invocations. The unnormalised
@@ -15,7 +16,6 @@
 //   every split to the global max, sums, divides by the total weight and writes out.
 
 struct Params {
-    kv_len: u32,
     n_heads: u32,
     n_kv_heads: u32,
     kv_capacity: u32,
@@ -23,6 +23,16 @@ struct Params {
     scale: f32,
     _pad0: u32,
     _pad1: u32,
+    _pad2: u32,
+}
+
+// The position of the first token of the chunk being processed, written by the host before
+// each run (so one pipeline and bind group serve every step).
+struct Step {
+    position: u32,
+    _pad0: u32,
+    _pad1: u32,
+    _pad2: u32,
 }
 
 override HEAD_DIM: u32 = 64u;
@@ -39,6 +49,7 @@ const LOWEST: f32 = -3.4028234663852886e38;
 @group(0) @binding(6) var<storage, read> combine_o: array<f32>;
 @group(0) @binding(7) var<storage, read> combine_ml: array<f32>;
 @group(0) @binding(8) var<storage, read_write> out: array<elem>;
+@group(0) @binding(15) var<uniform> step: Step;
 
 var<workgroup> q_row: array<f32, HEAD_DIM>;
 var<workgroup> weights: array<f32, WG>;
@@ -79,8 +90,11 @@ fn decode_partial(@builtin(workgroup_id) wg: vec3<u32>,
     let head = wg.y;
     let batch = wg.z;
     let kv_head = head / (p.n_heads / p.n_kv_heads);
+    let kv_len = step.position + 1u;
     let first = split * WG;
-    let count = min(WG, p.kv_len - first);
+    // Splits past the cache's current length have no keys (count 0): they report m = LOWEST
+    // and l = 0, which the combine step weighs by zero.
+    let count = min(WG, max(kv_len, first) - first);
 
     for (var d = lid; d < HEAD_DIM; d += WG) {
         q_row[d] = f32(q[(batch * p.n_heads + head) * HEAD_DIM + d]) * p.scale;

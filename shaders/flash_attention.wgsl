@@ -1,7 +1,8 @@
 // Flash attention forward (prefill): out = softmax(q·kᵀ·scale + mask)·v without materialising
 // the score matrix.
 //   q:    [batch, q_len, n_heads, HEAD_DIM]
-//   k, v: [batch, kv_capacity, n_kv_heads, HEAD_DIM]; positions 0 .. kv_len are used
+//   k, v: [batch, kv_capacity, n_kv_heads, HEAD_DIM]; positions 0 .. kv_len are used, where
+//         kv_len = step.position + q_len (the queries are the tokens at step.position ..)
 //   out:  [batch, q_len, n_heads, HEAD_DIM]
 // Query head h reads kv head h / (n_heads / n_kv_heads) (grouped-query and multi-query
 // attention without duplicating k and v). The queries are the last q_len of the kv_len
@@ -18,13 +19,22 @@
 
 struct Params {
     q_len: u32,
-    kv_len: u32,
     n_heads: u32,
     n_kv_heads: u32,
     kv_capacity: u32,
     causal: u32,
     scale: f32,
-    _pad: u32,
+    _pad0: u32,
+    _pad1: u32,
+}
+
+// The position of the first token of the chunk being processed, written by the host before
+// each run (so one pipeline and bind group serve every step).
+struct Step {
+    position: u32,
+    _pad0: u32,
+    _pad1: u32,
+    _pad2: u32,
 }
 
 override HEAD_DIM: u32 = 64u;
@@ -40,6 +50,7 @@ const LOWEST: f32 = -3.4028234663852886e38;
 @group(0) @binding(2) var<storage, read> k: array<elem>;
 @group(0) @binding(3) var<storage, read> v: array<elem>;
 @group(0) @binding(4) var<storage, read_write> out: array<elem>;
+@group(0) @binding(15) var<uniform> step: Step;
 
 var<workgroup> q_tile: array<f32, BQ * (HEAD_DIM + 1u)>;
 var<workgroup> kv_tile: array<f32, BK * (HEAD_DIM + 1u)>;
@@ -76,7 +87,8 @@ fn flash_attention(@builtin(workgroup_id) wg: vec3<u32>,
     let head = wg.y;
     let batch = wg.z;
     let kv_head = head / (p.n_heads / p.n_kv_heads);
-    let past = p.kv_len - p.q_len;
+    let past = step.position;
+    let kv_len = past + p.q_len;
 
     for (var e = lid; e < BQ * HEAD_DIM; e += WG) {
         let r = e / HEAD_DIM;
@@ -92,9 +104,9 @@ fn flash_attention(@builtin(workgroup_id) wg: vec3<u32>,
         row_sum[lid] = 0.0;
     }
     // Keys past the last query of this block are masked for every row under `causal`.
-    var end = p.kv_len;
+    var end = kv_len;
     if (p.causal != 0u) {
-        end = min(p.kv_len, past + min(q0 + BQ, p.q_len));
+        end = min(kv_len, past + min(q0 + BQ, p.q_len));
     }
     var acc: array<f32, MAX_OUT>;
     workgroupBarrier();

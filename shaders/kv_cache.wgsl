@@ -1,5 +1,5 @@
 // Appends new keys or values to a preallocated KV cache, in place:
-//   cache[b, position + s, :, :] = new[b, s, :, :]
+//   cache[b, step.position + s, :, :] = new[b, s, :, :]
 //   new:   [batch, new_len, row] with row = n_kv_heads · head_dim
 //   cache: [batch, capacity, row]
 // Tiling: one invocation per element of `new`, WG per workgroup, on a 2-D grid
@@ -10,6 +10,11 @@ struct Params {
     new_len: u32,
     row: u32,
     capacity: u32,
+}
+
+// The position of the first token of the chunk being processed, written by the host before
+// each run (so one pipeline and bind group serve every step).
+struct Step {
     position: u32,
     _pad0: u32,
     _pad1: u32,
@@ -21,6 +26,7 @@ override WG: u32 = 256u;
 @group(0) @binding(0) var<uniform> p: Params;
 @group(0) @binding(1) var<storage, read> new_rows: array<elem>;
 @group(0) @binding(2) var<storage, read_write> cache: array<elem>;
+@group(0) @binding(15) var<uniform> step: Step;
 
 @compute @workgroup_size(WG)
 fn append(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
@@ -30,5 +36,5 @@ fn append(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: ve
     let i = e % p.row;
     let s = (e / p.row) % p.new_len;
     let b = e / (p.row * p.new_len);
-    cache[(b * p.capacity + p.position + s) * p.row + i] = new_rows[e];
+    cache[(b * p.capacity + step.position + s) * p.row + i] = new_rows[e];
 }

@@ -2,7 +2,7 @@
 // Llama, Mistral and Qwen2: with half = head_dim / 2 and angle a = position · inv_freq[i],
 //   x[i]        <- x[i] · cos a - x[i + half] · sin a
 //   x[i + half] <- x[i + half] · cos a + x[i] · sin a            for i < half.
-//   x:     [batch, seq, n_heads, head_dim]; token s has position `position + s`
+//   x:     [batch, seq, n_heads, head_dim]; token s has position `step.position + s`
 //   table: [table_rows, head_dim] f32, row t = cos(t · inv_freq[0 .. half]) then
 //          sin(t · inv_freq[0 .. half]), computed on the host in f64 (so that positions far
 //          past the training context keep full f32 accuracy, whatever the GPU's sin/cos do)
@@ -14,6 +14,11 @@ struct Params {
     seq: u32,
     n_heads: u32,
     half: u32,
+}
+
+// The position of the first token of the chunk being processed, written by the host before
+// each run (so one pipeline and bind group serve every step).
+struct Step {
     position: u32,
     _pad0: u32,
     _pad1: u32,
@@ -25,6 +30,7 @@ override WG: u32 = 256u;
 @group(0) @binding(0) var<uniform> p: Params;
 @group(0) @binding(1) var<storage, read> table: array<f32>;
 @group(0) @binding(2) var<storage, read_write> x: array<elem>;
+@group(0) @binding(15) var<uniform> step: Step;
 
 @compute @workgroup_size(WG)
 fn rope(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
@@ -34,7 +40,7 @@ fn rope(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3
     let i = pair % p.half;
     let row = pair / p.half;                  // (batch, token, head) flattened
     let token = (row / p.n_heads) % p.seq;
-    let t = (p.position + token) * (2u * p.half);
+    let t = (step.position + token) * (2u * p.half);
     let c = table[t + i];
     let s = table[t + p.half + i];
     let base = row * 2u * p.half;

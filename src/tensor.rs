@@ -9,21 +9,24 @@ use serde::Serialize;
 use crate::error::{Error, Result};
 use crate::gpu::Gpu;
 
-/// Storage element type. Kernels accumulate in f32 whatever the storage type.
+/// Storage element type. Kernels accumulate in f32 whatever the float storage type; `U32`
+/// holds indices (token ids).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum DType {
     F32,
     F16,
+    U32,
 }
 
 impl DType {
+    /// The float types kernels come in.
     pub const ALL: [DType; 2] = [DType::F32, DType::F16];
 
     /// Bytes per element.
     pub fn size(self) -> usize {
         match self {
-            DType::F32 => 4,
+            DType::F32 | DType::U32 => 4,
             DType::F16 => 2,
         }
     }
@@ -32,14 +35,16 @@ impl DType {
         match self {
             DType::F32 => "f32",
             DType::F16 => "f16",
+            DType::U32 => "u32",
         }
     }
 
-    /// Machine epsilon (distance from 1.0 to the next value).
+    /// Machine epsilon (distance from 1.0 to the next value; 1 for integers).
     pub fn epsilon(self) -> f64 {
         match self {
             DType::F32 => f64::from(f32::EPSILON),
             DType::F16 => f16::EPSILON.to_f64(),
+            DType::U32 => 1.0,
         }
     }
 
@@ -48,6 +53,7 @@ impl DType {
         match self {
             DType::F32 => f64::from(value as f32),
             DType::F16 => f16::from_f64(value).to_f64(),
+            DType::U32 => f64::from(value.clamp(0.0, f64::from(u32::MAX)).round() as u32),
         }
     }
 }
@@ -64,6 +70,7 @@ impl std::str::FromStr for DType {
         match s {
             "f32" => Ok(DType::F32),
             "f16" => Ok(DType::F16),
+            "u32" => Ok(DType::U32),
             other => Err(Error::Invalid(format!(
                 "unknown dtype {other:?}: expected f32 or f16"
             ))),
@@ -217,6 +224,50 @@ impl Tensor {
         }))
     }
 
+    /// A tensor of indices.
+    pub fn from_u32(gpu: &Gpu, shape: &[usize], data: &[u32]) -> Result<Tensor> {
+        let tensor = Tensor::empty(gpu, shape, DType::U32)?;
+        tensor.write_u32(data)?;
+        Ok(tensor)
+    }
+
+    /// Overwrites a `U32` tensor with `data`.
+    pub fn write_u32(&self, data: &[u32]) -> Result<()> {
+        if self.dtype != DType::U32 || data.len() != self.len() {
+            return Err(Error::Length {
+                what: format!("writing {} indices into {self:?}", data.len()),
+                got: data.len(),
+                expected: self.len(),
+            });
+        }
+        self.write_bytes(bytemuck::cast_slice(data).to_vec())
+    }
+
+    /// Another handle to this whole tensor, sharing its buffer (for graphs that hold weights
+    /// owned elsewhere).
+    pub fn share(&self) -> Tensor {
+        Tensor {
+            storage: self.storage.clone(),
+            offset: self.offset,
+            shape: self.shape.clone(),
+            dtype: self.dtype,
+        }
+    }
+
+    /// The same data under another shape with the same number of elements.
+    pub fn reshape(&self, shape: &[usize]) -> Result<Tensor> {
+        if shape.iter().product::<usize>() != self.len() || shape.contains(&0) {
+            return Err(Error::shape(
+                "reshape",
+                format!("{self:?} has {} elements, {shape:?} does not", self.len()),
+            ));
+        }
+        Ok(Tensor {
+            shape: shape.to_vec(),
+            ..self.share()
+        })
+    }
+
     /// Overwrites the tensor with `data`, converted to the tensor's dtype.
     pub fn write_f32(&self, data: &[f32]) -> Result<()> {
         if data.len() != self.len() {
@@ -228,6 +279,13 @@ impl Tensor {
         }
         let bytes = match self.dtype {
             DType::F32 => bytemuck::cast_slice(data).to_vec(),
+            DType::U32 => {
+                let ints: Vec<u32> = data
+                    .iter()
+                    .map(|&x| DType::U32.round(f64::from(x)) as u32)
+                    .collect();
+                bytemuck::cast_slice(&ints).to_vec()
+            }
             DType::F16 => {
                 let halves: Vec<f16> = data.iter().map(|&x| f16::from_f32(x)).collect();
                 bytemuck::cast_slice(&halves).to_vec()
@@ -241,6 +299,7 @@ impl Tensor {
         let bytes = match self.dtype {
             DType::F32 => bytemuck::cast_slice(&vec![f32::NAN; self.len()]).to_vec(),
             DType::F16 => bytemuck::cast_slice(&vec![f16::NAN; self.len()]).to_vec(),
+            DType::U32 => vec![0xff; self.len() * 4],
         };
         self.write_bytes(bytes)
     }
@@ -273,6 +332,10 @@ impl Tensor {
             DType::F32 => bytes
                 .chunks_exact(4)
                 .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+                .collect(),
+            DType::U32 => bytes
+                .chunks_exact(4)
+                .map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]) as f32)
                 .collect(),
             DType::F16 => bytes
                 .chunks_exact(2)

@@ -3,6 +3,7 @@
 
 mod common;
 
+use tessera::kernels::Position;
 use tessera::kernels::attention::{self, AttentionDims};
 use tessera::kernels::kv_cache::KvCache;
 use tessera::kernels::rope::{self, RopeConfig, RopeScaling};
@@ -27,7 +28,8 @@ fn flash_bytes(gpu: &Gpu, seq: usize, head_dim: usize) -> u64 {
     let v = Tensor::empty(gpu, &shape, DType::F32).unwrap();
     let out = Tensor::empty(gpu, &shape, DType::F32).unwrap();
     let before = gpu.requested_bytes();
-    let call = attention::flash_attention(gpu, &q, &k, &v, seq, true, 0.125, &out).unwrap();
+    let call =
+        attention::flash_attention(gpu, &q, &k, &v, Position::Fixed(0), true, 0.125, &out).unwrap();
     let bytes = gpu.requested_bytes() - before;
     drop(call);
     bytes
@@ -40,7 +42,8 @@ fn decode_bytes(gpu: &Gpu, kv_len: usize, head_dim: usize) -> u64 {
     let v = Tensor::empty(gpu, &[1, kv_len, 2, head_dim], DType::F32).unwrap();
     let out = Tensor::empty(gpu, &[1, 1, 8, head_dim], DType::F32).unwrap();
     let before = gpu.requested_bytes();
-    let call = attention::decode_attention(gpu, &q, &k, &v, kv_len, 0.125, &out).unwrap();
+    let past = Position::Fixed(kv_len - 1);
+    let call = attention::decode_attention(gpu, &q, &k, &v, past, 0.125, &out).unwrap();
     let bytes = gpu.requested_bytes() - before;
     drop(call);
     bytes
@@ -97,7 +100,7 @@ fn a_cache_filled_by_prefill_then_decode_steps_matches_the_reference() {
         &q,
         &cache.k,
         &cache.v,
-        cache.len(),
+        Position::Fixed(cache.len() - 1),
         scale as f32,
         &out,
     )
@@ -135,26 +138,26 @@ fn attention_shape_errors_are_clear() {
     let (q, out) = (t(&[1, 4, 6, 16]), t(&[1, 4, 6, 16]));
     let (k, v) = (t(&[1, 8, 4, 16]), t(&[1, 8, 4, 16]));
     // 4 kv heads do not divide 6 query heads
-    let err = attention::flash_attention(&gpu, &q, &k, &v, 8, true, 1.0, &out)
+    let at = |p| Position::Fixed(p);
+    let err = attention::flash_attention(&gpu, &q, &k, &v, at(0), true, 1.0, &out)
         .err()
         .unwrap();
     assert!(err.to_string().contains("do not divide"), "{err}");
     let (k, v) = (t(&[1, 8, 3, 16]), t(&[1, 8, 3, 16]));
-    // kv_len over the capacity, and fewer keys than queries
-    for kv_len in [9, 3, 0] {
-        let err = attention::flash_attention(&gpu, &q, &k, &v, kv_len, true, 1.0, &out)
-            .err()
-            .unwrap();
-        assert!(matches!(err, Error::Shape { .. }), "{err}");
-    }
+    // 4 queries after 5 cached positions need 9 keys, over the capacity of 8
+    assert!(attention::flash_attention(&gpu, &q, &k, &v, at(4), true, 1.0, &out).is_ok());
+    let err = attention::flash_attention(&gpu, &q, &k, &v, at(5), true, 1.0, &out)
+        .err()
+        .unwrap();
+    assert!(err.to_string().contains("capacity"), "{err}");
     // decode needs one query
-    let err = attention::decode_attention(&gpu, &q, &k, &v, 8, 1.0, &out)
+    let err = attention::decode_attention(&gpu, &q, &k, &v, at(3), 1.0, &out)
         .err()
         .unwrap();
     assert!(err.to_string().contains("one query"), "{err}");
     // head_dim mismatch
     let k16 = t(&[1, 8, 3, 8]);
-    let err = attention::flash_attention(&gpu, &q, &k16, &k16, 8, true, 1.0, &out)
+    let err = attention::flash_attention(&gpu, &q, &k16, &k16, at(0), true, 1.0, &out)
         .err()
         .unwrap();
     assert!(matches!(err, Error::Shape { .. }), "{err}");
@@ -170,9 +173,11 @@ fn rope_refuses_positions_past_its_table() {
     };
     let table = rope::table_tensor(&gpu, &config, 10).unwrap();
     let x = Tensor::empty(&gpu, &[1, 4, 2, 16], DType::F32).unwrap();
-    assert!(rope::rope(&gpu, &x, &table, 6).is_ok());
-    let err = rope::rope(&gpu, &x, &table, 7).err().unwrap();
+    assert!(rope::rope(&gpu, &x, &table, Position::Fixed(6)).is_ok());
+    let err = rope::rope(&gpu, &x, &table, Position::Fixed(7))
+        .err()
+        .unwrap();
     assert!(err.to_string().contains("exceed"), "{err}");
     let wrong = Tensor::empty(&gpu, &[1, 4, 2, 8], DType::F32).unwrap();
-    assert!(rope::rope(&gpu, &wrong, &table, 0).is_err());
+    assert!(rope::rope(&gpu, &wrong, &table, Position::Fixed(0)).is_err());
 }

@@ -10,7 +10,7 @@ use tessera::kernels::all_pipeline_keys;
 
 fn capabilities(dtype: DType) -> Capabilities {
     match dtype {
-        DType::F32 => Capabilities::empty(),
+        DType::F32 | DType::U32 => Capabilities::empty(),
         DType::F16 => Capabilities::SHADER_FLOAT16,
     }
 }

@@ -117,7 +117,7 @@ impl Gpu {
     /// Whether kernels can store tensors of `dtype` on this device.
     pub fn supports(&self, dtype: DType) -> bool {
         match dtype {
-            DType::F32 => true,
+            DType::F32 | DType::U32 => true,
             DType::F16 => self.features().contains(wgpu::Features::SHADER_F16),
         }
     }

@@ -62,6 +62,7 @@ impl PipelineKey {
         let header = match self.dtype {
             DType::F32 => "alias elem = f32;\n",
             DType::F16 => "enable f16;\nalias elem = f16;\n",
+            DType::U32 => "alias elem = u32;\n",
         };
         format!("{header}{}", self.shader.body)
     }

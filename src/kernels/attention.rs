@@ -2,15 +2,16 @@
 //! (`shaders/flash_attention.wgsl`) and split-KV decode attention (`shaders/decode_attention.wgsl`).
 //!
 //! Layouts: `q` and `out` are `[batch, q_len, n_heads, head_dim]`; `k` and `v` are
-//! `[batch, kv_capacity, n_kv_heads, head_dim]` of which the first `kv_len` positions are used
-//! (a preallocated KV cache, see [`super::kv_cache`], or plain tensors with
-//! `kv_capacity == kv_len`). `n_kv_heads` divides `n_heads`; query head `h` reads kv head
-//! `h / (n_heads / n_kv_heads)`. The queries are the last `q_len` of the `kv_len` positions:
-//! under a causal mask query `i` sees keys `0 ..= kv_len - q_len + i`.
+//! `[batch, kv_capacity, n_kv_heads, head_dim]`. The queries are the tokens at positions
+//! `past .. past + q_len`, and keys `0 .. kv_len` with `kv_len = past + q_len` are used (a
+//! preallocated KV cache, see [`super::kv_cache`], or plain tensors with
+//! `kv_capacity == kv_len`); under a causal mask query `i` sees keys `0 ..= past + i`.
+//! `past` is a [`Position`]: fixed, or read per run from a step buffer. `n_kv_heads` divides
+//! `n_heads`; query head `h` reads kv head `h / (n_heads / n_kv_heads)`.
 
 use crate::error::{Error, Result};
 use crate::gpu::{Gpu, PipelineKey, ShaderSource};
-use crate::kernels::{KernelCall, expect_shape, prepare, same_dtype, to_u32};
+use crate::kernels::{KernelCall, Position, expect_shape, prepare, prepare_at, same_dtype, to_u32};
 use crate::tensor::{DType, Tensor};
 
 const FLASH: ShaderSource = ShaderSource {
@@ -57,25 +58,23 @@ impl AttentionDims {
 #[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
 struct FlashParams {
     q_len: u32,
-    kv_len: u32,
     n_heads: u32,
     n_kv_heads: u32,
     kv_capacity: u32,
     causal: u32,
     scale: f32,
-    _pad: u32,
+    _pad: [u32; 2],
 }
 
 #[repr(C)]
 #[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
 struct DecodeParams {
-    kv_len: u32,
     n_heads: u32,
     n_kv_heads: u32,
     kv_capacity: u32,
     n_splits: u32,
     scale: f32,
-    _pad: [u32; 2],
+    _pad: [u32; 3],
 }
 
 /// Query rows and keys per flash-attention block for `head_dim`, the largest that fit
@@ -123,7 +122,8 @@ pub(crate) fn pipeline_keys() -> Vec<PipelineKey> {
     keys
 }
 
-/// Checks the operands' shapes and works out the problem size.
+/// Checks the operands' shapes and works out the problem size, `kv_len` being the most keys
+/// the call will attend to.
 pub fn dims(
     q: &Tensor,
     k: &Tensor,
@@ -207,16 +207,16 @@ pub fn attention<'a>(
     q: &'a Tensor,
     k: &'a Tensor,
     v: &'a Tensor,
-    kv_len: usize,
+    past: Position<'a>,
     causal: bool,
     scale: f32,
     out: &'a Tensor,
 ) -> Result<KernelCall<'a>> {
     if q.shape().get(1) == Some(&1) {
         // A single query is the last position: the causal mask hides nothing from it.
-        decode_attention(gpu, q, k, v, kv_len, scale, out)
+        decode_attention(gpu, q, k, v, past, scale, out)
     } else {
-        flash_attention(gpu, q, k, v, kv_len, causal, scale, out)
+        flash_attention(gpu, q, k, v, past, causal, scale, out)
     }
 }
 
@@ -227,14 +227,15 @@ pub fn flash_attention<'a>(
     q: &'a Tensor,
     k: &'a Tensor,
     v: &'a Tensor,
-    kv_len: usize,
+    past: Position<'a>,
     causal: bool,
     scale: f32,
     out: &'a Tensor,
 ) -> Result<KernelCall<'a>> {
     let op = "flash attention";
     let dtype = same_dtype(op, &[q, k, v, out])?;
-    let d = dims(q, k, v, kv_len, out)?;
+    let q_len = q.shape().get(1).copied().unwrap_or(0);
+    let d = dims(q, k, v, past.max() + q_len, out)?;
     let head_dim = to_u32(op, "head_dim", d.head_dim)?;
     let memory = gpu.limits().max_compute_workgroup_storage_size;
     let (bq, bk) = flash_tiles(head_dim, memory).ok_or_else(|| Error::TooLarge {
@@ -245,42 +246,43 @@ pub fn flash_attention<'a>(
     })?;
     let params = FlashParams {
         q_len: to_u32(op, "q_len", d.q_len)?,
-        kv_len: to_u32(op, "kv_len", d.kv_len)?,
         n_heads: to_u32(op, "n_heads", d.n_heads)?,
         n_kv_heads: to_u32(op, "n_kv_heads", d.n_kv_heads)?,
         kv_capacity: to_u32(op, "kv_capacity", d.kv_capacity)?,
         causal: u32::from(causal),
         scale,
-        _pad: 0,
+        _pad: [0; 2],
     };
     let grid = max_grid(
         gpu,
         op,
         &[d.q_len.div_ceil(bq as usize), d.n_heads, d.batch],
     )?;
-    prepare(
+    prepare_at(
         gpu,
         &flash_key(dtype, head_dim, bq, bk),
         &params,
         &[(1, q), (2, k), (3, v), (4, out)],
+        &past,
         [grid[0], grid[1], grid[2]],
     )
 }
 
-/// Split-KV decode attention for one query per sequence (`q`: `[batch, 1, n_heads, head_dim]`).
-/// Each split of 256 keys is reduced by its own workgroup, then the splits are combined.
+/// Split-KV decode attention for one query per sequence (`q`: `[batch, 1, n_heads, head_dim]`)
+/// against keys `0 ..= past`. Each split of 256 keys is reduced by its own workgroup, then the
+/// splits are combined; the grid covers the largest `past` the call may run at.
 pub fn decode_attention<'a>(
     gpu: &Gpu,
     q: &'a Tensor,
     k: &'a Tensor,
     v: &'a Tensor,
-    kv_len: usize,
+    past: Position<'a>,
     scale: f32,
     out: &'a Tensor,
 ) -> Result<KernelCall<'a>> {
     let op = "decode attention";
     let dtype = same_dtype(op, &[q, k, v, out])?;
-    let d = dims(q, k, v, kv_len, out)?;
+    let d = dims(q, k, v, past.max() + 1, out)?;
     if d.q_len != 1 {
         return Err(Error::shape(
             op,
@@ -290,24 +292,25 @@ pub fn decode_attention<'a>(
     let head_dim = to_u32(op, "head_dim", d.head_dim)?;
     let n_splits = d.kv_len.div_ceil(DECODE_SPLIT as usize);
     let params = DecodeParams {
-        kv_len: to_u32(op, "kv_len", d.kv_len)?,
         n_heads: to_u32(op, "n_heads", d.n_heads)?,
         n_kv_heads: to_u32(op, "n_kv_heads", d.n_kv_heads)?,
         kv_capacity: to_u32(op, "kv_capacity", d.kv_capacity)?,
         n_splits: to_u32(op, "splits", n_splits)?,
         scale,
-        _pad: [0; 2],
+        _pad: [0; 3],
     };
     let partial_o = Tensor::empty(gpu, &[d.batch, d.n_heads, n_splits, d.head_dim], DType::F32)?;
     let partial_ml = Tensor::empty(gpu, &[d.batch, d.n_heads, n_splits, 2], DType::F32)?;
     let grid = max_grid(gpu, op, &[n_splits, d.n_heads, d.batch])?;
-    let partial = prepare(
+    let partial = prepare_at(
         gpu,
         &decode_key("decode_partial", dtype, head_dim),
         &params,
         &[(1, q), (2, k), (3, v), (4, &partial_o), (5, &partial_ml)],
+        &past,
         [grid[0], grid[1], grid[2]],
     )?;
+    // The combine step reads only the partial results: it has no step binding.
     let combine = prepare(
         gpu,
         &decode_key("decode_combine", dtype, head_dim),

@@ -7,7 +7,7 @@
 
 use crate::error::{Error, Result};
 use crate::gpu::{Gpu, PipelineKey, ShaderSource};
-use crate::kernels::{KernelCall, prepare, same_dtype, to_u32};
+use crate::kernels::{KernelCall, Position, prepare_at, same_dtype, to_u32};
 use crate::tensor::{DType, Tensor};
 
 const SHADER: ShaderSource = ShaderSource {
@@ -23,8 +23,6 @@ struct Params {
     new_len: u32,
     row: u32,
     capacity: u32,
-    position: u32,
-    _pad: [u32; 3],
 }
 
 fn key(dtype: DType) -> PipelineKey {
@@ -82,7 +80,7 @@ impl KvCache {
         gpu: &Gpu,
         k_new: &'a Tensor,
         v_new: &'a Tensor,
-        position: usize,
+        position: Position<'a>,
     ) -> Result<KernelCall<'a>> {
         let k = write_rows(gpu, k_new, &self.k, position)?;
         Ok(k.then(write_rows(gpu, v_new, &self.v, position)?))
@@ -91,7 +89,8 @@ impl KvCache {
     /// Writes `k_new`, `v_new` after the positions already cached, runs it, and advances
     /// [`KvCache::len`].
     pub fn append(&mut self, gpu: &Gpu, k_new: &Tensor, v_new: &Tensor) -> Result<()> {
-        self.write_call(gpu, k_new, v_new, self.len)?.run(gpu)?;
+        self.write_call(gpu, k_new, v_new, Position::Fixed(self.len))?
+            .run(gpu)?;
         self.len += k_new.shape()[1];
         Ok(())
     }
@@ -103,7 +102,7 @@ pub fn write_rows<'a>(
     gpu: &Gpu,
     new: &'a Tensor,
     cache: &'a Tensor,
-    position: usize,
+    position: Position<'a>,
 ) -> Result<KernelCall<'a>> {
     let op = "kv cache append";
     let dtype = same_dtype(op, &[new, cache])?;
@@ -116,14 +115,11 @@ pub fn write_rows<'a>(
             ),
         ));
     }
-    if position + n[1] > c[1] {
+    let end = position.max() + n[1];
+    if end > c[1] {
         return Err(Error::shape(
             op,
-            format!(
-                "positions {position}..{} exceed the cache capacity {}",
-                position + n[1],
-                c[1]
-            ),
+            format!("positions up to {end} exceed the cache capacity {}", c[1]),
         ));
     }
     let params = Params {
@@ -131,9 +127,14 @@ pub fn write_rows<'a>(
         new_len: to_u32(op, "new positions", n[1])?,
         row: to_u32(op, "row", n[2] * n[3])?,
         capacity: to_u32(op, "capacity", c[1])?,
-        position: to_u32(op, "position", position)?,
-        _pad: [0; 3],
     };
     let grid = gpu.grid(op, new.len().div_ceil(WG as usize) as u64)?;
-    prepare(gpu, &key(dtype), &params, &[(1, new), (2, cache)], grid)
+    prepare_at(
+        gpu,
+        &key(dtype),
+        &params,
+        &[(1, new), (2, cache)],
+        &position,
+        grid,
+    )
 }

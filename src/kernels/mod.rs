@@ -101,6 +101,38 @@ pub(crate) fn prepare<'a, P: bytemuck::Pod>(
     tensors: &[(u32, &Tensor)],
     workgroups: [u32; 3],
 ) -> Result<KernelCall<'a>> {
+    prepare_with_step(gpu, key, params, tensors, None, workgroups)
+}
+
+/// [`prepare`] for the step-dependent kernels: `position` is bound at binding 15.
+pub(crate) fn prepare_at<'a, P: bytemuck::Pod>(
+    gpu: &Gpu,
+    key: &PipelineKey,
+    params: &P,
+    tensors: &[(u32, &Tensor)],
+    position: &Position<'_>,
+    workgroups: [u32; 3],
+) -> Result<KernelCall<'a>> {
+    let fixed;
+    let step = match position {
+        Position::Fixed(p) => {
+            fixed = StepBuffer::new(gpu)?;
+            fixed.set(gpu, *p)?;
+            &fixed.buffer
+        }
+        Position::Step { buffer, .. } => &buffer.buffer,
+    };
+    prepare_with_step(gpu, key, params, tensors, Some(step), workgroups)
+}
+
+fn prepare_with_step<'a, P: bytemuck::Pod>(
+    gpu: &Gpu,
+    key: &PipelineKey,
+    params: &P,
+    tensors: &[(u32, &Tensor)],
+    step: Option<&wgpu::Buffer>,
+    workgroups: [u32; 3],
+) -> Result<KernelCall<'a>> {
     let label = key.label();
     let pipeline = gpu.pipeline(key)?;
     let uniform = gpu.uniform(&format!("{label} params"), params)?;
@@ -108,6 +140,12 @@ pub(crate) fn prepare<'a, P: bytemuck::Pod>(
         binding: 0,
         resource: uniform.as_entire_binding(),
     }];
+    if let Some(step) = step {
+        entries.push(wgpu::BindGroupEntry {
+            binding: STEP_BINDING,
+            resource: step.as_entire_binding(),
+        });
+    }
     for &(binding, tensor) in tensors {
         // Shaders index with u32.
         to_u32(key.entry, "tensor length", tensor.len())?;
@@ -133,6 +171,69 @@ pub(crate) fn prepare<'a, P: bytemuck::Pod>(
         owned: Vec::new(),
         borrows: PhantomData,
     })
+}
+
+/// Where the step-dependent kernels (RoPE, KV-cache append, attention) find the position of
+/// the first token they process.
+#[derive(Clone, Copy)]
+pub enum Position<'a> {
+    /// Known when the call is made.
+    Fixed(usize),
+    /// Read from `buffer` when the call runs, so one prepared call serves every step of a
+    /// decode loop; `max` is the largest position it will be run at (bounds are checked and
+    /// grids sized against it).
+    Step { buffer: &'a StepBuffer, max: usize },
+}
+
+impl Position<'_> {
+    /// The largest position the call may run at.
+    pub fn max(&self) -> usize {
+        match *self {
+            Position::Fixed(p) => p,
+            Position::Step { max, .. } => max,
+        }
+    }
+}
+
+/// The binding of the step uniform in the step-dependent shaders.
+const STEP_BINDING: u32 = 15;
+
+#[repr(C)]
+#[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
+struct StepData {
+    position: u32,
+    _pad: [u32; 3],
+}
+
+/// The small uniform buffer holding the per-run position (WGSL `struct Step`).
+pub struct StepBuffer {
+    buffer: wgpu::Buffer,
+}
+
+impl StepBuffer {
+    pub fn new(gpu: &Gpu) -> Result<StepBuffer> {
+        let buffer = gpu.scoped("creating the step uniform", |device| {
+            device.create_buffer(&wgpu::BufferDescriptor {
+                label: Some("step"),
+                size: std::mem::size_of::<StepData>() as u64,
+                usage: wgpu::BufferUsages::UNIFORM | wgpu::BufferUsages::COPY_DST,
+                mapped_at_creation: false,
+            })
+        })?;
+        Ok(StepBuffer { buffer })
+    }
+
+    /// Sets the position the next submitted work reads.
+    pub fn set(&self, gpu: &Gpu, position: usize) -> Result<()> {
+        let data = StepData {
+            position: to_u32("step", "position", position)?,
+            _pad: [0; 3],
+        };
+        gpu.scoped("writing the step uniform", |_| {
+            gpu.queue()
+                .write_buffer(&self.buffer, 0, bytemuck::bytes_of(&data));
+        })
+    }
 }
 
 /// `Err` unless every tensor has the dtype of the first.

@@ -8,7 +8,7 @@
 
 use crate::error::{Error, Result};
 use crate::gpu::{Gpu, PipelineKey, ShaderSource};
-use crate::kernels::{KernelCall, last_dim, prepare, to_u32};
+use crate::kernels::{KernelCall, Position, last_dim, prepare_at, to_u32};
 use crate::tensor::{DType, Tensor};
 
 const SHADER: ShaderSource = ShaderSource {
@@ -147,8 +147,6 @@ struct Params {
     seq: u32,
     n_heads: u32,
     half: u32,
-    position: u32,
-    _pad: [u32; 3],
 }
 
 fn key(dtype: DType) -> PipelineKey {
@@ -165,17 +163,15 @@ pub fn rope<'a>(
     gpu: &Gpu,
     x: &'a Tensor,
     table: &'a Tensor,
-    position: usize,
+    position: Position<'a>,
 ) -> Result<KernelCall<'a>> {
     let op = "rope";
     let head_dim = last_dim(op, x)?;
     let [_, seq, n_heads, _] = <[usize; 4]>::try_from(x.shape()).map_err(|_| {
+        let shape = x.shape();
         Error::shape(
             op,
-            format!(
-                "x is {:?}; expected [batch, seq, heads, head_dim]",
-                x.shape()
-            ),
+            format!("x is {shape:?}; expected [batch, seq, heads, head_dim]"),
         )
     })?;
     let &[positions, table_dim] = table.shape() else {
@@ -188,17 +184,15 @@ pub fn rope<'a>(
         return Err(Error::shape(
             op,
             format!(
-                "x has head_dim {head_dim} (must be even); the table is {table:?}, needs [_, {head_dim}] f32"
+                "x has head_dim {head_dim} (must be even); the table {table:?} must be [_, {head_dim}] f32"
             ),
         ));
     }
-    if position + seq > positions {
+    let end = position.max() + seq;
+    if end > positions {
         return Err(Error::shape(
             op,
-            format!(
-                "positions {position}..{} exceed the table's {positions}",
-                position + seq
-            ),
+            format!("positions up to {end} exceed the table's {positions}"),
         ));
     }
     let pairs = x.len() / 2;
@@ -207,11 +201,10 @@ pub fn rope<'a>(
         seq: to_u32(op, "seq", seq)?,
         n_heads: to_u32(op, "n_heads", n_heads)?,
         half: to_u32(op, "head_dim / 2", head_dim / 2)?,
-        position: to_u32(op, "position", position)?,
-        _pad: [0; 3],
     };
     let grid = gpu.grid(op, pairs.div_ceil(WG as usize) as u64)?;
-    prepare(gpu, &key(x.dtype()), &params, &[(1, table), (2, x)], grid)
+    let tensors = [(1, table), (2, x)];
+    prepare_at(gpu, &key(x.dtype()), &params, &tensors, &position, grid)
 }
 
 /// f64 reference of [`rope`] on `x` (`[batch, seq, n_heads, head_dim]`, flattened), with the

@@ -6,7 +6,7 @@ use crate::error::Result;
 use crate::gpu::Gpu;
 use crate::kernels::attention::{self, AttentionDims};
 use crate::kernels::rope::{self, RopeConfig, RopeScaling};
-use crate::kernels::{KernelCall, kv_cache};
+use crate::kernels::{KernelCall, Position, kv_cache};
 use crate::tensor::Tensor;
 
 /// Which attention kernel a case runs.
@@ -143,13 +143,12 @@ impl CaseSpec for AttentionSpec {
     fn call<'a>(&self, gpu: &Gpu, inputs: &'a [Tensor], out: &'a Tensor) -> Result<KernelCall<'a>> {
         let [q, k, v] = [&inputs[0], &inputs[1], &inputs[2]];
         let scale = self.scale() as f32;
+        let past = Position::Fixed(self.kv_len - self.q_len);
         match self.kernel {
             AttentionKernel::Flash => {
-                attention::flash_attention(gpu, q, k, v, self.kv_len, self.causal, scale, out)
+                attention::flash_attention(gpu, q, k, v, past, self.causal, scale, out)
             }
-            AttentionKernel::Decode => {
-                attention::decode_attention(gpu, q, k, v, self.kv_len, scale, out)
-            }
+            AttentionKernel::Decode => attention::decode_attention(gpu, q, k, v, past, scale, out),
         }
     }
 }
@@ -234,7 +233,7 @@ impl CaseSpec for RopeSpec {
 
     /// `out` holds `x` (the kernel works in place); `inputs[1]` is the table.
     fn call<'a>(&self, gpu: &Gpu, inputs: &'a [Tensor], out: &'a Tensor) -> Result<KernelCall<'a>> {
-        rope::rope(gpu, out, &inputs[1], self.position)
+        rope::rope(gpu, out, &inputs[1], Position::Fixed(self.position))
     }
 }
 
@@ -308,6 +307,6 @@ impl CaseSpec for KvAppendSpec {
 
     /// `out` holds the old cache (the kernel works in place); `inputs[1]` the new rows.
     fn call<'a>(&self, gpu: &Gpu, inputs: &'a [Tensor], out: &'a Tensor) -> Result<KernelCall<'a>> {
-        kv_cache::write_rows(gpu, &inputs[1], out, self.position)
+        kv_cache::write_rows(gpu, &inputs[1], out, Position::Fixed(self.position))
     }
 }

@@ -177,6 +177,10 @@ impl Case {
                 atol: 2f64.powi(-14),
                 rtol: DType::F16.epsilon(),
             },
+            DType::U32 => Tolerance {
+                atol: 0.0,
+                rtol: 0.0,
+            },
         };
         let compute = self.spec.compute_tolerance();
         Tolerance {
