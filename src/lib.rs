@@ -7,6 +7,7 @@
 
 pub mod error;
 pub mod gpu;
+pub mod graph;
 pub mod io;
 pub mod kernels;
 pub mod models;

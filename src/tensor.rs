@@ -254,6 +254,23 @@ impl Tensor {
         }
     }
 
+    /// This tensor's bytes seen as `shape` of `dtype`, from its first byte (scratch buffers
+    /// that hold tensors of different types over time).
+    pub fn view_as(&self, shape: &[usize], dtype: DType) -> Result<Tensor> {
+        let bytes = shape.iter().product::<usize>() * dtype.size();
+        if bytes as u64 > self.bytes() || shape.contains(&0) {
+            return Err(Error::shape(
+                "tensor view",
+                format!("{shape:?} {dtype} does not fit in {self:?}"),
+            ));
+        }
+        Ok(Tensor {
+            shape: shape.to_vec(),
+            dtype,
+            ..self.share()
+        })
+    }
+
     /// The same data under another shape with the same number of elements.
     pub fn reshape(&self, shape: &[usize]) -> Result<Tensor> {
         if shape.iter().product::<usize>() != self.len() || shape.contains(&0) {

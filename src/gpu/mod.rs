@@ -46,6 +46,8 @@ struct Inner {
     pool: BufferPool,
     /// Bytes of every buffer handed out since the device opened, pooled or new.
     requested: AtomicU64,
+    /// Bytes of the buffers the driver was asked to create (pool misses and uniforms).
+    created: AtomicU64,
 }
 
 impl Gpu {
@@ -91,6 +93,7 @@ impl Gpu {
                 pipelines: PipelineCache::default(),
                 pool: BufferPool::new(pool_capacity),
                 requested: AtomicU64::new(0),
+                created: AtomicU64::new(0),
             }),
         })
     }
@@ -199,6 +202,7 @@ impl Gpu {
         if let Some(buffer) = self.inner.pool.take(bucket, usage) {
             return Ok(buffer);
         }
+        self.inner.created.fetch_add(bucket, Ordering::Relaxed);
         self.scoped(&format!("allocating {what} ({bytes} bytes)"), |device| {
             device.create_buffer(&wgpu::BufferDescriptor {
                 label: Some(what),
@@ -245,17 +249,24 @@ impl Gpu {
         self.inner.requested.load(Ordering::Relaxed)
     }
 
-    /// A uniform buffer holding `value` (kernel parameters).
+    /// Bytes of the buffers created by the driver since the device opened: what a piece of
+    /// code allocates is the difference across it (pool reuse does not count).
+    pub fn created_bytes(&self) -> u64 {
+        self.inner.created.load(Ordering::Relaxed)
+    }
+
+    /// A uniform buffer holding `value` (kernel parameters, the step position); it can be
+    /// rewritten with `queue.write_buffer`.
     pub fn uniform<T: bytemuck::Pod>(&self, what: &str, value: &T) -> Result<wgpu::Buffer> {
         use wgpu::util::DeviceExt;
-        self.inner
-            .requested
-            .fetch_add(std::mem::size_of::<T>() as u64, Ordering::Relaxed);
+        let bytes = std::mem::size_of::<T>() as u64;
+        self.inner.requested.fetch_add(bytes, Ordering::Relaxed);
+        self.inner.created.fetch_add(bytes, Ordering::Relaxed);
         self.scoped(&format!("creating {what}"), |device| {
             device.create_buffer_init(&wgpu::util::BufferInitDescriptor {
                 label: Some(what),
                 contents: bytemuck::bytes_of(value),
-                usage: wgpu::BufferUsages::UNIFORM,
+                usage: wgpu::BufferUsages::UNIFORM | wgpu::BufferUsages::COPY_DST,
             })
         })
     }

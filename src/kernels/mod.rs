@@ -9,6 +9,7 @@ pub mod attention;
 pub mod conv2d;
 pub mod copy;
 pub mod elementwise;
+pub mod gather;
 pub mod group_norm;
 pub mod kv_cache;
 pub mod matmul;
@@ -67,6 +68,17 @@ impl<'a> KernelCall<'a> {
     pub(crate) fn owning(mut self, tensor: impl IntoIterator<Item = Tensor>) -> Self {
         self.owned.extend(tensor);
         self
+    }
+
+    /// The call with its borrow released, for an owner that keeps the bound tensors alive
+    /// as long as the call (the graph executor's plans).
+    pub(crate) fn detach(self) -> KernelCall<'static> {
+        KernelCall {
+            label: self.label,
+            dispatches: self.dispatches,
+            owned: self.owned,
+            borrows: PhantomData,
+        }
     }
 
     /// This call followed by `next`.
@@ -212,14 +224,8 @@ pub struct StepBuffer {
 
 impl StepBuffer {
     pub fn new(gpu: &Gpu) -> Result<StepBuffer> {
-        let buffer = gpu.scoped("creating the step uniform", |device| {
-            device.create_buffer(&wgpu::BufferDescriptor {
-                label: Some("step"),
-                size: std::mem::size_of::<StepData>() as u64,
-                usage: wgpu::BufferUsages::UNIFORM | wgpu::BufferUsages::COPY_DST,
-                mapped_at_creation: false,
-            })
-        })?;
+        let step: StepData = bytemuck::Zeroable::zeroed();
+        let buffer = gpu.uniform("step", &step)?;
         Ok(StepBuffer { buffer })
     }
 
@@ -293,5 +299,6 @@ pub fn all_pipeline_keys() -> Vec<PipelineKey> {
     keys.extend(group_norm::pipeline_keys());
     keys.extend(spatial::pipeline_keys());
     keys.extend(timestep::pipeline_keys());
+    keys.extend(gather::pipeline_keys());
     keys
 }

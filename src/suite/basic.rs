@@ -5,7 +5,7 @@ use super::{CaseSpec, HostTensor, Random};
 use crate::error::Result;
 use crate::gpu::Gpu;
 use crate::kernels::elementwise::{self, Binary, Unary};
-use crate::kernels::{KernelCall, copy, norm, softmax};
+use crate::kernels::{KernelCall, copy, gather, norm, softmax};
 use crate::tensor::Tensor;
 
 /// The epsilon of the normalisation cases (a common checkpoint value, exact in f32).
@@ -252,5 +252,76 @@ impl CaseSpec for LayerNormSpec {
     }
     fn call<'a>(&self, gpu: &Gpu, inputs: &'a [Tensor], out: &'a Tensor) -> Result<KernelCall<'a>> {
         norm::layer_norm(gpu, &inputs[0], &inputs[1], &inputs[2], EPS as f32, out)
+    }
+}
+
+/// An embedding lookup of `n` ids into a `[rows, width]` table, optionally gathered from two
+/// parts split at row `split` (as for a table larger than one binding).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct GatherSpec {
+    pub n: usize,
+    pub rows: usize,
+    pub width: usize,
+    pub split: Option<usize>,
+}
+
+impl CaseSpec for GatherSpec {
+    fn kernel(&self) -> &'static str {
+        "gather"
+    }
+    fn shape(&self) -> String {
+        let mut s = format!("{} of {}x{}", self.n, self.rows, self.width);
+        if let Some(at) = self.split {
+            s += &format!(" split@{at}");
+        }
+        s
+    }
+    fn traffic(&self) -> usize {
+        2 * self.n * self.width
+    }
+    fn compute_tolerance(&self) -> Tolerance {
+        ONE_ROUNDING
+    }
+    fn exact(&self) -> bool {
+        true
+    }
+    /// The table, then the ids (u32).
+    fn inputs(&self, random: Random<'_>) -> Result<Vec<HostTensor>> {
+        let table = random(&[self.rows, self.width], -1.0, 1.0);
+        let draws = random(&[self.n], 0.0, self.rows as f64);
+        let ids = draws
+            .data
+            .iter()
+            .map(|&x| (x.floor() as usize).min(self.rows - 1) as f64)
+            .collect();
+        Ok(vec![
+            table,
+            HostTensor {
+                shape: vec![self.n],
+                data: ids,
+                dtype: Some(crate::tensor::DType::U32),
+            },
+        ])
+    }
+    fn output_shape(&self, _: &[HostTensor]) -> Vec<usize> {
+        vec![self.n, self.width]
+    }
+    fn reference(&self, inputs: &[HostTensor]) -> Vec<f64> {
+        let ids: Vec<usize> = inputs[1].data.iter().map(|&x| x as usize).collect();
+        gather::reference(&ids, &inputs[0].data, self.width)
+    }
+    fn call<'a>(&self, gpu: &Gpu, inputs: &'a [Tensor], out: &'a Tensor) -> Result<KernelCall<'a>> {
+        let (table, ids) = (&inputs[0], &inputs[1]);
+        match self.split {
+            None => gather::gather(gpu, ids, table, 0, out),
+            Some(at) => {
+                // The parts are views sharing the table's buffer; `out` outlives the call.
+                let first = table.view(0, &[at, self.width])?;
+                let second = table.view(at * self.width, &[self.rows - at, self.width])?;
+                let a = gather::gather(gpu, ids, &first, 0, out)?.detach();
+                let b = gather::gather(gpu, ids, &second, at, out)?.detach();
+                Ok(a.then(b).owning([first, second]))
+            }
+        }
     }
 }

@@ -5,9 +5,9 @@
 use std::sync::Arc;
 
 use super::{
-    AttentionSpec, BenchTier, BinarySpec, Case, CaseSpec, Conv2dSpec, CopySpec, GroupNormSpec,
-    KvAppendSpec, LayerNormSpec, MatmulSpec, RmsNormSpec, RopeSpec, SoftmaxSpec, SpatialSpec,
-    TimestepSpec, UnarySpec,
+    AttentionSpec, BenchTier, BinarySpec, Case, CaseSpec, Conv2dSpec, CopySpec, GatherSpec,
+    GroupNormSpec, KvAppendSpec, LayerNormSpec, MatmulSpec, RmsNormSpec, RopeSpec, SoftmaxSpec,
+    SpatialSpec, TimestepSpec, UnarySpec,
 };
 use crate::kernels::conv2d::Conv2dOptions;
 use crate::kernels::elementwise::{Binary, Unary};
@@ -62,9 +62,27 @@ const ELEMENTWISE_LENGTHS: [usize; 5] = [1, 7, 255, 257, 65_537];
 const HUGE_LEN: usize = (1 << 24) + 3;
 
 fn copy_cases() -> Vec<Entry> {
-    [1, 3, 257, 65_537]
+    let mut list: Vec<Entry> = [1, 3, 257, 65_537]
         .map(|len| entry(CopySpec { len }, true, BenchTier::No))
-        .into()
+        .into();
+    for (n, rows, width, split) in [
+        (1, 1, 1, None),
+        (7, 33, 5, None),
+        (300, 1000, 64, None),
+        (9, 6, 128, Some(2)),
+    ] {
+        list.push(entry(
+            GatherSpec {
+                n,
+                rows,
+                width,
+                split,
+            },
+            true,
+            BenchTier::No,
+        ));
+    }
+    list
 }
 
 fn elementwise_cases() -> Vec<Entry> {
@@ -623,6 +641,7 @@ mod tests {
         let all = cases();
         let with_ci = [
             "copy",
+            "gather",
             "silu",
             "add",
             "swiglu",

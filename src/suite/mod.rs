@@ -22,7 +22,9 @@ use std::any::Any;
 use std::sync::Arc;
 
 pub use attention::{AttentionKernel, AttentionSpec, KvAppendSpec, RopeSpec};
-pub use basic::{BinarySpec, CopySpec, LayerNormSpec, RmsNormSpec, SoftmaxSpec, UnarySpec};
+pub use basic::{
+    BinarySpec, CopySpec, GatherSpec, LayerNormSpec, RmsNormSpec, SoftmaxSpec, UnarySpec,
+};
 pub use cases::cases;
 pub use matmul::MatmulSpec;
 pub use unet::{Conv2dSpec, GroupNormSpec, SpatialSpec, TimestepSpec};

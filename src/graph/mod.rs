@@ -1,0 +1,251 @@
+//! The executor. A model describes its forward pass once as a graph of kernel calls on
+//! symbolic tensors; [`Graph::compile`] gives every intermediate tensor a buffer by liveness
+//! (a buffer is reused once the last node touching its previous tenant has run) and prepares
+//! every pipeline and bind group up front; [`Plan::run`] writes the step position into one
+//! small uniform buffer, encodes all dispatches into one compute pass and submits once.
+//! Re-running a plan allocates nothing.
+
+use crate::error::{Error, Result};
+use crate::gpu::Gpu;
+use crate::kernels::{KernelCall, Position, StepBuffer, run_all};
+use crate::tensor::{DType, Tensor};
+
+/// A tensor of a graph.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Id(usize);
+
+enum Value {
+    /// Owned outside the graph (weights, caches, inputs, outputs the caller reads).
+    External(Tensor),
+    /// Lives only while the graph runs; its buffer is assigned by `compile`.
+    Temp { shape: Vec<usize>, dtype: DType },
+}
+
+/// What a node's builder gets: the resolved tensors and where the step position lives.
+pub struct NodeContext<'a> {
+    pub gpu: &'a Gpu,
+    tensors: Vec<&'a Tensor>,
+    step: &'a StepBuffer,
+    max_position: usize,
+}
+
+impl<'a> NodeContext<'a> {
+    /// The tensor for `id` (one of the node's reads or writes).
+    pub fn tensor(&self, index: usize) -> &'a Tensor {
+        self.tensors[index]
+    }
+
+    /// The position of the step being run, read from the step buffer.
+    pub fn position(&self) -> Position<'a> {
+        Position::Step {
+            buffer: self.step,
+            max: self.max_position,
+        }
+    }
+}
+
+type Builder = Box<dyn for<'a> Fn(&NodeContext<'a>) -> Result<KernelCall<'a>>>;
+
+struct Node {
+    label: String,
+    /// The tensors the builder receives, in order: reads and writes alike.
+    operands: Vec<Id>,
+    build: Builder,
+}
+
+/// A forward pass under construction.
+pub struct Graph {
+    gpu: Gpu,
+    values: Vec<Value>,
+    nodes: Vec<Node>,
+}
+
+impl Graph {
+    pub fn new(gpu: &Gpu) -> Graph {
+        Graph {
+            gpu: gpu.clone(),
+            values: Vec::new(),
+            nodes: Vec::new(),
+        }
+    }
+
+    /// A tensor owned elsewhere (shared, not copied).
+    pub fn external(&mut self, tensor: &Tensor) -> Id {
+        self.values.push(Value::External(tensor.share()));
+        Id(self.values.len() - 1)
+    }
+
+    /// An intermediate tensor.
+    pub fn temp(&mut self, shape: &[usize], dtype: DType) -> Id {
+        self.values.push(Value::Temp {
+            shape: shape.to_vec(),
+            dtype,
+        });
+        Id(self.values.len() - 1)
+    }
+
+    /// The shape of `id`.
+    pub fn shape(&self, id: Id) -> &[usize] {
+        match &self.values[id.0] {
+            Value::External(t) => t.shape(),
+            Value::Temp { shape, .. } => shape,
+        }
+    }
+
+    /// Adds a node: `build` receives `operands` resolved to tensors (in order) and returns
+    /// the kernel call. Nodes run in the order they are added.
+    pub fn node(
+        &mut self,
+        label: impl Into<String>,
+        operands: &[Id],
+        build: impl for<'a> Fn(&NodeContext<'a>) -> Result<KernelCall<'a>> + 'static,
+    ) {
+        self.nodes.push(Node {
+            label: label.into(),
+            operands: operands.to_vec(),
+            build: Box::new(build),
+        });
+    }
+
+    /// Assigns buffers and prepares every call, for runs at positions up to `max_position`.
+    pub fn compile(self, max_position: usize) -> Result<Plan> {
+        let last_use = self.last_uses();
+        let mut buffers: Vec<Tensor> = Vec::new();
+        let mut free: Vec<usize> = Vec::new();
+        let mut resolved: Vec<Option<Tensor>> = self
+            .values
+            .iter()
+            .map(|v| match v {
+                Value::External(t) => Some(t.share()),
+                Value::Temp { .. } => None,
+            })
+            .collect();
+        let mut slot_of: Vec<Option<usize>> = vec![None; self.values.len()];
+        let step = StepBuffer::new(&self.gpu)?;
+        let mut calls = Vec::with_capacity(self.nodes.len());
+        for (i, node) in self.nodes.iter().enumerate() {
+            for &Id(v) in &node.operands {
+                if resolved[v].is_none() {
+                    let Value::Temp { shape, dtype } = &self.values[v] else {
+                        unreachable!("externals are resolved from the start");
+                    };
+                    let slot = self.place(shape, *dtype, &mut buffers, &mut free)?;
+                    resolved[v] = Some(buffers[slot].view_as(shape, *dtype)?);
+                    slot_of[v] = Some(slot);
+                }
+            }
+            let tensors = node
+                .operands
+                .iter()
+                .map(|&Id(v)| resolved[v].as_ref().expect("placed above"))
+                .collect();
+            let context = NodeContext {
+                gpu: &self.gpu,
+                tensors,
+                step: &step,
+                max_position,
+            };
+            let call = (node.build)(&context).map_err(|e| match e {
+                Error::Shape { op, detail } => Error::Shape {
+                    op,
+                    detail: format!("{detail} (graph node {:?})", node.label),
+                },
+                other => other,
+            })?;
+            calls.push(call.detach());
+            for &Id(v) in &node.operands {
+                if last_use[v] == Some(i)
+                    && let Some(slot) = slot_of[v].take()
+                {
+                    free.push(slot);
+                }
+            }
+        }
+        Ok(Plan {
+            gpu: self.gpu,
+            calls,
+            step,
+            max_position,
+            _buffers: buffers,
+            _values: resolved.into_iter().flatten().collect(),
+        })
+    }
+
+    /// The index of the last node touching each value.
+    fn last_uses(&self) -> Vec<Option<usize>> {
+        let mut last = vec![None; self.values.len()];
+        for (i, node) in self.nodes.iter().enumerate() {
+            for &Id(v) in &node.operands {
+                last[v] = Some(i);
+            }
+        }
+        last
+    }
+
+    /// The smallest free plan buffer large enough for `shape`, or a new one.
+    fn place(
+        &self,
+        shape: &[usize],
+        dtype: DType,
+        buffers: &mut Vec<Tensor>,
+        free: &mut Vec<usize>,
+    ) -> Result<usize> {
+        let len: usize = shape.iter().product();
+        let bytes = len * dtype.size();
+        // The smallest free buffer that holds it.
+        let best = free
+            .iter()
+            .enumerate()
+            .filter(|&(_, &slot)| buffers[slot].bytes() as usize >= bytes)
+            .min_by_key(|&(_, &slot)| buffers[slot].bytes())
+            .map(|(at, _)| at);
+        Ok(match best {
+            Some(at) => free.swap_remove(at),
+            None => {
+                let words = bytes.div_ceil(4);
+                buffers.push(Tensor::empty(&self.gpu, &[words], DType::U32)?);
+                buffers.len() - 1
+            }
+        })
+    }
+}
+
+/// A compiled graph: prepared calls, placed buffers, the step uniform.
+pub struct Plan {
+    gpu: Gpu,
+    calls: Vec<KernelCall<'static>>,
+    step: StepBuffer,
+    max_position: usize,
+    // The calls' bind groups refer to these; the plan keeps them alive.
+    _buffers: Vec<Tensor>,
+    _values: Vec<Tensor>,
+}
+
+impl Plan {
+    /// Runs every call at `position` in one compute pass and one submit, and waits.
+    pub fn run(&self, position: usize) -> Result<()> {
+        if position > self.max_position {
+            return Err(Error::Invalid(format!(
+                "position {position} is past the {} this plan was compiled for",
+                self.max_position
+            )));
+        }
+        self.step.set(&self.gpu, position)?;
+        let calls: Vec<&KernelCall<'_>> = self.calls.iter().collect();
+        run_all(&self.gpu, &calls)
+    }
+
+    /// Number of kernel calls (dispatch groups) in the plan.
+    pub fn len(&self) -> usize {
+        self.calls.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.calls.is_empty()
+    }
+
+    /// Bytes of the buffers holding intermediate tensors.
+    pub fn scratch_bytes(&self) -> u64 {
+        self._buffers.iter().map(Tensor::bytes).sum()
+    }
+}
