@@ -11,6 +11,7 @@ pub mod graph;
 pub mod io;
 pub mod kernels;
 pub mod models;
+pub mod rng;
 pub mod suite;
 pub mod tensor;
 

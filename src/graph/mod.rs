@@ -19,6 +19,8 @@ enum Value {
     External(Tensor),
     /// Lives only while the graph runs; its buffer is assigned by `compile`.
     Temp { shape: Vec<usize>, dtype: DType },
+    /// Another shape for the same elements as `of` (which is not an alias itself).
+    Alias { of: usize, shape: Vec<usize> },
 }
 
 /// What a node's builder gets: the resolved tensors and where the step position lives.
@@ -84,11 +86,36 @@ impl Graph {
         Id(self.values.len() - 1)
     }
 
+    /// The same elements as `id` under another shape (a free reshape).
+    pub fn reshape(&mut self, id: Id, shape: &[usize]) -> Result<Id> {
+        let from = self.shape(id);
+        if from.iter().product::<usize>() != shape.iter().product::<usize>() {
+            return Err(Error::shape(
+                "graph reshape",
+                format!("{from:?} and {shape:?} hold different numbers of elements"),
+            ));
+        }
+        let of = self.root(id.0);
+        self.values.push(Value::Alias {
+            of,
+            shape: shape.to_vec(),
+        });
+        Ok(Id(self.values.len() - 1))
+    }
+
     /// The shape of `id`.
     pub fn shape(&self, id: Id) -> &[usize] {
         match &self.values[id.0] {
             Value::External(t) => t.shape(),
-            Value::Temp { shape, .. } => shape,
+            Value::Temp { shape, .. } | Value::Alias { shape, .. } => shape,
+        }
+    }
+
+    /// The value an alias stands for (itself otherwise).
+    fn root(&self, v: usize) -> usize {
+        match self.values[v] {
+            Value::Alias { of, .. } => of,
+            _ => v,
         }
     }
 
@@ -117,14 +144,15 @@ impl Graph {
             .iter()
             .map(|v| match v {
                 Value::External(t) => Some(t.share()),
-                Value::Temp { .. } => None,
+                Value::Temp { .. } | Value::Alias { .. } => None,
             })
             .collect();
         let mut slot_of: Vec<Option<usize>> = vec![None; self.values.len()];
         let step = StepBuffer::new(&self.gpu)?;
         let mut calls = Vec::with_capacity(self.nodes.len());
         for (i, node) in self.nodes.iter().enumerate() {
-            for &Id(v) in &node.operands {
+            for &Id(operand) in &node.operands {
+                let v = self.root(operand);
                 if resolved[v].is_none() {
                     let Value::Temp { shape, dtype } = &self.values[v] else {
                         unreachable!("externals are resolved from the start");
@@ -132,6 +160,10 @@ impl Graph {
                     let slot = self.place(shape, *dtype, &mut buffers, &mut free)?;
                     resolved[v] = Some(buffers[slot].view_as(shape, *dtype)?);
                     slot_of[v] = Some(slot);
+                }
+                if let Value::Alias { shape, .. } = &self.values[operand] {
+                    let root = resolved[v].as_ref().expect("resolved above");
+                    resolved[operand] = Some(root.reshape(shape)?);
                 }
             }
             let tensors = node
@@ -153,7 +185,8 @@ impl Graph {
                 other => other,
             })?;
             calls.push(call.detach());
-            for &Id(v) in &node.operands {
+            for &Id(operand) in &node.operands {
+                let v = self.root(operand);
                 if last_use[v] == Some(i)
                     && let Some(slot) = slot_of[v].take()
                 {
@@ -171,12 +204,12 @@ impl Graph {
         })
     }
 
-    /// The index of the last node touching each value.
+    /// The index of the last node touching each value (through any of its aliases).
     fn last_uses(&self) -> Vec<Option<usize>> {
         let mut last = vec![None; self.values.len()];
         for (i, node) in self.nodes.iter().enumerate() {
             for &Id(v) in &node.operands {
-                last[v] = Some(i);
+                last[self.root(v)] = Some(i);
             }
         }
         last

@@ -1,3 +1,4 @@
-//! Models composed from the kernels: the LLaMA-family decoder.
+//! Models composed from the kernels: the LLaMA-family decoder, and token sampling.
 
 pub mod llama;
+pub mod sampling;

@@ -15,8 +15,10 @@ mod cases;
 pub mod check;
 pub mod compare;
 mod matmul;
-pub mod rng;
 mod unet;
+
+/// The seeded generator of test inputs (also used by sampling).
+pub use crate::rng;
 
 use std::any::Any;
 use std::sync::Arc;
@@ -32,9 +34,9 @@ pub use unet::{Conv2dSpec, GroupNormSpec, SpatialSpec, TimestepSpec};
 use crate::error::Result;
 use crate::gpu::Gpu;
 use crate::kernels::KernelCall;
+use crate::rng::Rng;
 use crate::tensor::{DType, Tensor};
 use compare::Tolerance;
-use rng::Rng;
 
 /// The seed used when none is given.
 pub const DEFAULT_SEED: u64 = 0x7e55_e4a0;

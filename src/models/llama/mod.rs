@@ -2,5 +2,11 @@
 //! generation.
 
 mod config;
+mod generate;
+mod model;
+mod weights;
 
 pub use config::{Architecture, LlamaConfig};
+pub use generate::{GenerateOptions, Generation};
+pub use model::{DEFAULT_MAX_CONTEXT, Llama, LoadOptions};
+pub use weights::expected_tensors;

@@ -1,4 +1,4 @@
-//! A small seeded generator (SplitMix64) for test inputs. Its sequence is fixed by this file,
+//! A small seeded generator (SplitMix64) for test inputs and token sampling. Its sequence is fixed by this file,
 //! not by a dependency's version, so a printed seed reproduces the same inputs forever.
 
 pub struct Rng(u64);

@@ -1,0 +1,372 @@
+//! The decoder's forward pass as a graph of kernel calls, and the model state (KV caches,
+//! position) that generation advances.
+//!
+//! Per layer, on `seq` tokens at positions `p .. p + seq`:
+//! `h = rms_norm(x)`, `q, k, v = h·Wqᵀ, h·Wkᵀ, h·Wvᵀ (+ biases)`, RoPE on q and k, k and v
+//! appended to the layer's cache, `a = attention(q, cache)` (flash for a prompt, split-KV for
+//! one token), `x += a·Woᵀ`, then `x += down(silu(gate(h2)) · up(h2))` with
+//! `h2 = rms_norm(x)`. The last position goes through the final norm and the output
+//! projection. A prompt is one plan run over all its positions; decoding re-runs one plan,
+//! compiled at load, with the position in the step buffer.
+
+use std::path::Path;
+
+use crate::error::{Error, Result};
+use crate::gpu::Gpu;
+use crate::graph::{Graph, Id, Plan};
+use crate::io::Checkpoint;
+use crate::kernels::elementwise::{self, Binary};
+use crate::kernels::matmul::{self, BLayout};
+use crate::kernels::{attention, gather, kv_cache::KvCache, norm, rope};
+use crate::tensor::{DType, Tensor};
+
+use super::LlamaConfig;
+use super::weights::{LlamaWeights, RowSplit};
+
+/// The context used when neither the caller nor a smaller model limit says otherwise: KV caches
+/// for a 128k-position model would not fit most devices.
+pub const DEFAULT_MAX_CONTEXT: usize = 4096;
+
+/// How to load a model.
+#[derive(Clone, Debug)]
+pub struct LoadOptions {
+    /// Element type of weights, activations and caches (f32 accumulation either way).
+    pub dtype: DType,
+    /// Positions the KV cache holds; default: the model's `max_position_embeddings`, at most
+    /// [`DEFAULT_MAX_CONTEXT`], and no more than one cache binding can hold.
+    pub max_context: Option<usize>,
+}
+
+impl Default for LoadOptions {
+    fn default() -> Self {
+        LoadOptions {
+            dtype: DType::F32,
+            max_context: None,
+        }
+    }
+}
+
+/// A loaded decoder with its KV caches.
+pub struct Llama {
+    gpu: Gpu,
+    config: LlamaConfig,
+    dtype: DType,
+    capacity: usize,
+    weights: LlamaWeights,
+    caches: Vec<KvCache>,
+    rope: Tensor,
+    /// `[1, vocab]`: the logits of the last position of the latest run.
+    logits: Tensor,
+    /// Views of `logits`, one per part of the output projection.
+    logit_parts: Vec<Tensor>,
+    decode_ids: Tensor,
+    decode: Option<Plan>,
+    position: usize,
+}
+
+impl Llama {
+    /// Loads `dir` (`config.json` and safetensors weights) onto `gpu`.
+    pub fn load(gpu: &Gpu, dir: &Path, options: &LoadOptions) -> Result<Llama> {
+        let config = LlamaConfig::read(dir)?;
+        let ckpt = Checkpoint::open_dir(dir)?;
+        Llama::from_parts(gpu, config, &ckpt, options)
+    }
+
+    pub fn from_parts(
+        gpu: &Gpu,
+        config: LlamaConfig,
+        ckpt: &Checkpoint,
+        options: &LoadOptions,
+    ) -> Result<Llama> {
+        let dtype = options.dtype;
+        gpu.require(dtype, "the decoder")?;
+        let capacity = context_capacity(gpu, &config, options)?;
+        let weights = LlamaWeights::load(gpu, ckpt, &config, dtype)?;
+        let caches = (0..config.num_layers)
+            .map(|_| {
+                KvCache::new(
+                    gpu,
+                    1,
+                    capacity,
+                    config.num_kv_heads,
+                    config.head_dim,
+                    dtype,
+                )
+            })
+            .collect::<Result<Vec<_>>>()?;
+        let rope = rope::table_tensor(gpu, &config.rope, capacity)?;
+        let logits = Tensor::empty(gpu, &[1, config.vocab_size], dtype)?;
+        let logit_parts = weights
+            .output()
+            .parts
+            .iter()
+            .map(|(first, part)| logits.view(*first, &[1, part.shape()[0]]))
+            .collect::<Result<Vec<_>>>()?;
+        let decode_ids = Tensor::from_u32(gpu, &[1], &[0])?;
+        let mut model = Llama {
+            gpu: gpu.clone(),
+            config,
+            dtype,
+            capacity,
+            weights,
+            caches,
+            rope,
+            logits,
+            logit_parts,
+            decode_ids,
+            decode: None,
+            position: 0,
+        };
+        let decode = model.plan(&model.decode_ids.share(), 1)?;
+        model.decode = Some(decode);
+        Ok(model)
+    }
+
+    pub fn config(&self) -> &LlamaConfig {
+        &self.config
+    }
+
+    pub fn dtype(&self) -> DType {
+        self.dtype
+    }
+
+    /// Positions the KV cache holds.
+    pub fn capacity(&self) -> usize {
+        self.capacity
+    }
+
+    /// Tokens seen since the last [`Llama::reset`].
+    pub fn position(&self) -> usize {
+        self.position
+    }
+
+    /// Forgets every token seen (the caches are overwritten from position 0).
+    pub fn reset(&mut self) {
+        self.position = 0;
+    }
+
+    /// Runs `tokens` after the ones already seen and returns the logits at the last of them.
+    /// Several tokens (a prompt) go through one plan built for their number; one token
+    /// re-runs the decode plan.
+    pub fn forward(&mut self, tokens: &[u32]) -> Result<Vec<f32>> {
+        if tokens.is_empty() {
+            return Err(Error::Invalid("forward needs at least one token".into()));
+        }
+        if let Some(&bad) = tokens
+            .iter()
+            .find(|&&t| t as usize >= self.config.vocab_size)
+        {
+            return Err(Error::Invalid(format!(
+                "token id {bad} is outside the vocabulary of {}",
+                self.config.vocab_size
+            )));
+        }
+        let end = self.position + tokens.len();
+        if end > self.capacity {
+            return Err(Error::Invalid(format!(
+                "{} tokens after {} already seen exceed the context of {} positions \
+                 (--max-context; the model allows {})",
+                tokens.len(),
+                self.position,
+                self.capacity,
+                self.config.max_position_embeddings
+            )));
+        }
+        if tokens.len() == 1 {
+            self.decode_ids.write_u32(tokens)?;
+            self.decode
+                .as_ref()
+                .expect("built at load")
+                .run(self.position)?;
+        } else {
+            let ids = Tensor::from_u32(&self.gpu, &[tokens.len()], tokens)?;
+            self.plan(&ids, tokens.len())?.run(self.position)?;
+        }
+        self.position = end;
+        self.logits.to_f32()
+    }
+
+    /// The forward pass over `seq` tokens read from `ids`, compiled for every position the
+    /// cache allows.
+    fn plan(&self, ids: &Tensor, seq: usize) -> Result<Plan> {
+        let c = &self.config;
+        let d = self.dtype;
+        let (hidden, inter) = (c.hidden_size, c.intermediate_size);
+        let (heads, kv_heads, head_dim) = (c.num_heads, c.num_kv_heads, c.head_dim);
+        let eps = c.rms_norm_eps as f32;
+        let scale = 1.0 / (head_dim as f32).sqrt();
+        let mut g = Graph::new(&self.gpu);
+
+        let ids = g.external(ids);
+        let mut x = g.temp(&[seq, hidden], d);
+        gather_rows(&mut g, ids, &self.weights.embed, x);
+        let rope_table = g.external(&self.rope);
+
+        for (layer, cache) in self.weights.layers.iter().zip(&self.caches) {
+            let h = rms_norm(&mut g, x, &layer.input_norm, eps, d);
+            let q = linear(&mut g, h, &layer.q, layer.q_bias.as_ref(), d);
+            let k = linear(&mut g, h, &layer.k, layer.k_bias.as_ref(), d);
+            let v = linear(&mut g, h, &layer.v, layer.v_bias.as_ref(), d);
+            let q4 = g.reshape(q, &[1, seq, heads, head_dim])?;
+            let k4 = g.reshape(k, &[1, seq, kv_heads, head_dim])?;
+            let v4 = g.reshape(v, &[1, seq, kv_heads, head_dim])?;
+            for t in [q4, k4] {
+                g.node("rope", &[t, rope_table], |c| {
+                    rope::rope(c.gpu, c.tensor(0), c.tensor(1), c.position())
+                });
+            }
+            let (ck, cv) = (g.external(&cache.k), g.external(&cache.v));
+            g.node("kv append", &[k4, v4, ck, cv], |c| {
+                let k = crate::kernels::kv_cache::write_rows(
+                    c.gpu,
+                    c.tensor(0),
+                    c.tensor(2),
+                    c.position(),
+                )?;
+                let v = crate::kernels::kv_cache::write_rows(
+                    c.gpu,
+                    c.tensor(1),
+                    c.tensor(3),
+                    c.position(),
+                )?;
+                Ok(k.then(v))
+            });
+            let a = g.temp(&[seq, heads * head_dim], d);
+            let a4 = g.reshape(a, &[1, seq, heads, head_dim])?;
+            g.node("attention", &[q4, ck, cv, a4], move |c| {
+                let (q, k, v, out) = (c.tensor(0), c.tensor(1), c.tensor(2), c.tensor(3));
+                attention::attention(c.gpu, q, k, v, c.position(), true, scale, out)
+            });
+            let o = linear(&mut g, a, &layer.o, layer.o_bias.as_ref(), d);
+            let x2 = add(&mut g, x, o, d);
+            let h2 = rms_norm(&mut g, x2, &layer.post_norm, eps, d);
+            let gate = linear(&mut g, h2, &layer.gate, layer.gate_bias.as_ref(), d);
+            let up = linear(&mut g, h2, &layer.up, layer.up_bias.as_ref(), d);
+            let act = g.temp(&[seq, inter], d);
+            g.node("swiglu", &[gate, up, act], |c| {
+                elementwise::binary(c.gpu, Binary::SwiGlu, c.tensor(0), c.tensor(1), c.tensor(2))
+            });
+            let down = linear(&mut g, act, &layer.down, layer.down_bias.as_ref(), d);
+            x = add(&mut g, x2, down, d);
+        }
+
+        // Only the last position's logits are needed.
+        let last_index = Tensor::from_u32(&self.gpu, &[1], &[(seq - 1) as u32])?;
+        let last_index = g.external(&last_index);
+        let last = g.temp(&[1, hidden], d);
+        g.node("last position", &[last_index, x, last], |c| {
+            gather::gather(c.gpu, c.tensor(0), c.tensor(1), 0, c.tensor(2))
+        });
+        let normed = rms_norm(&mut g, last, &self.weights.norm, eps, d);
+        for ((_, part), logits) in self.weights.output().parts.iter().zip(&self.logit_parts) {
+            let (w, out) = (g.external(part), g.external(logits));
+            g.node("output projection", &[normed, w, out], |c| {
+                matmul::matmul(
+                    c.gpu,
+                    c.tensor(0),
+                    c.tensor(1),
+                    BLayout::NK,
+                    None,
+                    c.tensor(2),
+                )
+            });
+        }
+        g.compile(self.capacity - seq)
+    }
+}
+
+/// `out[r] = table[ids[r]]` over the table's parts.
+fn gather_rows(g: &mut Graph, ids: Id, table: &RowSplit, out: Id) {
+    for (first, part) in &table.parts {
+        let (first, part) = (*first, g.external(part));
+        g.node("embedding", &[ids, part, out], move |c| {
+            gather::gather(c.gpu, c.tensor(0), c.tensor(1), first, c.tensor(2))
+        });
+    }
+}
+
+fn rms_norm(g: &mut Graph, x: Id, weight: &Tensor, eps: f32, dtype: DType) -> Id {
+    let shape = g.shape(x).to_vec();
+    let out = g.temp(&shape, dtype);
+    let w = g.external(weight);
+    g.node("rms_norm", &[x, w, out], move |c| {
+        norm::rms_norm(c.gpu, c.tensor(0), c.tensor(1), eps, c.tensor(2))
+    });
+    out
+}
+
+/// `x · weightᵀ (+ bias)` for a checkpoint `Linear` weight `[out, in]`.
+fn linear(g: &mut Graph, x: Id, weight: &Tensor, bias: Option<&Tensor>, dtype: DType) -> Id {
+    let rows = g.shape(x)[0];
+    let out = g.temp(&[rows, weight.shape()[0]], dtype);
+    let w = g.external(weight);
+    match bias {
+        Some(bias) => {
+            let b = g.external(bias);
+            g.node("linear", &[x, w, b, out], |c| {
+                let (x, w, b, out) = (c.tensor(0), c.tensor(1), c.tensor(2), c.tensor(3));
+                matmul::matmul(c.gpu, x, w, BLayout::NK, Some(b), out)
+            });
+        }
+        None => g.node("linear", &[x, w, out], |c| {
+            matmul::matmul(
+                c.gpu,
+                c.tensor(0),
+                c.tensor(1),
+                BLayout::NK,
+                None,
+                c.tensor(2),
+            )
+        }),
+    }
+    out
+}
+
+fn add(g: &mut Graph, a: Id, b: Id, dtype: DType) -> Id {
+    let shape = g.shape(a).to_vec();
+    let out = g.temp(&shape, dtype);
+    g.node("residual add", &[a, b, out], |c| {
+        elementwise::binary(c.gpu, Binary::Add, c.tensor(0), c.tensor(1), c.tensor(2))
+    });
+    out
+}
+
+/// The KV-cache length: the caller's choice or the model's (at most
+/// [`DEFAULT_MAX_CONTEXT`]), within one binding per cache and the sliding window.
+fn context_capacity(gpu: &Gpu, c: &LlamaConfig, options: &LoadOptions) -> Result<usize> {
+    let row_bytes = c.num_kv_heads * c.head_dim * options.dtype.size();
+    let binding = gpu.limits().max_storage_buffer_binding_size as usize;
+    let fits = binding / row_bytes;
+    let capacity = match options.max_context {
+        Some(0) => return Err(Error::Invalid("--max-context must be at least 1".into())),
+        Some(n) if n > c.max_position_embeddings => {
+            return Err(Error::Invalid(format!(
+                "--max-context {n} exceeds the model's max_position_embeddings {}",
+                c.max_position_embeddings
+            )));
+        }
+        Some(n) if n > fits => {
+            return Err(Error::TooLarge {
+                what: format!("a KV cache of {n} positions"),
+                bytes: (n * row_bytes) as u64,
+                limit_name: "max_storage_buffer_binding_size",
+                limit: binding as u64,
+            });
+        }
+        Some(n) => n,
+        None => c.max_position_embeddings.min(DEFAULT_MAX_CONTEXT).min(fits),
+    };
+    // Attention here sees every cached position: within a sliding window that is exact.
+    match c.sliding_window {
+        Some(window) if window < capacity => {
+            if options.max_context.is_some() {
+                return Err(Error::Invalid(format!(
+                    "--max-context {capacity} exceeds the model's sliding window of {window}, \
+                     which tessera does not implement"
+                )));
+            }
+            Ok(window)
+        }
+        _ => Ok(capacity),
+    }
+}

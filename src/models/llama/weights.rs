@@ -1,0 +1,208 @@
+//! The decoder's weights: every tensor checked against the configuration (name, shape, type)
+//! before anything is uploaded, then converted to the dtype the model runs in. Matrices
+//! larger than one storage binding (a 128k-token vocabulary) are split by rows.
+
+use crate::error::{Error, Result};
+use crate::gpu::Gpu;
+use crate::io::Checkpoint;
+use crate::tensor::{DType, Tensor};
+
+use super::LlamaConfig;
+
+/// A `[rows, width]` matrix stored as consecutive row blocks, each within one binding.
+pub struct RowSplit {
+    /// `(first row, [rows, width] tensor)` for each part.
+    pub parts: Vec<(usize, Tensor)>,
+}
+
+impl RowSplit {
+    /// Uploads `name` (`[rows, width]`), in as few parts as the binding limit allows. Part
+    /// boundaries fall on multiples of 256 rows, so that outputs indexed by row can be split
+    /// at aligned offsets too.
+    fn load(
+        gpu: &Gpu,
+        ckpt: &Checkpoint,
+        name: &str,
+        rows: usize,
+        width: usize,
+        dtype: DType,
+    ) -> Result<RowSplit> {
+        let values = ckpt.read_f32(name, &[rows, width])?;
+        let limit = gpu.limits().max_storage_buffer_binding_size as usize;
+        let row_bytes = width * dtype.size();
+        let per_part = (limit / row_bytes) / 256 * 256;
+        if per_part == 0 {
+            return Err(Error::TooLarge {
+                what: format!("256 rows of {name}"),
+                bytes: (256 * row_bytes) as u64,
+                limit_name: "max_storage_buffer_binding_size",
+                limit: limit as u64,
+            });
+        }
+        let mut parts = Vec::new();
+        for first in (0..rows).step_by(per_part) {
+            let count = per_part.min(rows - first);
+            let slice = &values[first * width..(first + count) * width];
+            parts.push((first, Tensor::from_f32(gpu, &[count, width], slice, dtype)?));
+        }
+        Ok(RowSplit { parts })
+    }
+}
+
+/// One decoder layer.
+pub struct Layer {
+    pub input_norm: Tensor,
+    pub q: Tensor,
+    pub k: Tensor,
+    pub v: Tensor,
+    pub o: Tensor,
+    pub q_bias: Option<Tensor>,
+    pub k_bias: Option<Tensor>,
+    pub v_bias: Option<Tensor>,
+    pub o_bias: Option<Tensor>,
+    pub post_norm: Tensor,
+    pub gate: Tensor,
+    pub up: Tensor,
+    pub down: Tensor,
+    pub gate_bias: Option<Tensor>,
+    pub up_bias: Option<Tensor>,
+    pub down_bias: Option<Tensor>,
+}
+
+pub struct LlamaWeights {
+    pub embed: RowSplit,
+    pub layers: Vec<Layer>,
+    pub norm: Tensor,
+    /// `None` when the embedding is tied (the embedding serves as the output projection).
+    pub lm_head: Option<RowSplit>,
+}
+
+/// The name and shape of every tensor the configuration calls for.
+pub fn expected_tensors(c: &LlamaConfig) -> Vec<(String, Vec<usize>)> {
+    let (hidden, inter, kv) = (
+        c.hidden_size,
+        c.intermediate_size,
+        c.num_kv_heads * c.head_dim,
+    );
+    let q = c.num_heads * c.head_dim;
+    let mut list = vec![(
+        "model.embed_tokens.weight".to_string(),
+        vec![c.vocab_size, hidden],
+    )];
+    for i in 0..c.num_layers {
+        let p = format!("model.layers.{i}");
+        let mut add = |suffix: &str, shape: Vec<usize>| list.push((format!("{p}.{suffix}"), shape));
+        add("input_layernorm.weight", vec![hidden]);
+        add("self_attn.q_proj.weight", vec![q, hidden]);
+        add("self_attn.k_proj.weight", vec![kv, hidden]);
+        add("self_attn.v_proj.weight", vec![kv, hidden]);
+        add("self_attn.o_proj.weight", vec![hidden, q]);
+        if c.qkv_bias {
+            add("self_attn.q_proj.bias", vec![q]);
+            add("self_attn.k_proj.bias", vec![kv]);
+            add("self_attn.v_proj.bias", vec![kv]);
+        }
+        if c.o_bias {
+            add("self_attn.o_proj.bias", vec![hidden]);
+        }
+        add("post_attention_layernorm.weight", vec![hidden]);
+        add("mlp.gate_proj.weight", vec![inter, hidden]);
+        add("mlp.up_proj.weight", vec![inter, hidden]);
+        add("mlp.down_proj.weight", vec![hidden, inter]);
+        if c.mlp_bias {
+            add("mlp.gate_proj.bias", vec![inter]);
+            add("mlp.up_proj.bias", vec![inter]);
+            add("mlp.down_proj.bias", vec![hidden]);
+        }
+    }
+    list.push(("model.norm.weight".to_string(), vec![hidden]));
+    if !c.tie_word_embeddings {
+        list.push(("lm_head.weight".to_string(), vec![c.vocab_size, hidden]));
+    }
+    list
+}
+
+impl LlamaWeights {
+    /// Checks every expected tensor, then uploads them in `dtype`.
+    pub fn load(
+        gpu: &Gpu,
+        ckpt: &Checkpoint,
+        c: &LlamaConfig,
+        dtype: DType,
+    ) -> Result<LlamaWeights> {
+        for (name, shape) in expected_tensors(c) {
+            if !ckpt.contains(&name) {
+                let hint = if name == "lm_head.weight" {
+                    " (the config says tie_word_embeddings is false)".to_string()
+                } else {
+                    String::new()
+                };
+                return Err(Error::MissingTensor {
+                    path: ckpt.origin().to_string(),
+                    name,
+                    hint,
+                });
+            }
+            ckpt.expect(&name, &shape)?;
+        }
+        let up = |name: &str, shape: &[usize]| ckpt.upload(gpu, name, shape, dtype);
+        let opt = |present: bool, name: &str, shape: &[usize]| -> Result<Option<Tensor>> {
+            present.then(|| up(name, shape)).transpose()
+        };
+        let (hidden, inter) = (c.hidden_size, c.intermediate_size);
+        let (q, kv) = (c.num_heads * c.head_dim, c.num_kv_heads * c.head_dim);
+        let mut layers = Vec::with_capacity(c.num_layers);
+        for i in 0..c.num_layers {
+            let n = |suffix: &str| format!("model.layers.{i}.{suffix}");
+            layers.push(Layer {
+                input_norm: up(&n("input_layernorm.weight"), &[hidden])?,
+                q: up(&n("self_attn.q_proj.weight"), &[q, hidden])?,
+                k: up(&n("self_attn.k_proj.weight"), &[kv, hidden])?,
+                v: up(&n("self_attn.v_proj.weight"), &[kv, hidden])?,
+                o: up(&n("self_attn.o_proj.weight"), &[hidden, q])?,
+                q_bias: opt(c.qkv_bias, &n("self_attn.q_proj.bias"), &[q])?,
+                k_bias: opt(c.qkv_bias, &n("self_attn.k_proj.bias"), &[kv])?,
+                v_bias: opt(c.qkv_bias, &n("self_attn.v_proj.bias"), &[kv])?,
+                o_bias: opt(c.o_bias, &n("self_attn.o_proj.bias"), &[hidden])?,
+                post_norm: up(&n("post_attention_layernorm.weight"), &[hidden])?,
+                gate: up(&n("mlp.gate_proj.weight"), &[inter, hidden])?,
+                up: up(&n("mlp.up_proj.weight"), &[inter, hidden])?,
+                down: up(&n("mlp.down_proj.weight"), &[hidden, inter])?,
+                gate_bias: opt(c.mlp_bias, &n("mlp.gate_proj.bias"), &[inter])?,
+                up_bias: opt(c.mlp_bias, &n("mlp.up_proj.bias"), &[inter])?,
+                down_bias: opt(c.mlp_bias, &n("mlp.down_proj.bias"), &[hidden])?,
+            });
+        }
+        let embed = RowSplit::load(
+            gpu,
+            ckpt,
+            "model.embed_tokens.weight",
+            c.vocab_size,
+            hidden,
+            dtype,
+        )?;
+        let lm_head = if c.tie_word_embeddings {
+            None
+        } else {
+            Some(RowSplit::load(
+                gpu,
+                ckpt,
+                "lm_head.weight",
+                c.vocab_size,
+                hidden,
+                dtype,
+            )?)
+        };
+        Ok(LlamaWeights {
+            embed,
+            layers,
+            norm: up("model.norm.weight", &[hidden])?,
+            lm_head,
+        })
+    }
+
+    /// The output projection: `lm_head`, or the embedding when tied.
+    pub fn output(&self) -> &RowSplit {
+        self.lm_head.as_ref().unwrap_or(&self.embed)
+    }
+}
