@@ -91,3 +91,83 @@ fn bench_json_is_written_and_parses() {
     assert!(report["adapter"]["name"].is_string());
     std::fs::remove_dir_all(&dir).ok();
 }
+
+fn fixture(name: &str) -> String {
+    format!("{}/tests/fixtures/{name}", env!("CARGO_MANIFEST_DIR"))
+}
+
+#[test]
+fn generate_json_and_dumped_logits_follow_the_contract() {
+    let dir = std::env::temp_dir().join(format!("tessera-gen-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let dump = dir.join("logits.safetensors");
+    let out = tessera(&[
+        "generate",
+        "--model",
+        &fixture("llama_gqa"),
+        "--tokens",
+        "3,17,42,99,5,200,33",
+        "--max-tokens",
+        "6",
+        "--temperature",
+        "0",
+        "--json",
+        "--dump-logits",
+        dump.to_str().unwrap(),
+    ]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let json: serde_json::Value = serde_json::from_str(stdout.trim()).unwrap();
+    let tokens: Vec<u64> = json["tokens"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t.as_u64().unwrap())
+        .collect();
+    // transformers' greedy continuation of this prompt (tests/fixtures/llama_gqa).
+    assert_eq!(tokens, vec![16, 84, 156, 234, 21, 78]);
+    assert!(json["text"].is_string());
+    let bytes = std::fs::read(&dump).unwrap();
+    let file = safetensors::SafeTensors::deserialize(&bytes).unwrap();
+    let logits = file.tensor("logits").unwrap();
+    assert_eq!(logits.shape(), &[6, 256]);
+    assert_eq!(logits.dtype(), safetensors::Dtype::F32);
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+#[test]
+fn generate_rejects_bad_arguments_clearly() {
+    let model = fixture("llama_gqa");
+    // both inputs, or neither
+    let out = tessera(&[
+        "generate", "--model", &model, "--tokens", "1", "--prompt", "x",
+    ]);
+    assert_eq!(out.status.code(), Some(2));
+    let out = tessera(&["generate", "--model", &model]);
+    assert_eq!(out.status.code(), Some(2));
+    // a text prompt for a model without tokenizer.json
+    let out = tessera(&["generate", "--model", &model, "--prompt", "hello"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--tokens"));
+    // a token outside the vocabulary, a negative temperature, a missing directory
+    for args in [
+        vec!["--tokens", "1,999"],
+        vec!["--tokens", "1", "--temperature", "-1"],
+    ] {
+        let mut all = vec!["generate", "--model", model.as_str()];
+        all.extend(args);
+        let out = tessera(&all);
+        assert_eq!(out.status.code(), Some(2), "{all:?}");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            stderr.starts_with("error: ") && !stderr.contains("panicked"),
+            "{stderr}"
+        );
+    }
+    let out = tessera(&["generate", "--model", "/no/such/dir", "--tokens", "1"]);
+    assert_eq!(out.status.code(), Some(2));
+}

@@ -118,3 +118,176 @@ fn f16_activations_stay_within_2e_2() {
         }
     }
 }
+
+/// A copy of a fixture in a scratch directory, to break on purpose.
+struct Broken(PathBuf);
+
+impl Broken {
+    fn copy_of(fixture: &str, tag: &str) -> Broken {
+        let from = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/fixtures")
+            .join(fixture);
+        let to = std::env::temp_dir().join(format!("tessera-{tag}-{}", std::process::id()));
+        std::fs::create_dir_all(&to).unwrap();
+        for entry in std::fs::read_dir(&from).unwrap() {
+            let path = entry.unwrap().path();
+            std::fs::copy(&path, to.join(path.file_name().unwrap())).unwrap();
+        }
+        Broken(to)
+    }
+
+    fn edit_config(&self, from: &str, to: &str) {
+        let path = self.0.join("config.json");
+        let text = std::fs::read_to_string(&path).unwrap();
+        assert!(text.contains(from), "{from} not in the config");
+        std::fs::write(&path, text.replacen(from, to, 1)).unwrap();
+    }
+
+    fn load_error(&self) -> String {
+        let gpu = common::gpu();
+        match Llama::load(&gpu, &self.0, &LoadOptions::default()) {
+            Ok(_) => panic!("{} loaded", self.0.display()),
+            Err(e) => e.to_string(),
+        }
+    }
+}
+
+impl Drop for Broken {
+    fn drop(&mut self) {
+        std::fs::remove_dir_all(&self.0).ok();
+    }
+}
+
+#[test]
+fn a_truncated_checkpoint_is_a_clear_error() {
+    let dir = Broken::copy_of("llama_gqa", "truncated");
+    let weights = dir.0.join("model.safetensors");
+    let bytes = std::fs::read(&weights).unwrap();
+    std::fs::write(&weights, &bytes[..bytes.len() / 2]).unwrap();
+    let err = dir.load_error();
+    assert!(
+        err.contains("model.safetensors") && err.contains("not a valid safetensors"),
+        "{err}"
+    );
+}
+
+#[test]
+fn a_header_that_lies_about_offsets_is_a_clear_error() {
+    let dir = Broken::copy_of("llama_gqa", "lying");
+    let weights = dir.0.join("model.safetensors");
+    let mut bytes = std::fs::read(&weights).unwrap();
+    // Move one tensor's end offset without touching the file size: offsets no longer tile.
+    let header_len = u64::from_le_bytes(bytes[..8].try_into().unwrap()) as usize;
+    let header = String::from_utf8(bytes[8..8 + header_len].to_vec()).unwrap();
+    let at = header
+        .find("\"data_offsets\":[0,")
+        .expect("a tensor at offset 0");
+    let digit = at + "\"data_offsets\":[0,".len();
+    let mut lying = header.into_bytes();
+    lying[digit] = if lying[digit] == b'9' {
+        b'1'
+    } else {
+        lying[digit] + 1
+    };
+    bytes[8..8 + header_len].copy_from_slice(&lying);
+    std::fs::write(&weights, &bytes).unwrap();
+    let err = dir.load_error();
+    assert!(err.contains("not a valid safetensors"), "{err}");
+}
+
+#[test]
+fn a_tensor_of_the_wrong_shape_is_named() {
+    let dir = Broken::copy_of("llama_gqa", "shape");
+    dir.edit_config("\"intermediate_size\": 96", "\"intermediate_size\": 100");
+    let err = dir.load_error();
+    assert!(
+        err.contains("mlp.gate_proj.weight") && err.contains("[100, 64]"),
+        "{err}"
+    );
+}
+
+#[test]
+fn a_missing_tensor_is_named() {
+    let dir = Broken::copy_of("qwen2_bias", "missing");
+    // The fixture ties its embeddings; claiming otherwise requires an lm_head it lacks.
+    dir.edit_config(
+        "\"tie_word_embeddings\": true",
+        "\"tie_word_embeddings\": false",
+    );
+    let err = dir.load_error();
+    assert!(
+        err.contains("lm_head.weight") && err.contains("missing"),
+        "{err}"
+    );
+}
+
+#[test]
+fn an_unknown_architecture_is_named() {
+    let dir = Broken::copy_of("llama_gqa", "arch");
+    dir.edit_config("LlamaForCausalLM", "FalconForCausalLM");
+    let err = dir.load_error();
+    assert!(
+        err.contains("FalconForCausalLM") && err.contains("config.json"),
+        "{err}"
+    );
+}
+
+#[test]
+fn a_prompt_longer_than_the_context_is_refused() {
+    let gpu = common::gpu();
+    let dir = fixtures().remove(0);
+    let options = LoadOptions {
+        dtype: DType::F32,
+        max_context: Some(16),
+    };
+    let mut model = Llama::load(&gpu, &dir, &options).unwrap();
+    let err = model.forward(&[5; 17]).unwrap_err().to_string();
+    assert!(err.contains("context of 16"), "{err}");
+    // The model is still usable, and generation stops at the end of the context.
+    let out = model
+        .generate(
+            &[5; 10],
+            &GenerateOptions {
+                max_tokens: 50,
+                stop_at_eos: false,
+                ..Default::default()
+            },
+            |_| Ok(()),
+        )
+        .unwrap();
+    assert_eq!(out.stop, "context");
+    assert_eq!(
+        out.tokens.len(),
+        7,
+        "10 prompt positions + 6 decoded fill 16; the 7th is chosen last"
+    );
+    let err = model.forward(&[300]).unwrap_err().to_string();
+    assert!(err.contains("vocabulary"), "{err}");
+}
+
+#[test]
+fn decoding_allocates_nothing_per_token() {
+    let gpu = common::gpu();
+    let dir = fixtures().remove(0);
+    let mut model = load(&gpu, &dir, DType::F32);
+    let mut logits = model.forward(&[3, 17, 42]).unwrap();
+    // One decode step to warm the read-back staging buffer.
+    logits = model
+        .forward(&[tessera::models::sampling::argmax(&logits)])
+        .unwrap();
+    let (created, pooled) = (gpu.created_bytes(), gpu.pooled_bytes());
+    for _ in 0..100 {
+        let token = tessera::models::sampling::argmax(&logits);
+        logits = model.forward(&[token]).unwrap();
+    }
+    assert_eq!(
+        gpu.created_bytes(),
+        created,
+        "no buffer created over 100 decode steps"
+    );
+    assert_eq!(
+        gpu.pooled_bytes(),
+        pooled,
+        "the pool is stable over 100 decode steps"
+    );
+}
