@@ -291,3 +291,22 @@ fn decoding_allocates_nothing_per_token() {
         "the pool is stable over 100 decode steps"
     );
 }
+
+#[test]
+fn an_embedding_larger_than_a_binding_is_split_not_refused() {
+    // A device whose storage bindings hold 32 KiB: the fixture's 256 x 64 f32 embedding and
+    // output projection (64 KiB each) must be split in two; everything else fits.
+    let adapter = tessera::gpu::select_adapter(None).unwrap();
+    let gpu =
+        Gpu::open_with_limits(adapter, |l| l.max_storage_buffer_binding_size = 32 << 10).unwrap();
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/llama_gqa");
+    let want = expected(&dir);
+    let mut model = load(&gpu, &dir, DType::F32);
+    let options = GenerateOptions {
+        max_tokens: 8,
+        stop_at_eos: false,
+        ..GenerateOptions::default()
+    };
+    let out = model.generate(&want.prompt, &options, |_| Ok(())).unwrap();
+    assert_eq!(out.tokens, want.tokens[..8]);
+}

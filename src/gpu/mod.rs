@@ -59,7 +59,18 @@ impl Gpu {
     /// Opens a device on `adapter` with the adapter's own limits and every optional feature
     /// tessera can use that the adapter has.
     pub fn open(adapter: wgpu::Adapter) -> Result<Gpu> {
+        Gpu::open_with_limits(adapter, |_| {})
+    }
+
+    /// [`Gpu::open`] with limits lowered by `restrict` (to exercise the paths that large
+    /// models take on small devices, such as tensors split across bindings).
+    pub fn open_with_limits(
+        adapter: wgpu::Adapter,
+        restrict: impl FnOnce(&mut wgpu::Limits),
+    ) -> Result<Gpu> {
         let report = AdapterReport::of(&adapter);
+        let mut limits = adapter.limits();
+        restrict(&mut limits);
         let features = adapter.features() & WANTED_FEATURES;
         let experimental = if features.contains(wgpu::Features::EXPERIMENTAL_COOPERATIVE_MATRIX) {
             // SAFETY: cooperative-matrix shaders are only created for configurations the
@@ -71,7 +82,7 @@ impl Gpu {
         let (device, queue) = pollster::block_on(adapter.request_device(&wgpu::DeviceDescriptor {
             label: Some("tessera"),
             required_features: features,
-            required_limits: adapter.limits(),
+            required_limits: limits,
             experimental_features: experimental,
             memory_hints: wgpu::MemoryHints::Performance,
             trace: wgpu::Trace::Off,

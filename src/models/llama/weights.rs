@@ -10,15 +10,17 @@ use crate::tensor::{DType, Tensor};
 use super::LlamaConfig;
 
 /// A `[rows, width]` matrix stored as consecutive row blocks, each within one binding.
+/// Only the embedding and the output projection are split (a large vocabulary makes them
+/// the largest tensors); every other weight must fit one binding.
 pub struct RowSplit {
     /// `(first row, [rows, width] tensor)` for each part.
     pub parts: Vec<(usize, Tensor)>,
 }
 
 impl RowSplit {
-    /// Uploads `name` (`[rows, width]`), in as few parts as the binding limit allows. Part
-    /// boundaries fall on multiples of 256 rows, so that outputs indexed by row can be split
-    /// at aligned offsets too.
+    /// Uploads `name` (`[rows, width]`), in as few parts as the binding limit allows. A part
+    /// starts at a row whose offset in a `[.., rows]` output (the logits) meets the device's
+    /// binding alignment, so outputs can be split the same way.
     fn load(
         gpu: &Gpu,
         ckpt: &Checkpoint,
@@ -28,13 +30,16 @@ impl RowSplit {
         dtype: DType,
     ) -> Result<RowSplit> {
         let values = ckpt.read_f32(name, &[rows, width])?;
-        let limit = gpu.limits().max_storage_buffer_binding_size as usize;
+        let limits = gpu.limits();
+        let limit = limits.max_storage_buffer_binding_size as usize;
+        let align = limits.min_storage_buffer_offset_alignment as usize;
+        let granule = (align / dtype.size()).max(1);
         let row_bytes = width * dtype.size();
-        let per_part = (limit / row_bytes) / 256 * 256;
+        let per_part = (limit / row_bytes) / granule * granule;
         if per_part == 0 {
             return Err(Error::TooLarge {
-                what: format!("256 rows of {name}"),
-                bytes: (256 * row_bytes) as u64,
+                what: format!("{granule} rows of {name}"),
+                bytes: (granule * row_bytes) as u64,
                 limit_name: "max_storage_buffer_binding_size",
                 limit: limit as u64,
             });
