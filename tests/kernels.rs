@@ -5,7 +5,7 @@ mod common;
 
 #[test]
 fn copy_matches_reference() {
-    common::check_ci_cases(&["copy", "gather"]);
+    common::check_ci_cases(&["copy", "gather", "transpose"]);
 }
 
 #[test]

@@ -18,6 +18,7 @@ pub mod rope;
 pub mod softmax;
 pub mod spatial;
 pub mod timestep;
+pub mod transpose;
 
 use std::marker::PhantomData;
 use std::sync::Arc;
@@ -300,5 +301,6 @@ pub fn all_pipeline_keys() -> Vec<PipelineKey> {
     keys.extend(spatial::pipeline_keys());
     keys.extend(timestep::pipeline_keys());
     keys.extend(gather::pipeline_keys());
+    keys.extend(transpose::pipeline_keys());
     keys
 }

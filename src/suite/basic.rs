@@ -5,7 +5,7 @@ use super::{CaseSpec, HostTensor, Random};
 use crate::error::Result;
 use crate::gpu::Gpu;
 use crate::kernels::elementwise::{self, Binary, Unary};
-use crate::kernels::{KernelCall, copy, gather, norm, softmax};
+use crate::kernels::{KernelCall, copy, gather, norm, softmax, transpose};
 use crate::tensor::Tensor;
 
 /// The epsilon of the normalisation cases (a common checkpoint value, exact in f32).
@@ -323,5 +323,43 @@ impl CaseSpec for GatherSpec {
                 Ok(a.then(b).owning([first, second]))
             }
         }
+    }
+}
+
+/// A batched transpose `[batch, rows, cols]` → `[batch, cols, rows]`.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct TransposeSpec {
+    pub batch: usize,
+    pub rows: usize,
+    pub cols: usize,
+}
+
+impl CaseSpec for TransposeSpec {
+    fn kernel(&self) -> &'static str {
+        "transpose"
+    }
+    fn shape(&self) -> String {
+        format!("{}x{}x{}", self.batch, self.rows, self.cols)
+    }
+    fn traffic(&self) -> usize {
+        2 * self.batch * self.rows * self.cols
+    }
+    fn compute_tolerance(&self) -> Tolerance {
+        ONE_ROUNDING
+    }
+    fn exact(&self) -> bool {
+        true
+    }
+    fn inputs(&self, random: Random<'_>) -> Result<Vec<HostTensor>> {
+        Ok(vec![random(&[self.batch, self.rows, self.cols], -1.0, 1.0)])
+    }
+    fn output_shape(&self, _: &[HostTensor]) -> Vec<usize> {
+        vec![self.batch, self.cols, self.rows]
+    }
+    fn reference(&self, inputs: &[HostTensor]) -> Vec<f64> {
+        transpose::reference(&inputs[0].data, self.batch, self.rows, self.cols)
+    }
+    fn call<'a>(&self, gpu: &Gpu, inputs: &'a [Tensor], out: &'a Tensor) -> Result<KernelCall<'a>> {
+        transpose::transpose(gpu, &inputs[0], out)
     }
 }

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use super::{
     AttentionSpec, BenchTier, BinarySpec, Case, CaseSpec, Conv2dSpec, CopySpec, GatherSpec,
     GroupNormSpec, KvAppendSpec, LayerNormSpec, MatmulSpec, RmsNormSpec, RopeSpec, SoftmaxSpec,
-    SpatialSpec, TimestepSpec, UnarySpec,
+    SpatialSpec, TimestepSpec, TransposeSpec, UnarySpec,
 };
 use crate::kernels::conv2d::Conv2dOptions;
 use crate::kernels::elementwise::{Binary, Unary};
@@ -82,6 +82,19 @@ fn copy_cases() -> Vec<Entry> {
             BenchTier::No,
         ));
     }
+    for (batch, rows, cols) in [(1, 1, 1), (2, 17, 33), (3, 64, 256), (1, 1000, 3)] {
+        list.push(entry(
+            TransposeSpec { batch, rows, cols },
+            true,
+            BenchTier::No,
+        ));
+    }
+    let big = TransposeSpec {
+        batch: 4,
+        rows: 256,
+        cols: 1024,
+    };
+    list.push(entry(big, false, BenchTier::Quick));
     list
 }
 
@@ -642,6 +655,8 @@ mod tests {
         let with_ci = [
             "copy",
             "gather",
+            "transpose",
+            "transpose",
             "silu",
             "add",
             "swiglu",

@@ -25,7 +25,8 @@ use std::sync::Arc;
 
 pub use attention::{AttentionKernel, AttentionSpec, KvAppendSpec, RopeSpec};
 pub use basic::{
-    BinarySpec, CopySpec, GatherSpec, LayerNormSpec, RmsNormSpec, SoftmaxSpec, UnarySpec,
+    BinarySpec, CopySpec, GatherSpec, LayerNormSpec, RmsNormSpec, SoftmaxSpec, TransposeSpec,
+    UnarySpec,
 };
 pub use cases::cases;
 pub use matmul::MatmulSpec;
