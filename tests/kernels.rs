@@ -76,5 +76,6 @@ fn unet_kernels_match_reference() {
         "scale_shift",
         "concat",
         "timestep_emb",
+        "sched_step",
     ]);
 }

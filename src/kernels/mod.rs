@@ -15,6 +15,7 @@ pub mod kv_cache;
 pub mod matmul;
 pub mod norm;
 pub mod rope;
+pub mod scheduler_step;
 pub mod softmax;
 pub mod spatial;
 pub mod timestep;
@@ -146,9 +147,22 @@ fn prepare_with_step<'a, P: bytemuck::Pod>(
     step: Option<&wgpu::Buffer>,
     workgroups: [u32; 3],
 ) -> Result<KernelCall<'a>> {
+    let uniform = gpu.uniform(&format!("{} params", key.label()), params)?;
+    prepare_with_uniform(gpu, key, &uniform, tensors, step, workgroups)
+}
+
+/// [`prepare`] with a parameter buffer the caller owns and may rewrite between runs (see
+/// [`ParamsBuffer`]).
+pub(crate) fn prepare_with_uniform<'a>(
+    gpu: &Gpu,
+    key: &PipelineKey,
+    uniform: &wgpu::Buffer,
+    tensors: &[(u32, &Tensor)],
+    step: Option<&wgpu::Buffer>,
+    workgroups: [u32; 3],
+) -> Result<KernelCall<'a>> {
     let label = key.label();
     let pipeline = gpu.pipeline(key)?;
-    let uniform = gpu.uniform(&format!("{label} params"), params)?;
     let mut entries = vec![wgpu::BindGroupEntry {
         binding: 0,
         resource: uniform.as_entire_binding(),
@@ -243,6 +257,35 @@ impl StepBuffer {
     }
 }
 
+/// A kernel's parameters in a uniform buffer that is rewritten between runs of a prepared
+/// call (the per-step coefficients of a diffusion sampler), instead of being fixed when the
+/// call is made.
+pub struct ParamsBuffer<P> {
+    buffer: wgpu::Buffer,
+    kind: PhantomData<P>,
+}
+
+impl<P: bytemuck::Pod> ParamsBuffer<P> {
+    pub(crate) fn new(gpu: &Gpu, what: &str, initial: &P) -> Result<Self> {
+        Ok(ParamsBuffer {
+            buffer: gpu.uniform(what, initial)?,
+            kind: PhantomData,
+        })
+    }
+
+    /// Sets the parameters the next submitted run reads.
+    pub(crate) fn set(&self, gpu: &Gpu, params: &P) -> Result<()> {
+        gpu.scoped("writing kernel parameters", |_| {
+            gpu.queue()
+                .write_buffer(&self.buffer, 0, bytemuck::bytes_of(params));
+        })
+    }
+
+    pub(crate) fn buffer(&self) -> &wgpu::Buffer {
+        &self.buffer
+    }
+}
+
 /// `Err` unless every tensor has the dtype of the first.
 pub(crate) fn same_dtype(op: &'static str, tensors: &[&Tensor]) -> Result<DType> {
     let dtype = tensors[0].dtype();
@@ -302,5 +345,6 @@ pub fn all_pipeline_keys() -> Vec<PipelineKey> {
     keys.extend(timestep::pipeline_keys());
     keys.extend(gather::pipeline_keys());
     keys.extend(transpose::pipeline_keys());
+    keys.extend(scheduler_step::pipeline_keys());
     keys
 }

@@ -1,4 +1,6 @@
-//! Models composed from the kernels: the LLaMA-family decoder, and token sampling.
+//! Models composed from the kernels: the LLaMA-family decoder with token sampling, and the
+//! diffusion UNet with its samplers.
 
+pub mod diffusion;
 pub mod llama;
 pub mod sampling;

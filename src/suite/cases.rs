@@ -6,8 +6,8 @@ use std::sync::Arc;
 
 use super::{
     AttentionSpec, BenchTier, BinarySpec, Case, CaseSpec, Conv2dSpec, CopySpec, GatherSpec,
-    GroupNormSpec, KvAppendSpec, LayerNormSpec, MatmulSpec, RmsNormSpec, RopeSpec, SoftmaxSpec,
-    SpatialSpec, TimestepSpec, TransposeSpec, UnarySpec,
+    GroupNormSpec, KvAppendSpec, LayerNormSpec, MatmulSpec, RmsNormSpec, RopeSpec,
+    SchedulerStepSpec, SoftmaxSpec, SpatialSpec, TimestepSpec, TransposeSpec, UnarySpec,
 };
 use crate::kernels::conv2d::Conv2dOptions;
 use crate::kernels::elementwise::{Binary, Unary};
@@ -15,6 +15,7 @@ use crate::kernels::matmul::{BLayout, Path};
 use crate::kernels::rope::{RopeConfig, RopeScaling};
 use crate::kernels::spatial::ChannelMix;
 use crate::kernels::timestep::TimestepConfig;
+use crate::models::diffusion::StepCoefficients;
 use crate::tensor::DType;
 
 /// Every case, in a stable order.
@@ -33,6 +34,7 @@ pub fn cases() -> Vec<Case> {
             group_norm_cases(dtype),
             spatial_cases(),
             timestep_cases(),
+            scheduler_step_cases(),
         ];
         list.extend(
             families
@@ -596,6 +598,40 @@ fn spatial_cases() -> Vec<Entry> {
     list
 }
 
+fn scheduler_step_cases() -> Vec<Entry> {
+    let ddpm = StepCoefficients {
+        k_sample: 1.02,
+        k_model: -0.2,
+        clip: Some(1.0),
+        a_x0: 0.3,
+        a_sample: 0.69,
+        a_eps: 0.0,
+        e_sample: 0.0,
+        e_model: 0.0,
+        noise_scale: 0.1,
+    };
+    let ddim = StepCoefficients {
+        clip: None,
+        a_x0: 0.7,
+        a_sample: 0.0,
+        a_eps: 0.71,
+        e_model: 1.0,
+        noise_scale: 0.0,
+        ..ddpm
+    };
+    let mut list = Vec::new();
+    for coefficients in [ddpm, ddim] {
+        for len in [1, 257, 3 * 3 * 32 * 32] {
+            list.push(entry(
+                SchedulerStepSpec { len, coefficients },
+                true,
+                BenchTier::No,
+            ));
+        }
+    }
+    list
+}
+
 fn timestep_cases() -> Vec<Entry> {
     const TIMESTEPS: &[f64] = &[0.0, 1.0, 999.0, 500.0, 17.0];
     let mut list = Vec::new();
@@ -675,6 +711,7 @@ mod tests {
             "scale_shift",
             "concat",
             "timestep_emb",
+            "sched_step",
         ];
         for kernel in with_ci {
             assert!(

@@ -30,7 +30,7 @@ pub use basic::{
 };
 pub use cases::cases;
 pub use matmul::MatmulSpec;
-pub use unet::{Conv2dSpec, GroupNormSpec, SpatialSpec, TimestepSpec};
+pub use unet::{Conv2dSpec, GroupNormSpec, SchedulerStepSpec, SpatialSpec, TimestepSpec};
 
 use crate::error::Result;
 use crate::gpu::Gpu;

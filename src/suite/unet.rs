@@ -6,9 +6,11 @@ use super::{CaseSpec, HostTensor, Random};
 use crate::error::Result;
 use crate::gpu::Gpu;
 use crate::kernels::conv2d::{self, Conv2dDims, Conv2dOptions};
+use crate::kernels::scheduler_step::{self, StepUniform};
 use crate::kernels::spatial::{self, ChannelMix};
 use crate::kernels::timestep::{self, TimestepConfig};
 use crate::kernels::{KernelCall, group_norm};
+use crate::models::diffusion::StepCoefficients;
 use crate::tensor::{DType, Tensor};
 
 /// A convolution case: `[batch, c_in, h, w]` by a `[c_out, c_in, k, k]` kernel.
@@ -417,5 +419,63 @@ impl CaseSpec for TimestepSpec {
 
     fn call<'a>(&self, gpu: &Gpu, inputs: &'a [Tensor], out: &'a Tensor) -> Result<KernelCall<'a>> {
         timestep::timestep_embedding(gpu, &self.config, &inputs[0], &inputs[1], out)
+    }
+}
+
+/// One sampler step on `len` elements with fixed coefficients (DDPM-like with clipping, or
+/// DDIM-like with an epsilon term).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct SchedulerStepSpec {
+    pub len: usize,
+    pub coefficients: StepCoefficients,
+}
+
+impl CaseSpec for SchedulerStepSpec {
+    fn kernel(&self) -> &'static str {
+        "sched_step"
+    }
+
+    fn shape(&self) -> String {
+        let c = self.coefficients;
+        let kind = if c.a_eps != 0.0 { "ddim" } else { "ddpm" };
+        let clip = if c.clip.is_some() { " clip" } else { "" };
+        format!("n={} {kind}{clip}", self.len)
+    }
+
+    fn traffic(&self) -> usize {
+        4 * self.len
+    }
+
+    /// A handful of f32 multiply-adds of O(1) terms.
+    fn compute_tolerance(&self) -> Tolerance {
+        Tolerance {
+            atol: 2e-6,
+            rtol: 4.0 * DType::F32.epsilon(),
+        }
+    }
+
+    fn in_place(&self) -> bool {
+        true
+    }
+
+    /// The sample, the model output, the noise.
+    fn inputs(&self, random: Random<'_>) -> Result<Vec<HostTensor>> {
+        Ok(vec![
+            random(&[self.len], -3.0, 3.0),
+            random(&[self.len], -3.0, 3.0),
+            random(&[self.len], -3.0, 3.0),
+        ])
+    }
+
+    fn reference(&self, inputs: &[HostTensor]) -> Vec<f64> {
+        let [x, m, z] = [&inputs[0].data, &inputs[1].data, &inputs[2].data];
+        self.coefficients.apply(x, m, z)
+    }
+
+    fn call<'a>(&self, gpu: &Gpu, inputs: &'a [Tensor], out: &'a Tensor) -> Result<KernelCall<'a>> {
+        let uniform = StepUniform::new(gpu, self.len)?;
+        uniform.set(gpu, &self.coefficients)?;
+        // The bind group keeps the coefficient buffer alive after `uniform` is dropped.
+        Ok(scheduler_step::scheduler_step(gpu, out, &inputs[1], &inputs[2], &uniform)?.detach())
     }
 }
