@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
-"""Write the decoder's golden fixtures into tests/fixtures/: tiny random-weight checkpoints
-in the Hugging Face layout, and what transformers computes for them.
+"""Write the golden fixtures into tests/fixtures/: tiny random-weight checkpoints of the
+decoder (transformers) and the UNet (diffusers), and what PyTorch computes for them.
 
 Each fixture directory holds config.json, the safetensors weights (one file or sharded with
 an index), and expected.safetensors with
@@ -11,7 +11,15 @@ computed in float32 with eager attention. Weights are drawn with a large standar
 and the seed is advanced until every greedy choice wins by a clear margin, so that the
 comparison is not at the mercy of a near tie.
 
-    python3 tools/make_fixtures.py            # needs torch, transformers, safetensors
+Each UNet fixture holds config.json, diffusion_pytorch_model.safetensors and
+scheduler_config.json (flat, or in the pipeline layout unet/ + scheduler/ +
+model_index.json), and expected.safetensors with
+  - "input" [2, C, H, W], "timestep" i64 [1], "output": one UNet forward;
+  - "ddim_noise", "ddim_final": a 10-step DDIM (eta 0) run from that noise;
+  - "ddpm_noise" [S, 2, C, H, W] ... : a 5-step DDPM run that draws the given noise per
+    step ("ddpm_init", "ddpm_step_noise", "ddpm_final").
+
+    python3 tools/make_fixtures.py   # needs torch, transformers, diffusers, safetensors
 """
 
 import json
@@ -127,7 +135,106 @@ def make(name, spec):
     print(f"{name}: seed {seed}, margin {margin(rows):.3f}, tokens {tokens[:8]}...")
 
 
+UNET_COMMON = dict(sample_size=8, in_channels=3, out_channels=3, layers_per_block=1,
+                   norm_num_groups=8, norm_eps=1e-5)
+
+UNET_FIXTURES = {
+    # Attention at the second level and in the middle, default time embedding.
+    "unet_attn": dict(block_out_channels=(16, 32), attention_head_dim=8,
+                      down_block_types=("DownBlock2D", "AttnDownBlock2D"),
+                      up_block_types=("AttnUpBlock2D", "UpBlock2D"),
+                      downsample_padding=1, resnet_time_scale_shift="default",
+                      flip_sin_to_cos=True, freq_shift=0),
+    # Scale-shift time embedding (no GroupNorm in the middle attention), one head over all
+    # channels, asymmetric downsampling padding, centred input, rescaled middle block, and the
+    # deprecated attention tensor names.
+    "unet_scale_shift": dict(block_out_channels=(16, 32), attention_head_dim=None,
+                             down_block_types=("AttnDownBlock2D", "AttnDownBlock2D"),
+                             up_block_types=("AttnUpBlock2D", "AttnUpBlock2D"),
+                             downsample_padding=0, resnet_time_scale_shift="scale_shift",
+                             center_input_sample=True, mid_block_scale_factor=1.414,
+                             flip_sin_to_cos=False, freq_shift=1, deprecated_names=True),
+    # No attention anywhere, three levels, two ResNets per level, pipeline layout.
+    "unet_plain_pipeline": dict(block_out_channels=(8, 16, 16), layers_per_block=2,
+                                down_block_types=("DownBlock2D",) * 3,
+                                up_block_types=("UpBlock2D",) * 3, add_attention=False,
+                                downsample_padding=1, pipeline=True),
+}
+
+
+def make_unet(name, spec):
+    from diffusers import DDIMScheduler, DDPMScheduler, UNet2DModel
+    from safetensors.torch import load_file, save_file as save
+
+    spec = dict(spec)
+    deprecated = spec.pop("deprecated_names", False)
+    pipeline = spec.pop("pipeline", False)
+    torch.manual_seed(0)
+    unet = UNet2DModel(**{**UNET_COMMON, **spec}).eval()
+    directory = OUT / name
+    shutil.rmtree(directory, ignore_errors=True)
+    unet_dir = directory / "unet" if pipeline else directory
+    sched_dir = directory / "scheduler" if pipeline else directory
+    unet.save_pretrained(unet_dir, safe_serialization=True)
+    if deprecated:
+        path = unet_dir / "diffusion_pytorch_model.safetensors"
+        tensors = load_file(str(path))
+        renames = {".to_q.": ".query.", ".to_k.": ".key.", ".to_v.": ".value.",
+                   ".to_out.0.": ".proj_attn."}
+        renamed = {}
+        for key, value in tensors.items():
+            for new, old in renames.items():
+                key = key.replace(new, old)
+            renamed[key] = value
+        save(renamed, str(path))
+    ddim = DDIMScheduler(num_train_timesteps=1000, beta_schedule="linear", clip_sample=True,
+                         set_alpha_to_one=True, steps_offset=1)
+    ddim.save_pretrained(sched_dir)
+    if pipeline:
+        (directory / "model_index.json").write_text(json.dumps({
+            "_class_name": "DDIMPipeline", "scheduler": ["diffusers", "DDIMScheduler"],
+            "unet": ["diffusers", "UNet2DModel"]}, indent=2) + "\n")
+
+    g = torch.Generator().manual_seed(1)
+    shape = (2, 3, 8, 8)
+    x = torch.randn(shape, generator=g)
+    t = 500
+    with torch.no_grad():
+        out = unet(x, t).sample
+        # 10 DDIM steps, eta 0.
+        noise = torch.randn(shape, generator=g)
+        ddim.set_timesteps(10)
+        sample = noise.clone()
+        for step in ddim.timesteps:
+            sample = ddim.step(unet(sample, step).sample, step, sample, eta=0.0).prev_sample
+        # 5 DDPM steps, diffusers drawing its own noise; each draw is recorded by replaying
+        # the generator's state.
+        # The same scheduler file read as DDPM (as `--scheduler ddpm` does).
+        ddpm = DDPMScheduler.from_config(ddim.config)
+        ddpm.set_timesteps(5)
+        init = torch.randn(shape, generator=g)
+        draws = torch.Generator().manual_seed(2)
+        current = init.clone()
+        recorded = []
+        for step in ddpm.timesteps:
+            model_output = unet(current, step).sample
+            replay = torch.Generator()
+            replay.set_state(draws.get_state())
+            recorded.append(torch.randn(shape, generator=replay) if step > 0
+                            else torch.zeros(shape))
+            current = ddpm.step(model_output, step, current, generator=draws).prev_sample
+        step_noise = torch.stack(recorded)
+    save_file({"input": x.contiguous(), "timestep": torch.tensor([t], dtype=torch.int64),
+               "output": out.contiguous(), "ddim_noise": noise.contiguous(),
+               "ddim_final": sample.contiguous(), "ddpm_init": init.contiguous(),
+               "ddpm_step_noise": step_noise.contiguous(), "ddpm_final": current.contiguous()},
+              str(directory / "expected.safetensors"))
+    print(f"{name}: output std {float(out.std()):.3f}, ddim final std {float(sample.std()):.3f}")
+
+
 if __name__ == "__main__":
     OUT.mkdir(parents=True, exist_ok=True)
     for name, spec in FIXTURES.items():
         make(name, spec)
+    for name, spec in UNET_FIXTURES.items():
+        make_unet(name, spec)

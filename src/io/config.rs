@@ -59,6 +59,30 @@ impl ConfigJson {
         self.get(key).is_some()
     }
 
+    /// Whether `key` is present with the value `null`.
+    pub fn has_null(&self, key: &str) -> bool {
+        matches!(self.object.get(key), Some(Value::Null))
+    }
+
+    /// Every key of the object.
+    pub fn keys(&self) -> impl Iterator<Item = &str> {
+        self.object.keys().map(String::as_str)
+    }
+
+    /// A list of strings (`down_block_types`), `None` when absent.
+    pub fn string_list(&self, key: &str) -> Result<Option<Vec<String>>> {
+        let bad = || self.error(format!("{key} should be a list of strings"));
+        match self.get(key) {
+            None => Ok(None),
+            Some(Value::Array(items)) => items
+                .iter()
+                .map(|v| v.as_str().map(str::to_string).ok_or_else(bad))
+                .collect::<Result<Vec<_>>>()
+                .map(Some),
+            Some(_) => Err(bad()),
+        }
+    }
+
     /// A nested object (`rope_scaling`, `rope_parameters`), `None` when absent or null.
     pub fn object(&self, key: &str) -> Result<Option<ConfigJson>> {
         match self.get(key) {

@@ -57,9 +57,6 @@ pub struct Checkpoint {
     tensors: HashMap<String, Entry>,
 }
 
-const SINGLE: &str = "model.safetensors";
-const INDEX: &str = "model.safetensors.index.json";
-
 fn io_error(path: &Path, source: std::io::Error) -> Error {
     Error::Io {
         path: path.display().to_string(),
@@ -75,19 +72,36 @@ fn malformed(path: &Path, detail: impl Into<String>) -> Error {
 }
 
 impl Checkpoint {
-    /// Opens the checkpoint in `dir`: `model.safetensors`, else the shards named by
-    /// `model.safetensors.index.json`.
+    /// Opens the transformers checkpoint in `dir`: `model.safetensors`, else the shards named
+    /// by `model.safetensors.index.json`.
     pub fn open_dir(dir: &Path) -> Result<Checkpoint> {
-        let single = dir.join(SINGLE);
-        let index = dir.join(INDEX);
+        Checkpoint::open_named(dir, "model")
+    }
+
+    /// Opens `dir/<stem>.safetensors`, else the shards named by
+    /// `dir/<stem>.safetensors.index.json` (diffusers uses the stem
+    /// `diffusion_pytorch_model`).
+    pub fn open_named(dir: &Path, stem: &str) -> Result<Checkpoint> {
+        let single = dir.join(format!("{stem}.safetensors"));
+        let index = dir.join(format!("{stem}.safetensors.index.json"));
         if single.is_file() {
             Checkpoint::open_files(&dir.display().to_string(), &[single])
         } else if index.is_file() {
             Checkpoint::open_index(dir, &index)
         } else {
+            let bin = dir.join(format!("{stem}.bin"));
+            let hint = if bin.is_file() {
+                "; it has a pickled .bin, which tessera does not read: convert it with \
+                 tools/convert_bin.py"
+            } else {
+                ""
+            };
             Err(malformed(
                 dir,
-                format!("no {SINGLE} and no {INDEX}: not a safetensors checkpoint directory"),
+                format!(
+                    "no {stem}.safetensors and no {stem}.safetensors.index.json: not a \
+                     safetensors checkpoint directory{hint}"
+                ),
             ))
         }
     }
