@@ -171,3 +171,91 @@ fn generate_rejects_bad_arguments_clearly() {
     let out = tessera(&["generate", "--model", "/no/such/dir", "--tokens", "1"]);
     assert_eq!(out.status.code(), Some(2));
 }
+
+fn write_sample(path: &std::path::Path, shape: &[usize], values: &[f32]) {
+    tessera::io::write_tensor_f32(path, "sample", shape, values).unwrap();
+}
+
+#[test]
+fn sample_and_unet_eps_follow_the_contract() {
+    let dir = std::env::temp_dir().join(format!("tessera-sample-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let model = fixture("unet_attn");
+    let (png, raw, noise) = (
+        dir.join("s.png"),
+        dir.join("raw.safetensors"),
+        dir.join("noise.safetensors"),
+    );
+    let values: Vec<f32> = (0..2 * 3 * 8 * 8)
+        .map(|i| ((i * 37 % 101) as f32 - 50.0) / 25.0)
+        .collect();
+    write_sample(&noise, &[2, 3, 8, 8], &values);
+    let out = tessera(&[
+        "sample",
+        "--model",
+        &model,
+        "--steps",
+        "3",
+        "--count",
+        "2",
+        "--init-noise",
+        noise.to_str().unwrap(),
+        "--out",
+        png.to_str().unwrap(),
+        "--out-raw",
+        raw.to_str().unwrap(),
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let image = std::fs::read(&png).unwrap();
+    assert_eq!(&image[1..4], b"PNG");
+    let (shape, _) = tessera::io::read_tensor_f32(&raw, "sample").unwrap();
+    assert_eq!(shape, vec![2, 3, 8, 8]);
+
+    // --init-noise of the wrong shape, --steps 0, --steps beyond the training timesteps
+    for bad in [
+        vec!["--count", "3"],
+        vec!["--steps", "0"],
+        vec!["--steps", "5000"],
+    ] {
+        let mut args = vec![
+            "sample",
+            "--model",
+            &model,
+            "--init-noise",
+            noise.to_str().unwrap(),
+        ];
+        args.extend(bad.iter().copied());
+        let out = tessera(&args);
+        assert_eq!(out.status.code(), Some(2), "{bad:?}");
+        assert!(
+            String::from_utf8_lossy(&out.stderr).starts_with("error: "),
+            "{bad:?}"
+        );
+    }
+
+    let eps = dir.join("eps.safetensors");
+    let out = tessera(&[
+        "unet-eps",
+        "--model",
+        &model,
+        "--timestep",
+        "500",
+        "--input",
+        noise.to_str().unwrap(),
+        "--out",
+        eps.to_str().unwrap(),
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let (shape, eps_values) = tessera::io::read_tensor_f32(&eps, "sample").unwrap();
+    assert_eq!(shape, vec![2, 3, 8, 8]);
+    assert!(eps_values.iter().all(|v| v.is_finite()));
+    std::fs::remove_dir_all(&dir).ok();
+}

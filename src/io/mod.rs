@@ -12,6 +12,10 @@ pub mod tokenizer;
 
 pub use tokenizer::{TextStream, Tokenizer};
 
+pub mod image;
+
+pub use image::write_png_grid;
+
 /// Writes `rows` (each `width` long) as a safetensors file with one f32 tensor `name`
 /// `[rows, width]` (the `--dump-logits` format).
 pub fn write_rows_f32(path: &std::path::Path, name: &str, rows: &[Vec<f32>]) -> crate::Result<()> {
@@ -19,19 +23,41 @@ pub fn write_rows_f32(path: &std::path::Path, name: &str, rows: &[Vec<f32>]) -> 
     if rows.iter().any(|r| r.len() != width) {
         return Err(crate::Error::Invalid("rows of different lengths".into()));
     }
-    let bytes: Vec<u8> = rows
-        .iter()
-        .flatten()
-        .flat_map(|v| v.to_le_bytes())
-        .collect();
-    let view = ::safetensors::tensor::TensorView::new(
-        ::safetensors::Dtype::F32,
-        vec![rows.len(), width],
-        &bytes,
-    )
-    .map_err(|e| crate::Error::Invalid(format!("{name}: {e}")))?;
+    let data: Vec<f32> = rows.iter().flatten().copied().collect();
+    write_tensor_f32(path, name, &[rows.len(), width], &data)
+}
+
+/// Writes one f32 tensor `name` of `shape` as a safetensors file.
+pub fn write_tensor_f32(
+    path: &std::path::Path,
+    name: &str,
+    shape: &[usize],
+    data: &[f32],
+) -> crate::Result<()> {
+    let bytes: Vec<u8> = data.iter().flat_map(|v| v.to_le_bytes()).collect();
+    let view =
+        ::safetensors::tensor::TensorView::new(::safetensors::Dtype::F32, shape.to_vec(), &bytes)
+            .map_err(|e| crate::Error::Invalid(format!("{name}: {e}")))?;
     ::safetensors::serialize_to_file([(name, view)], None, path).map_err(|e| crate::Error::Io {
         path: path.display().to_string(),
         source: std::io::Error::other(e.to_string()),
     })
+}
+
+/// Reads the f32 (or f16 / bf16) tensor `name` from a safetensors file: its shape and values.
+pub fn read_tensor_f32(
+    path: &std::path::Path,
+    name: &str,
+) -> crate::Result<(Vec<usize>, Vec<f32>)> {
+    let ckpt = Checkpoint::open_files(&path.display().to_string(), &[path.to_path_buf()])?;
+    let shape = ckpt
+        .shape(name)
+        .ok_or_else(|| crate::Error::MissingTensor {
+            path: path.display().to_string(),
+            name: name.to_string(),
+            hint: String::new(),
+        })?
+        .to_vec();
+    let values = ckpt.read_f32(name, &shape)?;
+    Ok((shape, values))
 }
