@@ -1,0 +1,161 @@
+//! Cases for attention, RoPE and the KV-cache append.
+
+use super::{Entry, entry};
+use crate::kernels::rope::{RopeConfig, RopeScaling};
+use crate::suite::*;
+
+/// Query/key-value head pairs: grouped-query ratios 1, 2 and 4, and multi-query.
+pub(super) const HEAD_GROUPS: [(usize, usize); 4] = [(4, 4), (4, 2), (8, 2), (4, 1)];
+
+pub(super) fn attention_cases() -> Vec<Entry> {
+    let flash = AttentionSpec::new;
+    let decode = AttentionSpec::decode;
+    let mut list = Vec::new();
+    // Every head grouping, causal and full, on a prefill that is not a multiple of the block.
+    for heads in HEAD_GROUPS {
+        for causal in [true, false] {
+            list.push(entry(flash(37, heads, 64, causal), true, BenchTier::No));
+        }
+    }
+    // Self-attention prefills of awkward lengths at the common head sizes.
+    for head_dim in [64, 128, 80] {
+        for q_len in [1, 7, 64, 129] {
+            for causal in [true, false] {
+                let ci = q_len < 129 || head_dim == 64;
+                list.push(entry(
+                    flash(q_len, (4, 2), head_dim, causal),
+                    ci,
+                    BenchTier::No,
+                ));
+            }
+        }
+    }
+    for head_dim in [32, 96, 256] {
+        list.push(entry(
+            flash(33, (4, 2), head_dim, true),
+            true,
+            BenchTier::No,
+        ));
+    }
+    // Chunked prefill: the queries are the last q_len of kv_len positions.
+    for head_dim in [64, 128] {
+        for (q_len, kv_len) in [(1, 1024), (7, 100), (64, 1024), (129, 1000)] {
+            for causal in [true, false] {
+                let spec = AttentionSpec {
+                    kv_len,
+                    kv_capacity: kv_len,
+                    ..flash(q_len, (4, 2), head_dim, causal)
+                };
+                list.push(entry(spec, kv_len <= 100, BenchTier::No));
+            }
+        }
+    }
+    // Batched, reading a cache larger than what is filled.
+    let batched = AttentionSpec {
+        batch: 2,
+        kv_len: 40,
+        kv_capacity: 64,
+        ..flash(7, (8, 2), 64, true)
+    };
+    list.push(entry(batched, true, BenchTier::No));
+    // Decode against caches of 1, 17, a split ± 1 and 2048 positions.
+    for kv_len in [1, 17, 255, 257, 2048] {
+        for heads in [(4, 4), (8, 2), (8, 1)] {
+            list.push(entry(
+                decode(kv_len, heads, 64),
+                kv_len < 2048,
+                BenchTier::No,
+            ));
+        }
+        list.push(entry(
+            decode(kv_len, (8, 2), 128),
+            kv_len < 2048,
+            BenchTier::No,
+        ));
+    }
+    let batched_decode = AttentionSpec {
+        batch: 3,
+        kv_capacity: 300,
+        ..decode(257, (8, 2), 80)
+    };
+    list.push(entry(batched_decode, true, BenchTier::No));
+    // The flash kernel with a single query, for comparison with decode.
+    let single = AttentionSpec {
+        kv_len: 300,
+        kv_capacity: 300,
+        ..flash(1, (8, 2), 64, true)
+    };
+    list.push(entry(single, true, BenchTier::No));
+    list.push(entry(flash(256, (8, 8), 64, true), false, BenchTier::Quick));
+    list.push(entry(
+        flash(1024, (8, 8), 128, true),
+        false,
+        BenchTier::Full,
+    ));
+    list.push(entry(decode(1024, (32, 8), 128), false, BenchTier::Quick));
+    list.push(entry(decode(4096, (32, 8), 128), false, BenchTier::Full));
+    list
+}
+
+pub(super) fn rope_cases() -> Vec<Entry> {
+    let default = RopeConfig {
+        theta: 10_000.0,
+        head_dim: 64,
+        scaling: RopeScaling::None,
+    };
+    let linear = RopeConfig {
+        scaling: RopeScaling::Linear { factor: 4.0 },
+        ..default
+    };
+    // Llama 3.x's schedule; 40000 is far past its original 8192-position context.
+    let llama3 = RopeConfig {
+        theta: 500_000.0,
+        head_dim: 128,
+        scaling: RopeScaling::Llama3 {
+            factor: 8.0,
+            low_freq_factor: 1.0,
+            high_freq_factor: 4.0,
+            original_max_position_embeddings: 8192.0,
+        },
+    };
+    let rope = |batch, seq, n_heads, position, config| RopeSpec {
+        batch,
+        seq,
+        n_heads,
+        position,
+        config,
+    };
+    let mut list = Vec::new();
+    for config in [default, linear, llama3] {
+        for (seq, position) in [(7, 0), (1, 1), (5, 40_000)] {
+            list.push(entry(
+                rope(1, seq, 3, position, config),
+                true,
+                BenchTier::No,
+            ));
+        }
+    }
+    let odd = RopeConfig {
+        head_dim: 80,
+        ..default
+    };
+    list.push(entry(rope(2, 9, 5, 3, odd), true, BenchTier::No));
+    list.push(entry(rope(1, 2048, 32, 0, llama3), false, BenchTier::Quick));
+    list
+}
+
+pub(super) fn kv_append_cases() -> Vec<Entry> {
+    [(0, 5), (12, 5), (16, 1)]
+        .map(|(position, new_len)| {
+            let spec = KvAppendSpec {
+                batch: 2,
+                capacity: 17,
+                n_kv_heads: 3,
+                head_dim: 8,
+                position,
+                new_len,
+            };
+            entry(spec, true, BenchTier::No)
+        })
+        .into()
+}

@@ -1,0 +1,102 @@
+//! Cases for matmul and GEMV.
+
+use super::{Entry, entry};
+use crate::kernels::matmul::{BLayout, Path};
+use crate::suite::*;
+use crate::tensor::DType;
+
+/// The matmul grid `tessera check` covers in full (tile = 64): M × N × K.
+pub(super) const MATMUL_M: [usize; 5] = [1, 7, 64, 65, 257];
+pub(super) const MATMUL_N: [usize; 3] = [1, 33, 4096];
+pub(super) const MATMUL_K: [usize; 3] = [1, 17, 1000];
+
+pub(super) fn matmul_cases(dtype: DType) -> Vec<Entry> {
+    let mm = MatmulSpec::new;
+    let mut list = Vec::new();
+    for layout in [BLayout::NK, BLayout::KN] {
+        for m in MATMUL_M {
+            for n in MATMUL_N {
+                for k in MATMUL_K {
+                    let ci = n < 4096 && k < 1000;
+                    list.push(entry(mm(m, n, k, layout), ci, BenchTier::No));
+                }
+            }
+        }
+    }
+    // A few large ones in CI too: a wide tiled product, a long GEMV.
+    for (m, n, k) in [(65, 4096, 17), (1, 4096, 1000), (64, 33, 1000)] {
+        let spec = MatmulSpec {
+            bias: true,
+            ..mm(m, n, k, BLayout::NK)
+        };
+        list.push(entry(spec, true, BenchTier::No));
+    }
+    let extras = [
+        // bias, both layouts, both kernels
+        MatmulSpec {
+            bias: true,
+            ..mm(7, 33, 17, BLayout::KN)
+        },
+        MatmulSpec {
+            bias: true,
+            ..mm(1, 129, 63, BLayout::KN)
+        },
+        // the tiled kernel at M = 1
+        MatmulSpec {
+            path: Path::Tiled,
+            ..mm(1, 33, 17, BLayout::NK)
+        },
+        MatmulSpec {
+            path: Path::Tiled,
+            bias: true,
+            ..mm(1, 65, 129, BLayout::KN)
+        },
+        // one b per batch (attention-like), tiled and GEMV
+        MatmulSpec {
+            batch: 3,
+            b_batched: true,
+            ..mm(7, 33, 17, BLayout::NK)
+        },
+        MatmulSpec {
+            batch: 3,
+            b_batched: true,
+            bias: true,
+            ..mm(65, 31, 66, BLayout::KN)
+        },
+        MatmulSpec {
+            batch: 4,
+            b_batched: true,
+            ..mm(1, 65, 129, BLayout::NK)
+        },
+        MatmulSpec {
+            batch: 4,
+            b_batched: true,
+            ..mm(1, 65, 129, BLayout::KN)
+        },
+        // a [batch, seq, K] activation times a shared Linear weight
+        MatmulSpec {
+            batch: 2,
+            bias: true,
+            ..mm(5, 33, 17, BLayout::NK)
+        },
+    ];
+    list.extend(extras.map(|spec| entry(spec, true, BenchTier::No)));
+    let bench = [
+        (mm(256, 256, 256, BLayout::NK), BenchTier::Quick),
+        (mm(1, 4096, 4096, BLayout::NK), BenchTier::Quick),
+        (mm(1024, 1024, 1024, BLayout::NK), BenchTier::Full),
+        (mm(1024, 1024, 1024, BLayout::KN), BenchTier::Full),
+        (mm(1, 4096, 4096, BLayout::KN), BenchTier::Full),
+    ];
+    list.extend(bench.map(|(spec, tier)| entry(spec, false, tier)));
+    // The decode GEMV of a 7B-class MLP (11008 × 4096): f16 only, since in f32 it is larger
+    // than a 128 MiB storage binding (lavapipe's limit).
+    if dtype == DType::F16 {
+        list.push(entry(
+            mm(1, 11008, 4096, BLayout::NK),
+            false,
+            BenchTier::Full,
+        ));
+    }
+    list
+}
