@@ -1,0 +1,154 @@
+//! `tessera generate`.
+
+use tessera::gpu::Gpu;
+use tessera::io::{TextStream, Tokenizer, write_rows_f32};
+use tessera::models::llama::{GenerateOptions, Llama, LoadOptions};
+use tessera::models::sampling::SamplerConfig;
+use tessera::{DType, Error, Result};
+
+#[derive(clap::Args)]
+#[command(group = clap::ArgGroup::new("input").required(true).args(["prompt", "tokens"]))]
+pub struct GenerateArgs {
+    /// Model directory: config.json, *.safetensors, tokenizer.json (default: the bundled
+    /// demo model in assets/models/).
+    #[arg(long, value_name = "DIR")]
+    model: Option<std::path::PathBuf>,
+    /// Text to continue (tokenised with the model's tokenizer.json).
+    #[arg(long)]
+    prompt: Option<String>,
+    /// Token ids to continue, used exactly as given: "1,5,9".
+    #[arg(long, value_delimiter = ',')]
+    tokens: Option<Vec<u32>>,
+    /// Most tokens to generate.
+    #[arg(long, default_value_t = 128)]
+    max_tokens: usize,
+    /// 0 for greedy decoding.
+    #[arg(long, default_value_t = 0.7)]
+    temperature: f32,
+    #[arg(long)]
+    top_k: Option<usize>,
+    #[arg(long, default_value_t = 0.9)]
+    top_p: f32,
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    /// Element type of weights and activations (f16 needs SHADER_F16).
+    #[arg(long, default_value = "f32", value_parser = ["f32", "f16"])]
+    dtype: String,
+    /// KV-cache positions (default: the model's context, at most 4096).
+    #[arg(long)]
+    max_context: Option<usize>,
+    /// Print one JSON object (tokens, text, stats) instead of streaming text.
+    #[arg(long)]
+    json: bool,
+    /// Write the logits that chose each token to a safetensors file (tensor "logits").
+    #[arg(long, value_name = "FILE")]
+    dump_logits: Option<std::path::PathBuf>,
+    /// Print prompt and generation speed (tokens/s) to stderr.
+    #[arg(long)]
+    stats: bool,
+}
+
+/// The demo model `generate` uses when no `--model` is given.
+fn bundled_model() -> std::path::PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("assets/models/stdlib-byte")
+}
+
+pub fn generate(adapter: Option<&str>, args: &GenerateArgs) -> Result<bool> {
+    use std::io::Write;
+    let dir = args.model.clone().unwrap_or_else(bundled_model);
+    if !dir.join("config.json").is_file() {
+        return Err(Error::Invalid(format!(
+            "{} is not a model directory (no config.json){}",
+            dir.display(),
+            if args.model.is_none() {
+                "; pass --model DIR"
+            } else {
+                ""
+            }
+        )));
+    }
+    let tokenizer = Tokenizer::from_dir(&dir)?;
+    let prompt = match (&args.tokens, &args.prompt) {
+        (Some(ids), _) => ids.clone(),
+        (None, Some(text)) => match &tokenizer {
+            Some(t) => t.encode(text)?,
+            None => {
+                return Err(Error::Invalid(format!(
+                    "{} has no tokenizer.json: give the prompt as --tokens",
+                    dir.display()
+                )));
+            }
+        },
+        (None, None) => unreachable!("clap requires one of the two"),
+    };
+    if prompt.is_empty() {
+        return Err(Error::Invalid("the prompt has no tokens".into()));
+    }
+    let gpu = Gpu::new(adapter)?;
+    let options = LoadOptions {
+        dtype: args.dtype.parse::<DType>()?,
+        max_context: args.max_context,
+    };
+    let mut model = Llama::load(&gpu, &dir, &options)?;
+    let generate = GenerateOptions {
+        max_tokens: args.max_tokens,
+        sampler: SamplerConfig {
+            temperature: args.temperature,
+            top_k: args.top_k,
+            top_p: Some(args.top_p),
+            seed: args.seed,
+        },
+        stop_at_eos: true,
+        keep_logits: args.dump_logits.is_some(),
+    };
+    let mut stream = tokenizer.as_ref().map(TextStream::new);
+    let mut stdout = std::io::stdout();
+    let out = model.generate(&prompt, &generate, |token| {
+        if !args.json
+            && let Some(stream) = stream.as_mut()
+        {
+            print!("{}", stream.push(token)?);
+            stdout.flush().ok();
+        }
+        Ok(())
+    })?;
+    let text = match &tokenizer {
+        Some(t) => t.decode(&out.tokens)?,
+        None => String::new(),
+    };
+    let per_second = |n: usize, s: f64| if s > 0.0 { n as f64 / s } else { f64::NAN };
+    let prompt_rate = per_second(out.prompt_tokens, out.prompt_seconds);
+    let decode_rate = per_second(out.tokens.len(), out.generate_seconds);
+    if args.json {
+        let json = serde_json::json!({
+            "tokens": out.tokens,
+            "text": text,
+            "prompt_tokens": out.prompt_tokens,
+            "stop": out.stop,
+            "prompt_tokens_per_second": prompt_rate,
+            "generation_tokens_per_second": decode_rate,
+        });
+        println!("{json}");
+    } else if let Some(stream) = stream.as_mut() {
+        println!("{}", stream.finish()?);
+    } else {
+        let ids: Vec<String> = out.tokens.iter().map(u32::to_string).collect();
+        println!("{}", ids.join(","));
+    }
+    if let Some(path) = &args.dump_logits {
+        write_rows_f32(path, "logits", &out.logits)?;
+    }
+    if args.stats {
+        eprintln!(
+            "prompt: {} tokens in {:.3} s ({prompt_rate:.1} tokens/s); generation: {} tokens \
+             in {:.3} s ({decode_rate:.1} tokens/s); stopped at {}; {}",
+            out.prompt_tokens,
+            out.prompt_seconds,
+            out.tokens.len(),
+            out.generate_seconds,
+            out.stop,
+            gpu.report().summary()
+        );
+    }
+    Ok(true)
+}

@@ -1,0 +1,186 @@
+//! `tessera info`, `tessera check` and `tessera bench`.
+
+use tessera::gpu::{AdapterReport, Gpu, list_adapters};
+use tessera::suite::bench::{self, BenchConfig, BenchReport};
+use tessera::suite::check::{self, Summary};
+use tessera::suite::{self, Case};
+use tessera::{Error, Result};
+
+pub fn info(json: bool) -> Result<bool> {
+    let reports: Vec<AdapterReport> = list_adapters().iter().map(AdapterReport::of).collect();
+    if reports.is_empty() {
+        return Err(Error::NoAdapter {
+            backends: std::env::var("WGPU_BACKEND").unwrap_or_else(|_| "all".into()),
+        });
+    }
+    if json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&reports).expect("serialisable")
+        );
+        return Ok(true);
+    }
+    for (i, r) in reports.iter().enumerate() {
+        let f = &r.features;
+        let yes = |b: bool| if b { "yes" } else { "no" };
+        let l = &r.limits;
+        println!("[{i}] {}", r.name);
+        println!(
+            "    backend {}, {}, vendor {:#06x} device {:#06x}",
+            r.backend, r.device_type, r.vendor_id, r.device_id
+        );
+        println!("    driver {} {}", r.driver, r.driver_info);
+        println!(
+            "    shader-f16 {}, subgroup {} (size {}..{}), timestamps {}, cooperative matrix {}",
+            yes(f.shader_f16),
+            yes(f.subgroup),
+            r.subgroup_size[0],
+            r.subgroup_size[1],
+            yes(f.timestamp_query),
+            yes(f.cooperative_matrix)
+        );
+        for config in &r.cooperative_matrix {
+            println!("      cooperative matrix {config}");
+        }
+        println!(
+            "    max buffer {} MiB, max storage binding {} MiB, workgroup memory {} KiB, \
+             {} invocations/workgroup, {} workgroups/dimension",
+            l.max_buffer_size >> 20,
+            l.max_storage_buffer_binding_size >> 20,
+            l.max_compute_workgroup_storage_size >> 10,
+            l.max_compute_invocations_per_workgroup,
+            l.max_compute_workgroups_per_dimension
+        );
+    }
+    Ok(true)
+}
+
+fn selected_cases(filter: Option<&str>, ci_only: bool) -> Vec<Case> {
+    suite::cases()
+        .into_iter()
+        .filter(|c| !ci_only || c.ci)
+        .filter(|c| filter.is_none_or(|f| c.name().contains(f)))
+        .collect()
+}
+
+pub fn run_check(
+    adapter: Option<&str>,
+    all_adapters: bool,
+    seed: u64,
+    filter: Option<&str>,
+    ci_only: bool,
+) -> Result<bool> {
+    let cases = selected_cases(filter, ci_only);
+    if cases.is_empty() {
+        return Err(Error::Invalid(format!(
+            "no case matches the filter {filter:?}"
+        )));
+    }
+    let gpus: Vec<Result<Gpu>> = if all_adapters {
+        let adapters = list_adapters();
+        if adapters.is_empty() {
+            return Err(Error::NoAdapter {
+                backends: "all".into(),
+            });
+        }
+        adapters.into_iter().map(Gpu::open).collect()
+    } else {
+        vec![Gpu::new(adapter)]
+    };
+    let mut all_passed = true;
+    for gpu in gpus {
+        let gpu = match gpu {
+            Ok(gpu) => gpu,
+            Err(e) if all_adapters => {
+                println!("adapter could not be opened: {e}\n");
+                all_passed = false;
+                continue;
+            }
+            Err(e) => return Err(e),
+        };
+        println!("adapter: {}", gpu.report().summary());
+        println!("seed: {seed} ({} cases)\n", cases.len());
+        println!("{}", check::format_header());
+        let mut summary = Summary::default();
+        for case in &cases {
+            let result = check::check_case(&gpu, case, seed);
+            println!("{}", check::format_row(&result));
+            summary.add(&result);
+        }
+        println!(
+            "\n{} passed, {} failed, {} skipped on {}\n",
+            summary.passed,
+            summary.failed,
+            summary.skipped,
+            gpu.report().name
+        );
+        all_passed &= summary.failed == 0;
+    }
+    Ok(all_passed)
+}
+
+pub fn run_bench(
+    adapter: Option<&str>,
+    quick: bool,
+    json: Option<&std::path::Path>,
+    seed: u64,
+    filter: Option<&str>,
+) -> Result<bool> {
+    let config = BenchConfig::new(quick);
+    let cases: Vec<Case> = selected_cases(filter, false)
+        .into_iter()
+        .filter(|c| config.includes(c))
+        .collect();
+    if cases.is_empty() {
+        return Err(Error::Invalid(format!(
+            "no benchmark case matches the filter {filter:?}"
+        )));
+    }
+    let gpu = Gpu::new(adapter)?;
+    println!("adapter: {}", gpu.report().summary());
+    println!("timing: {:?}, seed {seed}", gpu.timing_method());
+    let copy = bench::measure_copy(&gpu, &config)?;
+    println!(
+        "copy bandwidth: {:.2} GB/s ({} MiB copied in {:.1} us)\n",
+        copy.gbytes_per_second,
+        copy.bytes >> 20,
+        copy.median_seconds * 1e6
+    );
+    println!("{}", bench::format_header());
+    let mut report = BenchReport::new(&gpu, &config, copy);
+    let mut all_ran = true;
+    for case in &cases {
+        match bench::bench_case(&gpu, case, seed, &config, &copy) {
+            Ok(row) => {
+                println!("{}", bench::format_row(&row));
+                report.cases.push(row);
+            }
+            Err(e @ (Error::MissingFeature { .. } | Error::TooLarge { .. })) => {
+                println!(
+                    "{:<11} {:<5} {:<34} skip: {e}",
+                    case.kernel(),
+                    case.dtype,
+                    case.shape()
+                );
+            }
+            Err(e) => {
+                println!(
+                    "{:<11} {:<5} {:<34} error: {e}",
+                    case.kernel(),
+                    case.dtype,
+                    case.shape()
+                );
+                all_ran = false;
+            }
+        }
+    }
+    if let Some(path) = json {
+        let text = serde_json::to_string_pretty(&report).expect("serialisable");
+        std::fs::write(path, text + "\n").map_err(|source| Error::Io {
+            path: path.display().to_string(),
+            source,
+        })?;
+        println!("\nwrote {}", path.display());
+    }
+    Ok(all_ran)
+}

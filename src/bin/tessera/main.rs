@@ -1,0 +1,106 @@
+//! The `tessera` command line: parses arguments, calls the library, prints. One module per
+//! group of subcommands.
+
+mod diffusion;
+mod generate;
+mod kernels;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use tessera::suite::DEFAULT_SEED;
+
+#[derive(Parser)]
+#[command(
+    name = "tessera",
+    version,
+    about = "WGSL compute kernels on wgpu, checked against f64 references and benchmarked; \
+             a LLaMA-family decoder and a diffusion UNet built from them"
+)]
+struct Cli {
+    /// Adapter to use: an index from `tessera info` or a substring of its name
+    /// (default: WGPU_ADAPTER_NAME, else the first discrete, integrated, virtual, CPU adapter).
+    /// WGPU_BACKEND (vulkan, metal, dx12, gl) limits which backends are searched.
+    #[arg(long, global = true)]
+    adapter: Option<String>,
+
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Generate text with a LLaMA-family checkpoint (Llama, Mistral, Qwen2).
+    Generate(generate::GenerateArgs),
+    /// Sample images with a diffusers UNet2DModel and its DDPM / DDIM scheduler.
+    Sample(diffusion::SampleArgs),
+    /// Run one UNet forward on a safetensors input (tensor "sample") and write its output.
+    UnetEps(diffusion::UnetEpsArgs),
+    /// List every adapter wgpu sees: backend, driver, features, limits.
+    Info {
+        /// Print JSON instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Run every kernel case and compare with its f64 reference; exit 1 on any failure.
+    Check {
+        /// Check every adapter in turn instead of one.
+        #[arg(long, conflicts_with = "adapter")]
+        all_adapters: bool,
+        /// Seed for the random inputs.
+        #[arg(long, default_value_t = DEFAULT_SEED)]
+        seed: u64,
+        /// Only cases whose name contains this text (e.g. "matmul f16").
+        #[arg(long)]
+        filter: Option<String>,
+        /// Only the small subset `cargo test` runs.
+        #[arg(long)]
+        ci: bool,
+    },
+    /// Time the kernel cases; report time, GFLOP/s, GB/s and % of the copy bandwidth.
+    Bench {
+        /// Fewer cases and samples.
+        #[arg(long)]
+        quick: bool,
+        /// Also write the adapter description and every figure to this JSON file.
+        #[arg(long, value_name = "FILE")]
+        json: Option<std::path::PathBuf>,
+        /// Seed for the random inputs.
+        #[arg(long, default_value_t = DEFAULT_SEED)]
+        seed: u64,
+        /// Only cases whose name contains this text.
+        #[arg(long)]
+        filter: Option<String>,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let adapter = cli.adapter.as_deref();
+    let outcome = match cli.command {
+        Command::Generate(args) => generate::generate(adapter, &args),
+        Command::Sample(args) => diffusion::sample(adapter, &args),
+        Command::UnetEps(args) => diffusion::unet_eps(adapter, &args),
+        Command::Info { json } => kernels::info(json),
+        Command::Check {
+            all_adapters,
+            seed,
+            filter,
+            ci,
+        } => kernels::run_check(adapter, all_adapters, seed, filter.as_deref(), ci),
+        Command::Bench {
+            quick,
+            json,
+            seed,
+            filter,
+        } => kernels::run_bench(adapter, quick, json.as_deref(), seed, filter.as_deref()),
+    };
+    match outcome {
+        Ok(true) => ExitCode::SUCCESS,
+        Ok(false) => ExitCode::from(1),
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::from(2)
+        }
+    }
+}
