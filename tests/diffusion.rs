@@ -130,55 +130,25 @@ fn unet_forward_and_samplers_match_diffusers_in_f32() {
     }
 }
 
-/// A copy of a fixture to break on purpose.
-struct Broken(PathBuf);
+use common::FixtureCopy;
 
-impl Broken {
-    fn copy_of(fixture: &str, tag: &str) -> Broken {
-        let from = Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("tests/fixtures")
-            .join(fixture);
-        let to = std::env::temp_dir().join(format!("tessera-unet-{tag}-{}", std::process::id()));
-        std::fs::create_dir_all(&to).unwrap();
-        for entry in std::fs::read_dir(&from).unwrap() {
-            let path = entry.unwrap().path();
-            if path.is_file() {
-                std::fs::copy(&path, to.join(path.file_name().unwrap())).unwrap();
-            }
-        }
-        Broken(to)
-    }
-
-    fn edit(&self, file: &str, from: &str, to: &str) {
-        let path = self.0.join(file);
-        let text = std::fs::read_to_string(&path).unwrap();
-        assert!(text.contains(from), "{from} not in {file}");
-        std::fs::write(&path, text.replacen(from, to, 1)).unwrap();
-    }
-
-    fn load_error(&self) -> String {
-        match UNet::load(&common::gpu(), &self.0, DType::F32) {
-            Ok(_) => panic!("{} loaded", self.0.display()),
-            Err(e) => e.to_string(),
-        }
-    }
-}
-
-impl Drop for Broken {
-    fn drop(&mut self) {
-        std::fs::remove_dir_all(&self.0).ok();
+/// The error loading `dir` gives.
+fn load_error(dir: &FixtureCopy) -> String {
+    match UNet::load(&common::gpu(), &dir.0, DType::F32) {
+        Ok(_) => panic!("{} loaded", dir.0.display()),
+        Err(e) => e.to_string(),
     }
 }
 
 #[test]
 fn an_unsupported_block_type_is_named() {
-    let dir = Broken::copy_of("unet_attn", "block");
+    let dir = FixtureCopy::of("unet_attn", "block");
     dir.edit(
         "config.json",
         "\"AttnDownBlock2D\"",
         "\"CrossAttnDownBlock2D\"",
     );
-    let err = dir.load_error();
+    let err = load_error(&dir);
     assert!(
         err.contains("CrossAttnDownBlock2D") && err.contains("config.json"),
         "{err}"
@@ -187,32 +157,32 @@ fn an_unsupported_block_type_is_named() {
 
 #[test]
 fn an_unknown_config_key_is_named_not_ignored() {
-    let dir = Broken::copy_of("unet_attn", "key");
+    let dir = FixtureCopy::of("unet_attn", "key");
     dir.edit(
         "config.json",
         "\"act_fn\"",
         "\"resnet_skip_time_act\": true,\n  \"act_fn\"",
     );
-    let err = dir.load_error();
+    let err = load_error(&dir);
     assert!(err.contains("resnet_skip_time_act"), "{err}");
 }
 
 #[test]
 fn weights_that_do_not_match_the_config_are_named() {
-    let dir = Broken::copy_of("unet_attn", "weights");
+    let dir = FixtureCopy::of("unet_attn", "weights");
     dir.edit(
         "config.json",
         "\"layers_per_block\": 1",
         "\"layers_per_block\": 2",
     );
-    let err = dir.load_error();
+    let err = load_error(&dir);
     assert!(
         err.contains("down_blocks.0.resnets.1") && err.contains("missing"),
         "{err}"
     );
-    let dir = Broken::copy_of("unet_attn", "widths");
+    let dir = FixtureCopy::of("unet_attn", "widths");
     dir.edit("config.json", "    16,\n    32", "    16,\n    48");
-    let err = dir.load_error();
+    let err = load_error(&dir);
     assert!(
         err.contains("has shape") || err.contains("does not divide"),
         "{err}"

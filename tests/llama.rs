@@ -22,7 +22,12 @@ fn fixtures() -> Vec<PathBuf> {
         .unwrap()
         .map(|e| e.unwrap().path())
         .filter(|p| p.join("expected.safetensors").is_file())
-        .filter(|p| !p.file_name().unwrap().to_string_lossy().starts_with("unet_"))
+        .filter(|p| {
+            !p.file_name()
+                .unwrap()
+                .to_string_lossy()
+                .starts_with("unet_")
+        })
         .collect();
     dirs.sort();
     assert!(dirs.len() >= 5, "fixtures missing in {}", root.display());
@@ -120,52 +125,24 @@ fn f16_activations_stay_within_2e_2() {
     }
 }
 
-/// A copy of a fixture in a scratch directory, to break on purpose.
-struct Broken(PathBuf);
+use common::FixtureCopy;
 
-impl Broken {
-    fn copy_of(fixture: &str, tag: &str) -> Broken {
-        let from = Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("tests/fixtures")
-            .join(fixture);
-        let to = std::env::temp_dir().join(format!("tessera-{tag}-{}", std::process::id()));
-        std::fs::create_dir_all(&to).unwrap();
-        for entry in std::fs::read_dir(&from).unwrap() {
-            let path = entry.unwrap().path();
-            std::fs::copy(&path, to.join(path.file_name().unwrap())).unwrap();
-        }
-        Broken(to)
-    }
-
-    fn edit_config(&self, from: &str, to: &str) {
-        let path = self.0.join("config.json");
-        let text = std::fs::read_to_string(&path).unwrap();
-        assert!(text.contains(from), "{from} not in the config");
-        std::fs::write(&path, text.replacen(from, to, 1)).unwrap();
-    }
-
-    fn load_error(&self) -> String {
-        let gpu = common::gpu();
-        match Llama::load(&gpu, &self.0, &LoadOptions::default()) {
-            Ok(_) => panic!("{} loaded", self.0.display()),
-            Err(e) => e.to_string(),
-        }
-    }
-}
-
-impl Drop for Broken {
-    fn drop(&mut self) {
-        std::fs::remove_dir_all(&self.0).ok();
+/// The error loading `dir` gives.
+fn load_error(dir: &FixtureCopy) -> String {
+    let gpu = common::gpu();
+    match Llama::load(&gpu, &dir.0, &LoadOptions::default()) {
+        Ok(_) => panic!("{} loaded", dir.0.display()),
+        Err(e) => e.to_string(),
     }
 }
 
 #[test]
 fn a_truncated_checkpoint_is_a_clear_error() {
-    let dir = Broken::copy_of("llama_gqa", "truncated");
+    let dir = FixtureCopy::of("llama_gqa", "truncated");
     let weights = dir.0.join("model.safetensors");
     let bytes = std::fs::read(&weights).unwrap();
     std::fs::write(&weights, &bytes[..bytes.len() / 2]).unwrap();
-    let err = dir.load_error();
+    let err = load_error(&dir);
     assert!(
         err.contains("model.safetensors") && err.contains("not a valid safetensors"),
         "{err}"
@@ -174,7 +151,7 @@ fn a_truncated_checkpoint_is_a_clear_error() {
 
 #[test]
 fn a_header_that_lies_about_offsets_is_a_clear_error() {
-    let dir = Broken::copy_of("llama_gqa", "lying");
+    let dir = FixtureCopy::of("llama_gqa", "lying");
     let weights = dir.0.join("model.safetensors");
     let mut bytes = std::fs::read(&weights).unwrap();
     // Move one tensor's end offset without touching the file size: offsets no longer tile.
@@ -192,15 +169,19 @@ fn a_header_that_lies_about_offsets_is_a_clear_error() {
     };
     bytes[8..8 + header_len].copy_from_slice(&lying);
     std::fs::write(&weights, &bytes).unwrap();
-    let err = dir.load_error();
+    let err = load_error(&dir);
     assert!(err.contains("not a valid safetensors"), "{err}");
 }
 
 #[test]
 fn a_tensor_of_the_wrong_shape_is_named() {
-    let dir = Broken::copy_of("llama_gqa", "shape");
-    dir.edit_config("\"intermediate_size\": 96", "\"intermediate_size\": 100");
-    let err = dir.load_error();
+    let dir = FixtureCopy::of("llama_gqa", "shape");
+    dir.edit(
+        "config.json",
+        "\"intermediate_size\": 96",
+        "\"intermediate_size\": 100",
+    );
+    let err = load_error(&dir);
     assert!(
         err.contains("mlp.gate_proj.weight") && err.contains("[100, 64]"),
         "{err}"
@@ -209,13 +190,14 @@ fn a_tensor_of_the_wrong_shape_is_named() {
 
 #[test]
 fn a_missing_tensor_is_named() {
-    let dir = Broken::copy_of("qwen2_bias", "missing");
+    let dir = FixtureCopy::of("qwen2_bias", "missing");
     // The fixture ties its embeddings; claiming otherwise requires an lm_head it lacks.
-    dir.edit_config(
+    dir.edit(
+        "config.json",
         "\"tie_word_embeddings\": true",
         "\"tie_word_embeddings\": false",
     );
-    let err = dir.load_error();
+    let err = load_error(&dir);
     assert!(
         err.contains("lm_head.weight") && err.contains("missing"),
         "{err}"
@@ -224,9 +206,9 @@ fn a_missing_tensor_is_named() {
 
 #[test]
 fn an_unknown_architecture_is_named() {
-    let dir = Broken::copy_of("llama_gqa", "arch");
-    dir.edit_config("LlamaForCausalLM", "FalconForCausalLM");
-    let err = dir.load_error();
+    let dir = FixtureCopy::of("llama_gqa", "arch");
+    dir.edit("config.json", "LlamaForCausalLM", "FalconForCausalLM");
+    let err = load_error(&dir);
     assert!(
         err.contains("FalconForCausalLM") && err.contains("config.json"),
         "{err}"

@@ -5,6 +5,8 @@
 //! small uniform buffer, encodes all dispatches into one compute pass and submits once.
 //! Re-running a plan allocates nothing.
 
+pub mod layers;
+
 use crate::error::{Error, Result};
 use crate::gpu::Gpu;
 use crate::kernels::{KernelCall, Position, StepBuffer, run_all};

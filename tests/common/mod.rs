@@ -52,3 +52,37 @@ pub fn check_ci_cases(kernels: &[&str]) {
     }
     assert!(summary.passed > 0);
 }
+
+/// A scratch copy of a fixture directory (its files), to break on purpose; removed on drop.
+pub struct FixtureCopy(pub std::path::PathBuf);
+
+impl FixtureCopy {
+    pub fn of(fixture: &str, tag: &str) -> FixtureCopy {
+        let from = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/fixtures")
+            .join(fixture);
+        let to = std::env::temp_dir().join(format!("tessera-{tag}-{}", std::process::id()));
+        std::fs::create_dir_all(&to).unwrap();
+        for entry in std::fs::read_dir(&from).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_file() {
+                std::fs::copy(&path, to.join(path.file_name().unwrap())).unwrap();
+            }
+        }
+        FixtureCopy(to)
+    }
+
+    /// Replaces the first `from` in `file` by `to`.
+    pub fn edit(&self, file: &str, from: &str, to: &str) {
+        let path = self.0.join(file);
+        let text = std::fs::read_to_string(&path).unwrap();
+        assert!(text.contains(from), "{from} not in {file}");
+        std::fs::write(&path, text.replacen(from, to, 1)).unwrap();
+    }
+}
+
+impl Drop for FixtureCopy {
+    fn drop(&mut self) {
+        std::fs::remove_dir_all(&self.0).ok();
+    }
+}

@@ -9,10 +9,9 @@ use std::path::Path;
 
 use crate::error::{Error, Result};
 use crate::gpu::Gpu;
-use crate::graph::{Graph, Id, Plan};
+use crate::graph::{Graph, Id, Plan, layers};
 use crate::io::Checkpoint;
-use crate::kernels::elementwise::{self, Binary, Unary};
-use crate::kernels::matmul::{self, BLayout};
+use crate::kernels::elementwise::{Binary, Unary};
 use crate::kernels::spatial::{self, ChannelMix};
 use crate::kernels::timestep::{self, TimestepConfig};
 use crate::kernels::{Position, attention, conv2d, group_norm, transpose};
@@ -265,45 +264,21 @@ impl Builder {
 
     /// `x · weightᵀ + bias` on `[rows, in]`.
     fn linear(&mut self, x: Id, linear: &Linear) -> Id {
-        let rows = self.g.shape(x)[0];
-        let out = self.g.temp(&[rows, linear.weight.shape()[0]], self.dtype);
-        let weight = self.g.external(&linear.weight);
-        match &linear.bias {
-            Some(bias) => {
-                let bias = self.g.external(bias);
-                self.g.node("linear", &[x, weight, bias, out], |c| {
-                    let (x, w, b, out) = (c.tensor(0), c.tensor(1), c.tensor(2), c.tensor(3));
-                    matmul::matmul(c.gpu, x, w, BLayout::NK, Some(b), out)
-                });
-            }
-            None => self.g.node("linear", &[x, weight, out], |c| {
-                matmul::matmul(
-                    c.gpu,
-                    c.tensor(0),
-                    c.tensor(1),
-                    BLayout::NK,
-                    None,
-                    c.tensor(2),
-                )
-            }),
-        }
-        out
+        layers::linear(
+            &mut self.g,
+            x,
+            &linear.weight,
+            linear.bias.as_ref(),
+            self.dtype,
+        )
     }
 
     fn unary(&mut self, x: Id, op: Unary) -> Id {
-        let out = self.like(x);
-        self.g.node(op.name(), &[x, out], move |c| {
-            elementwise::unary(c.gpu, op, c.tensor(0), c.tensor(1))
-        });
-        out
+        layers::unary(&mut self.g, x, op, self.dtype)
     }
 
     fn binary(&mut self, a: Id, b: Id, op: Binary) -> Id {
-        let out = self.like(a);
-        self.g.node(op.name(), &[a, b, out], move |c| {
-            elementwise::binary(c.gpu, op, c.tensor(0), c.tensor(1), c.tensor(2))
-        });
-        out
+        layers::binary(&mut self.g, a, b, op, self.dtype)
     }
 
     fn resnet(&mut self, x: Id, emb: Id, r: &ResBlock, shift: TimeShift) -> Result<Id> {

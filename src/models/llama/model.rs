@@ -13,7 +13,7 @@ use std::path::Path;
 
 use crate::error::{Error, Result};
 use crate::gpu::Gpu;
-use crate::graph::{Graph, Id, Plan};
+use crate::graph::{Graph, Id, Plan, layers};
 use crate::io::Checkpoint;
 use crate::kernels::elementwise::{self, Binary};
 use crate::kernels::matmul::{self, BLayout};
@@ -204,9 +204,9 @@ impl Llama {
 
         for (layer, cache) in self.weights.layers.iter().zip(&self.caches) {
             let h = rms_norm(&mut g, x, &layer.input_norm, eps, d);
-            let q = linear(&mut g, h, &layer.q, layer.q_bias.as_ref(), d);
-            let k = linear(&mut g, h, &layer.k, layer.k_bias.as_ref(), d);
-            let v = linear(&mut g, h, &layer.v, layer.v_bias.as_ref(), d);
+            let q = layers::linear(&mut g, h, &layer.q, layer.q_bias.as_ref(), d);
+            let k = layers::linear(&mut g, h, &layer.k, layer.k_bias.as_ref(), d);
+            let v = layers::linear(&mut g, h, &layer.v, layer.v_bias.as_ref(), d);
             let q4 = g.reshape(q, &[1, seq, heads, head_dim])?;
             let k4 = g.reshape(k, &[1, seq, kv_heads, head_dim])?;
             let v4 = g.reshape(v, &[1, seq, kv_heads, head_dim])?;
@@ -237,17 +237,17 @@ impl Llama {
                 let (q, k, v, out) = (c.tensor(0), c.tensor(1), c.tensor(2), c.tensor(3));
                 attention::attention(c.gpu, q, k, v, c.position(), true, scale, out)
             });
-            let o = linear(&mut g, a, &layer.o, layer.o_bias.as_ref(), d);
-            let x2 = add(&mut g, x, o, d);
+            let o = layers::linear(&mut g, a, &layer.o, layer.o_bias.as_ref(), d);
+            let x2 = layers::binary(&mut g, x, o, Binary::Add, d);
             let h2 = rms_norm(&mut g, x2, &layer.post_norm, eps, d);
-            let gate = linear(&mut g, h2, &layer.gate, layer.gate_bias.as_ref(), d);
-            let up = linear(&mut g, h2, &layer.up, layer.up_bias.as_ref(), d);
+            let gate = layers::linear(&mut g, h2, &layer.gate, layer.gate_bias.as_ref(), d);
+            let up = layers::linear(&mut g, h2, &layer.up, layer.up_bias.as_ref(), d);
             let act = g.temp(&[seq, inter], d);
             g.node("swiglu", &[gate, up, act], |c| {
                 elementwise::binary(c.gpu, Binary::SwiGlu, c.tensor(0), c.tensor(1), c.tensor(2))
             });
-            let down = linear(&mut g, act, &layer.down, layer.down_bias.as_ref(), d);
-            x = add(&mut g, x2, down, d);
+            let down = layers::linear(&mut g, act, &layer.down, layer.down_bias.as_ref(), d);
+            x = layers::binary(&mut g, x2, down, Binary::Add, d);
         }
 
         // Only the last position's logits are needed.
@@ -291,42 +291,6 @@ fn rms_norm(g: &mut Graph, x: Id, weight: &Tensor, eps: f32, dtype: DType) -> Id
     let w = g.external(weight);
     g.node("rms_norm", &[x, w, out], move |c| {
         norm::rms_norm(c.gpu, c.tensor(0), c.tensor(1), eps, c.tensor(2))
-    });
-    out
-}
-
-/// `x · weightᵀ (+ bias)` for a checkpoint `Linear` weight `[out, in]`.
-fn linear(g: &mut Graph, x: Id, weight: &Tensor, bias: Option<&Tensor>, dtype: DType) -> Id {
-    let rows = g.shape(x)[0];
-    let out = g.temp(&[rows, weight.shape()[0]], dtype);
-    let w = g.external(weight);
-    match bias {
-        Some(bias) => {
-            let b = g.external(bias);
-            g.node("linear", &[x, w, b, out], |c| {
-                let (x, w, b, out) = (c.tensor(0), c.tensor(1), c.tensor(2), c.tensor(3));
-                matmul::matmul(c.gpu, x, w, BLayout::NK, Some(b), out)
-            });
-        }
-        None => g.node("linear", &[x, w, out], |c| {
-            matmul::matmul(
-                c.gpu,
-                c.tensor(0),
-                c.tensor(1),
-                BLayout::NK,
-                None,
-                c.tensor(2),
-            )
-        }),
-    }
-    out
-}
-
-fn add(g: &mut Graph, a: Id, b: Id, dtype: DType) -> Id {
-    let shape = g.shape(a).to_vec();
-    let out = g.temp(&shape, dtype);
-    g.node("residual add", &[a, b, out], |c| {
-        elementwise::binary(c.gpu, Binary::Add, c.tensor(0), c.tensor(1), c.tensor(2))
     });
     out
 }
