@@ -103,6 +103,12 @@ pub fn generate(adapter: Option<&str>, args: &GenerateArgs) -> Result<bool> {
     };
     let mut stream = tokenizer.as_ref().map(TextStream::new);
     let mut stdout = std::io::stdout();
+    if !args.json
+        && let Some(text) = &args.prompt
+    {
+        // The continuation reads on from the prompt.
+        print!("{text}");
+    }
     let out = model.generate(&prompt, &generate, |token| {
         if !args.json
             && let Some(stream) = stream.as_mut()
