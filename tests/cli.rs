@@ -259,3 +259,15 @@ fn sample_and_unet_eps_follow_the_contract() {
     assert!(eps_values.iter().all(|v| v.is_finite()));
     std::fs::remove_dir_all(&dir).ok();
 }
+
+#[test]
+fn generate_runs_the_bundled_model_with_only_a_prompt() {
+    let out = tessera(&["generate", "--prompt", "import os\n", "--max-tokens", "24"]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}{}", String::from_utf8_lossy(&out.stderr));
+    assert!(stdout.starts_with("import os\n"), "{stdout}");
+    assert!(stdout.len() > "import os\n".len() + 4, "nothing generated: {stdout:?}");
+    // Seeded sampling repeats.
+    let again = tessera(&["generate", "--prompt", "import os\n", "--max-tokens", "24"]);
+    assert_eq!(out.stdout, again.stdout);
+}
