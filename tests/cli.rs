@@ -264,9 +264,16 @@ fn sample_and_unet_eps_follow_the_contract() {
 fn generate_runs_the_bundled_model_with_only_a_prompt() {
     let out = tessera(&["generate", "--prompt", "import os\n", "--max-tokens", "24"]);
     let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "{stdout}{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert!(stdout.starts_with("import os\n"), "{stdout}");
-    assert!(stdout.len() > "import os\n".len() + 4, "nothing generated: {stdout:?}");
+    assert!(
+        stdout.len() > "import os\n".len() + 4,
+        "nothing generated: {stdout:?}"
+    );
     // Seeded sampling repeats.
     let again = tessera(&["generate", "--prompt", "import os\n", "--max-tokens", "24"]);
     assert_eq!(out.stdout, again.stdout);

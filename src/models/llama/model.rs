@@ -15,13 +15,14 @@ use crate::error::{Error, Result};
 use crate::gpu::Gpu;
 use crate::graph::{Graph, Id, Plan, layers};
 use crate::io::Checkpoint;
-use crate::kernels::elementwise::{self, Binary};
+use crate::kernels::elementwise::Binary;
+use crate::kernels::kv_cache::{KvCache, write_rows};
 use crate::kernels::matmul::{self, BLayout};
-use crate::kernels::{attention, gather, kv_cache::KvCache, norm, rope};
+use crate::kernels::{attention, gather, norm, rope};
 use crate::tensor::{DType, Tensor};
 
 use super::LlamaConfig;
-use super::weights::{LlamaWeights, RowSplit};
+use super::weights::{Layer, LlamaWeights, RowSplit};
 
 /// The context used when neither the caller nor a smaller model limit says otherwise: KV caches
 /// for a 128k-position model would not fit most devices.
@@ -189,12 +190,9 @@ impl Llama {
     /// The forward pass over `seq` tokens read from `ids`, compiled for every position the
     /// cache allows.
     fn plan(&self, ids: &Tensor, seq: usize) -> Result<Plan> {
-        let c = &self.config;
         let d = self.dtype;
-        let (hidden, inter) = (c.hidden_size, c.intermediate_size);
-        let (heads, kv_heads, head_dim) = (c.num_heads, c.num_kv_heads, c.head_dim);
-        let eps = c.rms_norm_eps as f32;
-        let scale = 1.0 / (head_dim as f32).sqrt();
+        let hidden = self.config.hidden_size;
+        let eps = self.config.rms_norm_eps as f32;
         let mut g = Graph::new(&self.gpu);
 
         let ids = g.external(ids);
@@ -203,51 +201,7 @@ impl Llama {
         let rope_table = g.external(&self.rope);
 
         for (layer, cache) in self.weights.layers.iter().zip(&self.caches) {
-            let h = rms_norm(&mut g, x, &layer.input_norm, eps, d);
-            let q = layers::linear(&mut g, h, &layer.q, layer.q_bias.as_ref(), d);
-            let k = layers::linear(&mut g, h, &layer.k, layer.k_bias.as_ref(), d);
-            let v = layers::linear(&mut g, h, &layer.v, layer.v_bias.as_ref(), d);
-            let q4 = g.reshape(q, &[1, seq, heads, head_dim])?;
-            let k4 = g.reshape(k, &[1, seq, kv_heads, head_dim])?;
-            let v4 = g.reshape(v, &[1, seq, kv_heads, head_dim])?;
-            for t in [q4, k4] {
-                g.node("rope", &[t, rope_table], |c| {
-                    rope::rope(c.gpu, c.tensor(0), c.tensor(1), c.position())
-                });
-            }
-            let (ck, cv) = (g.external(&cache.k), g.external(&cache.v));
-            g.node("kv append", &[k4, v4, ck, cv], |c| {
-                let k = crate::kernels::kv_cache::write_rows(
-                    c.gpu,
-                    c.tensor(0),
-                    c.tensor(2),
-                    c.position(),
-                )?;
-                let v = crate::kernels::kv_cache::write_rows(
-                    c.gpu,
-                    c.tensor(1),
-                    c.tensor(3),
-                    c.position(),
-                )?;
-                Ok(k.then(v))
-            });
-            let a = g.temp(&[seq, heads * head_dim], d);
-            let a4 = g.reshape(a, &[1, seq, heads, head_dim])?;
-            g.node("attention", &[q4, ck, cv, a4], move |c| {
-                let (q, k, v, out) = (c.tensor(0), c.tensor(1), c.tensor(2), c.tensor(3));
-                attention::attention(c.gpu, q, k, v, c.position(), true, scale, out)
-            });
-            let o = layers::linear(&mut g, a, &layer.o, layer.o_bias.as_ref(), d);
-            let x2 = layers::binary(&mut g, x, o, Binary::Add, d);
-            let h2 = rms_norm(&mut g, x2, &layer.post_norm, eps, d);
-            let gate = layers::linear(&mut g, h2, &layer.gate, layer.gate_bias.as_ref(), d);
-            let up = layers::linear(&mut g, h2, &layer.up, layer.up_bias.as_ref(), d);
-            let act = g.temp(&[seq, inter], d);
-            g.node("swiglu", &[gate, up, act], |c| {
-                elementwise::binary(c.gpu, Binary::SwiGlu, c.tensor(0), c.tensor(1), c.tensor(2))
-            });
-            let down = layers::linear(&mut g, act, &layer.down, layer.down_bias.as_ref(), d);
-            x = layers::binary(&mut g, x2, down, Binary::Add, d);
+            x = self.layer(&mut g, x, rope_table, layer, cache, seq)?;
         }
 
         // Only the last position's logits are needed.
@@ -272,6 +226,59 @@ impl Llama {
             });
         }
         g.compile(self.capacity - seq)
+    }
+}
+
+impl Llama {
+    /// One decoder layer on `x` (`[seq, hidden]`): attention with the layer's cache, then
+    /// the SwiGLU MLP, each with its residual.
+    fn layer(
+        &self,
+        g: &mut Graph,
+        x: Id,
+        rope_table: Id,
+        layer: &Layer,
+        cache: &KvCache,
+        seq: usize,
+    ) -> Result<Id> {
+        let c = &self.config;
+        let d = self.dtype;
+        let (heads, kv_heads, head_dim) = (c.num_heads, c.num_kv_heads, c.head_dim);
+        let eps = c.rms_norm_eps as f32;
+        let scale = 1.0 / (head_dim as f32).sqrt();
+
+        let h = rms_norm(g, x, &layer.input_norm, eps, d);
+        let q = layers::linear(g, h, &layer.q, layer.q_bias.as_ref(), d);
+        let k = layers::linear(g, h, &layer.k, layer.k_bias.as_ref(), d);
+        let v = layers::linear(g, h, &layer.v, layer.v_bias.as_ref(), d);
+        let q4 = g.reshape(q, &[1, seq, heads, head_dim])?;
+        let k4 = g.reshape(k, &[1, seq, kv_heads, head_dim])?;
+        let v4 = g.reshape(v, &[1, seq, kv_heads, head_dim])?;
+        for t in [q4, k4] {
+            g.node("rope", &[t, rope_table], |c| {
+                rope::rope(c.gpu, c.tensor(0), c.tensor(1), c.position())
+            });
+        }
+        let (ck, cv) = (g.external(&cache.k), g.external(&cache.v));
+        g.node("kv append", &[k4, v4, ck, cv], |c| {
+            let k = write_rows(c.gpu, c.tensor(0), c.tensor(2), c.position())?;
+            Ok(k.then(write_rows(c.gpu, c.tensor(1), c.tensor(3), c.position())?))
+        });
+        let a = g.temp(&[seq, heads * head_dim], d);
+        let a4 = g.reshape(a, &[1, seq, heads, head_dim])?;
+        g.node("attention", &[q4, ck, cv, a4], move |c| {
+            let (q, k, v, out) = (c.tensor(0), c.tensor(1), c.tensor(2), c.tensor(3));
+            attention::attention(c.gpu, q, k, v, c.position(), true, scale, out)
+        });
+        let o = layers::linear(g, a, &layer.o, layer.o_bias.as_ref(), d);
+        let x = layers::binary(g, x, o, Binary::Add, d);
+
+        let h = rms_norm(g, x, &layer.post_norm, eps, d);
+        let gate = layers::linear(g, h, &layer.gate, layer.gate_bias.as_ref(), d);
+        let up = layers::linear(g, h, &layer.up, layer.up_bias.as_ref(), d);
+        let act = layers::binary(g, gate, up, Binary::SwiGlu, d);
+        let down = layers::linear(g, act, &layer.down, layer.down_bias.as_ref(), d);
+        Ok(layers::binary(g, x, down, Binary::Add, d))
     }
 }
 
