@@ -8,7 +8,8 @@
 // (N = batch·h_out·w_out), K = c_in·kh·kw. The weights are row-major [M, K] as stored; the
 // [K, N] patch matrix is never built: its tile is gathered from x as it is staged.
 // Tiling: as shaders/matmul.wgsl. A workgroup of WG_N × WG_M invocations owns a
-// (WG_M·4) × (WG_N·4) tile of channels × pixels (grid x = pixel tiles, y = channel tiles),
+// (WG_M·4) × (WG_N·4) tile of channels × pixels (grid x = pixel tiles, y = channel tiles;
+// the host picks a narrow WG_M for layers with few output channels),
 // walks K in steps of TILE_K staging the weight and patch tiles in workgroup memory (f32,
 // zero past the edges), and each invocation keeps a 4 × 4 block of accumulators in four
 // vec4 registers. Neighbouring invocations handle neighbouring pixels, so the gathers from

@@ -278,3 +278,49 @@ fn generate_runs_the_bundled_model_with_only_a_prompt() {
     let again = tessera(&["generate", "--prompt", "import os\n", "--max-tokens", "24"]);
     assert_eq!(out.stdout, again.stdout);
 }
+
+#[test]
+fn sample_runs_the_bundled_model_and_profiles_it() {
+    let dir = std::env::temp_dir().join(format!("tessera-bundled-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let png = dir.join("digits.png");
+    let out = tessera(&[
+        "sample",
+        "--steps",
+        "3",
+        "--count",
+        "2",
+        "--profile",
+        "--out",
+        png.to_str().unwrap(),
+    ]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    let image = std::fs::read(&png).unwrap();
+    assert_eq!(&image[1..4], b"PNG");
+    // Two 16x16 digits side by side with a one-pixel gutter: the IHDR width and height.
+    assert_eq!(&image[16..24], &[0, 0, 0, 33, 0, 0, 0, 16]);
+    assert!(stderr.contains("2 images, 3 Ddim steps"), "{stderr}");
+    assert!(stderr.contains("profile of one UNet forward"), "{stderr}");
+    assert!(stderr.contains("conv2d.wgsl:conv2d<f32>"), "{stderr}");
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+#[test]
+fn generate_profiles_a_decode_step() {
+    let out = tessera(&[
+        "generate",
+        "--prompt",
+        "def ",
+        "--max-tokens",
+        "4",
+        "--profile",
+    ]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("profile of one decode step at position"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("gemv"), "{stderr}");
+}

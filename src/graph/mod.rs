@@ -245,6 +245,16 @@ impl Graph {
     }
 }
 
+/// The time one kernel took over a profiled plan run.
+#[derive(Clone, Debug, PartialEq)]
+pub struct KernelTime {
+    pub kernel: String,
+    /// How many calls of the plan use it.
+    pub calls: usize,
+    /// Seconds, summed over those calls.
+    pub seconds: f64,
+}
+
 /// A compiled graph: prepared calls, placed buffers, the step uniform.
 pub struct Plan {
     gpu: Gpu,
@@ -268,6 +278,40 @@ impl Plan {
         self.step.set(&self.gpu, position)?;
         let calls: Vec<&KernelCall<'_>> = self.calls.iter().collect();
         run_all(&self.gpu, &calls)
+    }
+
+    /// Times every call of the plan at `position`, each in a pass of its own (`repeats`
+    /// samples, median kept), and returns the time per kernel, summed over the calls of the
+    /// same kernel, longest first. The calls run in plan order, so their inputs are what a
+    /// real run gives them; the times exclude the one-pass batching [`Plan::run`] gets.
+    pub fn profile(&self, position: usize, repeats: u32) -> Result<Vec<KernelTime>> {
+        if position > self.max_position {
+            return Err(Error::Invalid(format!(
+                "position {position} is past the {} this plan was compiled for",
+                self.max_position
+            )));
+        }
+        self.step.set(&self.gpu, position)?;
+        let mut totals: Vec<KernelTime> = Vec::new();
+        for call in &self.calls {
+            let seconds = self
+                .gpu
+                .time(call.label(), 1, repeats, &|pass| call.encode(pass))?
+                .median();
+            match totals.iter_mut().find(|k| k.kernel == call.label()) {
+                Some(k) => {
+                    k.calls += 1;
+                    k.seconds += seconds;
+                }
+                None => totals.push(KernelTime {
+                    kernel: call.label().to_string(),
+                    calls: 1,
+                    seconds,
+                }),
+            }
+        }
+        totals.sort_by(|a, b| b.seconds.total_cmp(&a.seconds));
+        Ok(totals)
     }
 
     /// Number of kernel calls (dispatch groups) in the plan.

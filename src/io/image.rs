@@ -4,9 +4,14 @@ use std::path::Path;
 
 use crate::error::{Error, Result};
 
+/// Pixels between neighbouring images of a grid, and their value.
+const GUTTER: usize = 1;
+const GUTTER_GREY: u8 = 128;
+
 /// Writes `samples` (`[batch, channels, height, width]`, values in [-1, 1]) as one PNG grid,
 /// `ceil(sqrt(batch))` images wide, each value mapped by `x / 2 + 0.5` and clamped to [0, 1].
-/// One channel is written as grey, three as RGB.
+/// Images are separated by a one-pixel grey gutter. One channel is written as grey, three as
+/// RGB.
 pub fn write_png_grid(path: &Path, samples: &[f32], shape: [usize; 4]) -> Result<()> {
     let [batch, channels, h, w] = shape;
     if samples.len() != batch * channels * h * w || batch == 0 {
@@ -26,10 +31,13 @@ pub fn write_png_grid(path: &Path, samples: &[f32], shape: [usize; 4]) -> Result
     };
     let columns = (batch as f64).sqrt().ceil() as usize;
     let rows = batch.div_ceil(columns);
-    let (width, height) = (columns * w, rows * h);
-    let mut pixels = vec![0u8; width * height * channels];
+    let (width, height) = (
+        columns * (w + GUTTER) - GUTTER,
+        rows * (h + GUTTER) - GUTTER,
+    );
+    let mut pixels = vec![GUTTER_GREY; width * height * channels];
     for b in 0..batch {
-        let (gx, gy) = ((b % columns) * w, (b / columns) * h);
+        let (gx, gy) = ((b % columns) * (w + GUTTER), (b / columns) * (h + GUTTER));
         for c in 0..channels {
             for y in 0..h {
                 for x in 0..w {
@@ -56,4 +64,37 @@ pub fn write_png_grid(path: &Path, samples: &[f32], shape: [usize; 4]) -> Result
     let mut writer = encoder.write_header().map_err(fail)?;
     writer.write_image_data(&pixels).map_err(fail)?;
     writer.finish().map_err(fail)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn grid_places_each_image_between_gutters() {
+        // three 1-channel 2x2 images -> a 2x2 grid of cells, 5x5 pixels
+        let samples: Vec<f32> = (0..12).map(|i| if i < 4 { -1.0 } else { 1.0 }).collect();
+        let path = std::env::temp_dir().join(format!("tessera-grid-{}.png", std::process::id()));
+        write_png_grid(&path, &samples, [3, 1, 2, 2]).unwrap();
+        let decoder =
+            png::Decoder::new(std::io::BufReader::new(std::fs::File::open(&path).unwrap()));
+        let mut reader = decoder.read_info().unwrap();
+        let mut pixels = vec![0u8; reader.output_buffer_size().unwrap()];
+        let info = reader.next_frame(&mut pixels).unwrap();
+        std::fs::remove_file(&path).ok();
+        assert_eq!((info.width, info.height), (5, 5));
+        let at = |x: usize, y: usize| pixels[y * 5 + x];
+        assert_eq!(at(0, 0), 0); // image 0 is black
+        assert_eq!(at(2, 0), GUTTER_GREY);
+        assert_eq!(at(3, 1), 255); // image 1 is white
+        assert_eq!(at(1, 3), 255); // image 2, second row
+        assert_eq!(at(4, 4), GUTTER_GREY); // the empty fourth cell
+    }
+
+    #[test]
+    fn grid_rejects_a_wrong_length_or_channel_count() {
+        let path = std::env::temp_dir().join("tessera-never-written.png");
+        assert!(write_png_grid(&path, &[0.0; 7], [2, 1, 2, 2]).is_err());
+        assert!(write_png_grid(&path, &[0.0; 16], [2, 2, 2, 2]).is_err());
+    }
 }

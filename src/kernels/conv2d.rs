@@ -10,11 +10,23 @@ const SHADER: ShaderSource = ShaderSource {
     name: "conv2d.wgsl",
     body: include_str!("../../shaders/conv2d.wgsl"),
 };
-/// Workgroup shape and K step (the shader's 4 × 4 register block makes 64 × 64 tiles).
-const WG_M: u32 = 16;
-const WG_N: u32 = 16;
-const TILE: u32 = 64;
+/// The K step; each invocation holds a 4 × 4 register block of outputs.
 const TILE_K: u32 = 16;
+const BLOCK: u32 = 4;
+
+/// Workgroup shapes (channels × pixels invocations), one per range of output channels: a
+/// layer with few output channels (a UNet's last convolution has 1 or 3) gets a tile that is
+/// narrow in channels and long in pixels instead of a 64 × 64 tile that is mostly idle.
+/// Workgroup memory stays at TILE_K · (tile_m + tile_n) · 4 ≤ 12 KiB.
+const TILINGS: [(u32, u32); 4] = [(1, 32), (4, 32), (8, 32), (16, 16)];
+
+/// The `(WG_M, WG_N)` for `c_out` output channels.
+fn tiling(c_out: u32) -> (u32, u32) {
+    TILINGS
+        .into_iter()
+        .find(|&(wg_m, _)| c_out <= wg_m * BLOCK)
+        .unwrap_or(TILINGS[TILINGS.len() - 1])
+}
 
 /// Stride and zero padding of a convolution.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -94,13 +106,16 @@ struct Params {
     _pad: [u32; 3],
 }
 
-fn key(dtype: DType) -> PipelineKey {
-    let overrides = [("WG_M", WG_M), ("WG_N", WG_N), ("TILE_K", TILE_K)];
+fn key(dtype: DType, (wg_m, wg_n): (u32, u32)) -> PipelineKey {
+    let overrides = [("WG_M", wg_m), ("WG_N", wg_n), ("TILE_K", TILE_K)];
     PipelineKey::new(SHADER, "conv2d", dtype, &overrides)
 }
 
 pub(crate) fn pipeline_keys() -> Vec<PipelineKey> {
-    DType::ALL.iter().map(|&d| key(d)).collect()
+    DType::ALL
+        .iter()
+        .flat_map(|&d| TILINGS.iter().map(move |&t| key(d, t)))
+        .collect()
 }
 
 /// Checks the shapes: `x` `[batch, c_in, h, w]`, `weight` `[c_out, c_in, kh, kw]`, `bias`
@@ -196,7 +211,9 @@ pub fn conv2d<'a>(
     u("patch length", d.c_in * d.kh * d.kw)?;
     let pixels = u("output pixels", d.batch * d.h_out * d.w_out)?;
     let limit = gpu.limits().max_compute_workgroups_per_dimension;
-    let grid = [pixels.div_ceil(TILE), params.c_out.div_ceil(TILE), 1];
+    let tiling = tiling(params.c_out);
+    let (tile_m, tile_n) = (tiling.0 * BLOCK, tiling.1 * BLOCK);
+    let grid = [pixels.div_ceil(tile_n), params.c_out.div_ceil(tile_m), 1];
     if grid[0] > limit || grid[1] > limit {
         return Err(Error::TooManyWorkgroups {
             what: format!("conv2d over {pixels} output pixels"),
@@ -205,7 +222,7 @@ pub fn conv2d<'a>(
         });
     }
     let tensors = [(1, x), (2, weight), (3, bias_tensor), (4, out)];
-    Ok(prepare(gpu, &key(dtype), &params, &tensors, grid)?.owning(placeholder))
+    Ok(prepare(gpu, &key(dtype, tiling), &params, &tensors, grid)?.owning(placeholder))
 }
 
 /// f64 reference of [`conv2d`].

@@ -39,6 +39,9 @@ pub struct SampleArgs {
     out_raw: Option<std::path::PathBuf>,
     #[arg(long, default_value = "f32", value_parser = ["f32", "f16"])]
     dtype: String,
+    /// Afterwards, time each kernel of one UNet forward and print the table to stderr.
+    #[arg(long)]
+    profile: bool,
 }
 
 #[derive(clap::Args)]
@@ -124,6 +127,13 @@ pub fn sample(adapter: Option<&str>, args: &SampleArgs) -> Result<bool> {
         gpu.report().name,
         args.out.display()
     );
+    if args.profile {
+        let run = unet.prepare(args.count)?;
+        run.sample.write_f32(&out)?;
+        let t = scheduler.timesteps().last().copied().unwrap_or(0);
+        let times = run.profile(t as f64, 5)?;
+        crate::print_profile(&format!("one UNet forward at batch {}", args.count), &times);
+    }
     Ok(true)
 }
 

@@ -46,6 +46,9 @@ pub struct GenerateArgs {
     /// Print prompt and generation speed (tokens/s) to stderr.
     #[arg(long)]
     stats: bool,
+    /// Afterwards, time each kernel of one decode step and print the table to stderr.
+    #[arg(long)]
+    profile: bool,
 }
 
 /// The demo model `generate` uses when no `--model` is given.
@@ -154,6 +157,13 @@ pub fn generate(adapter: Option<&str>, args: &GenerateArgs) -> Result<bool> {
             out.generate_seconds,
             out.stop,
             gpu.report().summary()
+        );
+    }
+    if args.profile {
+        let times = model.profile_decode(5)?;
+        crate::print_profile(
+            &format!("one decode step at position {}", model.position()),
+            &times,
         );
     }
     Ok(true)

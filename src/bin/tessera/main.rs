@@ -74,6 +74,28 @@ enum Command {
     },
 }
 
+/// Prints a `--profile` table: each kernel's calls, time and share of the total.
+fn print_profile(what: &str, times: &[tessera::graph::KernelTime]) {
+    let total: f64 = times.iter().map(|k| k.seconds).sum();
+    eprintln!(
+        "profile of {what} ({:.3} ms, one pass per call):",
+        total * 1e3
+    );
+    eprintln!(
+        "  {:<28} {:>6} {:>11} {:>7}",
+        "kernel", "calls", "ms", "share"
+    );
+    for k in times {
+        eprintln!(
+            "  {:<28} {:>6} {:>11.3} {:>6.1}%",
+            k.kernel,
+            k.calls,
+            k.seconds * 1e3,
+            100.0 * k.seconds / total
+        );
+    }
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let adapter = cli.adapter.as_deref();

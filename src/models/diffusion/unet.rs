@@ -9,7 +9,7 @@ use std::path::Path;
 
 use crate::error::{Error, Result};
 use crate::gpu::Gpu;
-use crate::graph::{Graph, Id, Plan, layers};
+use crate::graph::{Graph, Id, KernelTime, Plan, layers};
 use crate::io::Checkpoint;
 use crate::kernels::elementwise::{Binary, Unary};
 use crate::kernels::spatial::{self, ChannelMix};
@@ -50,6 +50,12 @@ impl UNetRun {
 
     pub fn batch(&self) -> usize {
         self.batch
+    }
+
+    /// Times each kernel of one forward at timestep `t` (see [`Plan::profile`]).
+    pub fn profile(&self, t: f64, repeats: u32) -> Result<Vec<KernelTime>> {
+        self.timesteps.write_f32(&vec![t as f32; self.batch])?;
+        self.plan.profile(0, repeats)
     }
 }
 

@@ -13,7 +13,7 @@ use std::path::Path;
 
 use crate::error::{Error, Result};
 use crate::gpu::Gpu;
-use crate::graph::{Graph, Id, Plan, layers};
+use crate::graph::{Graph, Id, KernelTime, Plan, layers};
 use crate::io::Checkpoint;
 use crate::kernels::elementwise::Binary;
 use crate::kernels::kv_cache::{KvCache, write_rows};
@@ -185,6 +185,20 @@ impl Llama {
         }
         self.position = end;
         self.logits.to_f32()
+    }
+
+    /// Times each kernel of one decode step at the current position (see [`Plan::profile`]).
+    /// The step writes the cache row at that position, which the next token overwrites.
+    pub fn profile_decode(&self, repeats: u32) -> Result<Vec<KernelTime>> {
+        if self.position >= self.capacity {
+            return Err(Error::Invalid(
+                "the context is full; there is no decode step to profile".into(),
+            ));
+        }
+        self.decode
+            .as_ref()
+            .expect("built at load")
+            .profile(self.position, repeats)
     }
 
     /// The forward pass over `seq` tokens read from `ids`, compiled for every position the

@@ -27,6 +27,15 @@ pub(super) fn conv_cases() -> Vec<Entry> {
             }
         }
     }
+    // Few output channels (a UNet's last convolution): the narrow tilings.
+    for (c_in, c_out) in [(32, 1), (32, 3), (64, 16), (16, 5)] {
+        for hw in [(7, 9), (16, 16)] {
+            for batch in [1, 3] {
+                let spec = Conv2dSpec::new(batch, c_in, c_out, hw, 3, 1);
+                list.push(entry(spec, true, BenchTier::No));
+            }
+        }
+    }
     // diffusers' downsample_padding = 0: pad (0, 1, 0, 1), then a stride-2 3×3 convolution.
     for hw in [(7, 9), (16, 16)] {
         let spec = Conv2dSpec {
