@@ -324,3 +324,42 @@ fn generate_profiles_a_decode_step() {
     );
     assert!(stderr.contains("gemv"), "{stderr}");
 }
+
+#[test]
+fn bench_models_quick_writes_model_figures() {
+    let path = std::env::temp_dir().join(format!("tessera-models-{}.json", std::process::id()));
+    let out = tessera(&[
+        "bench",
+        "--models",
+        "--quick",
+        "--json",
+        path.to_str().unwrap(),
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let json: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+    std::fs::remove_file(&path).ok();
+    let rows = json["models"].as_array().unwrap();
+    // prefill, decode and two UNet batches per dtype the adapter has
+    assert!(rows.len() == 4 || rows.len() == 8, "{rows:?}");
+    for row in rows {
+        let rate = row["per_second"].as_f64().unwrap();
+        assert!(rate.is_finite() && rate > 0.0, "{row}");
+        assert!(row["parameters"].as_u64().unwrap() > 100_000, "{row}");
+    }
+    let phases: Vec<&str> = rows.iter().map(|r| r["phase"].as_str().unwrap()).collect();
+    assert_eq!(
+        &phases[..4],
+        [
+            "prefill",
+            "decode",
+            "unet forward, batch 1",
+            "unet forward, batch 2"
+        ]
+    );
+    assert!(rows[1]["weight_gbytes_per_second"].as_f64().unwrap() > 0.0);
+}

@@ -55,6 +55,8 @@ pub struct Checkpoint {
     origin: String,
     shards: Vec<Shard>,
     tensors: HashMap<String, Entry>,
+    /// `Some(seed)` for [`Checkpoint::synthetic`]: no files, every tensor made on request.
+    synthetic: Option<u64>,
 }
 
 fn io_error(path: &Path, source: std::io::Error) -> Error {
@@ -182,7 +184,40 @@ impl Checkpoint {
             origin: origin.to_string(),
             shards,
             tensors,
+            synthetic: None,
         })
+    }
+
+    /// A checkpoint with no files, for benchmarks at a real model's shape without its
+    /// weights: every name exists with whatever shape the loader asks for, and its values
+    /// are a fixed function of `seed`, the name and the index. Norm weights are 1, biases 0,
+    /// and other tensors uniform in ±1/√fan_in (fan_in = the product of all but the first
+    /// dimension), so activations keep a sane scale through many layers.
+    pub fn synthetic(seed: u64) -> Checkpoint {
+        Checkpoint {
+            origin: format!("synthetic weights (seed {seed})"),
+            shards: Vec::new(),
+            tensors: HashMap::new(),
+            synthetic: Some(seed),
+        }
+    }
+
+    fn synthetic_values(seed: u64, name: &str, shape: &[usize]) -> Vec<f32> {
+        let len: usize = shape.iter().product();
+        let leaf = name.rsplit('.').next().unwrap_or(name);
+        let is_norm = name.contains("norm") && leaf == "weight";
+        if is_norm {
+            return vec![1.0; len];
+        }
+        if leaf == "bias" {
+            return vec![0.0; len];
+        }
+        let fan_in: usize = shape.iter().skip(1).product::<usize>().max(1);
+        let bound = 1.0 / (fan_in as f64).sqrt();
+        let mut rng = crate::rng::Rng::for_case(seed, name);
+        (0..len)
+            .map(|_| rng.uniform(-bound, bound) as f32)
+            .collect()
     }
 
     /// Where the checkpoint was opened from.
@@ -198,10 +233,10 @@ impl Checkpoint {
     }
 
     pub fn contains(&self, name: &str) -> bool {
-        self.tensors.contains_key(name)
+        self.synthetic.is_some() || self.tensors.contains_key(name)
     }
 
-    /// The stored shape of `name`, if present.
+    /// The stored shape of `name`, if present (a synthetic checkpoint stores none).
     pub fn shape(&self, name: &str) -> Option<&[usize]> {
         self.tensors.get(name).map(|e| e.info.shape.as_slice())
     }
@@ -216,6 +251,9 @@ impl Checkpoint {
 
     /// The stored element type of `name`.
     pub fn dtype(&self, name: &str) -> Result<StoredDtype> {
+        if self.synthetic.is_some() {
+            return Ok(StoredDtype::F32);
+        }
         let entry = self.entry(name)?;
         StoredDtype::from_safetensors(entry.info.dtype).ok_or_else(|| {
             malformed(
@@ -230,6 +268,9 @@ impl Checkpoint {
 
     /// Checks that `name` exists with shape `expected`.
     pub fn expect(&self, name: &str, expected: &[usize]) -> Result<()> {
+        if self.synthetic.is_some() {
+            return Ok(());
+        }
         let entry = self.entry(name)?;
         if entry.info.shape != expected {
             return Err(Error::TensorShape {
@@ -244,6 +285,9 @@ impl Checkpoint {
 
     /// The values of `name` (which must have shape `expected`) as f32.
     pub fn read_f32(&self, name: &str, expected: &[usize]) -> Result<Vec<f32>> {
+        if let Some(seed) = self.synthetic {
+            return Ok(Checkpoint::synthetic_values(seed, name, expected));
+        }
         self.expect(name, expected)?;
         let entry = self.entry(name)?;
         let shard = &self.shards[entry.shard];
@@ -275,5 +319,33 @@ impl Checkpoint {
     ) -> Result<Tensor> {
         let values = self.read_f32(name, expected)?;
         Tensor::from_f32(gpu, expected, &values, dtype)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn synthetic_weights_have_the_asked_shape_and_a_sane_scale() {
+        let ckpt = Checkpoint::synthetic(5);
+        assert!(ckpt.contains("anything.at.all"));
+        ckpt.expect("w", &[3, 4]).unwrap();
+        let norm = ckpt
+            .read_f32("model.layers.0.input_layernorm.weight", &[8])
+            .unwrap();
+        assert_eq!(norm, vec![1.0; 8]);
+        let bias = ckpt.read_f32("conv_in.bias", &[5]).unwrap();
+        assert_eq!(bias, vec![0.0; 5]);
+        let w = ckpt.read_f32("conv_in.weight", &[64, 4, 3, 3]).unwrap();
+        assert_eq!(w.len(), 64 * 36);
+        let bound = 1.0 / 6.0;
+        assert!(w.iter().all(|v| v.abs() <= bound));
+        let mean_square = w.iter().map(|v| v * v).sum::<f32>() / w.len() as f32;
+        // uniform in ±b has mean square b²/3
+        assert!((mean_square / (bound * bound / 3.0) - 1.0).abs() < 0.1);
+        // The same name and seed give the same values; another name does not.
+        assert_eq!(w, ckpt.read_f32("conv_in.weight", &[64, 4, 3, 3]).unwrap());
+        assert_ne!(w, ckpt.read_f32("conv_out.weight", &[64, 4, 3, 3]).unwrap());
     }
 }

@@ -85,6 +85,8 @@ pub struct BenchReport {
     pub quick: bool,
     pub copy: CopyBandwidth,
     pub cases: Vec<BenchRow>,
+    /// Whole-model figures (`bench --models`).
+    pub models: Vec<super::models::ModelRow>,
 }
 
 /// The device's copy bandwidth as measured by the copy kernel: `2 · bytes / time` (every
@@ -106,6 +108,7 @@ impl BenchReport {
             quick: config.quick,
             copy,
             cases: Vec::new(),
+            models: Vec::new(),
         }
     }
 }

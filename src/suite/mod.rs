@@ -15,6 +15,7 @@ mod cases;
 pub mod check;
 pub mod compare;
 mod matmul;
+pub mod models;
 mod unet;
 
 /// The seeded generator of test inputs (also used by sampling).

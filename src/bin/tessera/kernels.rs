@@ -3,8 +3,9 @@
 use tessera::gpu::{AdapterReport, Gpu, list_adapters};
 use tessera::suite::bench::{self, BenchConfig, BenchReport};
 use tessera::suite::check::{self, Summary};
+use tessera::suite::models::bench_models;
 use tessera::suite::{self, Case};
-use tessera::{Error, Result};
+use tessera::{DType, Error, Result};
 
 pub fn info(json: bool) -> Result<bool> {
     let reports: Vec<AdapterReport> = list_adapters().iter().map(AdapterReport::of).collect();
@@ -175,12 +176,54 @@ pub fn run_bench(
         }
     }
     if let Some(path) = json {
-        let text = serde_json::to_string_pretty(&report).expect("serialisable");
-        std::fs::write(path, text + "\n").map_err(|source| Error::Io {
-            path: path.display().to_string(),
-            source,
-        })?;
-        println!("\nwrote {}", path.display());
+        write_report(path, &report)?;
     }
     Ok(all_ran)
+}
+
+fn write_report(path: &std::path::Path, report: &BenchReport) -> Result<()> {
+    let text = serde_json::to_string_pretty(report).expect("serialisable");
+    std::fs::write(path, text + "\n").map_err(|source| Error::Io {
+        path: path.display().to_string(),
+        source,
+    })?;
+    println!("\nwrote {}", path.display());
+    Ok(())
+}
+
+pub fn run_model_bench(
+    adapter: Option<&str>,
+    quick: bool,
+    json: Option<&std::path::Path>,
+) -> Result<bool> {
+    let config = BenchConfig::new(quick);
+    let gpu = Gpu::new(adapter)?;
+    println!("adapter: {}", gpu.report().summary());
+    let copy = bench::measure_copy(&gpu, &config)?;
+    println!("copy bandwidth: {:.2} GB/s\n", copy.gbytes_per_second);
+    println!(
+        "{:<36} {:<5} {:<24} {:>14} {:>12}  detail",
+        "model", "dtype", "phase", "rate", "weights GB/s"
+    );
+    let mut report = BenchReport::new(&gpu, &config, copy);
+    for dtype in DType::ALL {
+        if gpu.require(dtype, "the models").is_err() {
+            println!("{dtype}: skipped, the adapter has no SHADER_F16");
+            continue;
+        }
+        let rows = bench_models(&gpu, quick, dtype, |r| {
+            let bandwidth = r
+                .weight_gbytes_per_second
+                .map_or(String::new(), |g| format!("{g:.2}"));
+            println!(
+                "{:<36} {:<5} {:<24} {:>8.2} {:<5} {:>12}  {}",
+                r.model, r.dtype, r.phase, r.per_second, r.unit, bandwidth, r.detail
+            );
+        })?;
+        report.models.extend(rows);
+    }
+    if let Some(path) = json {
+        write_report(path, &report)?;
+    }
+    Ok(true)
 }

@@ -71,6 +71,11 @@ enum Command {
         /// Only cases whose name contains this text.
         #[arg(long)]
         filter: Option<String>,
+        /// Time whole models instead of kernels: a TinyLlama-1.1B-shaped decoder (prefill and
+        /// decode tokens/s) and a ddpm-cifar10-32-shaped UNet (steps/s at batch 1 and 64),
+        /// synthetic weights, f32 and f16. With --quick, small shapes.
+        #[arg(long, conflicts_with = "filter")]
+        models: bool,
     },
 }
 
@@ -113,8 +118,16 @@ fn main() -> ExitCode {
         Command::Bench {
             quick,
             json,
+            seed: _,
+            filter: _,
+            models: true,
+        } => kernels::run_model_bench(adapter, quick, json.as_deref()),
+        Command::Bench {
+            quick,
+            json,
             seed,
             filter,
+            models: false,
         } => kernels::run_bench(adapter, quick, json.as_deref(), seed, filter.as_deref()),
     };
     match outcome {

@@ -98,6 +98,11 @@ impl UNet {
         })
     }
 
+    /// Elements of every weight tensor.
+    pub fn parameters(&self) -> u64 {
+        self.weights.parameters
+    }
+
     pub fn config(&self) -> &UNetConfig {
         &self.config
     }

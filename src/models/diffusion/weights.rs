@@ -75,6 +75,8 @@ pub struct UNetWeights {
     pub up: Vec<Level>,
     pub norm_out: Norm,
     pub conv_out: Conv,
+    /// Elements of every tensor loaded.
+    pub parameters: u64,
 }
 
 struct Loader<'a> {
@@ -82,11 +84,16 @@ struct Loader<'a> {
     ckpt: &'a Checkpoint,
     config: &'a UNetConfig,
     dtype: DType,
+    /// Elements loaded so far.
+    loaded: std::cell::Cell<u64>,
 }
 
 impl Loader<'_> {
     fn tensor(&self, name: &str, shape: &[usize]) -> Result<Tensor> {
-        self.ckpt.upload(self.gpu, name, shape, self.dtype)
+        let tensor = self.ckpt.upload(self.gpu, name, shape, self.dtype)?;
+        self.loaded
+            .set(self.loaded.get() + shape.iter().product::<usize>() as u64);
+        Ok(tensor)
     }
 
     fn linear(&self, prefix: &str, out: usize, inp: usize) -> Result<Linear> {
@@ -217,6 +224,7 @@ impl UNetWeights {
             ckpt,
             config,
             dtype,
+            loaded: std::cell::Cell::new(0),
         };
         let c = config;
         let channels = &c.block_out_channels;
@@ -335,15 +343,21 @@ impl UNetWeights {
             up.push(level);
         }
 
+        let conv_in = l.conv("conv_in", c0, c.in_channels, 3, same)?;
+        let time1 = l.linear("time_embedding.linear_1", ted, c0)?;
+        let time2 = l.linear("time_embedding.linear_2", ted, ted)?;
+        let norm_out = l.norm("conv_norm_out", c0, c.norm_num_groups)?;
+        let conv_out = l.conv("conv_out", c.out_channels, c0, 3, same)?;
         Ok(UNetWeights {
-            conv_in: l.conv("conv_in", c0, c.in_channels, 3, same)?,
-            time1: l.linear("time_embedding.linear_1", ted, c0)?,
-            time2: l.linear("time_embedding.linear_2", ted, ted)?,
+            conv_in,
+            time1,
+            time2,
             down,
             mid,
             up,
-            norm_out: l.norm("conv_norm_out", c0, c.norm_num_groups)?,
-            conv_out: l.conv("conv_out", c.out_channels, c0, 3, same)?,
+            norm_out,
+            conv_out,
+            parameters: l.loaded.get(),
         })
     }
 }

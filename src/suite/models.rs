@@ -1,0 +1,224 @@
+//! `tessera bench --models`: whole-model figures at the shapes people compare GPUs with — a
+//! TinyLlama-1.1B-shaped decoder (prefill and decode tokens/s) and a
+//! google/ddpm-cifar10-32-shaped UNet (forward steps/s at batch 1 and 64) — with synthetic
+//! weights ([`Checkpoint::synthetic`]), so no download is needed. `quick` swaps in small
+//! shapes that finish in seconds on a CPU adapter.
+
+use std::time::Instant;
+
+use serde::Serialize;
+
+use crate::error::Result;
+use crate::gpu::Gpu;
+use crate::io::{Checkpoint, ConfigJson};
+use crate::models::diffusion::{UNet, UNetConfig};
+use crate::models::llama::{Llama, LlamaConfig, LoadOptions, expected_tensors};
+use crate::tensor::DType;
+
+/// TinyLlama/TinyLlama-1.1B-Chat-v1.0's config.json (the keys tessera reads).
+pub const TINYLLAMA_1_1B: &str = r#"{
+  "architectures": ["LlamaForCausalLM"], "hidden_size": 2048, "intermediate_size": 5632,
+  "num_hidden_layers": 22, "num_attention_heads": 32, "num_key_value_heads": 4,
+  "rms_norm_eps": 1e-05, "rope_theta": 10000.0, "max_position_embeddings": 2048,
+  "vocab_size": 32000, "tie_word_embeddings": false, "bos_token_id": 1, "eos_token_id": 2,
+  "torch_dtype": "bfloat16"
+}"#;
+
+/// A decoder small enough for a CPU adapter.
+const SMALL_LLAMA: &str = r#"{
+  "architectures": ["LlamaForCausalLM"], "hidden_size": 256, "intermediate_size": 688,
+  "num_hidden_layers": 4, "num_attention_heads": 8, "num_key_value_heads": 2,
+  "rms_norm_eps": 1e-05, "rope_theta": 10000.0, "max_position_embeddings": 512,
+  "vocab_size": 2048, "tie_word_embeddings": false, "bos_token_id": 1, "eos_token_id": 2
+}"#;
+
+/// google/ddpm-cifar10-32's unet config.json.
+pub const DDPM_CIFAR10_32: &str = r#"{
+  "_class_name": "UNet2DModel", "act_fn": "silu", "attention_head_dim": null,
+  "block_out_channels": [128, 256, 256, 256], "center_input_sample": false,
+  "down_block_types": ["DownBlock2D", "AttnDownBlock2D", "DownBlock2D", "DownBlock2D"],
+  "downsample_padding": 0, "flip_sin_to_cos": false, "freq_shift": 1, "in_channels": 3,
+  "layers_per_block": 2, "mid_block_scale_factor": 1, "norm_eps": 1e-06,
+  "norm_num_groups": 32, "out_channels": 3, "sample_size": 32,
+  "time_embedding_type": "positional",
+  "up_block_types": ["UpBlock2D", "UpBlock2D", "AttnUpBlock2D", "UpBlock2D"]
+}"#;
+
+/// A UNet small enough for a CPU adapter.
+const SMALL_UNET: &str = r#"{
+  "_class_name": "UNet2DModel", "act_fn": "silu", "attention_head_dim": null,
+  "block_out_channels": [32, 64], "down_block_types": ["DownBlock2D", "AttnDownBlock2D"],
+  "up_block_types": ["AttnUpBlock2D", "UpBlock2D"], "downsample_padding": 1,
+  "flip_sin_to_cos": true, "freq_shift": 0, "in_channels": 3, "out_channels": 3,
+  "layers_per_block": 1, "norm_eps": 1e-05, "norm_num_groups": 8, "sample_size": 16,
+  "time_embedding_type": "positional"
+}"#;
+
+/// One whole-model figure.
+#[derive(Clone, Debug, Serialize)]
+pub struct ModelRow {
+    /// The shape's name, e.g. "TinyLlama-1.1B".
+    pub model: String,
+    pub dtype: String,
+    /// What was timed, e.g. "decode" or "unet forward, batch 64".
+    pub phase: String,
+    /// Tokens (decoder) or forward passes (UNet) per second.
+    pub per_second: f64,
+    /// The unit of `per_second`: "tokens/s" or "steps/s".
+    pub unit: &'static str,
+    /// Parameters of the model.
+    pub parameters: u64,
+    /// For decode: weight bytes read per token × tokens/s, in 10⁹ bytes per second.
+    pub weight_gbytes_per_second: Option<f64>,
+    /// The run's details (prompt length, tokens, batch, repeats, seconds).
+    pub detail: String,
+}
+
+/// How big and how long.
+struct Plan {
+    llama: (&'static str, &'static str),
+    prompt_tokens: usize,
+    decode_tokens: usize,
+    unet: (&'static str, &'static str),
+    batches: [usize; 2],
+    unet_steps: usize,
+}
+
+fn plan(quick: bool) -> Plan {
+    if quick {
+        Plan {
+            llama: ("small Llama (4 layers, hidden 256)", SMALL_LLAMA),
+            prompt_tokens: 32,
+            decode_tokens: 8,
+            unet: ("small UNet (32/64 channels, 16x16)", SMALL_UNET),
+            batches: [1, 2],
+            unet_steps: 2,
+        }
+    } else {
+        Plan {
+            llama: ("TinyLlama-1.1B", TINYLLAMA_1_1B),
+            prompt_tokens: 512,
+            decode_tokens: 128,
+            unet: ("ddpm-cifar10-32", DDPM_CIFAR10_32),
+            batches: [1, 64],
+            unet_steps: 10,
+        }
+    }
+}
+
+/// Times the decoder and the UNet in `dtype`; `on_row` sees each figure as it is measured.
+pub fn bench_models(
+    gpu: &Gpu,
+    quick: bool,
+    dtype: DType,
+    mut on_row: impl FnMut(&ModelRow),
+) -> Result<Vec<ModelRow>> {
+    let plan = plan(quick);
+    let mut rows = bench_llama(gpu, &plan, dtype)?;
+    rows.iter().for_each(&mut on_row);
+    for row in bench_unet(gpu, &plan, dtype)? {
+        on_row(&row);
+        rows.push(row);
+    }
+    Ok(rows)
+}
+
+fn bench_llama(gpu: &Gpu, plan: &Plan, dtype: DType) -> Result<Vec<ModelRow>> {
+    let (name, json) = plan.llama;
+    let config = LlamaConfig::from_json(&ConfigJson::parse(name, json)?)?;
+    let tensors = expected_tensors(&config);
+    let parameters: u64 = tensors
+        .iter()
+        .map(|(_, shape)| shape.iter().product::<usize>() as u64)
+        .sum();
+    // A decode step reads every weight but the embedding table (one row of it).
+    let embedding = (config.vocab_size * config.hidden_size) as u64;
+    let read_per_token = (parameters - embedding) * dtype.size() as u64;
+    let context = plan.prompt_tokens + plan.decode_tokens;
+    let options = LoadOptions {
+        dtype,
+        max_context: Some(context),
+    };
+    let mut model = Llama::from_parts(gpu, config, &Checkpoint::synthetic(1), &options)?;
+    let vocab = model.config().vocab_size as u32;
+    let prompt: Vec<u32> = (0..plan.prompt_tokens as u32)
+        .map(|i| (i * 7919) % vocab)
+        .collect();
+
+    // The first prefill compiles the pipelines; the second is timed.
+    let mut prefill_seconds = f64::INFINITY;
+    for _ in 0..2 {
+        model.reset();
+        let start = Instant::now();
+        model.forward(&prompt)?;
+        prefill_seconds = start.elapsed().as_secs_f64();
+    }
+    // Decode after the prompt, each step reading its logits back as generation does.
+    let start = Instant::now();
+    for i in 0..plan.decode_tokens as u32 {
+        model.forward(&[(i * 31) % vocab])?;
+    }
+    let decode_seconds = start.elapsed().as_secs_f64();
+    let decode_rate = plan.decode_tokens as f64 / decode_seconds;
+    let row = |phase: &str, per_second: f64, bandwidth: Option<f64>, detail: String| ModelRow {
+        model: name.to_string(),
+        dtype: dtype.to_string(),
+        phase: phase.to_string(),
+        per_second,
+        unit: "tokens/s",
+        parameters,
+        weight_gbytes_per_second: bandwidth,
+        detail,
+    };
+    Ok(vec![
+        row(
+            "prefill",
+            plan.prompt_tokens as f64 / prefill_seconds,
+            None,
+            format!(
+                "{} prompt tokens in {prefill_seconds:.4} s (second run)",
+                plan.prompt_tokens
+            ),
+        ),
+        row(
+            "decode",
+            decode_rate,
+            Some(read_per_token as f64 * decode_rate / 1e9),
+            format!(
+                "{} tokens after the prompt in {decode_seconds:.4} s, logits read back each step",
+                plan.decode_tokens
+            ),
+        ),
+    ])
+}
+
+fn bench_unet(gpu: &Gpu, plan: &Plan, dtype: DType) -> Result<Vec<ModelRow>> {
+    let (name, json) = plan.unet;
+    let config = UNetConfig::from_json(&ConfigJson::parse(name, json)?)?;
+    let unet = UNet::from_parts(gpu, config, &Checkpoint::synthetic(2), dtype)?;
+    let parameters = unet.parameters();
+    let mut rows = Vec::new();
+    for batch in plan.batches {
+        let run = unet.prepare(batch)?;
+        let len: usize = unet.sample_shape(batch).iter().product();
+        let noise: Vec<f32> = (0..len).map(|i| ((i % 17) as f32 - 8.0) / 8.0).collect();
+        run.sample.write_f32(&noise)?;
+        run.run(999.0)?; // compiles and warms up
+        let start = Instant::now();
+        for step in 0..plan.unet_steps {
+            run.run((999 - 10 * step) as f64)?;
+        }
+        let seconds = start.elapsed().as_secs_f64();
+        rows.push(ModelRow {
+            model: name.to_string(),
+            dtype: dtype.to_string(),
+            phase: format!("unet forward, batch {batch}"),
+            per_second: plan.unet_steps as f64 / seconds,
+            unit: "steps/s",
+            parameters,
+            weight_gbytes_per_second: None,
+            detail: format!("{} forwards in {seconds:.4} s", plan.unet_steps),
+        });
+    }
+    Ok(rows)
+}
