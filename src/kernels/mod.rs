@@ -14,6 +14,7 @@ pub mod group_norm;
 pub mod kv_cache;
 pub mod matmul;
 pub mod norm;
+pub mod peak;
 pub mod rope;
 pub mod scheduler_step;
 pub mod softmax;
@@ -346,5 +347,6 @@ pub fn all_pipeline_keys() -> Vec<PipelineKey> {
     keys.extend(gather::pipeline_keys());
     keys.extend(transpose::pipeline_keys());
     keys.extend(scheduler_step::pipeline_keys());
+    keys.extend(peak::pipeline_keys());
     keys
 }

@@ -5,7 +5,7 @@ use super::{CaseSpec, HostTensor, Random};
 use crate::error::Result;
 use crate::gpu::Gpu;
 use crate::kernels::elementwise::{self, Binary, Unary};
-use crate::kernels::{KernelCall, copy, gather, norm, softmax, transpose};
+use crate::kernels::{KernelCall, copy, gather, norm, peak, softmax, transpose};
 use crate::tensor::Tensor;
 
 /// The epsilon of the normalisation cases (a common checkpoint value, exact in f32).
@@ -51,6 +51,43 @@ impl CaseSpec for CopySpec {
     }
     fn call<'a>(&self, gpu: &Gpu, inputs: &'a [Tensor], out: &'a Tensor) -> Result<KernelCall<'a>> {
         copy::copy(gpu, &inputs[0], out)
+    }
+}
+
+/// The arithmetic-ceiling probe: `len` invocations of `iterations` FMA rounds.
+#[derive(Clone, Debug)]
+pub struct FmaPeakSpec {
+    pub len: usize,
+    pub iterations: usize,
+}
+
+impl CaseSpec for FmaPeakSpec {
+    fn kernel(&self) -> &'static str {
+        "fma_peak"
+    }
+    fn shape(&self) -> String {
+        format!("n={} iterations={}", self.len, self.iterations)
+    }
+    fn flops(&self) -> f64 {
+        peak::flops(self.len, self.iterations)
+    }
+    fn traffic(&self) -> usize {
+        2 * self.len
+    }
+    fn compute_tolerance(&self) -> Tolerance {
+        ONE_ROUNDING
+    }
+    fn exact(&self) -> bool {
+        true
+    }
+    fn inputs(&self, random: Random<'_>) -> Result<Vec<HostTensor>> {
+        Ok(vec![random(&[self.len], -4.0, 4.0)])
+    }
+    fn reference(&self, inputs: &[HostTensor]) -> Vec<f64> {
+        peak::reference(&inputs[0].data)
+    }
+    fn call<'a>(&self, gpu: &Gpu, inputs: &'a [Tensor], out: &'a Tensor) -> Result<KernelCall<'a>> {
+        peak::fma_peak(gpu, &inputs[0], out, self.iterations)
     }
 }
 

@@ -26,8 +26,8 @@ use std::sync::Arc;
 
 pub use attention::{AttentionKernel, AttentionSpec, KvAppendSpec, RopeSpec};
 pub use basic::{
-    BinarySpec, CopySpec, GatherSpec, LayerNormSpec, RmsNormSpec, SoftmaxSpec, TransposeSpec,
-    UnarySpec,
+    BinarySpec, CopySpec, FmaPeakSpec, GatherSpec, LayerNormSpec, RmsNormSpec, SoftmaxSpec,
+    TransposeSpec, UnarySpec,
 };
 pub use cases::cases;
 pub use matmul::MatmulSpec;

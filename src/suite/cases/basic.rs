@@ -14,6 +14,21 @@ pub(super) fn copy_cases() -> Vec<Entry> {
     let mut list: Vec<Entry> = [1, 3, 257, 65_537]
         .map(|len| entry(CopySpec { len }, true, BenchTier::No))
         .into();
+    for (len, iterations) in [(1, 1), (257, 3), (4099, 0)] {
+        list.push(entry(FmaPeakSpec { len, iterations }, true, BenchTier::No));
+    }
+    // The compute ceiling: enough invocations to fill a large GPU, enough rounds to hide the
+    // load and store.
+    let quick = FmaPeakSpec {
+        len: 1 << 20,
+        iterations: 64,
+    };
+    list.push(entry(quick, false, BenchTier::Quick));
+    let full = FmaPeakSpec {
+        len: 1 << 22,
+        iterations: 256,
+    };
+    list.push(entry(full, false, BenchTier::Full));
     for (n, rows, width, split) in [
         (1, 1, 1, None),
         (7, 33, 5, None),

@@ -96,6 +96,7 @@ mod tests {
         let all = cases();
         let with_ci = [
             "copy",
+            "fma_peak",
             "gather",
             "transpose",
             "transpose",
@@ -126,6 +127,7 @@ mod tests {
             );
         }
         let with_bench = [
+            "fma_peak",
             "silu",
             "add",
             "softmax",
