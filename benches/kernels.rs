@@ -13,8 +13,8 @@ fn main() -> Result<(), tessera::Error> {
         .collect();
     let full = args.iter().any(|a| a == "--full");
     let filter = args.iter().find(|a| !a.starts_with("--"));
-    let config = BenchConfig::new(!full);
     let gpu = Gpu::new(None)?;
+    let config = BenchConfig::for_adapter(!full, &gpu);
     println!("adapter: {}", gpu.report().summary());
     let copy = bench::measure_copy(&gpu, &config)?;
     println!("copy bandwidth: {:.2} GB/s\n", copy.gbytes_per_second);

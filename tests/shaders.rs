@@ -8,17 +8,21 @@ use tessera::DType;
 use tessera::gpu::PipelineKey;
 use tessera::kernels::all_pipeline_keys;
 
-fn capabilities(dtype: DType) -> Capabilities {
-    match dtype {
+fn capabilities(key: &PipelineKey) -> Capabilities {
+    let mut caps = match key.dtype {
         DType::F32 | DType::U32 => Capabilities::empty(),
         DType::F16 => Capabilities::SHADER_FLOAT16,
+    };
+    if key.uses_cooperative_matrix() {
+        caps |= Capabilities::COOPERATIVE_MATRIX | Capabilities::SUBGROUP;
     }
+    caps
 }
 
 fn compile_to_spirv(key: &PipelineKey) -> Result<Vec<u32>, String> {
     let source = key.wgsl();
     let module = naga::front::wgsl::parse_str(&source).map_err(|e| e.emit_to_string(&source))?;
-    let mut validator = Validator::new(ValidationFlags::all(), capabilities(key.dtype));
+    let mut validator = Validator::new(ValidationFlags::all(), capabilities(key));
     let info = validator
         .validate(&module)
         .map_err(|e| e.emit_to_string(&source))?;
@@ -67,9 +71,9 @@ fn every_variant_covers_both_element_types() {
                 && other.overrides == key.overrides
                 && other.dtype != key.dtype
         });
-        // The copy kernel moves raw words and has a single variant.
+        // The copy kernel moves raw words and has a single variant; tensor cores take f16.
         assert!(
-            has_twin || key.shader.name == "copy.wgsl",
+            has_twin || key.shader.name == "copy.wgsl" || key.uses_cooperative_matrix(),
             "{} has no variant for the other element type",
             key.label()
         );

@@ -128,6 +128,45 @@ impl Gpu {
         self.inner.device.features()
     }
 
+    /// The subgroup size to run tessera's 16 × 16 × 16 f16 → f32 cooperative-matrix kernels
+    /// with, or why they cannot run here. They need the experimental cooperative-matrix
+    /// feature with that configuration listed by the adapter, subgroup builtins, f16, one
+    /// fixed subgroup size (the kernels count on eight subgroups per workgroup), and room for
+    /// eight subgroups and 24 KiB of workgroup memory.
+    pub fn cooperative_f16_subgroup(&self) -> std::result::Result<u32, &'static str> {
+        let needed = wgpu::Features::EXPERIMENTAL_COOPERATIVE_MATRIX
+            | wgpu::Features::SUBGROUP
+            | wgpu::Features::SHADER_F16;
+        if !self.features().contains(needed) {
+            return Err("cooperative matrices, subgroups and f16");
+        }
+        let listed = self
+            .inner
+            .adapter
+            .cooperative_matrix_properties()
+            .iter()
+            .any(|p| {
+                (p.m_size, p.n_size, p.k_size) == (16, 16, 16)
+                    && p.ab_type == wgpu::CooperativeScalarType::F16
+                    && p.cr_type == wgpu::CooperativeScalarType::F32
+            });
+        if !listed {
+            return Err("a 16x16x16 f16->f32 cooperative-matrix configuration");
+        }
+        let [min, max] = self.inner.report.subgroup_size;
+        let limits = self.limits();
+        if min != max || min == 0 {
+            return Err("one fixed subgroup size");
+        }
+        if 8 * min > limits.max_compute_invocations_per_workgroup
+            || 8 * min > limits.max_compute_workgroup_size_x
+            || limits.max_compute_workgroup_storage_size < 24 * 1024
+        {
+            return Err("eight subgroups and 24 KiB of workgroup memory per workgroup");
+        }
+        Ok(min)
+    }
+
     /// Whether kernels can store tensors of `dtype` on this device.
     pub fn supports(&self, dtype: DType) -> bool {
         match dtype {

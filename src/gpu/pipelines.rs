@@ -57,14 +57,36 @@ impl PipelineKey {
         }
     }
 
-    /// The complete WGSL source of this variant: the element-type header, then the body.
+    /// The complete WGSL source of this variant: the body's own `enable` directives and the
+    /// element type's, then the `elem` alias, then the rest of the body. (WGSL wants every
+    /// directive before the first declaration.)
     pub fn wgsl(&self) -> String {
-        let header = match self.dtype {
-            DType::F32 => "alias elem = f32;\n",
-            DType::F16 => "enable f16;\nalias elem = f16;\n",
-            DType::U32 => "alias elem = u32;\n",
+        let (mut directives, alias) = match self.dtype {
+            DType::F32 => (String::new(), "alias elem = f32;\n"),
+            DType::F16 => ("enable f16;\n".to_string(), "alias elem = f16;\n"),
+            DType::U32 => (String::new(), "alias elem = u32;\n"),
         };
-        format!("{header}{}", self.shader.body)
+        let mut rest = String::with_capacity(self.shader.body.len());
+        for line in self.shader.body.lines() {
+            if line.starts_with("enable ") {
+                if !directives.contains(line) {
+                    directives.push_str(line);
+                    directives.push('\n');
+                }
+            } else {
+                rest.push_str(line);
+                rest.push('\n');
+            }
+        }
+        format!("{directives}{alias}{rest}")
+    }
+
+    /// Whether the variant uses cooperative matrices (`enable wgpu_cooperative_matrix;`).
+    pub fn uses_cooperative_matrix(&self) -> bool {
+        self.shader
+            .body
+            .lines()
+            .any(|l| l.trim() == "enable wgpu_cooperative_matrix;")
     }
 
     /// A short name for labels and error messages: `matmul.wgsl:main<f16>{B_TRANSPOSED=1}`.

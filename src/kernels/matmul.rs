@@ -15,6 +15,18 @@ const MATMUL: ShaderSource = ShaderSource {
     name: "matmul.wgsl",
     body: include_str!("../../shaders/matmul.wgsl"),
 };
+const MATMUL_WIDE: ShaderSource = ShaderSource {
+    name: "matmul_wide.wgsl",
+    body: include_str!("../../shaders/matmul_wide.wgsl"),
+};
+const MATMUL_COOP: ShaderSource = ShaderSource {
+    name: "matmul_coop.wgsl",
+    body: include_str!("../../shaders/matmul_coop.wgsl"),
+};
+/// The output tile of `matmul_coop.wgsl` (eight subgroups of 32 × 64).
+const COOP_TILE: u32 = 128;
+/// The output tile of `matmul_wide.wgsl` (16 × 16 invocations, 8 × 8 each).
+const WIDE_TILE: u32 = 128;
 const GEMV: ShaderSource = ShaderSource {
     name: "gemv.wgsl",
     body: include_str!("../../shaders/gemv.wgsl"),
@@ -52,11 +64,25 @@ impl BLayout {
 /// Which kernel computes the product.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Path {
-    /// GEMV when M = 1, the tiled kernel otherwise.
+    /// GEMV when M = 1, the wide kernel when both M and N fill its tile, else the tiled one.
     Auto,
+    /// 64 × 64 tiles, 4 × 4 per invocation.
     Tiled,
+    /// 128 × 128 tiles, 8 × 8 per invocation: fewer workgroup-memory reads per FMA.
+    Wide,
+    /// 128 × 128 tiles on cooperative matrices (tensor cores), f16 only, where
+    /// [`Gpu::cooperative_f16_subgroup`] allows.
+    Coop,
     /// Only for M = 1.
     Gemv,
+}
+
+/// The tiled kernels, as chosen for one call.
+enum TiledKernel {
+    Small,
+    Wide,
+    /// With the adapter's subgroup size.
+    Coop(u32),
 }
 
 /// The problem a matmul call solves, after shape checks.
@@ -121,6 +147,17 @@ fn tiled_key(dtype: DType, layout: BLayout) -> PipelineKey {
     PipelineKey::new(MATMUL, "matmul", dtype, &overrides)
 }
 
+fn wide_key(dtype: DType, layout: BLayout) -> PipelineKey {
+    let b_nk = u32::from(layout == BLayout::NK);
+    PipelineKey::new(MATMUL_WIDE, "matmul_wide", dtype, &[("B_NK", b_nk)])
+}
+
+fn coop_key(layout: BLayout, subgroup: u32) -> PipelineKey {
+    let b_nk = u32::from(layout == BLayout::NK);
+    let overrides = [("B_NK", b_nk), ("WG", 8 * subgroup)];
+    PipelineKey::new(MATMUL_COOP, "matmul_coop", DType::F16, &overrides)
+}
+
 fn gemv_key(dtype: DType, layout: BLayout) -> PipelineKey {
     let entry = match layout {
         BLayout::KN => "gemv_kn",
@@ -134,8 +171,12 @@ pub(crate) fn pipeline_keys() -> Vec<PipelineKey> {
     for dtype in DType::ALL {
         for layout in [BLayout::KN, BLayout::NK] {
             keys.push(tiled_key(dtype, layout));
+            keys.push(wide_key(dtype, layout));
             keys.push(gemv_key(dtype, layout));
         }
+    }
+    for layout in [BLayout::KN, BLayout::NK] {
+        keys.push(coop_key(layout, 32));
     }
     keys
 }
@@ -229,7 +270,7 @@ pub fn matmul_with<'a>(
     let d = dims(a, b, layout, bias, out)?;
     let use_gemv = match path {
         Path::Auto => d.m == 1,
-        Path::Tiled => false,
+        Path::Tiled | Path::Wide | Path::Coop => false,
         Path::Gemv if d.m == 1 => true,
         Path::Gemv => {
             return Err(Error::shape(
@@ -297,7 +338,37 @@ pub fn matmul_with<'a>(
             batch_stride_c: stride(m, n)?,
             _pad: 0,
         };
-        let (col_tiles, row_tiles) = (n.div_ceil(WG_N * TN), m.div_ceil(WG_M * TM));
+        let coop = gpu.cooperative_f16_subgroup();
+        let kernel = match path {
+            Path::Coop => match (dtype, coop) {
+                (DType::F16, Ok(subgroup)) => TiledKernel::Coop(subgroup),
+                (DType::F16, Err(needs)) => {
+                    return Err(Error::MissingFeature {
+                        what: "the cooperative-matrix matmul".into(),
+                        feature: needs,
+                        adapter: gpu.report().name.clone(),
+                    });
+                }
+                _ => {
+                    return Err(Error::shape(
+                        op,
+                        format!("the cooperative-matrix path takes f16, not {dtype}"),
+                    ));
+                }
+            },
+            Path::Auto if dtype == DType::F16 && m >= 64 && n >= 64 && coop.is_ok() => {
+                TiledKernel::Coop(coop.expect("checked"))
+            }
+            Path::Wide => TiledKernel::Wide,
+            Path::Auto if m >= WIDE_TILE && n >= WIDE_TILE => TiledKernel::Wide,
+            Path::Auto | Path::Tiled | Path::Gemv => TiledKernel::Small,
+        };
+        let (tile_m, tile_n) = match kernel {
+            TiledKernel::Coop(_) => (COOP_TILE, COOP_TILE),
+            TiledKernel::Wide => (WIDE_TILE, WIDE_TILE),
+            TiledKernel::Small => (WG_M * TM, WG_N * TN),
+        };
+        let (col_tiles, row_tiles) = (n.div_ceil(tile_n), m.div_ceil(tile_m));
         if row_tiles > max_z || col_tiles > max_z {
             return Err(Error::TooManyWorkgroups {
                 what: format!("matmul {m}x{n}"),
@@ -306,7 +377,12 @@ pub fn matmul_with<'a>(
             });
         }
         let grid = [col_tiles, row_tiles, batch];
-        prepare(gpu, &tiled_key(dtype, layout), &params, &tensors, grid)?
+        let key = match kernel {
+            TiledKernel::Coop(subgroup) => coop_key(layout, subgroup),
+            TiledKernel::Wide => wide_key(dtype, layout),
+            TiledKernel::Small => tiled_key(dtype, layout),
+        };
+        prepare(gpu, &key, &params, &tensors, grid)?
     };
     Ok(call.owning(placeholder))
 }

@@ -22,6 +22,8 @@ pub struct BenchConfig {
     pub case_seconds: f64,
     /// Bytes the copy-bandwidth kernel moves from source to destination.
     pub copy_bytes: u64,
+    /// Whether [`BenchTier::Large`] cases are timed (not on CPU adapters).
+    pub large: bool,
 }
 
 impl BenchConfig {
@@ -33,6 +35,7 @@ impl BenchConfig {
                 sample_seconds: 0.002,
                 case_seconds: 0.5,
                 copy_bytes: 32 << 20,
+                large: false,
             }
         } else {
             BenchConfig {
@@ -41,8 +44,16 @@ impl BenchConfig {
                 sample_seconds: 0.01,
                 case_seconds: 3.0,
                 copy_bytes: 256 << 20,
+                large: true,
             }
         }
+    }
+
+    /// [`BenchConfig::new`] for `gpu`: no [`BenchTier::Large`] cases on a CPU adapter.
+    pub fn for_adapter(quick: bool, gpu: &Gpu) -> Self {
+        let mut config = BenchConfig::new(quick);
+        config.large &= gpu.report().device_type != "Cpu";
+        config
     }
 
     /// Whether this configuration times `case`.
@@ -51,6 +62,7 @@ impl BenchConfig {
             BenchTier::No => false,
             BenchTier::Quick => true,
             BenchTier::Full => !self.quick,
+            BenchTier::Large => !self.quick && self.large,
         }
     }
 }

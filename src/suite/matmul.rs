@@ -57,7 +57,7 @@ impl MatmulSpec {
 
 impl CaseSpec for MatmulSpec {
     fn kernel(&self) -> &'static str {
-        if self.dims().m == 1 && self.path != Path::Tiled {
+        if self.dims().m == 1 && matches!(self.path, Path::Auto | Path::Gemv) {
             "gemv"
         } else {
             "matmul"
@@ -79,8 +79,12 @@ impl CaseSpec for MatmulSpec {
         if self.bias {
             s += " +bias";
         }
-        if self.path == Path::Tiled && self.m == 1 {
-            s += " tiled";
+        match self.path {
+            Path::Tiled if self.m == 1 => s += " tiled",
+            Path::Tiled if self.m >= 128 && self.n >= 128 => s += " tiled",
+            Path::Wide => s += " wide",
+            Path::Coop => s += " coop",
+            _ => {}
         }
         s
     }

@@ -90,6 +90,8 @@ pub enum BenchTier {
     Quick,
     /// Timed by `bench` only.
     Full,
+    /// Timed by `bench` on GPUs only: on a CPU adapter one call takes minutes.
+    Large,
 }
 
 #[derive(Clone, Debug)]

@@ -26,11 +26,15 @@ pub fn check_ci_cases(kernels: &[&str]) {
     assert!(!cases.is_empty(), "no CI cases for {kernels:?}");
     let mut summary = Summary::default();
     let mut failures = Vec::new();
+    let mut unexpected_skips = Vec::new();
     for case in &cases {
         let result = check::check_case(&gpu, case, DEFAULT_SEED);
         summary.add(&result);
         if result.failed() {
             failures.push(check::format_row(&result));
+        }
+        if matches!(result.status, check::Status::Skip(_)) && !may_skip(&gpu, case) {
+            unexpected_skips.push(check::format_row(&result));
         }
     }
     assert!(
@@ -41,16 +45,23 @@ pub fn check_ci_cases(kernels: &[&str]) {
         gpu.report().name,
         failures.join("\n")
     );
-    // Skips are only allowed where the adapter lacks f16.
-    if gpu.supports(tessera::DType::F16) {
-        assert_eq!(
-            summary.skipped,
-            0,
-            "unexpected skips on {}",
-            gpu.report().name
-        );
-    }
+    assert!(
+        unexpected_skips.is_empty(),
+        "unexpected skips on {}:\n{}",
+        gpu.report().name,
+        unexpected_skips.join("\n")
+    );
     assert!(summary.passed > 0);
+}
+
+/// Skips are allowed only where the adapter lacks what the case needs: f16, or tensor cores
+/// for the cooperative-matrix matmul.
+fn may_skip(gpu: &Gpu, case: &suite::Case) -> bool {
+    let coop = case
+        .spec_as::<suite::MatmulSpec>()
+        .is_some_and(|m| m.path == tessera::kernels::matmul::Path::Coop);
+    (case.dtype == tessera::DType::F16 && !gpu.supports(tessera::DType::F16))
+        || (coop && gpu.cooperative_f16_subgroup().is_err())
 }
 
 /// A scratch copy of a fixture directory (its files), to break on purpose; removed on drop.

@@ -127,7 +127,8 @@ pub fn run_bench(
     seed: u64,
     filter: Option<&str>,
 ) -> Result<bool> {
-    let config = BenchConfig::new(quick);
+    let gpu = Gpu::new(adapter)?;
+    let config = BenchConfig::for_adapter(quick, &gpu);
     let cases: Vec<Case> = selected_cases(filter, false)
         .into_iter()
         .filter(|c| config.includes(c))
@@ -137,7 +138,6 @@ pub fn run_bench(
             "no benchmark case matches the filter {filter:?}"
         )));
     }
-    let gpu = Gpu::new(adapter)?;
     println!("adapter: {}", gpu.report().summary());
     println!("timing: {:?}, seed {seed}", gpu.timing_method());
     let copy = bench::measure_copy(&gpu, &config)?;

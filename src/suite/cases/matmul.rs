@@ -81,7 +81,81 @@ pub(super) fn matmul_cases(dtype: DType) -> Vec<Entry> {
         },
     ];
     list.extend(extras.map(|spec| entry(spec, true, BenchTier::No)));
+    // The wide kernel at its tile edges (128) and below, with bias and per-batch b.
+    for layout in [BLayout::NK, BLayout::KN] {
+        for (m, n, k) in [
+            (1, 1, 1),
+            (7, 33, 9),
+            (127, 129, 8),
+            (128, 128, 7),
+            (129, 300, 17),
+            (257, 131, 1000),
+        ] {
+            let spec = MatmulSpec {
+                path: Path::Wide,
+                bias: m % 2 == 1,
+                ..mm(m, n, k, layout)
+            };
+            list.push(entry(spec, k < 1000, BenchTier::No));
+        }
+        let batched = MatmulSpec {
+            path: Path::Wide,
+            batch: 3,
+            b_batched: true,
+            ..mm(130, 129, 33, layout)
+        };
+        list.push(entry(batched, true, BenchTier::No));
+    }
+    // The cooperative-matrix kernel (f16 only): skipped where the adapter has none.
+    if dtype == DType::F16 {
+        for layout in [BLayout::NK, BLayout::KN] {
+            for (m, n, k) in [
+                (1, 1, 1),
+                (16, 16, 16),
+                (7, 33, 9),
+                (127, 129, 31),
+                (128, 128, 32),
+                (129, 300, 33),
+                (257, 131, 1000),
+            ] {
+                let spec = MatmulSpec {
+                    path: Path::Coop,
+                    bias: m % 2 == 1,
+                    ..mm(m, n, k, layout)
+                };
+                list.push(entry(spec, k < 1000, BenchTier::No));
+            }
+            let batched = MatmulSpec {
+                path: Path::Coop,
+                batch: 3,
+                b_batched: true,
+                ..mm(130, 129, 33, layout)
+            };
+            list.push(entry(batched, true, BenchTier::No));
+        }
+        list.push(entry(
+            MatmulSpec {
+                path: Path::Coop,
+                ..mm(1024, 1024, 1024, BLayout::NK)
+            },
+            false,
+            BenchTier::Full,
+        ));
+    }
+    // The acceptance size of the fast-path issue: 4096³ (f16 takes the cooperative-matrix
+    // kernel where the adapter has one, the wide scalar kernel otherwise).
+    list.push(entry(
+        mm(4096, 4096, 4096, BLayout::NK),
+        false,
+        BenchTier::Large,
+    ));
+    let tiled = |m, n, k| MatmulSpec {
+        path: Path::Tiled,
+        ..mm(m, n, k, BLayout::NK)
+    };
     let bench = [
+        (tiled(256, 256, 256), BenchTier::Quick),
+        (tiled(1024, 1024, 1024), BenchTier::Full),
         (mm(256, 256, 256, BLayout::NK), BenchTier::Quick),
         (mm(1, 4096, 4096, BLayout::NK), BenchTier::Quick),
         (mm(1024, 1024, 1024, BLayout::NK), BenchTier::Full),
