@@ -1,4 +1,5 @@
-// Matrix-vector product for M = 1 (decode): y[b] = x[b] · W[b] (+ bias), f32 accumulation.
+// Matrix-vector product for M = 1 (decode): y[b] = x[b] · W[b] (+ bias), then the optional
+// fused epilogue of shaders/matmul.wgsl, f32 accumulation.
 //   x: [batch, K]; W: [batch, N, K] (gemv_nk, a Linear weight) or [batch, K, N] (gemv_kn);
 //   bias: [N]; y: [batch, N]. A batch stride of 0 shares W across the batch.
 // Tiling, gemv_nk: each output row n is owned by LANES consecutive invocations that stride
@@ -13,7 +14,7 @@ struct Params {
     n: u32,
     k: u32,
     has_bias: u32,
-    _pad0: u32,
+    epilogue: u32,
     batch_stride_x: u32,
     batch_stride_w: u32,
     batch_stride_y: u32,
@@ -29,6 +30,22 @@ const COLS: u32 = 64u;
 @group(0) @binding(2) var<storage, read> w: array<elem>;
 @group(0) @binding(3) var<storage, read> bias: array<elem>;
 @group(0) @binding(4) var<storage, read_write> y: array<elem>;
+@group(0) @binding(5) var<storage, read> other: array<elem>;
+
+// The fused epilogue on an output value v (bias already added) at flat index i of c:
+// p.epilogue 0 keeps v, 1 adds other[i] (a residual), 2 gives silu(other[i]) · v (SwiGLU with
+// the gate in other).
+fn epilogue(v: f32, i: u32) -> f32 {
+    if (p.epilogue == 1u) {
+        return v + f32(other[i]);
+    }
+    if (p.epilogue == 2u) {
+        let g = f32(other[i]);
+        // exp(-g) overflows to inf for g < -88; g / inf is the correct limit (-0).
+        return g / (1.0 + exp(-g)) * v;
+    }
+    return v;
+}
 
 var<workgroup> partial: array<f32, WG>;
 
@@ -37,7 +54,8 @@ fn finish(n: u32, batch: u32, sum: f32) {
     if (p.has_bias != 0u) {
         v += f32(bias[n]);
     }
-    y[batch * p.batch_stride_y + n] = elem(v);
+    let i = batch * p.batch_stride_y + n;
+    y[i] = elem(epilogue(v, i));
 }
 
 @compute @workgroup_size(WG)

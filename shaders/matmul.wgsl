@@ -1,4 +1,5 @@
-// Tiled matmul: c[b] = a[b] · B[b] (+ bias), f32 accumulation whatever `elem` is.
+// Tiled matmul: c[b] = a[b] · B[b] (+ bias), then an optional fused epilogue (a residual
+// add, or SwiGLU against a gate tensor; see `epilogue`), f32 accumulation whatever `elem` is.
 //   a: [batch, M, K] row-major; B: [batch, K, N] (B_NK = false) or [batch, N, K] (B_NK = true,
 //   the layout of a checkpoint's Linear weight); bias: [N]; c: [batch, M, N]. A batch stride of
 //   0 shares one operand across the batch.
@@ -17,7 +18,7 @@ struct Params {
     batch_stride_a: u32,
     batch_stride_b: u32,
     batch_stride_c: u32,
-    _pad: u32,
+    epilogue: u32,
 }
 
 // The register block is 4 × 4: the code below is written out for it.
@@ -33,6 +34,22 @@ override B_NK: bool = false;
 @group(0) @binding(2) var<storage, read> b: array<elem>;
 @group(0) @binding(3) var<storage, read> bias: array<elem>;
 @group(0) @binding(4) var<storage, read_write> c: array<elem>;
+@group(0) @binding(5) var<storage, read> other: array<elem>;
+
+// The fused epilogue on an output value v (bias already added) at flat index i of c:
+// p.epilogue 0 keeps v, 1 adds other[i] (a residual), 2 gives silu(other[i]) · v (SwiGLU with
+// the gate in other).
+fn epilogue(v: f32, i: u32) -> f32 {
+    if (p.epilogue == 1u) {
+        return v + f32(other[i]);
+    }
+    if (p.epilogue == 2u) {
+        let g = f32(other[i]);
+        // exp(-g) overflows to inf for g < -88; g / inf is the correct limit (-0).
+        return g / (1.0 + exp(-g)) * v;
+    }
+    return v;
+}
 
 var<workgroup> a_tile: array<f32, TILE_K * WG_M * TM>;
 var<workgroup> b_tile: array<f32, TILE_K * WG_N * TN>;
@@ -127,6 +144,7 @@ fn store_row(row: u32, col: u32, c_base: u32, v: vec4<f32>) {
         if (p.has_bias != 0u) {
             out += f32(bias[cj]);
         }
-        c[c_base + row * p.n + cj] = elem(out);
+        let i = c_base + row * p.n + cj;
+        c[i] = elem(epilogue(out, i));
     }
 }

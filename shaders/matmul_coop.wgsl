@@ -1,5 +1,6 @@
-// Matmul on cooperative matrices (tensor cores): c[b] = a[b] · B[b] (+ bias) with f16 inputs
-// and f32 accumulation, for `elem` = f16. Same operands and parameters as shaders/matmul.wgsl:
+// Matmul on cooperative matrices (tensor cores): c[b] = a[b] · B[b] (+ bias), then the
+// optional fused epilogue of shaders/matmul.wgsl, with f16 inputs and f32 accumulation
+// (`elem` = f16). Same operands and parameters as shaders/matmul.wgsl:
 //   a: [batch, M, K] row-major; B: [batch, K, N] (B_NK = false) or [batch, N, K] (B_NK = true);
 //   bias: [N]; c: [batch, M, N]; a batch stride of 0 shares an operand across the batch.
 // Tiling: a workgroup of eight subgroups (WG = 8 × the adapter's fixed subgroup size) owns a
@@ -22,7 +23,7 @@ struct Params {
     batch_stride_a: u32,
     batch_stride_b: u32,
     batch_stride_c: u32,
-    _pad: u32,
+    epilogue: u32,
 }
 
 alias CA = coop_mat16x16<f16, A>;
@@ -40,9 +41,25 @@ override B_NK: bool = false;
 @group(0) @binding(2) var<storage, read> b: array<elem>;
 @group(0) @binding(3) var<storage, read> bias: array<elem>;
 @group(0) @binding(4) var<storage, read_write> c: array<elem>;
+@group(0) @binding(5) var<storage, read> other: array<elem>;
 
 // A as [BM][BK], B as [BK][BN] whatever its layout in memory (a [N, K] B is transposed as
 // it is staged: the global reads stay contiguous along k).
+// The fused epilogue on an output value v (bias already added) at flat index i of c:
+// p.epilogue 0 keeps v, 1 adds other[i] (a residual), 2 gives silu(other[i]) · v (SwiGLU with
+// the gate in other).
+fn epilogue(v: f32, i: u32) -> f32 {
+    if (p.epilogue == 1u) {
+        return v + f32(other[i]);
+    }
+    if (p.epilogue == 2u) {
+        let g = f32(other[i]);
+        // exp(-g) overflows to inf for g < -88; g / inf is the correct limit (-0).
+        return g / (1.0 + exp(-g)) * v;
+    }
+    return v;
+}
+
 var<workgroup> a_s: array<f16, 4096>;
 var<workgroup> b_s: array<f16, 4096>;
 // One 16 × 16 f32 block per subgroup on its way out.
@@ -58,7 +75,8 @@ fn store_block(sg: u32, lane: u32, lanes: u32, row: u32, col: u32, c_base: u32) 
             if (p.has_bias != 0u) {
                 v += f32(bias[gc]);
             }
-            c[c_base + gr * p.n + gc] = elem(v);
+            let o = c_base + gr * p.n + gc;
+            c[o] = elem(epilogue(v, o));
         }
     }
 }

@@ -1,5 +1,6 @@
-// Tiled matmul with an 8 × 8 register block: c[b] = a[b] · B[b] (+ bias), f32 accumulation
-// whatever `elem` is. Same operands and parameters as shaders/matmul.wgsl:
+// Tiled matmul with an 8 × 8 register block: c[b] = a[b] · B[b] (+ bias), then the optional
+// fused epilogue of shaders/matmul.wgsl, f32 accumulation whatever `elem` is. Same operands
+// and parameters as shaders/matmul.wgsl:
 //   a: [batch, M, K] row-major; B: [batch, K, N] (B_NK = false) or [batch, N, K] (B_NK = true);
 //   bias: [N]; c: [batch, M, N]; a batch stride of 0 shares an operand across the batch.
 // Tiling: a workgroup of 16 × 16 invocations owns a 128 × 128 tile of c (grid x = column
@@ -19,7 +20,7 @@ struct Params {
     batch_stride_a: u32,
     batch_stride_b: u32,
     batch_stride_c: u32,
-    _pad: u32,
+    epilogue: u32,
 }
 
 const TILE: u32 = 128u;
@@ -33,8 +34,24 @@ override B_NK: bool = false;
 @group(0) @binding(2) var<storage, read> b: array<elem>;
 @group(0) @binding(3) var<storage, read> bias: array<elem>;
 @group(0) @binding(4) var<storage, read_write> c: array<elem>;
+@group(0) @binding(5) var<storage, read> other: array<elem>;
 
 // [TILE_K][TILE / 4] vec4s: element (k, r) is a_tile[k * QUADS + r / 4][r % 4].
+// The fused epilogue on an output value v (bias already added) at flat index i of c:
+// p.epilogue 0 keeps v, 1 adds other[i] (a residual), 2 gives silu(other[i]) · v (SwiGLU with
+// the gate in other).
+fn epilogue(v: f32, i: u32) -> f32 {
+    if (p.epilogue == 1u) {
+        return v + f32(other[i]);
+    }
+    if (p.epilogue == 2u) {
+        let g = f32(other[i]);
+        // exp(-g) overflows to inf for g < -88; g / inf is the correct limit (-0).
+        return g / (1.0 + exp(-g)) * v;
+    }
+    return v;
+}
+
 var<workgroup> a_tile: array<vec4<f32>, 256>;
 var<workgroup> b_tile: array<vec4<f32>, 256>;
 
@@ -170,6 +187,7 @@ fn store4(row: u32, col: u32, c_base: u32, v: vec4<f32>) {
         if (p.has_bias != 0u) {
             out += f32(bias[cj]);
         }
-        c[c_base + row * p.n + cj] = elem(out);
+        let i = c_base + row * p.n + cj;
+        c[i] = elem(epilogue(out, i));
     }
 }

@@ -3,7 +3,7 @@
 
 use super::{Graph, Id};
 use crate::kernels::elementwise::{self, Binary, Unary};
-use crate::kernels::matmul::{self, BLayout};
+use crate::kernels::matmul::{self, BLayout, Epilogue, Path};
 use crate::tensor::{DType, Tensor};
 
 /// `x · weightᵀ (+ bias)`: `x` `[rows, in]`, `weight` `[out, in]` (a checkpoint `Linear`),
@@ -25,6 +25,46 @@ pub fn linear(g: &mut Graph, x: Id, weight: &Tensor, bias: Option<&Tensor>, dtyp
             matmul::matmul(c.gpu, x, w, BLayout::NK, None, out)
         }),
     }
+    out
+}
+
+/// What [`linear_then`] does with its result, in the matmul's own store.
+#[derive(Clone, Copy, Debug)]
+pub enum Then {
+    /// `other + linear(x)`: a residual connection.
+    Add(Id),
+    /// `silu(other) · linear(x)`: SwiGLU with the gate projection in `other`.
+    SiluMul(Id),
+}
+
+/// [`linear`] followed by `then`, one kernel: `other` has the result's shape.
+pub fn linear_then(
+    g: &mut Graph,
+    x: Id,
+    weight: &Tensor,
+    bias: Option<&Tensor>,
+    then: Then,
+    dtype: DType,
+) -> Id {
+    let rows = g.shape(x)[0];
+    let out = g.temp(&[rows, weight.shape()[0]], dtype);
+    let w = g.external(weight);
+    let (other, add) = match then {
+        Then::Add(other) => (other, true),
+        Then::SiluMul(other) => (other, false),
+    };
+    let mut operands = vec![x, w, other, out];
+    operands.extend(bias.map(|b| g.external(b)));
+    g.node("linear", &operands, move |c| {
+        let (x, w, other, out) = (c.tensor(0), c.tensor(1), c.tensor(2), c.tensor(3));
+        let bias = c.has(4).then(|| c.tensor(4));
+        let epilogue = if add {
+            Epilogue::Add(other)
+        } else {
+            Epilogue::SiluMul(other)
+        };
+        matmul::matmul_fused(c.gpu, x, w, BLayout::NK, bias, epilogue, out, Path::Auto)
+    });
     out
 }
 

@@ -39,6 +39,11 @@ impl<'a> NodeContext<'a> {
         self.tensors[index]
     }
 
+    /// Whether the node has an operand at `index`.
+    pub fn has(&self, index: usize) -> bool {
+        index < self.tensors.len()
+    }
+
     /// The position of the step being run, read from the step buffer.
     pub fn position(&self) -> Position<'a> {
         Position::Step {

@@ -77,6 +77,44 @@ pub enum Path {
     Gemv,
 }
 
+/// What a matmul does to each output value after the product and the bias, fused into its
+/// store: the other tensor has the output's shape.
+#[derive(Clone, Copy, Debug)]
+pub enum Epilogue<'a> {
+    None,
+    /// `out = other + a·b`: a residual connection.
+    Add(&'a Tensor),
+    /// `out = silu(other) · (a·b)`: SwiGLU, with the gate projection in `other`.
+    SiluMul(&'a Tensor),
+}
+
+impl<'a> Epilogue<'a> {
+    /// The shader's code for it.
+    fn code(&self) -> u32 {
+        match self {
+            Epilogue::None => 0,
+            Epilogue::Add(_) => 1,
+            Epilogue::SiluMul(_) => 2,
+        }
+    }
+
+    fn tensor(&self) -> Option<&'a Tensor> {
+        match *self {
+            Epilogue::None => None,
+            Epilogue::Add(t) | Epilogue::SiluMul(t) => Some(t),
+        }
+    }
+
+    /// f64 reference: `v` is the product plus bias, `other` the epilogue's value there.
+    pub fn reference(code: u32, v: f64, other: f64) -> f64 {
+        match code {
+            1 => other + v,
+            2 => other / (1.0 + (-other).exp()) * v,
+            _ => v,
+        }
+    }
+}
+
 /// The tiled kernels, as chosen for one call.
 enum TiledKernel {
     Small,
@@ -120,7 +158,7 @@ struct TiledParams {
     batch_stride_a: u32,
     batch_stride_b: u32,
     batch_stride_c: u32,
-    _pad: u32,
+    epilogue: u32,
 }
 
 #[repr(C)]
@@ -129,7 +167,7 @@ struct GemvParams {
     n: u32,
     k: u32,
     has_bias: u32,
-    _pad0: u32,
+    epilogue: u32,
     batch_stride_x: u32,
     batch_stride_w: u32,
     batch_stride_y: u32,
@@ -263,11 +301,30 @@ pub fn matmul_with<'a>(
     out: &'a Tensor,
     path: Path,
 ) -> Result<KernelCall<'a>> {
+    matmul_fused(gpu, a, b, layout, bias, Epilogue::None, out, path)
+}
+
+/// [`matmul_with`] followed by `epilogue`, in the same kernel.
+#[allow(clippy::too_many_arguments)]
+pub fn matmul_fused<'a>(
+    gpu: &Gpu,
+    a: &'a Tensor,
+    b: &'a Tensor,
+    layout: BLayout,
+    bias: Option<&'a Tensor>,
+    epilogue: Epilogue<'a>,
+    out: &'a Tensor,
+    path: Path,
+) -> Result<KernelCall<'a>> {
     let op = "matmul";
     let mut operands = vec![a, b, out];
     operands.extend(bias);
+    operands.extend(epilogue.tensor());
     let dtype = same_dtype(op, &operands)?;
     let d = dims(a, b, layout, bias, out)?;
+    if let Some(other) = epilogue.tensor() {
+        expect_shape(op, "epilogue operand", other, out.shape())?;
+    }
     let use_gemv = match path {
         Path::Auto => d.m == 1,
         Path::Tiled | Path::Wide | Path::Coop => false,
@@ -288,6 +345,14 @@ pub fn matmul_with<'a>(
     let bias_tensor = bias
         .or(placeholder.as_ref())
         .expect("one of the two is set");
+    let other_placeholder = match epilogue.tensor() {
+        Some(_) => None,
+        None => Some(Tensor::empty(gpu, &[1], dtype)?),
+    };
+    let other = epilogue
+        .tensor()
+        .or(other_placeholder.as_ref())
+        .expect("one of the two is set");
     let batch = to_u32(op, "batch", d.batch)?;
     let max_z = gpu.limits().max_compute_workgroups_per_dimension;
     if batch > max_z {
@@ -303,13 +368,13 @@ pub fn matmul_with<'a>(
         to_u32(op, "K", d.k)?,
     );
     let stride = |rows: u32, cols: u32| to_u32(op, "batch stride", rows as usize * cols as usize);
-    let tensors = [(1, a), (2, b), (3, bias_tensor), (4, out)];
+    let tensors = [(1, a), (2, b), (3, bias_tensor), (4, out), (5, other)];
     let call = if use_gemv {
         let params = GemvParams {
             n,
             k,
             has_bias: u32::from(d.bias),
-            _pad0: 0,
+            epilogue: epilogue.code(),
             batch_stride_x: k,
             batch_stride_w: if b_shared { 0 } else { stride(n, k)? },
             batch_stride_y: n,
@@ -336,7 +401,7 @@ pub fn matmul_with<'a>(
             batch_stride_a: stride(m, k)?,
             batch_stride_b: if b_shared { 0 } else { stride(n, k)? },
             batch_stride_c: stride(m, n)?,
-            _pad: 0,
+            epilogue: epilogue.code(),
         };
         let coop = gpu.cooperative_f16_subgroup();
         let kernel = match path {
@@ -384,7 +449,7 @@ pub fn matmul_with<'a>(
         };
         prepare(gpu, &key, &params, &tensors, grid)?
     };
-    Ok(call.owning(placeholder))
+    Ok(call.owning(placeholder).owning(other_placeholder))
 }
 
 /// f64 reference of [`matmul`] for the problem `d`: `a` is `[batch, M, K]`, `b` is

@@ -5,7 +5,7 @@ use super::{CaseSpec, HostTensor, Random};
 use crate::error::Result;
 use crate::gpu::Gpu;
 use crate::kernels::KernelCall;
-use crate::kernels::matmul::{self, BLayout, Dims, Path};
+use crate::kernels::matmul::{self, BLayout, Dims, Epilogue, Path};
 use crate::tensor::{DType, Tensor};
 
 /// A matmul case: `a` is `[batch, m, k]` (`[m, k]` for batch 1); `b` holds one matrix per
@@ -20,6 +20,8 @@ pub struct MatmulSpec {
     pub bias: bool,
     pub b_batched: bool,
     pub path: Path,
+    /// The fused epilogue: 0 none, 1 residual add, 2 SwiGLU (see [`matmul::Epilogue`]).
+    pub epilogue: u32,
 }
 
 impl MatmulSpec {
@@ -34,6 +36,7 @@ impl MatmulSpec {
             bias: false,
             b_batched: false,
             path: Path::Auto,
+            epilogue: 0,
         }
     }
 
@@ -79,6 +82,11 @@ impl CaseSpec for MatmulSpec {
         if self.bias {
             s += " +bias";
         }
+        match self.epilogue {
+            1 => s += " +residual",
+            2 => s += " swiglu",
+            _ => {}
+        }
         match self.path {
             Path::Tiled if self.m == 1 => s += " tiled",
             Path::Tiled if self.m >= 128 && self.n >= 128 => s += " tiled",
@@ -101,9 +109,19 @@ impl CaseSpec for MatmulSpec {
     /// f32 accumulation of K products of magnitude ~1/4: rounding errors grow like a random
     /// walk, well inside eps·K; bias and operands are exact in the output type.
     fn compute_tolerance(&self) -> Tolerance {
-        Tolerance {
-            atol: DType::F32.epsilon() * self.k as f64,
-            rtol: 1e-6,
+        let product = DType::F32.epsilon() * self.k as f64;
+        if self.epilogue == 2 {
+            // silu(gate) with |gate| <= 4 scales the product's error by up to 4; exp() may be
+            // off by a few ulp.
+            Tolerance {
+                atol: 4.0 * product,
+                rtol: 4e-6,
+            }
+        } else {
+            Tolerance {
+                atol: product,
+                rtol: 1e-6,
+            }
         }
     }
 
@@ -124,6 +142,10 @@ impl CaseSpec for MatmulSpec {
         if self.bias {
             inputs.push(random(&[self.n], -1.0, 1.0));
         }
+        if self.epilogue != 0 {
+            let out_shape = self.output_shape(&inputs);
+            inputs.push(random(&out_shape, -4.0, 4.0));
+        }
         Ok(inputs)
     }
 
@@ -134,12 +156,28 @@ impl CaseSpec for MatmulSpec {
     }
 
     fn reference(&self, inputs: &[HostTensor]) -> Vec<f64> {
-        let bias = inputs.get(2).map(|b| b.data.as_slice());
-        matmul::reference(&self.dims(), &inputs[0].data, &inputs[1].data, bias)
+        let bias = self.bias.then(|| inputs[2].data.as_slice());
+        let product = matmul::reference(&self.dims(), &inputs[0].data, &inputs[1].data, bias);
+        if self.epilogue == 0 {
+            return product;
+        }
+        let other = &inputs[inputs.len() - 1].data;
+        product
+            .iter()
+            .zip(other)
+            .map(|(&v, &o)| Epilogue::reference(self.epilogue, v, o))
+            .collect()
     }
 
     fn call<'a>(&self, gpu: &Gpu, inputs: &'a [Tensor], out: &'a Tensor) -> Result<KernelCall<'a>> {
         let (a, b) = (&inputs[0], &inputs[1]);
-        matmul::matmul_with(gpu, a, b, self.layout, inputs.get(2), out, self.path)
+        let bias = self.bias.then(|| &inputs[2]);
+        let other = &inputs[inputs.len() - 1];
+        let epilogue = match self.epilogue {
+            1 => Epilogue::Add(other),
+            2 => Epilogue::SiluMul(other),
+            _ => Epilogue::None,
+        };
+        matmul::matmul_fused(gpu, a, b, self.layout, bias, epilogue, out, self.path)
     }
 }

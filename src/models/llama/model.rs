@@ -13,9 +13,9 @@ use std::path::Path;
 
 use crate::error::{Error, Result};
 use crate::gpu::Gpu;
+use crate::graph::layers::Then;
 use crate::graph::{Graph, Id, KernelTime, Plan, layers};
 use crate::io::Checkpoint;
-use crate::kernels::elementwise::Binary;
 use crate::kernels::kv_cache::{KvCache, write_rows};
 use crate::kernels::matmul::{self, BLayout};
 use crate::kernels::{attention, gather, norm, rope};
@@ -284,15 +284,22 @@ impl Llama {
             let (q, k, v, out) = (c.tensor(0), c.tensor(1), c.tensor(2), c.tensor(3));
             attention::attention(c.gpu, q, k, v, c.position(), true, scale, out)
         });
-        let o = layers::linear(g, a, &layer.o, layer.o_bias.as_ref(), d);
-        let x = layers::binary(g, x, o, Binary::Add, d);
+        // The residual adds and SwiGLU ride in the projections' stores.
+        let x = layers::linear_then(g, a, &layer.o, layer.o_bias.as_ref(), Then::Add(x), d);
 
         let h = rms_norm(g, x, &layer.post_norm, eps, d);
         let gate = layers::linear(g, h, &layer.gate, layer.gate_bias.as_ref(), d);
-        let up = layers::linear(g, h, &layer.up, layer.up_bias.as_ref(), d);
-        let act = layers::binary(g, gate, up, Binary::SwiGlu, d);
-        let down = layers::linear(g, act, &layer.down, layer.down_bias.as_ref(), d);
-        Ok(layers::binary(g, x, down, Binary::Add, d))
+        let up = Then::SiluMul(gate);
+        let act = layers::linear_then(g, h, &layer.up, layer.up_bias.as_ref(), up, d);
+        let down = Then::Add(x);
+        Ok(layers::linear_then(
+            g,
+            act,
+            &layer.down,
+            layer.down_bias.as_ref(),
+            down,
+            d,
+        ))
     }
 }
 

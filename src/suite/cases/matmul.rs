@@ -149,6 +149,42 @@ pub(super) fn matmul_cases(dtype: DType) -> Vec<Entry> {
         false,
         BenchTier::Large,
     ));
+    // Fused epilogues (residual add, SwiGLU) on every kernel.
+    for epilogue in [1, 2] {
+        for (path, m, n, k, layout) in [
+            (Path::Tiled, 7, 33, 17, BLayout::NK),
+            (Path::Tiled, 65, 66, 70, BLayout::KN),
+            (Path::Wide, 130, 129, 33, BLayout::NK),
+            (Path::Wide, 9, 200, 8, BLayout::KN),
+            (Path::Gemv, 1, 300, 129, BLayout::NK),
+            (Path::Gemv, 1, 65, 33, BLayout::KN),
+            (Path::Auto, 1, 129, 63, BLayout::NK),
+        ] {
+            let spec = MatmulSpec {
+                path,
+                epilogue,
+                bias: n % 2 == 1,
+                ..mm(m, n, k, layout)
+            };
+            list.push(entry(spec, true, BenchTier::No));
+        }
+        let batched = MatmulSpec {
+            batch: 2,
+            b_batched: true,
+            epilogue,
+            ..mm(33, 17, 9, BLayout::NK)
+        };
+        list.push(entry(batched, true, BenchTier::No));
+        if dtype == DType::F16 {
+            let coop = MatmulSpec {
+                path: Path::Coop,
+                epilogue,
+                bias: true,
+                ..mm(129, 131, 40, BLayout::NK)
+            };
+            list.push(entry(coop, true, BenchTier::No));
+        }
+    }
     let tiled = |m, n, k| MatmulSpec {
         path: Path::Tiled,
         ..mm(m, n, k, BLayout::NK)
