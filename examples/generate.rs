@@ -36,6 +36,7 @@ fn main() -> tessera::Result<()> {
         &LoadOptions {
             dtype,
             max_context: None,
+            ..LoadOptions::default()
         },
     )?;
     let tokenizer = Tokenizer::from_file(&dir.join("tokenizer.json"))?;

@@ -8,6 +8,10 @@
 // Tiling, gemv_kn: each invocation owns one column n within one of WG / COLS slices of K;
 //   neighbouring invocations read neighbouring columns of a row of W; the slices' partial
 //   sums are added in workgroup memory. A workgroup covers COLS outputs.
+// gemv_nk_norm: gemv_nk of RMSNorm(x) (x / sqrt(mean(x²) + eps) * norm_w, f32 throughout), the
+//   decoder's norm fused into the projection after it: each workgroup first reduces x's sum of
+//   squares itself (x is one row, read from cache), then uses x[k] · norm_w[k] in the dot
+//   products and scales the sums by the inverse RMS.
 // Output groups lie on a 2-D workgroup grid (flat = x + y * nwg.x); z is the batch.
 
 struct Params {
@@ -18,7 +22,8 @@ struct Params {
     batch_stride_x: u32,
     batch_stride_w: u32,
     batch_stride_y: u32,
-    _pad1: u32,
+    // gemv_nk_norm only: RMSNorm's epsilon.
+    eps: f32,
 }
 
 override WG: u32 = 256u;
@@ -31,6 +36,7 @@ const COLS: u32 = 64u;
 @group(0) @binding(3) var<storage, read> bias: array<elem>;
 @group(0) @binding(4) var<storage, read_write> y: array<elem>;
 @group(0) @binding(5) var<storage, read> other: array<elem>;
+@group(0) @binding(6) var<storage, read> norm_w: array<elem>;
 
 // The fused epilogue on an output value v (bias already added) at flat index i of c:
 // p.epilogue 0 keeps v, 1 adds other[i] (a residual), 2 gives silu(other[i]) · v (SwiGLU with
@@ -109,5 +115,50 @@ fn gemv_kn(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: v
             total += partial[s * COLS + column];
         }
         finish(n, wg.z, total);
+    }
+}
+
+@compute @workgroup_size(WG)
+fn gemv_nk_norm(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+                @builtin(local_invocation_index) lid: u32) {
+    let lane = lid % LANES;
+    let n = (wg.x + wg.y * nwg.x) * (WG / LANES) + lid / LANES;
+    let x_base = wg.z * p.batch_stride_x;
+    let w_row = wg.z * p.batch_stride_w + n * p.k;
+
+    // The inverse RMS of x, reduced by the whole workgroup.
+    var sum_sq = 0.0;
+    for (var kk = lid; kk < p.k; kk += WG) {
+        let v = f32(x[x_base + kk]);
+        sum_sq = fma(v, v, sum_sq);
+    }
+    partial[lid] = sum_sq;
+    workgroupBarrier();
+    for (var stride = WG / 2u; stride > 0u; stride /= 2u) {
+        if (lid < stride) {
+            partial[lid] += partial[lid + stride];
+        }
+        workgroupBarrier();
+    }
+    let inv_rms = inverseSqrt(partial[0] / f32(p.k) + p.eps);
+    workgroupBarrier();
+
+    var sum = 0.0;
+    if (n < p.n) {
+        for (var kk = lane; kk < p.k; kk += LANES) {
+            let xn = f32(x[x_base + kk]) * f32(norm_w[kk]);
+            sum = fma(xn, f32(w[w_row + kk]), sum);
+        }
+    }
+    partial[lid] = sum;
+    workgroupBarrier();
+    for (var stride = LANES / 2u; stride > 0u; stride /= 2u) {
+        if (lane < stride) {
+            partial[lid] += partial[lid + stride];
+        }
+        workgroupBarrier();
+    }
+    if (lane == 0u && n < p.n) {
+        finish(n, wg.z, partial[lid] * inv_rms);
     }
 }

@@ -70,9 +70,14 @@ fn relative_l2(got: &[f32], want: &[f32]) -> f64 {
 }
 
 fn load(gpu: &Gpu, dir: &Path, dtype: DType) -> Llama {
+    load_with(gpu, dir, dtype, None)
+}
+
+fn load_with(gpu: &Gpu, dir: &Path, dtype: DType, fused_norms: Option<bool>) -> Llama {
     let options = LoadOptions {
         dtype,
         max_context: None,
+        fused_norms,
     };
     Llama::load(gpu, dir, &options).unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
 }
@@ -80,9 +85,14 @@ fn load(gpu: &Gpu, dir: &Path, dtype: DType) -> Llama {
 #[test]
 fn greedy_generation_matches_transformers_in_f32() {
     let gpu = common::gpu();
-    for dir in fixtures() {
+    // Decode with the norms fused into the projections and without, whatever the adapter's
+    // default.
+    for (dir, fused) in fixtures()
+        .into_iter()
+        .flat_map(|dir| [(dir.clone(), false), (dir, true)])
+    {
         let want = expected(&dir);
-        let mut model = load(&gpu, &dir, DType::F32);
+        let mut model = load_with(&gpu, &dir, DType::F32, Some(fused));
         let options = GenerateOptions {
             max_tokens: want.tokens.len(),
             stop_at_eos: false,
@@ -90,7 +100,10 @@ fn greedy_generation_matches_transformers_in_f32() {
             ..GenerateOptions::default()
         };
         let out = model.generate(&want.prompt, &options, |_| Ok(())).unwrap();
-        let name = dir.file_name().unwrap().to_string_lossy();
+        let name = format!(
+            "{} (fused norms: {fused})",
+            dir.file_name().unwrap().to_string_lossy()
+        );
         assert_eq!(out.tokens, want.tokens, "{name}: greedy tokens");
         for (step, (got, want)) in out.logits.iter().zip(&want.logits).enumerate() {
             let rel = relative_l2(got, want);
@@ -222,6 +235,7 @@ fn a_prompt_longer_than_the_context_is_refused() {
     let options = LoadOptions {
         dtype: DType::F32,
         max_context: Some(16),
+        ..LoadOptions::default()
     };
     let mut model = Llama::load(&gpu, &dir, &options).unwrap();
     let err = model.forward(&[5; 17]).unwrap_err().to_string();

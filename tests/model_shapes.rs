@@ -18,6 +18,7 @@ fn tinyllama_shape_loads_and_decodes_a_token() {
     let options = LoadOptions {
         dtype: DType::F32,
         max_context: Some(16),
+        ..LoadOptions::default()
     };
     let mut model = Llama::from_parts(&gpu, config, &Checkpoint::synthetic(1), &options).unwrap();
     let logits = model.forward(&[1, 2, 3]).unwrap();

@@ -68,6 +68,44 @@ pub fn linear_then(
     out
 }
 
+/// `linear(RMSNorm(x))`, then `then`, as one GEMV: `x` is one row (`[1, in]`). The decoder's
+/// norms fused into the projections after them on the decode path.
+#[allow(clippy::too_many_arguments)]
+pub fn norm_linear(
+    g: &mut Graph,
+    x: Id,
+    norm_weight: &Tensor,
+    eps: f32,
+    weight: &Tensor,
+    bias: Option<&Tensor>,
+    then: Option<Then>,
+    dtype: DType,
+) -> Id {
+    let out = g.temp(&[1, weight.shape()[0]], dtype);
+    let (norm_w, w) = (g.external(norm_weight), g.external(weight));
+    let mut operands = vec![x, norm_w, w, out];
+    let (other, add) = match then {
+        Some(Then::Add(other)) => (Some(other), true),
+        Some(Then::SiluMul(other)) => (Some(other), false),
+        None => (None, false),
+    };
+    operands.extend(other);
+    let bias_at = operands.len();
+    operands.extend(bias.map(|b| g.external(b)));
+    let has_other = other.is_some();
+    g.node("norm + linear", &operands, move |c| {
+        let (x, norm_w, w, out) = (c.tensor(0), c.tensor(1), c.tensor(2), c.tensor(3));
+        let epilogue = match (has_other, add) {
+            (false, _) => Epilogue::None,
+            (true, true) => Epilogue::Add(c.tensor(4)),
+            (true, false) => Epilogue::SiluMul(c.tensor(4)),
+        };
+        let bias = c.has(bias_at).then(|| c.tensor(bias_at));
+        matmul::norm_gemv(c.gpu, x, norm_w, eps, w, bias, epilogue, out)
+    });
+    out
+}
+
 /// `op(x)` into a tensor of `x`'s shape.
 pub fn unary(g: &mut Graph, x: Id, op: Unary, dtype: DType) -> Id {
     let shape = g.shape(x).to_vec();

@@ -171,7 +171,7 @@ struct GemvParams {
     batch_stride_x: u32,
     batch_stride_w: u32,
     batch_stride_y: u32,
-    _pad1: u32,
+    eps: f32,
 }
 
 fn tiled_key(dtype: DType, layout: BLayout) -> PipelineKey {
@@ -188,6 +188,10 @@ fn tiled_key(dtype: DType, layout: BLayout) -> PipelineKey {
 fn wide_key(dtype: DType, layout: BLayout) -> PipelineKey {
     let b_nk = u32::from(layout == BLayout::NK);
     PipelineKey::new(MATMUL_WIDE, "matmul_wide", dtype, &[("B_NK", b_nk)])
+}
+
+fn gemv_norm_key(dtype: DType) -> PipelineKey {
+    PipelineKey::new(GEMV, "gemv_nk_norm", dtype, &[("WG", GEMV_WG)])
 }
 
 fn coop_key(layout: BLayout, subgroup: u32) -> PipelineKey {
@@ -212,6 +216,7 @@ pub(crate) fn pipeline_keys() -> Vec<PipelineKey> {
             keys.push(wide_key(dtype, layout));
             keys.push(gemv_key(dtype, layout));
         }
+        keys.push(gemv_norm_key(dtype));
     }
     for layout in [BLayout::KN, BLayout::NK] {
         keys.push(coop_key(layout, 32));
@@ -316,14 +321,72 @@ pub fn matmul_fused<'a>(
     out: &'a Tensor,
     path: Path,
 ) -> Result<KernelCall<'a>> {
+    matmul_impl(gpu, a, None, b, layout, bias, epilogue, out, path)
+}
+
+/// `out = RMSNorm(x) · wᵀ (+ bias)`, then `epilogue`, in one GEMV: the decoder's norm fused into
+/// the projection that follows it. `x` holds one row (`[1, K]`), `norm_weight` is `[K]`,
+/// `w` a `[N, K]` Linear weight. The norm is computed in f32 and not rounded to the element
+/// type before the product.
+#[allow(clippy::too_many_arguments)]
+pub fn norm_gemv<'a>(
+    gpu: &Gpu,
+    x: &'a Tensor,
+    norm_weight: &'a Tensor,
+    eps: f32,
+    w: &'a Tensor,
+    bias: Option<&'a Tensor>,
+    epilogue: Epilogue<'a>,
+    out: &'a Tensor,
+) -> Result<KernelCall<'a>> {
+    let norm = Some((norm_weight, eps));
+    matmul_impl(
+        gpu,
+        x,
+        norm,
+        w,
+        BLayout::NK,
+        bias,
+        epilogue,
+        out,
+        Path::Gemv,
+    )
+}
+
+#[allow(clippy::too_many_arguments)]
+fn matmul_impl<'a>(
+    gpu: &Gpu,
+    a: &'a Tensor,
+    norm: Option<(&'a Tensor, f32)>,
+    b: &'a Tensor,
+    layout: BLayout,
+    bias: Option<&'a Tensor>,
+    epilogue: Epilogue<'a>,
+    out: &'a Tensor,
+    path: Path,
+) -> Result<KernelCall<'a>> {
     let op = "matmul";
     let mut operands = vec![a, b, out];
     operands.extend(bias);
     operands.extend(epilogue.tensor());
+    operands.extend(norm.map(|(w, _)| w));
     let dtype = same_dtype(op, &operands)?;
     let d = dims(a, b, layout, bias, out)?;
     if let Some(other) = epilogue.tensor() {
         expect_shape(op, "epilogue operand", other, out.shape())?;
+    }
+    if let Some((norm_weight, _)) = norm {
+        expect_shape(op, "norm weight", norm_weight, &[d.k])?;
+        if d.m != 1 || d.batch != 1 || layout != BLayout::NK {
+            return Err(Error::shape(
+                op,
+                format!(
+                    "the fused RMSNorm takes one row and a [N, K] weight, not M = {} \
+                     (batch {}) with {layout:?}",
+                    d.m, d.batch
+                ),
+            ));
+        }
     }
     let use_gemv = match path {
         Path::Auto => d.m == 1,
@@ -368,7 +431,8 @@ pub fn matmul_fused<'a>(
         to_u32(op, "K", d.k)?,
     );
     let stride = |rows: u32, cols: u32| to_u32(op, "batch stride", rows as usize * cols as usize);
-    let tensors = [(1, a), (2, b), (3, bias_tensor), (4, out), (5, other)];
+    let mut tensors = vec![(1, a), (2, b), (3, bias_tensor), (4, out), (5, other)];
+    tensors.extend(norm.map(|(w, _)| (6, w)));
     let call = if use_gemv {
         let params = GemvParams {
             n,
@@ -378,20 +442,18 @@ pub fn matmul_fused<'a>(
             batch_stride_x: k,
             batch_stride_w: if b_shared { 0 } else { stride(n, k)? },
             batch_stride_y: n,
-            _pad1: 0,
+            eps: norm.map_or(0.0, |(_, eps)| eps),
         };
         let per_group = match layout {
             BLayout::NK => GEMV_NK_ROWS,
             BLayout::KN => GEMV_KN_COLS,
         };
         let [x, y, _] = gpu.grid("gemv", u64::from(n.div_ceil(per_group)))?;
-        prepare(
-            gpu,
-            &gemv_key(dtype, layout),
-            &params,
-            &tensors,
-            [x, y, batch],
-        )?
+        let key = match norm {
+            Some(_) => gemv_norm_key(dtype),
+            None => gemv_key(dtype, layout),
+        };
+        prepare(gpu, &key, &params, &tensors, [x, y, batch])?
     } else {
         let params = TiledParams {
             m,

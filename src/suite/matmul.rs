@@ -4,8 +4,8 @@ use super::compare::Tolerance;
 use super::{CaseSpec, HostTensor, Random};
 use crate::error::Result;
 use crate::gpu::Gpu;
-use crate::kernels::KernelCall;
 use crate::kernels::matmul::{self, BLayout, Dims, Epilogue, Path};
+use crate::kernels::{KernelCall, norm};
 use crate::tensor::{DType, Tensor};
 
 /// A matmul case: `a` is `[batch, m, k]` (`[m, k]` for batch 1); `b` holds one matrix per
@@ -22,7 +22,12 @@ pub struct MatmulSpec {
     pub path: Path,
     /// The fused epilogue: 0 none, 1 residual add, 2 SwiGLU (see [`matmul::Epilogue`]).
     pub epilogue: u32,
+    /// RMSNorm of `a` fused in front ([`matmul::norm_gemv`]; one row, `[N, K]` b).
+    pub norm: bool,
 }
+
+/// The epsilon of the fused-norm cases.
+const NORM_EPS: f64 = 1e-5;
 
 impl MatmulSpec {
     /// `[m, k] · b` with no bias, shared `b`, the automatic kernel choice.
@@ -37,6 +42,7 @@ impl MatmulSpec {
             b_batched: false,
             path: Path::Auto,
             epilogue: 0,
+            norm: false,
         }
     }
 
@@ -60,6 +66,9 @@ impl MatmulSpec {
 
 impl CaseSpec for MatmulSpec {
     fn kernel(&self) -> &'static str {
+        if self.norm {
+            return "norm_gemv";
+        }
         if self.dims().m == 1 && matches!(self.path, Path::Auto | Path::Gemv) {
             "gemv"
         } else {
@@ -81,6 +90,9 @@ impl CaseSpec for MatmulSpec {
         }
         if self.bias {
             s += " +bias";
+        }
+        if self.norm {
+            s += " rms_norm";
         }
         match self.epilogue {
             1 => s += " +residual",
@@ -142,6 +154,9 @@ impl CaseSpec for MatmulSpec {
         if self.bias {
             inputs.push(random(&[self.n], -1.0, 1.0));
         }
+        if self.norm {
+            inputs.push(random(&[self.k], -2.0, 2.0));
+        }
         if self.epilogue != 0 {
             let out_shape = self.output_shape(&inputs);
             inputs.push(random(&out_shape, -4.0, 4.0));
@@ -157,7 +172,15 @@ impl CaseSpec for MatmulSpec {
 
     fn reference(&self, inputs: &[HostTensor]) -> Vec<f64> {
         let bias = self.bias.then(|| inputs[2].data.as_slice());
-        let product = matmul::reference(&self.dims(), &inputs[0].data, &inputs[1].data, bias);
+        let normed;
+        let a = if self.norm {
+            let weight = &inputs[2 + usize::from(self.bias)].data;
+            normed = norm::reference_rms_norm(&inputs[0].data, weight, NORM_EPS);
+            &normed
+        } else {
+            &inputs[0].data
+        };
+        let product = matmul::reference(&self.dims(), a, &inputs[1].data, bias);
         if self.epilogue == 0 {
             return product;
         }
@@ -178,6 +201,11 @@ impl CaseSpec for MatmulSpec {
             2 => Epilogue::SiluMul(other),
             _ => Epilogue::None,
         };
+        if self.norm {
+            let weight = &inputs[2 + usize::from(self.bias)];
+            let eps = NORM_EPS as f32;
+            return matmul::norm_gemv(gpu, a, weight, eps, b, bias, epilogue, out);
+        }
         matmul::matmul_fused(gpu, a, b, self.layout, bias, epilogue, out, self.path)
     }
 }

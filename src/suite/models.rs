@@ -138,6 +138,7 @@ fn bench_llama(gpu: &Gpu, plan: &Plan, dtype: DType) -> Result<Vec<ModelRow>> {
     let options = LoadOptions {
         dtype,
         max_context: Some(context),
+        ..LoadOptions::default()
     };
     let mut model = Llama::from_parts(gpu, config, &Checkpoint::synthetic(1), &options)?;
     let vocab = model.config().vocab_size as u32;

@@ -91,6 +91,7 @@ pub fn generate(adapter: Option<&str>, args: &GenerateArgs) -> Result<bool> {
     let options = LoadOptions {
         dtype: args.dtype.parse::<DType>()?,
         max_context: args.max_context,
+        ..LoadOptions::default()
     };
     let mut model = Llama::load(&gpu, &dir, &options)?;
     let generate = GenerateOptions {

@@ -36,6 +36,11 @@ pub struct LoadOptions {
     /// Positions the KV cache holds; default: the model's `max_position_embeddings`, at most
     /// [`DEFAULT_MAX_CONTEXT`], and no more than one cache binding can hold.
     pub max_context: Option<usize>,
+    /// Whether decode fuses each RMSNorm into the projections after it (one GEMV instead of
+    /// a norm dispatch and a GEMV). Default: on GPUs, where a dispatch costs microseconds
+    /// and the repeated norm reads a cached row; not on CPU adapters, where every workgroup
+    /// repeating the reduction costs more than the dispatch it saves.
+    pub fused_norms: Option<bool>,
 }
 
 impl Default for LoadOptions {
@@ -43,6 +48,7 @@ impl Default for LoadOptions {
         LoadOptions {
             dtype: DType::F32,
             max_context: None,
+            fused_norms: None,
         }
     }
 }
@@ -63,6 +69,7 @@ pub struct Llama {
     decode_ids: Tensor,
     decode: Option<Plan>,
     position: usize,
+    fused_norms: bool,
 }
 
 impl Llama {
@@ -117,6 +124,9 @@ impl Llama {
             decode_ids,
             decode: None,
             position: 0,
+            fused_norms: options
+                .fused_norms
+                .unwrap_or(gpu.report().device_type != "Cpu"),
         };
         let decode = model.plan(&model.decode_ids.share(), 1)?;
         model.decode = Some(decode);
@@ -261,10 +271,11 @@ impl Llama {
         let eps = c.rms_norm_eps as f32;
         let scale = 1.0 / (head_dim as f32).sqrt();
 
-        let h = rms_norm(g, x, &layer.input_norm, eps, d);
-        let q = layers::linear(g, h, &layer.q, layer.q_bias.as_ref(), d);
-        let k = layers::linear(g, h, &layer.k, layer.k_bias.as_ref(), d);
-        let v = layers::linear(g, h, &layer.v, layer.v_bias.as_ref(), d);
+        let fuse = seq == 1 && self.fused_norms;
+        let h = Normed::new(g, x, &layer.input_norm, eps, d, fuse);
+        let q = h.linear(g, &layer.q, layer.q_bias.as_ref(), None);
+        let k = h.linear(g, &layer.k, layer.k_bias.as_ref(), None);
+        let v = h.linear(g, &layer.v, layer.v_bias.as_ref(), None);
         let q4 = g.reshape(q, &[1, seq, heads, head_dim])?;
         let k4 = g.reshape(k, &[1, seq, kv_heads, head_dim])?;
         let v4 = g.reshape(v, &[1, seq, kv_heads, head_dim])?;
@@ -287,10 +298,10 @@ impl Llama {
         // The residual adds and SwiGLU ride in the projections' stores.
         let x = layers::linear_then(g, a, &layer.o, layer.o_bias.as_ref(), Then::Add(x), d);
 
-        let h = rms_norm(g, x, &layer.post_norm, eps, d);
-        let gate = layers::linear(g, h, &layer.gate, layer.gate_bias.as_ref(), d);
-        let up = Then::SiluMul(gate);
-        let act = layers::linear_then(g, h, &layer.up, layer.up_bias.as_ref(), up, d);
+        let h = Normed::new(g, x, &layer.post_norm, eps, d, fuse);
+        let gate = h.linear(g, &layer.gate, layer.gate_bias.as_ref(), None);
+        let up = Some(Then::SiluMul(gate));
+        let act = h.linear(g, &layer.up, layer.up_bias.as_ref(), up);
         let down = Then::Add(x);
         Ok(layers::linear_then(
             g,
@@ -300,6 +311,56 @@ impl Llama {
             down,
             d,
         ))
+    }
+}
+
+/// RMSNorm(x) on its way into projections: fused into each projection's GEMV (decode, one
+/// row, where [`LoadOptions::fused_norms`] allows), or computed once into a tensor the
+/// projections share.
+enum Normed<'w> {
+    Fused {
+        x: Id,
+        weight: &'w Tensor,
+        eps: f32,
+        dtype: DType,
+    },
+    Computed {
+        h: Id,
+        dtype: DType,
+    },
+}
+
+impl<'w> Normed<'w> {
+    fn new(g: &mut Graph, x: Id, weight: &'w Tensor, eps: f32, dtype: DType, fuse: bool) -> Self {
+        if fuse {
+            Normed::Fused {
+                x,
+                weight,
+                eps,
+                dtype,
+            }
+        } else {
+            Normed::Computed {
+                h: rms_norm(g, x, weight, eps, dtype),
+                dtype,
+            }
+        }
+    }
+
+    /// `linear(RMSNorm(x))`, then `then`.
+    fn linear(&self, g: &mut Graph, w: &Tensor, bias: Option<&Tensor>, then: Option<Then>) -> Id {
+        match *self {
+            Normed::Fused {
+                x,
+                weight,
+                eps,
+                dtype,
+            } => layers::norm_linear(g, x, weight, eps, w, bias, then, dtype),
+            Normed::Computed { h, dtype } => match then {
+                Some(then) => layers::linear_then(g, h, w, bias, then, dtype),
+                None => layers::linear(g, h, w, bias, dtype),
+            },
+        }
     }
 }
 

@@ -185,6 +185,23 @@ pub(super) fn matmul_cases(dtype: DType) -> Vec<Entry> {
             list.push(entry(coop, true, BenchTier::No));
         }
     }
+    // RMSNorm fused in front of a decode GEMV.
+    for (n, k, bias, epilogue) in [
+        (1, 1, false, 0),
+        (7, 33, true, 0),
+        (300, 257, false, 1),
+        (129, 1000, true, 2),
+        (64, 4096, false, 0),
+    ] {
+        let spec = MatmulSpec {
+            norm: true,
+            bias,
+            epilogue,
+            path: Path::Gemv,
+            ..mm(1, n, k, BLayout::NK)
+        };
+        list.push(entry(spec, true, BenchTier::No));
+    }
     let tiled = |m, n, k| MatmulSpec {
         path: Path::Tiled,
         ..mm(m, n, k, BLayout::NK)

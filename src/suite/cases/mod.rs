@@ -96,6 +96,7 @@ mod tests {
         let all = cases();
         let with_ci = [
             "copy",
+            "norm_gemv",
             "fma_peak",
             "gather",
             "transpose",
