@@ -8,6 +8,8 @@
 // Tiling, gemv_kn: each invocation owns one column n within one of WG / COLS slices of K;
 //   neighbouring invocations read neighbouring columns of a row of W; the slices' partial
 //   sums are added in workgroup memory. A workgroup covers COLS outputs.
+// gemv_nk and gemv_nk_norm read W eight elements per load when PACKED (16 bytes of f16,
+//   widened in registers): the decode path's weight stream.
 // gemv_nk_norm: gemv_nk of RMSNorm(x) (x / sqrt(mean(x²) + eps) * norm_w, f32 throughout), the
 //   decoder's norm fused into the projection after it: each workgroup first reduces x's sum of
 //   squares itself (x is one row, read from cache), then uses x[k] · norm_w[k] in the dot
@@ -27,6 +29,9 @@ struct Params {
 }
 
 override WG: u32 = 256u;
+// gemv_nk*: read W eight elements at a time (mat2x4: 16 bytes of f16, 32 of f32); the host
+// sets it when K is a multiple of 8 and W's offset allows.
+override PACKED: bool = false;
 const LANES: u32 = 32u;
 const COLS: u32 = 64u;
 
@@ -37,6 +42,8 @@ const COLS: u32 = 64u;
 @group(0) @binding(4) var<storage, read_write> y: array<elem>;
 @group(0) @binding(5) var<storage, read> other: array<elem>;
 @group(0) @binding(6) var<storage, read> norm_w: array<elem>;
+// W again, eight elements per entry (bound to the same buffer as `w`).
+@group(0) @binding(7) var<storage, read> w_packed: array<mat2x4<elem>>;
 
 // The fused epilogue on an output value v (bias already added) at flat index i of c:
 // p.epilogue 0 keeps v, 1 adds other[i] (a residual), 2 gives silu(other[i]) · v (SwiGLU with
@@ -64,6 +71,37 @@ fn finish(n: u32, batch: u32, sum: f32) {
     y[i] = elem(epilogue(v, i));
 }
 
+// x[k], times the norm weight when `normed`.
+fn x_at(x_base: u32, k: u32, normed: bool) -> f32 {
+    var v = f32(x[x_base + k]);
+    if (normed) {
+        v *= f32(norm_w[k]);
+    }
+    return v;
+}
+
+// This lane's share of row w_row of W dotted with x: elements lane, lane + LANES, ... (or
+// runs of eight of them when PACKED), so a row is read in contiguous runs.
+fn row_dot(x_base: u32, w_row: u32, lane: u32, normed: bool) -> f32 {
+    var sum = 0.0;
+    if (PACKED) {
+        let first = w_row / 8u;
+        for (var i = lane; i < p.k / 8u; i += LANES) {
+            let m = w_packed[first + i];
+            let k0 = i * 8u;
+            for (var j = 0u; j < 4u; j++) {
+                sum = fma(x_at(x_base, k0 + j, normed), f32(m[0][j]), sum);
+                sum = fma(x_at(x_base, k0 + 4u + j, normed), f32(m[1][j]), sum);
+            }
+        }
+    } else {
+        for (var kk = lane; kk < p.k; kk += LANES) {
+            sum = fma(x_at(x_base, kk, normed), f32(w[w_row + kk]), sum);
+        }
+    }
+    return sum;
+}
+
 @compute @workgroup_size(WG)
 fn gemv_nk(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
            @builtin(local_invocation_index) lid: u32) {
@@ -74,9 +112,7 @@ fn gemv_nk(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: v
 
     var sum = 0.0;
     if (n < p.n) {
-        for (var kk = lane; kk < p.k; kk += LANES) {
-            sum = fma(f32(x[x_base + kk]), f32(w[w_row + kk]), sum);
-        }
+        sum = row_dot(x_base, w_row, lane, false);
     }
     partial[lid] = sum;
     workgroupBarrier();
@@ -145,10 +181,7 @@ fn gemv_nk_norm(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) n
 
     var sum = 0.0;
     if (n < p.n) {
-        for (var kk = lane; kk < p.k; kk += LANES) {
-            let xn = f32(x[x_base + kk]) * f32(norm_w[kk]);
-            sum = fma(xn, f32(w[w_row + kk]), sum);
-        }
+        sum = row_dot(x_base, w_row, lane, true);
     }
     partial[lid] = sum;
     workgroupBarrier();

@@ -190,8 +190,18 @@ fn wide_key(dtype: DType, layout: BLayout) -> PipelineKey {
     PipelineKey::new(MATMUL_WIDE, "matmul_wide", dtype, &[("B_NK", b_nk)])
 }
 
-fn gemv_norm_key(dtype: DType) -> PipelineKey {
-    PipelineKey::new(GEMV, "gemv_nk_norm", dtype, &[("WG", GEMV_WG)])
+/// The `gemv_nk` / `gemv_nk_norm` variant: `packed` reads W eight elements per load.
+fn gemv_nk_key(entry: &'static str, dtype: DType, packed: bool) -> PipelineKey {
+    let overrides = [("WG", GEMV_WG), ("PACKED", u32::from(packed))];
+    PipelineKey::new(GEMV, entry, dtype, &overrides)
+}
+
+/// Elements per load of the packed GEMV (a `mat2x4`).
+const GEMV_PACK: usize = 8;
+
+/// Whether a GEMV can read `w` (`k` columns per row) eight elements at a time.
+fn gemv_can_pack(w: &Tensor, k: usize) -> bool {
+    k.is_multiple_of(GEMV_PACK) && w.offset().is_multiple_of(16)
 }
 
 fn coop_key(layout: BLayout, subgroup: u32) -> PipelineKey {
@@ -200,12 +210,8 @@ fn coop_key(layout: BLayout, subgroup: u32) -> PipelineKey {
     PipelineKey::new(MATMUL_COOP, "matmul_coop", DType::F16, &overrides)
 }
 
-fn gemv_key(dtype: DType, layout: BLayout) -> PipelineKey {
-    let entry = match layout {
-        BLayout::KN => "gemv_kn",
-        BLayout::NK => "gemv_nk",
-    };
-    PipelineKey::new(GEMV, entry, dtype, &[("WG", GEMV_WG)])
+fn gemv_kn_key(dtype: DType) -> PipelineKey {
+    PipelineKey::new(GEMV, "gemv_kn", dtype, &[("WG", GEMV_WG)])
 }
 
 pub(crate) fn pipeline_keys() -> Vec<PipelineKey> {
@@ -214,9 +220,13 @@ pub(crate) fn pipeline_keys() -> Vec<PipelineKey> {
         for layout in [BLayout::KN, BLayout::NK] {
             keys.push(tiled_key(dtype, layout));
             keys.push(wide_key(dtype, layout));
-            keys.push(gemv_key(dtype, layout));
         }
-        keys.push(gemv_norm_key(dtype));
+        keys.push(gemv_kn_key(dtype));
+        for entry in ["gemv_nk", "gemv_nk_norm"] {
+            for packed in [false, true] {
+                keys.push(gemv_nk_key(entry, dtype, packed));
+            }
+        }
     }
     for layout in [BLayout::KN, BLayout::NK] {
         keys.push(coop_key(layout, 32));
@@ -433,6 +443,7 @@ fn matmul_impl<'a>(
     let stride = |rows: u32, cols: u32| to_u32(op, "batch stride", rows as usize * cols as usize);
     let mut tensors = vec![(1, a), (2, b), (3, bias_tensor), (4, out), (5, other)];
     tensors.extend(norm.map(|(w, _)| (6, w)));
+    let mut pack_placeholder = None;
     let call = if use_gemv {
         let params = GemvParams {
             n,
@@ -449,9 +460,27 @@ fn matmul_impl<'a>(
             BLayout::KN => GEMV_KN_COLS,
         };
         let [x, y, _] = gpu.grid("gemv", u64::from(n.div_ceil(per_group)))?;
-        let key = match norm {
-            Some(_) => gemv_norm_key(dtype),
-            None => gemv_key(dtype, layout),
+        let key = match (layout, norm) {
+            (BLayout::KN, _) => gemv_kn_key(dtype),
+            (BLayout::NK, norm) => {
+                let entry = if norm.is_some() {
+                    "gemv_nk_norm"
+                } else {
+                    "gemv_nk"
+                };
+                // The NK kernels bind the norm weight and W again, eight elements per
+                // entry; where either is unused, any tensor large enough stands in.
+                let packed = gemv_can_pack(b, d.k);
+                let norm_w = norm.map_or(other, |(w, _)| w);
+                let w_packed = if packed {
+                    b
+                } else {
+                    pack_placeholder.insert(Tensor::empty(gpu, &[GEMV_PACK], dtype)?)
+                };
+                tensors.retain(|&(binding, _)| binding != 6);
+                tensors.extend([(6, norm_w), (7, w_packed)]);
+                gemv_nk_key(entry, dtype, packed)
+            }
         };
         prepare(gpu, &key, &params, &tensors, [x, y, batch])?
     } else {
@@ -511,7 +540,10 @@ fn matmul_impl<'a>(
         };
         prepare(gpu, &key, &params, &tensors, grid)?
     };
-    Ok(call.owning(placeholder).owning(other_placeholder))
+    Ok(call
+        .owning(placeholder)
+        .owning(other_placeholder)
+        .owning(pack_placeholder))
 }
 
 /// f64 reference of [`matmul`] for the problem `d`: `a` is `[batch, M, K]`, `b` is
