@@ -124,3 +124,43 @@ fn a_node_that_does_not_fit_names_itself() {
     let err = g.compile(0).err().unwrap();
     assert!(err.to_string().contains("the bad one"), "{err}");
 }
+
+#[test]
+fn slices_of_a_temp_are_views_that_keep_it_alive() {
+    let gpu = common::gpu();
+    // Two aligned halves of one temp: any storage alignment divides 256 elements of f32.
+    let half = 256;
+    let input: Vec<f32> = (0..2 * half).map(|i| i as f32 / 7.0).collect();
+    let x = Tensor::from_f32(&gpu, &[2 * half], &input, DType::F32).unwrap();
+    let out = Tensor::empty(&gpu, &[half], DType::F32).unwrap();
+    out.poison().unwrap();
+
+    // out = 2·x[..half] + 2·x[half..], through a temp t = 2·x and its two slices.
+    let mut g = Graph::new(&gpu);
+    let (xi, oi) = (g.external(&x), g.external(&out));
+    let t = g.temp(&[2 * half], DType::F32);
+    g.node("scale", &[xi, t], |c| {
+        elementwise::unary(c.gpu, Unary::Scale(2.0), c.tensor(0), c.tensor(1))
+    });
+    let low = g.slice(t, 0, &[half]).unwrap();
+    let high = g.slice(t, half, &[half]).unwrap();
+    g.node("add", &[low, high, oi], |c| {
+        elementwise::binary(c.gpu, Binary::Add, c.tensor(0), c.tensor(1), c.tensor(2))
+    });
+    assert!(g.slice(t, half + 1, &[half]).is_err(), "past the end");
+    let plan = g.compile(0).unwrap();
+    plan.run(0).unwrap();
+    let got = out.to_f32().unwrap();
+    let want: Vec<f64> = (0..half)
+        .map(|i| 2.0 * f64::from(input[i]) + 2.0 * f64::from(input[i + half]))
+        .collect();
+    let c = compare(
+        &got,
+        &want,
+        Tolerance {
+            atol: 1e-6,
+            rtol: 1e-6,
+        },
+    );
+    assert!(c.passed, "{c:?}");
+}

@@ -307,3 +307,32 @@ fn an_embedding_larger_than_a_binding_is_split_not_refused() {
     let out = model.generate(&want.prompt, &options, |_| Ok(())).unwrap();
     assert_eq!(out.tokens, want.tokens[..8]);
 }
+
+#[test]
+fn decode_stacks_qkv_and_fuses_what_it_can() {
+    let gpu = common::gpu();
+    let dir = fixtures()
+        .into_iter()
+        .find(|d| d.ends_with("llama_gqa"))
+        .expect("the GQA fixture");
+    let layers = 2;
+    let config = std::fs::read_to_string(dir.join("config.json")).unwrap();
+    assert!(config.contains("\"num_hidden_layers\": 2"), "{config}");
+    // f32, head_dim 16: k and v are 128 bytes of the stacked projection's output.
+    let stacked = gpu.limits().min_storage_buffer_offset_alignment <= 128;
+    eprintln!("stacked q/k/v: {stacked}");
+    for fused_norms in [false, true] {
+        let model = load_with(&gpu, &dir, DType::F32, Some(fused_norms));
+        // Per layer: [norm], q/k/v (1 stacked or 3), rope q and k, kv append, attention,
+        // o (+ residual), [norm], gate, up (+ SwiGLU), down (+ residual). Around them:
+        // embedding, last-position gather, final norm, output projection.
+        let norms = if fused_norms { 0 } else { 2 };
+        let qkv = if stacked { 1 } else { 3 };
+        let want = layers * (norms + qkv + 8) + 4;
+        assert_eq!(
+            model.decode_calls(),
+            want,
+            "fused norms {fused_norms}, stacked {stacked}"
+        );
+    }
+}

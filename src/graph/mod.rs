@@ -21,8 +21,13 @@ enum Value {
     External(Tensor),
     /// Lives only while the graph runs; its buffer is assigned by `compile`.
     Temp { shape: Vec<usize>, dtype: DType },
-    /// Another shape for the same elements as `of` (which is not an alias itself).
-    Alias { of: usize, shape: Vec<usize> },
+    /// Another shape for elements of `of` (which is not an alias itself), starting at
+    /// element `first` of it.
+    Alias {
+        of: usize,
+        first: usize,
+        shape: Vec<usize>,
+    },
 }
 
 /// What a node's builder gets: the resolved tensors and where the step position lives.
@@ -102,9 +107,31 @@ impl Graph {
                 format!("{from:?} and {shape:?} hold different numbers of elements"),
             ));
         }
-        let of = self.root(id.0);
+        self.slice(id, 0, shape)
+    }
+
+    /// `shape`'s worth of `id`'s elements from element `first` on (of `id` taken flat), as a
+    /// tensor of its own: a free view. Its byte offset must meet the device's storage-binding
+    /// alignment when the graph is compiled.
+    pub fn slice(&mut self, id: Id, first: usize, shape: &[usize]) -> Result<Id> {
+        let len: usize = self.shape(id).iter().product();
+        let want: usize = shape.iter().product();
+        if first + want > len {
+            return Err(Error::shape(
+                "graph slice",
+                format!(
+                    "{want} elements from {first} run past the {len} of {:?}",
+                    self.shape(id)
+                ),
+            ));
+        }
+        let (of, base) = match self.values[id.0] {
+            Value::Alias { of, first, .. } => (of, first),
+            _ => (id.0, 0),
+        };
         self.values.push(Value::Alias {
             of,
+            first: base + first,
             shape: shape.to_vec(),
         });
         Ok(Id(self.values.len() - 1))
@@ -168,9 +195,9 @@ impl Graph {
                     resolved[v] = Some(buffers[slot].view_as(shape, *dtype)?);
                     slot_of[v] = Some(slot);
                 }
-                if let Value::Alias { shape, .. } = &self.values[operand] {
+                if let Value::Alias { first, shape, .. } = &self.values[operand] {
                     let root = resolved[v].as_ref().expect("resolved above");
-                    resolved[operand] = Some(root.reshape(shape)?);
+                    resolved[operand] = Some(root.view(*first, shape)?);
                 }
             }
             let tensors = node

@@ -22,7 +22,7 @@ use crate::kernels::{attention, gather, norm, rope};
 use crate::tensor::{DType, Tensor};
 
 use super::LlamaConfig;
-use super::weights::{Layer, LlamaWeights, RowSplit};
+use super::weights::{Layer, LlamaWeights, RowSplit, Stacked};
 
 /// The context used when neither the caller nor a smaller model limit says otherwise: KV caches
 /// for a 128k-position model would not fit most devices.
@@ -197,6 +197,11 @@ impl Llama {
         self.logits.to_f32()
     }
 
+    /// Kernel calls in one decode step (what a GPU pays in dispatch overhead per token).
+    pub fn decode_calls(&self) -> usize {
+        self.decode.as_ref().map_or(0, Plan::len)
+    }
+
     /// Times each kernel of one decode step at the current position (see [`Plan::profile`]).
     /// The step writes the cache row at that position, which the next token overwrites.
     pub fn profile_decode(&self, repeats: u32) -> Result<Vec<KernelTime>> {
@@ -273,9 +278,23 @@ impl Llama {
 
         let fuse = seq == 1 && self.fused_norms;
         let h = Normed::new(g, x, &layer.input_norm, eps, d, fuse);
-        let q = h.linear(g, &layer.q, layer.q_bias.as_ref(), None);
-        let k = h.linear(g, &layer.k, layer.k_bias.as_ref(), None);
-        let v = h.linear(g, &layer.v, layer.v_bias.as_ref(), None);
+        let (q, k, v) = match self.stacked_qkv(layer, seq) {
+            // One row: one GEMV over the stacked weight, and views of its output.
+            Some(stacked) => {
+                let qkv = h.linear(g, &stacked.weight, stacked.bias.as_ref(), None);
+                let (q_len, kv_len) = (heads * head_dim, kv_heads * head_dim);
+                (
+                    g.slice(qkv, 0, &[1, q_len])?,
+                    g.slice(qkv, q_len, &[1, kv_len])?,
+                    g.slice(qkv, q_len + kv_len, &[1, kv_len])?,
+                )
+            }
+            None => (
+                h.linear(g, &layer.q, layer.q_bias.as_ref(), None),
+                h.linear(g, &layer.k, layer.k_bias.as_ref(), None),
+                h.linear(g, &layer.v, layer.v_bias.as_ref(), None),
+            ),
+        };
         let q4 = g.reshape(q, &[1, seq, heads, head_dim])?;
         let k4 = g.reshape(k, &[1, seq, kv_heads, head_dim])?;
         let v4 = g.reshape(v, &[1, seq, kv_heads, head_dim])?;
@@ -361,6 +380,19 @@ impl<'w> Normed<'w> {
                 None => layers::linear(g, h, w, bias, dtype),
             },
         }
+    }
+}
+
+impl Llama {
+    /// The layer's stacked q/k/v weight, when `seq` is one row and the q, k and v parts of
+    /// the projection's output start at aligned bytes (so they can be views of it).
+    fn stacked_qkv<'l>(&self, layer: &'l Layer, seq: usize) -> Option<&'l Stacked> {
+        let c = &self.config;
+        let align = self.gpu.limits().min_storage_buffer_offset_alignment as usize;
+        let q_bytes = c.num_heads * c.head_dim * self.dtype.size();
+        let kv_bytes = c.num_kv_heads * c.head_dim * self.dtype.size();
+        let aligned = q_bytes.is_multiple_of(align) && kv_bytes.is_multiple_of(align);
+        layer.qkv.as_ref().filter(|_| seq == 1 && aligned)
     }
 }
 

@@ -72,6 +72,66 @@ pub struct Layer {
     pub gate_bias: Option<Tensor>,
     pub up_bias: Option<Tensor>,
     pub down_bias: Option<Tensor>,
+    /// q, k and v stacked into one `[q + k + v, hidden]` weight (and bias) that `q`, `k`
+    /// and `v` are row views of, so decode projects all three with one GEMV. `None` where
+    /// the views would break the device's binding alignment or the stack one binding.
+    pub qkv: Option<Stacked>,
+}
+
+/// Weights stacked along their rows.
+pub struct Stacked {
+    pub weight: Tensor,
+    pub bias: Option<Tensor>,
+}
+
+/// Uploads the `[rows, width]` tensors `parts` as one stacked tensor and returns it with a row
+/// view per part, or `None` (nothing uploaded) where a view would start at a misaligned byte
+/// or the stack would exceed one storage binding.
+fn stack_rows<const N: usize>(
+    gpu: &Gpu,
+    ckpt: &Checkpoint,
+    parts: &[(String, usize); N],
+    width: usize,
+    dtype: DType,
+) -> Result<Option<(Tensor, [Tensor; N])>> {
+    let rows: usize = parts.iter().map(|(_, r)| r).sum();
+    let limits = gpu.limits();
+    let align = limits.min_storage_buffer_offset_alignment as usize;
+    let bytes = rows * width * dtype.size();
+    let mut first = 0;
+    for (_, r) in parts {
+        if !(first * width * dtype.size()).is_multiple_of(align) {
+            return Ok(None);
+        }
+        first += r;
+    }
+    if bytes as u64 > limits.max_storage_buffer_binding_size {
+        return Ok(None);
+    }
+    let mut values = Vec::with_capacity(rows * width);
+    for (name, r) in parts {
+        let shape: &[usize] = if width == 1 { &[*r] } else { &[*r, width] };
+        values.extend(ckpt.read_f32(name, shape)?);
+    }
+    let shape = if width == 1 {
+        vec![rows]
+    } else {
+        vec![rows, width]
+    };
+    let stacked = Tensor::from_f32(gpu, &shape, &values, dtype)?;
+    let mut views = Vec::with_capacity(N);
+    let mut first = 0;
+    for (_, r) in parts {
+        let view_shape = if width == 1 {
+            vec![*r]
+        } else {
+            vec![*r, width]
+        };
+        views.push(stacked.view(first * width, &view_shape)?);
+        first += r;
+    }
+    let views: [Tensor; N] = views.try_into().unwrap_or_else(|_| unreachable!("N parts"));
+    Ok(Some((stacked, views)))
 }
 
 pub struct LlamaWeights {
@@ -159,15 +219,52 @@ impl LlamaWeights {
         let mut layers = Vec::with_capacity(c.num_layers);
         for i in 0..c.num_layers {
             let n = |suffix: &str| format!("model.layers.{i}.{suffix}");
+            let projections = |kind: &str| {
+                [("q", q), ("k", kv), ("v", kv)]
+                    .map(|(p, rows)| (n(&format!("self_attn.{p}_proj.{kind}")), rows))
+            };
+            let stacked = stack_rows(gpu, ckpt, &projections("weight"), hidden, dtype)?;
+            let stacked_bias = match (&stacked, c.qkv_bias) {
+                (Some(_), true) => stack_rows(gpu, ckpt, &projections("bias"), 1, dtype)?,
+                _ => None,
+            };
+            let (qkv, [wq, wk, wv], [bq, bk, bv]) = match (stacked, stacked_bias) {
+                (Some((weight, [wq, wk, wv])), Some((bias, [bq, bk, bv]))) => (
+                    Some(Stacked {
+                        weight,
+                        bias: Some(bias),
+                    }),
+                    [wq, wk, wv],
+                    [Some(bq), Some(bk), Some(bv)],
+                ),
+                (Some((weight, [wq, wk, wv])), None) if !c.qkv_bias => (
+                    Some(Stacked { weight, bias: None }),
+                    [wq, wk, wv],
+                    [None, None, None],
+                ),
+                _ => (
+                    None,
+                    [
+                        up(&n("self_attn.q_proj.weight"), &[q, hidden])?,
+                        up(&n("self_attn.k_proj.weight"), &[kv, hidden])?,
+                        up(&n("self_attn.v_proj.weight"), &[kv, hidden])?,
+                    ],
+                    [
+                        opt(c.qkv_bias, &n("self_attn.q_proj.bias"), &[q])?,
+                        opt(c.qkv_bias, &n("self_attn.k_proj.bias"), &[kv])?,
+                        opt(c.qkv_bias, &n("self_attn.v_proj.bias"), &[kv])?,
+                    ],
+                ),
+            };
             layers.push(Layer {
                 input_norm: up(&n("input_layernorm.weight"), &[hidden])?,
-                q: up(&n("self_attn.q_proj.weight"), &[q, hidden])?,
-                k: up(&n("self_attn.k_proj.weight"), &[kv, hidden])?,
-                v: up(&n("self_attn.v_proj.weight"), &[kv, hidden])?,
+                q: wq,
+                k: wk,
+                v: wv,
                 o: up(&n("self_attn.o_proj.weight"), &[hidden, q])?,
-                q_bias: opt(c.qkv_bias, &n("self_attn.q_proj.bias"), &[q])?,
-                k_bias: opt(c.qkv_bias, &n("self_attn.k_proj.bias"), &[kv])?,
-                v_bias: opt(c.qkv_bias, &n("self_attn.v_proj.bias"), &[kv])?,
+                q_bias: bq,
+                k_bias: bk,
+                v_bias: bv,
                 o_bias: opt(c.o_bias, &n("self_attn.o_proj.bias"), &[hidden])?,
                 post_norm: up(&n("post_attention_layernorm.weight"), &[hidden])?,
                 gate: up(&n("mlp.gate_proj.weight"), &[inter, hidden])?,
@@ -176,6 +273,7 @@ impl LlamaWeights {
                 gate_bias: opt(c.mlp_bias, &n("mlp.gate_proj.bias"), &[inter])?,
                 up_bias: opt(c.mlp_bias, &n("mlp.up_proj.bias"), &[inter])?,
                 down_bias: opt(c.mlp_bias, &n("mlp.down_proj.bias"), &[hidden])?,
+                qkv,
             });
         }
         let embed = RowSplit::load(
