@@ -10,6 +10,14 @@ const SHADER: ShaderSource = ShaderSource {
     name: "conv2d.wgsl",
     body: include_str!("../../shaders/conv2d.wgsl"),
 };
+const WIDE: ShaderSource = ShaderSource {
+    name: "conv2d_wide.wgsl",
+    body: include_str!("../../shaders/conv2d_wide.wgsl"),
+};
+/// The output tile of `conv2d_wide.wgsl` (channels and pixels), used from this many output
+/// channels on.
+const WIDE_TILE: u32 = 128;
+
 /// The K step; each invocation holds a 4 × 4 register block of outputs.
 const TILE_K: u32 = 16;
 const BLOCK: u32 = 4;
@@ -111,10 +119,14 @@ fn key(dtype: DType, (wg_m, wg_n): (u32, u32)) -> PipelineKey {
     PipelineKey::new(SHADER, "conv2d", dtype, &overrides)
 }
 
+fn wide_key(dtype: DType) -> PipelineKey {
+    PipelineKey::new(WIDE, "conv2d_wide", dtype, &[])
+}
+
 pub(crate) fn pipeline_keys() -> Vec<PipelineKey> {
     DType::ALL
         .iter()
-        .flat_map(|&d| TILINGS.iter().map(move |&t| key(d, t)))
+        .flat_map(|&d| TILINGS.iter().map(move |&t| key(d, t)).chain([wide_key(d)]))
         .collect()
 }
 
@@ -211,8 +223,13 @@ pub fn conv2d<'a>(
     u("patch length", d.c_in * d.kh * d.kw)?;
     let pixels = u("output pixels", d.batch * d.h_out * d.w_out)?;
     let limit = gpu.limits().max_compute_workgroups_per_dimension;
+    let wide = params.c_out >= WIDE_TILE;
     let tiling = tiling(params.c_out);
-    let (tile_m, tile_n) = (tiling.0 * BLOCK, tiling.1 * BLOCK);
+    let (tile_m, tile_n) = if wide {
+        (WIDE_TILE, WIDE_TILE)
+    } else {
+        (tiling.0 * BLOCK, tiling.1 * BLOCK)
+    };
     let grid = [pixels.div_ceil(tile_n), params.c_out.div_ceil(tile_m), 1];
     if grid[0] > limit || grid[1] > limit {
         return Err(Error::TooManyWorkgroups {
@@ -222,7 +239,12 @@ pub fn conv2d<'a>(
         });
     }
     let tensors = [(1, x), (2, weight), (3, bias_tensor), (4, out)];
-    Ok(prepare(gpu, &key(dtype, tiling), &params, &tensors, grid)?.owning(placeholder))
+    let key = if wide {
+        wide_key(dtype)
+    } else {
+        key(dtype, tiling)
+    };
+    Ok(prepare(gpu, &key, &params, &tensors, grid)?.owning(placeholder))
 }
 
 /// f64 reference of [`conv2d`].

@@ -36,6 +36,27 @@ pub(super) fn conv_cases() -> Vec<Entry> {
             }
         }
     }
+    // Many output channels: the wide kernel (edges of its 128 × 128 tile in both directions).
+    for (batch, c_in, c_out, hw, kernel, stride) in [
+        (2, 16, 128, (7, 9), 3, 1),
+        (3, 32, 130, (9, 9), 3, 1),
+        (1, 24, 256, (17, 15), 3, 2),
+        (2, 200, 128, (5, 5), 1, 1),
+    ] {
+        let spec = Conv2dSpec::new(batch, c_in, c_out, hw, kernel, stride);
+        list.push(entry(spec, true, BenchTier::No));
+    }
+    let padded = Conv2dSpec {
+        options: Conv2dOptions {
+            stride: 2,
+            pad_top: 0,
+            pad_bottom: 1,
+            pad_left: 0,
+            pad_right: 1,
+        },
+        ..Conv2dSpec::new(1, 8, 128, (9, 8), 3, 2)
+    };
+    list.push(entry(padded, true, BenchTier::No));
     // diffusers' downsample_padding = 0: pad (0, 1, 0, 1), then a stride-2 3×3 convolution.
     for hw in [(7, 9), (16, 16)] {
         let spec = Conv2dSpec {
@@ -57,6 +78,8 @@ pub(super) fn conv_cases() -> Vec<Entry> {
     list.push(entry(no_bias, true, BenchTier::No));
     let quick = Conv2dSpec::new(1, 64, 64, (64, 64), 3, 1);
     list.push(entry(quick, false, BenchTier::Quick));
+    let quick_wide = Conv2dSpec::new(1, 128, 128, (32, 32), 3, 1);
+    list.push(entry(quick_wide, false, BenchTier::Quick));
     let full = Conv2dSpec::new(4, 128, 128, (32, 32), 3, 1);
     list.push(entry(full, false, BenchTier::Full));
     list
