@@ -15,24 +15,7 @@
 // vec4 registers. Neighbouring invocations handle neighbouring pixels, so the gathers from
 // x and the writes of out are contiguous along a row.
 
-struct Params {
-    batch: u32,
-    c_in: u32,
-    h: u32,
-    w: u32,
-    c_out: u32,
-    h_out: u32,
-    w_out: u32,
-    kh: u32,
-    kw: u32,
-    stride: u32,
-    pad_top: u32,
-    pad_left: u32,
-    has_bias: u32,
-    _pad0: u32,
-    _pad1: u32,
-    _pad2: u32,
-}
+// struct Params: shaders/lib/conv2d_patch.wgsl.
 
 const TM: u32 = 4u;
 const TN: u32 = 4u;
@@ -49,25 +32,7 @@ override TILE_K: u32 = 16u;
 var<workgroup> w_tile: array<f32, TILE_K * WG_M * TM>;
 var<workgroup> x_tile: array<f32, TILE_K * WG_N * TN>;
 
-// Element (k, pixel) of the implicit patch matrix.
-fn patch_value(k: u32, pixel: u32) -> f32 {
-    let plane = p.h_out * p.w_out;
-    let n = pixel / plane;
-    let rest = pixel % plane;
-    let oy = rest / p.w_out;
-    let ox = rest % p.w_out;
-    let taps = p.kh * p.kw;
-    let ci = k / taps;
-    let ky = (k % taps) / p.kw;
-    let kx = k % p.kw;
-    // Signed arithmetic: the padding makes the first rows and columns negative.
-    let iy = i32(oy * p.stride + ky) - i32(p.pad_top);
-    let ix = i32(ox * p.stride + kx) - i32(p.pad_left);
-    if (iy < 0 || ix < 0 || iy >= i32(p.h) || ix >= i32(p.w)) {
-        return 0.0;
-    }
-    return f32(x[((n * p.c_in + ci) * p.h + u32(iy)) * p.w + u32(ix)]);
-}
+// patch_value(k, pixel): shaders/lib/conv2d_patch.wgsl.
 
 @compute @workgroup_size(WG_N, WG_M)
 fn conv2d(@builtin(workgroup_id) wg: vec3<u32>,

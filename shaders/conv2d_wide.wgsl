@@ -8,24 +8,7 @@
 // from x, reading four vec4s per k step for 64 multiply-adds. The host uses it for layers with
 // at least 128 output channels; conv2d.wgsl serves the rest.
 
-struct Params {
-    batch: u32,
-    c_in: u32,
-    h: u32,
-    w: u32,
-    c_out: u32,
-    h_out: u32,
-    w_out: u32,
-    kh: u32,
-    kw: u32,
-    stride: u32,
-    pad_top: u32,
-    pad_left: u32,
-    has_bias: u32,
-    _pad0: u32,
-    _pad1: u32,
-    _pad2: u32,
-}
+// struct Params and patch_value(k, pixel): shaders/lib/conv2d_patch.wgsl.
 
 const TILE_K: u32 = 8u;
 const QUADS: u32 = 32u; // vec4s across a tile row: 128 / 4
@@ -41,24 +24,6 @@ const HALF: u32 = 16u;  // an invocation's second block starts this many vec4s o
 var<workgroup> w_tile: array<vec4<f32>, 256>;
 var<workgroup> x_tile: array<vec4<f32>, 256>;
 
-// Element (k, pixel) of the implicit patch matrix (zero in the padding).
-fn patch_value(k: u32, pixel: u32) -> f32 {
-    let plane = p.h_out * p.w_out;
-    let n = pixel / plane;
-    let rest = pixel % plane;
-    let oy = rest / p.w_out;
-    let ox = rest % p.w_out;
-    let taps = p.kh * p.kw;
-    let ci = k / taps;
-    let ky = (k % taps) / p.kw;
-    let kx = k % p.kw;
-    let iy = i32(oy * p.stride + ky) - i32(p.pad_top);
-    let ix = i32(ox * p.stride + kx) - i32(p.pad_left);
-    if (iy < 0 || ix < 0 || iy >= i32(p.h) || ix >= i32(p.w)) {
-        return 0.0;
-    }
-    return f32(x[((n * p.c_in + ci) * p.h + u32(iy)) * p.w + u32(ix)]);
-}
 
 // Writes four consecutive pixels of output channel co (masked; they may span two images).
 fn store4(co: u32, pixel: u32, v: vec4<f32>) {

@@ -10,16 +10,7 @@
 // registers, rows lid.y + i·WG_M and columns lid.x + j·WG_N, so neighbouring invocations read
 // neighbouring workgroup-memory words. Any M, N, K works; edge tiles are masked.
 
-struct Params {
-    m: u32,
-    n: u32,
-    k: u32,
-    has_bias: u32,
-    batch_stride_a: u32,
-    batch_stride_b: u32,
-    batch_stride_c: u32,
-    epilogue: u32,
-}
+// struct Params: shaders/lib/matmul_params.wgsl.
 
 // The register block is 4 × 4: the code below is written out for it.
 const TM: u32 = 4u;
@@ -36,20 +27,7 @@ override B_NK: bool = false;
 @group(0) @binding(4) var<storage, read_write> c: array<elem>;
 @group(0) @binding(5) var<storage, read> other: array<elem>;
 
-// The fused epilogue on an output value v (bias already added) at flat index i of c:
-// p.epilogue 0 keeps v, 1 adds other[i] (a residual), 2 gives silu(other[i]) · v (SwiGLU with
-// the gate in other).
-fn epilogue(v: f32, i: u32) -> f32 {
-    if (p.epilogue == 1u) {
-        return v + f32(other[i]);
-    }
-    if (p.epilogue == 2u) {
-        let g = f32(other[i]);
-        // exp(-g) overflows to inf for g < -88; g / inf is the correct limit (-0).
-        return g / (1.0 + exp(-g)) * v;
-    }
-    return v;
-}
+// epilogue(v, i): shaders/lib/epilogue.wgsl.
 
 var<workgroup> a_tile: array<f32, TILE_K * WG_M * TM>;
 var<workgroup> b_tile: array<f32, TILE_K * WG_N * TN>;

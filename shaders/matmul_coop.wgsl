@@ -15,16 +15,7 @@
 // index expressions there (see DESIGN.md).
 enable wgpu_cooperative_matrix;
 
-struct Params {
-    m: u32,
-    n: u32,
-    k: u32,
-    has_bias: u32,
-    batch_stride_a: u32,
-    batch_stride_b: u32,
-    batch_stride_c: u32,
-    epilogue: u32,
-}
+// struct Params: shaders/lib/matmul_params.wgsl.
 
 alias CA = coop_mat16x16<f16, A>;
 alias CB = coop_mat16x16<f16, B>;
@@ -45,20 +36,7 @@ override B_NK: bool = false;
 
 // A as [BM][BK], B as [BK][BN] whatever its layout in memory (a [N, K] B is transposed as
 // it is staged: the global reads stay contiguous along k).
-// The fused epilogue on an output value v (bias already added) at flat index i of c:
-// p.epilogue 0 keeps v, 1 adds other[i] (a residual), 2 gives silu(other[i]) · v (SwiGLU with
-// the gate in other).
-fn epilogue(v: f32, i: u32) -> f32 {
-    if (p.epilogue == 1u) {
-        return v + f32(other[i]);
-    }
-    if (p.epilogue == 2u) {
-        let g = f32(other[i]);
-        // exp(-g) overflows to inf for g < -88; g / inf is the correct limit (-0).
-        return g / (1.0 + exp(-g)) * v;
-    }
-    return v;
-}
+// epilogue(v, i): shaders/lib/epilogue.wgsl.
 
 var<workgroup> a_s: array<f16, 4096>;
 var<workgroup> b_s: array<f16, 4096>;

@@ -12,16 +12,7 @@
 // from workgroup memory for 64 multiply-adds (the 4 × 4 kernel of matmul.wgsl reads eight
 // scalars for 16). Any M, N, K works; edge tiles are masked on store.
 
-struct Params {
-    m: u32,
-    n: u32,
-    k: u32,
-    has_bias: u32,
-    batch_stride_a: u32,
-    batch_stride_b: u32,
-    batch_stride_c: u32,
-    epilogue: u32,
-}
+// struct Params: shaders/lib/matmul_params.wgsl.
 
 const TILE: u32 = 128u;
 const TILE_K: u32 = 8u;
@@ -37,20 +28,7 @@ override B_NK: bool = false;
 @group(0) @binding(5) var<storage, read> other: array<elem>;
 
 // [TILE_K][TILE / 4] vec4s: element (k, r) is a_tile[k * QUADS + r / 4][r % 4].
-// The fused epilogue on an output value v (bias already added) at flat index i of c:
-// p.epilogue 0 keeps v, 1 adds other[i] (a residual), 2 gives silu(other[i]) · v (SwiGLU with
-// the gate in other).
-fn epilogue(v: f32, i: u32) -> f32 {
-    if (p.epilogue == 1u) {
-        return v + f32(other[i]);
-    }
-    if (p.epilogue == 2u) {
-        let g = f32(other[i]);
-        // exp(-g) overflows to inf for g < -88; g / inf is the correct limit (-0).
-        return g / (1.0 + exp(-g)) * v;
-    }
-    return v;
-}
+// epilogue(v, i): shaders/lib/epilogue.wgsl.
 
 var<workgroup> a_tile: array<vec4<f32>, 256>;
 var<workgroup> b_tile: array<vec4<f32>, 256>;

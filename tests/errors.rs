@@ -191,6 +191,7 @@ fn a_shader_that_does_not_compile_is_an_err() {
     let broken = ShaderSource {
         name: "broken.wgsl",
         body: "@compute @workgroup_size(1) fn main() { let x: f32 = not_defined; }",
+        library: &[],
     };
     let key = PipelineKey::new(broken, "main", DType::F32, &[]);
     let err = gpu.pipeline(&key).err().unwrap();

@@ -1,7 +1,8 @@
 //! Shader variants and the compute-pipeline cache.
 //!
 //! A variant is (shader, entry point, element type, override constants). The element type is
-//! chosen by prepending a WGSL alias to the shader body; tile and workgroup sizes are WGSL
+//! chosen by prepending a WGSL alias to the shader body (and any shared `shaders/lib/` pieces
+//! are appended to it); tile and workgroup sizes are WGSL
 //! `override` constants. Shapes are never baked into source, so one pipeline serves every
 //! shape and the cache stays small.
 
@@ -16,6 +17,8 @@ use crate::tensor::DType;
 pub struct ShaderSource {
     pub name: &'static str,
     pub body: &'static str,
+    /// Shared WGSL (from `shaders/lib/`) appended to the body.
+    pub library: &'static [&'static str],
 }
 
 impl PartialEq for ShaderSource {
@@ -67,7 +70,11 @@ impl PipelineKey {
             DType::U32 => (String::new(), "alias elem = u32;\n"),
         };
         let mut rest = String::with_capacity(self.shader.body.len());
-        for line in self.shader.body.lines() {
+        let library = self.shader.library.iter().copied();
+        for line in std::iter::once(self.shader.body)
+            .chain(library)
+            .flat_map(str::lines)
+        {
             if line.starts_with("enable ") {
                 if !directives.contains(line) {
                     directives.push_str(line);

@@ -17,10 +17,12 @@ use crate::tensor::{DType, Tensor};
 const FLASH: ShaderSource = ShaderSource {
     name: "flash_attention.wgsl",
     body: include_str!("../../shaders/flash_attention.wgsl"),
+    library: &[],
 };
 const DECODE: ShaderSource = ShaderSource {
     name: "decode_attention.wgsl",
     body: include_str!("../../shaders/decode_attention.wgsl"),
+    library: &[],
 };
 
 const WG: u32 = 256;

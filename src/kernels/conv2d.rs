@@ -6,13 +6,18 @@ use crate::gpu::{Gpu, PipelineKey, ShaderSource};
 use crate::kernels::{KernelCall, expect_shape, prepare, same_dtype, to_u32};
 use crate::tensor::{DType, Tensor};
 
+/// The parameters and the patch gather both convolution kernels share.
+const PATCH: &str = include_str!("../../shaders/lib/conv2d_patch.wgsl");
+
 const SHADER: ShaderSource = ShaderSource {
     name: "conv2d.wgsl",
     body: include_str!("../../shaders/conv2d.wgsl"),
+    library: &[PATCH],
 };
 const WIDE: ShaderSource = ShaderSource {
     name: "conv2d_wide.wgsl",
     body: include_str!("../../shaders/conv2d_wide.wgsl"),
+    library: &[PATCH],
 };
 /// The output tile of `conv2d_wide.wgsl` (channels and pixels), used from this many output
 /// channels on.

@@ -10,6 +10,7 @@ use crate::tensor::{DType, Tensor};
 const SHADER: ShaderSource = ShaderSource {
     name: "copy.wgsl",
     body: include_str!("../../shaders/copy.wgsl"),
+    library: &[],
 };
 const WG: u32 = 256;
 

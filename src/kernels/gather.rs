@@ -9,6 +9,7 @@ use crate::tensor::{DType, Tensor};
 const SHADER: ShaderSource = ShaderSource {
     name: "gather.wgsl",
     body: include_str!("../../shaders/gather.wgsl"),
+    library: &[],
 };
 const WG: u32 = 256;
 

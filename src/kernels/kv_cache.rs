@@ -13,6 +13,7 @@ use crate::tensor::{DType, Tensor};
 const SHADER: ShaderSource = ShaderSource {
     name: "kv_cache.wgsl",
     body: include_str!("../../shaders/kv_cache.wgsl"),
+    library: &[],
 };
 const WG: u32 = 256;
 

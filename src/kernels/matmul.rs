@@ -11,17 +11,24 @@ use crate::gpu::{Gpu, PipelineKey, ShaderSource};
 use crate::kernels::{KernelCall, expect_shape, prepare, same_dtype, to_u32};
 use crate::tensor::{DType, Tensor};
 
+/// The fused epilogue every matmul kernel shares, and the tiled kernels' parameters.
+const EPILOGUE: &str = include_str!("../../shaders/lib/epilogue.wgsl");
+const TILED_PARAMS: &str = include_str!("../../shaders/lib/matmul_params.wgsl");
+
 const MATMUL: ShaderSource = ShaderSource {
     name: "matmul.wgsl",
     body: include_str!("../../shaders/matmul.wgsl"),
+    library: &[TILED_PARAMS, EPILOGUE],
 };
 const MATMUL_WIDE: ShaderSource = ShaderSource {
     name: "matmul_wide.wgsl",
     body: include_str!("../../shaders/matmul_wide.wgsl"),
+    library: &[TILED_PARAMS, EPILOGUE],
 };
 const MATMUL_COOP: ShaderSource = ShaderSource {
     name: "matmul_coop.wgsl",
     body: include_str!("../../shaders/matmul_coop.wgsl"),
+    library: &[TILED_PARAMS, EPILOGUE],
 };
 /// The output tile of `matmul_coop.wgsl` (eight subgroups of 32 × 64).
 const COOP_TILE: u32 = 128;
@@ -30,6 +37,7 @@ const WIDE_TILE: u32 = 128;
 const GEMV: ShaderSource = ShaderSource {
     name: "gemv.wgsl",
     body: include_str!("../../shaders/gemv.wgsl"),
+    library: &[EPILOGUE],
 };
 
 /// Register block per invocation (the shader's `TM`, `TN`) and workgroup shape.

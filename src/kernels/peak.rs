@@ -10,6 +10,7 @@ use crate::tensor::{DType, Tensor};
 const SHADER: ShaderSource = ShaderSource {
     name: "fma_peak.wgsl",
     body: include_str!("../../shaders/fma_peak.wgsl"),
+    library: &[],
 };
 const WG: u32 = 256;
 /// Independent vec4 chains per invocation (the shader's x0..x7).

@@ -11,6 +11,7 @@ use crate::tensor::{DType, Tensor};
 const SHADER: ShaderSource = ShaderSource {
     name: "scheduler_step.wgsl",
     body: include_str!("../../shaders/scheduler_step.wgsl"),
+    library: &[],
 };
 const WG: u32 = 256;
 

@@ -8,6 +8,7 @@ use crate::tensor::{DType, Tensor};
 const SHADER: ShaderSource = ShaderSource {
     name: "softmax.wgsl",
     body: include_str!("../../shaders/softmax.wgsl"),
+    library: &[],
 };
 /// Invocations per row; a power of two (the shader reduces in a tree).
 const WG: u32 = 256;

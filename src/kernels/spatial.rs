@@ -10,6 +10,7 @@ use crate::tensor::{DType, Tensor};
 const SHADER: ShaderSource = ShaderSource {
     name: "spatial.wgsl",
     body: include_str!("../../shaders/spatial.wgsl"),
+    library: &[],
 };
 const WG: u32 = 256;
 const ENTRIES: [&str; 5] = [

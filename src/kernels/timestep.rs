@@ -10,6 +10,7 @@ use crate::tensor::{DType, Tensor};
 const SHADER: ShaderSource = ShaderSource {
     name: "timestep_embedding.wgsl",
     body: include_str!("../../shaders/timestep_embedding.wgsl"),
+    library: &[],
 };
 const WG: u32 = 256;
 

@@ -9,6 +9,7 @@ use crate::tensor::{DType, Tensor};
 const SHADER: ShaderSource = ShaderSource {
     name: "transpose.wgsl",
     body: include_str!("../../shaders/transpose.wgsl"),
+    library: &[],
 };
 const TILE: u32 = 16;
 
