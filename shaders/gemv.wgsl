@@ -89,6 +89,20 @@ fn row_dot(x_base: u32, w_row: u32, lane: u32, normed: bool) -> f32 {
     return sum;
 }
 
+// The sum of the LANES partial sums of this invocation's row (a tree in workgroup memory);
+// valid in lane 0. Called by every invocation of the workgroup.
+fn row_total(lid: u32, lane: u32, sum: f32) -> f32 {
+    partial[lid] = sum;
+    workgroupBarrier();
+    for (var stride = LANES / 2u; stride > 0u; stride /= 2u) {
+        if (lane < stride) {
+            partial[lid] += partial[lid + stride];
+        }
+        workgroupBarrier();
+    }
+    return partial[lid];
+}
+
 @compute @workgroup_size(WG)
 fn gemv_nk(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
            @builtin(local_invocation_index) lid: u32) {
@@ -101,16 +115,9 @@ fn gemv_nk(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: v
     if (n < p.n) {
         sum = row_dot(x_base, w_row, lane, false);
     }
-    partial[lid] = sum;
-    workgroupBarrier();
-    for (var stride = LANES / 2u; stride > 0u; stride /= 2u) {
-        if (lane < stride) {
-            partial[lid] += partial[lid + stride];
-        }
-        workgroupBarrier();
-    }
+    let total = row_total(lid, lane, sum);
     if (lane == 0u && n < p.n) {
-        finish(n, wg.z, partial[lid]);
+        finish(n, wg.z, total);
     }
 }
 
@@ -170,15 +177,8 @@ fn gemv_nk_norm(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) n
     if (n < p.n) {
         sum = row_dot(x_base, w_row, lane, true);
     }
-    partial[lid] = sum;
-    workgroupBarrier();
-    for (var stride = LANES / 2u; stride > 0u; stride /= 2u) {
-        if (lane < stride) {
-            partial[lid] += partial[lid + stride];
-        }
-        workgroupBarrier();
-    }
+    let total = row_total(lid, lane, sum);
     if (lane == 0u && n < p.n) {
-        finish(n, wg.z, partial[lid] * inv_rms);
+        finish(n, wg.z, total * inv_rms);
     }
 }
