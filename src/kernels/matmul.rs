@@ -73,6 +73,8 @@ impl BLayout {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Path {
     /// GEMV when M = 1, the wide kernel when both M and N fill its tile, else the tiled one.
+    /// (Not yet the cooperative-matrix kernel: it has passed naga's validation but not yet
+    /// `tessera check` on hardware that has tensor cores.)
     Auto,
     /// 64 × 64 tiles, 4 × 4 per invocation.
     Tiled,
@@ -450,7 +452,6 @@ fn matmul_impl<'a>(
     );
     let stride = |rows: u32, cols: u32| to_u32(op, "batch stride", rows as usize * cols as usize);
     let mut tensors = vec![(1, a), (2, b), (3, bias_tensor), (4, out), (5, other)];
-    tensors.extend(norm.map(|(w, _)| (6, w)));
     let mut pack_placeholder = None;
     let call = if use_gemv {
         let params = GemvParams {
@@ -485,7 +486,6 @@ fn matmul_impl<'a>(
                 } else {
                     pack_placeholder.insert(Tensor::empty(gpu, &[GEMV_PACK], dtype)?)
                 };
-                tensors.retain(|&(binding, _)| binding != 6);
                 tensors.extend([(6, norm_w), (7, w_packed)]);
                 gemv_nk_key(entry, dtype, packed)
             }
@@ -502,9 +502,8 @@ fn matmul_impl<'a>(
             batch_stride_c: stride(m, n)?,
             epilogue: epilogue.code(),
         };
-        let coop = gpu.cooperative_f16_subgroup();
         let kernel = match path {
-            Path::Coop => match (dtype, coop) {
+            Path::Coop => match (dtype, gpu.cooperative_f16_subgroup()) {
                 (DType::F16, Ok(subgroup)) => TiledKernel::Coop(subgroup),
                 (DType::F16, Err(needs)) => {
                     return Err(Error::MissingFeature {
@@ -520,9 +519,6 @@ fn matmul_impl<'a>(
                     ));
                 }
             },
-            Path::Auto if dtype == DType::F16 && m >= 64 && n >= 64 && coop.is_ok() => {
-                TiledKernel::Coop(coop.expect("checked"))
-            }
             Path::Wide => TiledKernel::Wide,
             Path::Auto if m >= WIDE_TILE && n >= WIDE_TILE => TiledKernel::Wide,
             Path::Auto | Path::Tiled | Path::Gemv => TiledKernel::Small,

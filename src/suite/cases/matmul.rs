@@ -142,13 +142,19 @@ pub(super) fn matmul_cases(dtype: DType) -> Vec<Entry> {
             BenchTier::Full,
         ));
     }
-    // The acceptance size of the fast-path issue: 4096³ (f16 takes the cooperative-matrix
-    // kernel where the adapter has one, the wide scalar kernel otherwise).
+    // The acceptance size of the fast-path issue: 4096³, scalar and (f16) on tensor cores.
     list.push(entry(
         mm(4096, 4096, 4096, BLayout::NK),
         false,
         BenchTier::Large,
     ));
+    if dtype == DType::F16 {
+        let coop = MatmulSpec {
+            path: Path::Coop,
+            ..mm(4096, 4096, 4096, BLayout::NK)
+        };
+        list.push(entry(coop, false, BenchTier::Large));
+    }
     // Fused epilogues (residual add, SwiGLU) on every kernel.
     for epilogue in [1, 2] {
         for (path, m, n, k, layout) in [
