@@ -92,6 +92,12 @@ pub(super) fn attention_cases() -> Vec<Entry> {
         false,
         BenchTier::Full,
     ));
+    // The fast-path issue's acceptance size: B = 1, H = 32, S = 2048, D = 128, causal.
+    list.push(entry(
+        flash(2048, (32, 32), 128, true),
+        false,
+        BenchTier::Large,
+    ));
     list.push(entry(decode(1024, (32, 8), 128), false, BenchTier::Quick));
     list.push(entry(decode(4096, (32, 8), 128), false, BenchTier::Full));
     list
