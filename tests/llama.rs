@@ -331,12 +331,13 @@ fn decode_stacks_qkv_and_fuses_what_it_can() {
     let stacked = gpu.limits().min_storage_buffer_offset_alignment <= 128;
     for fused_norms in [false, true] {
         let model = load_with(&gpu, &dir, DType::F32, Some(fused_norms));
-        // Per layer: [norm], q/k/v (1 stacked or 3), rope q and k, kv append, attention,
-        // o (+ residual), [norm], gate, up (+ SwiGLU), down (+ residual). Around them:
-        // embedding, last-position gather, final norm, output projection.
+        // Per layer: [norm], q/k/v (1 stacked or 3), rope (q|k in one call when stacked, else
+        // q and k), kv append, attention, o (+ residual), [norm], gate, up (+ SwiGLU), down
+        // (+ residual). Around them: embedding, last-position gather, final norm, output
+        // projection.
         let norms = if fused_norms { 0 } else { 2 };
-        let qkv = if stacked { 1 } else { 3 };
-        let want = layers * (norms + qkv + 8) + 4;
+        let (qkv, rope) = if stacked { (1, 1) } else { (3, 2) };
+        let want = layers * (norms + qkv + rope + 6) + 4;
         assert_eq!(
             model.decode_calls(),
             want,

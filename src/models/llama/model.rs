@@ -278,27 +278,37 @@ impl Llama {
 
         let fuse = seq == 1 && self.fused_norms;
         let h = Normed::new(g, x, &layer.input_norm, eps, d, fuse);
-        let (q, k, v) = match self.stacked_qkv(layer, seq) {
+        // The tensors RoPE rotates in place: q and k, or (one row, stacked) the q|k run at
+        // the front of the stacked projection's output, rotated by one call since every head
+        // of it sits at the same position.
+        let (q, k, v, qk) = match self.stacked_qkv(layer, seq) {
             // One row: one GEMV over the stacked weight, and views of its output.
             Some(stacked) => {
                 let qkv = h.linear(g, &stacked.weight, stacked.bias.as_ref(), None);
                 let (q_len, kv_len) = (heads * head_dim, kv_heads * head_dim);
+                let qk = g.slice(qkv, 0, &[1, 1, heads + kv_heads, head_dim])?;
                 (
                     g.slice(qkv, 0, &[1, q_len])?,
                     g.slice(qkv, q_len, &[1, kv_len])?,
                     g.slice(qkv, q_len + kv_len, &[1, kv_len])?,
+                    Some(qk),
                 )
             }
             None => (
                 h.linear(g, &layer.q, layer.q_bias.as_ref(), None),
                 h.linear(g, &layer.k, layer.k_bias.as_ref(), None),
                 h.linear(g, &layer.v, layer.v_bias.as_ref(), None),
+                None,
             ),
         };
         let q4 = g.reshape(q, &[1, seq, heads, head_dim])?;
         let k4 = g.reshape(k, &[1, seq, kv_heads, head_dim])?;
         let v4 = g.reshape(v, &[1, seq, kv_heads, head_dim])?;
-        for t in [q4, k4] {
+        let rotated = match qk {
+            Some(qk) => vec![qk],
+            None => vec![q4, k4],
+        };
+        for t in rotated {
             g.node("rope", &[t, rope_table], |c| {
                 rope::rope(c.gpu, c.tensor(0), c.tensor(1), c.position())
             });
