@@ -9,23 +9,7 @@ use crate::tensor::{DType, Tensor};
 /// `x · weightᵀ (+ bias)`: `x` `[rows, in]`, `weight` `[out, in]` (a checkpoint `Linear`),
 /// `bias` `[out]`; the result is `[rows, out]`.
 pub fn linear(g: &mut Graph, x: Id, weight: &Tensor, bias: Option<&Tensor>, dtype: DType) -> Id {
-    let rows = g.shape(x)[0];
-    let out = g.temp(&[rows, weight.shape()[0]], dtype);
-    let w = g.external(weight);
-    match bias {
-        Some(bias) => {
-            let b = g.external(bias);
-            g.node("linear", &[x, w, b, out], |c| {
-                let (x, w, b, out) = (c.tensor(0), c.tensor(1), c.tensor(2), c.tensor(3));
-                matmul::matmul(c.gpu, x, w, BLayout::NK, Some(b), out)
-            });
-        }
-        None => g.node("linear", &[x, w, out], |c| {
-            let (x, w, out) = (c.tensor(0), c.tensor(1), c.tensor(2));
-            matmul::matmul(c.gpu, x, w, BLayout::NK, None, out)
-        }),
-    }
-    out
+    projection(g, x, None, weight, bias, None, dtype)
 }
 
 /// What [`linear_then`] does with its result, in the matmul's own store.
@@ -37,6 +21,22 @@ pub enum Then {
     SiluMul(Id),
 }
 
+impl Then {
+    fn other(self) -> Id {
+        match self {
+            Then::Add(other) | Then::SiluMul(other) => other,
+        }
+    }
+
+    /// The kernel's epilogue, with `other` resolved to its tensor.
+    fn epilogue(self, other: &Tensor) -> Epilogue<'_> {
+        match self {
+            Then::Add(_) => Epilogue::Add(other),
+            Then::SiluMul(_) => Epilogue::SiluMul(other),
+        }
+    }
+}
+
 /// [`linear`] followed by `then`, one kernel: `other` has the result's shape.
 pub fn linear_then(
     g: &mut Graph,
@@ -46,26 +46,7 @@ pub fn linear_then(
     then: Then,
     dtype: DType,
 ) -> Id {
-    let rows = g.shape(x)[0];
-    let out = g.temp(&[rows, weight.shape()[0]], dtype);
-    let w = g.external(weight);
-    let (other, add) = match then {
-        Then::Add(other) => (other, true),
-        Then::SiluMul(other) => (other, false),
-    };
-    let mut operands = vec![x, w, other, out];
-    operands.extend(bias.map(|b| g.external(b)));
-    g.node("linear", &operands, move |c| {
-        let (x, w, other, out) = (c.tensor(0), c.tensor(1), c.tensor(2), c.tensor(3));
-        let bias = c.has(4).then(|| c.tensor(4));
-        let epilogue = if add {
-            Epilogue::Add(other)
-        } else {
-            Epilogue::SiluMul(other)
-        };
-        matmul::matmul_fused(c.gpu, x, w, BLayout::NK, bias, epilogue, out, Path::Auto)
-    });
-    out
+    projection(g, x, None, weight, bias, Some(then), dtype)
 }
 
 /// `linear(RMSNorm(x))`, then `then`, as one GEMV: `x` is one row (`[1, in]`). The decoder's
@@ -81,27 +62,48 @@ pub fn norm_linear(
     then: Option<Then>,
     dtype: DType,
 ) -> Id {
-    let out = g.temp(&[1, weight.shape()[0]], dtype);
-    let (norm_w, w) = (g.external(norm_weight), g.external(weight));
-    let mut operands = vec![x, norm_w, w, out];
-    let (other, add) = match then {
-        Some(Then::Add(other)) => (Some(other), true),
-        Some(Then::SiluMul(other)) => (Some(other), false),
-        None => (None, false),
-    };
-    operands.extend(other);
+    projection(g, x, Some((norm_weight, eps)), weight, bias, then, dtype)
+}
+
+/// The node behind [`linear`], [`linear_then`] and [`norm_linear`]. Operands: x, weight, out,
+/// then the norm weight, `then`'s tensor and the bias where present.
+fn projection(
+    g: &mut Graph,
+    x: Id,
+    norm: Option<(&Tensor, f32)>,
+    weight: &Tensor,
+    bias: Option<&Tensor>,
+    then: Option<Then>,
+    dtype: DType,
+) -> Id {
+    let rows = g.shape(x)[0];
+    let out = g.temp(&[rows, weight.shape()[0]], dtype);
+    let w = g.external(weight);
+    let mut operands = vec![x, w, out];
+    let norm_at = operands.len();
+    operands.extend(norm.map(|(n, _)| g.external(n)));
+    let eps = norm.map(|(_, eps)| eps);
+    let other_at = operands.len();
+    operands.extend(then.map(Then::other));
     let bias_at = operands.len();
     operands.extend(bias.map(|b| g.external(b)));
-    let has_other = other.is_some();
-    g.node("norm + linear", &operands, move |c| {
-        let (x, norm_w, w, out) = (c.tensor(0), c.tensor(1), c.tensor(2), c.tensor(3));
-        let epilogue = match (has_other, add) {
-            (false, _) => Epilogue::None,
-            (true, true) => Epilogue::Add(c.tensor(4)),
-            (true, false) => Epilogue::SiluMul(c.tensor(4)),
-        };
-        let bias = c.has(bias_at).then(|| c.tensor(bias_at));
-        matmul::norm_gemv(c.gpu, x, norm_w, eps, w, bias, epilogue, out)
+    let has_bias = bias.is_some();
+    let label = if norm.is_some() {
+        "norm + linear"
+    } else {
+        "linear"
+    };
+    g.node(label, &operands, move |c| {
+        let (x, w, out) = (c.tensor(0), c.tensor(1), c.tensor(2));
+        let epilogue = then.map_or(Epilogue::None, |t| t.epilogue(c.tensor(other_at)));
+        let bias = has_bias.then(|| c.tensor(bias_at));
+        match eps {
+            Some(eps) => {
+                let norm_w = c.tensor(norm_at);
+                matmul::norm_gemv(c.gpu, x, norm_w, eps, w, bias, epilogue, out)
+            }
+            None => matmul::matmul_fused(c.gpu, x, w, BLayout::NK, bias, epilogue, out, Path::Auto),
+        }
     });
     out
 }

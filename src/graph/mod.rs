@@ -44,11 +44,6 @@ impl<'a> NodeContext<'a> {
         self.tensors[index]
     }
 
-    /// Whether the node has an operand at `index`.
-    pub fn has(&self, index: usize) -> bool {
-        index < self.tensors.len()
-    }
-
     /// The position of the step being run, read from the step buffer.
     pub fn position(&self) -> Position<'a> {
         Position::Step {
@@ -301,13 +296,7 @@ pub struct Plan {
 impl Plan {
     /// Runs every call at `position` in one compute pass and one submit, and waits.
     pub fn run(&self, position: usize) -> Result<()> {
-        if position > self.max_position {
-            return Err(Error::Invalid(format!(
-                "position {position} is past the {} this plan was compiled for",
-                self.max_position
-            )));
-        }
-        self.step.set(&self.gpu, position)?;
+        self.set_position(position)?;
         let calls: Vec<&KernelCall<'_>> = self.calls.iter().collect();
         run_all(&self.gpu, &calls)
     }
@@ -317,13 +306,7 @@ impl Plan {
     /// same kernel, longest first. The calls run in plan order, so their inputs are what a
     /// real run gives them; the times exclude the one-pass batching [`Plan::run`] gets.
     pub fn profile(&self, position: usize, repeats: u32) -> Result<Vec<KernelTime>> {
-        if position > self.max_position {
-            return Err(Error::Invalid(format!(
-                "position {position} is past the {} this plan was compiled for",
-                self.max_position
-            )));
-        }
-        self.step.set(&self.gpu, position)?;
+        self.set_position(position)?;
         let mut totals: Vec<KernelTime> = Vec::new();
         for call in &self.calls {
             let seconds = self
@@ -344,6 +327,17 @@ impl Plan {
         }
         totals.sort_by(|a, b| b.seconds.total_cmp(&a.seconds));
         Ok(totals)
+    }
+
+    /// Writes `position` into the step uniform, within what the plan was compiled for.
+    fn set_position(&self, position: usize) -> Result<()> {
+        if position > self.max_position {
+            return Err(Error::Invalid(format!(
+                "position {position} is past the {} this plan was compiled for",
+                self.max_position
+            )));
+        }
+        self.step.set(&self.gpu, position)
     }
 
     /// Number of kernel calls (dispatch groups) in the plan.

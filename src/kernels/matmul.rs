@@ -420,22 +420,22 @@ fn matmul_impl<'a>(
         }
     };
     let b_shared = b.shape().len() == 2;
-    // The shaders skip `bias` unless told it is there; bind a placeholder otherwise.
-    let placeholder = match bias {
-        Some(_) => None,
-        None => Some(Tensor::empty(gpu, &[1], dtype)?),
+    // The NK GEMVs also bind W as eight-element entries; only when they can read it so.
+    let nk_gemv = use_gemv && layout == BLayout::NK;
+    let packed = nk_gemv && gemv_can_pack(b, d.k);
+    // Bindings a call does not use (bias, the epilogue's tensor, the norm weight, the packed
+    // W) still need a tensor, which the shaders never read: one spare, large enough for a
+    // packed entry, serves them all.
+    let needs_spare =
+        bias.is_none() || epilogue.tensor().is_none() || (nk_gemv && (norm.is_none() || !packed));
+    let spare = if needs_spare {
+        Some(Tensor::empty(gpu, &[GEMV_PACK], dtype)?)
+    } else {
+        None
     };
-    let bias_tensor = bias
-        .or(placeholder.as_ref())
-        .expect("one of the two is set");
-    let other_placeholder = match epilogue.tensor() {
-        Some(_) => None,
-        None => Some(Tensor::empty(gpu, &[1], dtype)?),
-    };
-    let other = epilogue
-        .tensor()
-        .or(other_placeholder.as_ref())
-        .expect("one of the two is set");
+    let spare_or = |t: Option<&'a Tensor>| t.or(spare.as_ref()).expect("spare made when needed");
+    let bias_tensor = spare_or(bias);
+    let other = spare_or(epilogue.tensor());
     let batch = to_u32(op, "batch", d.batch)?;
     let max_z = gpu.limits().max_compute_workgroups_per_dimension;
     if batch > max_z {
@@ -452,7 +452,6 @@ fn matmul_impl<'a>(
     );
     let stride = |rows: u32, cols: u32| to_u32(op, "batch stride", rows as usize * cols as usize);
     let mut tensors = vec![(1, a), (2, b), (3, bias_tensor), (4, out), (5, other)];
-    let mut pack_placeholder = None;
     let call = if use_gemv {
         let params = GemvParams {
             n,
@@ -477,15 +476,8 @@ fn matmul_impl<'a>(
                 } else {
                     "gemv_nk"
                 };
-                // The NK kernels bind the norm weight and W again, eight elements per
-                // entry; where either is unused, any tensor large enough stands in.
-                let packed = gemv_can_pack(b, d.k);
-                let norm_w = norm.map_or(other, |(w, _)| w);
-                let w_packed = if packed {
-                    b
-                } else {
-                    pack_placeholder.insert(Tensor::empty(gpu, &[GEMV_PACK], dtype)?)
-                };
+                let norm_w = spare_or(norm.map(|(w, _)| w));
+                let w_packed = spare_or(packed.then_some(b));
                 tensors.extend([(6, norm_w), (7, w_packed)]);
                 gemv_nk_key(entry, dtype, packed)
             }
@@ -544,10 +536,7 @@ fn matmul_impl<'a>(
         };
         prepare(gpu, &key, &params, &tensors, grid)?
     };
-    Ok(call
-        .owning(placeholder)
-        .owning(other_placeholder)
-        .owning(pack_placeholder))
+    Ok(call.owning(spare))
 }
 
 /// f64 reference of [`matmul`] for the problem `d`: `a` is `[batch, M, K]`, `b` is
