@@ -28,14 +28,7 @@ struct Params {
     _pad1: u32,
 }
 
-// The position of the first token of the chunk being processed, written by the host before
-// each run (so one pipeline and bind group serve every step).
-struct Step {
-    position: u32,
-    _pad0: u32,
-    _pad1: u32,
-    _pad2: u32,
-}
+// struct Step: shaders/lib/step.wgsl.
 
 override HEAD_DIM: u32 = 64u;
 override BQ: u32 = 32u;

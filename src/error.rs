@@ -50,6 +50,10 @@ pub enum Error {
         limit: u32,
     },
 
+    /// The tuning cache could not be written, or a timing run failed.
+    #[error("tuning: {message}")]
+    Tuning { message: String },
+
     /// Tensor shapes that do not fit the operation.
     #[error("{op}: shape mismatch: {detail}")]
     Shape { op: &'static str, detail: String },

@@ -273,7 +273,14 @@ fn a_lost_device_is_reported_not_panicked() {
 fn the_cooperative_matrix_path_is_refused_cleanly_where_missing() {
     use tessera::kernels::matmul::{BLayout, Path, matmul_with};
     let gpu = common::gpu();
-    if gpu.cooperative_f16_subgroup().is_ok() || !gpu.supports(DType::F16) {
+    // f32 never takes it, on any adapter.
+    let a32 = Tensor::from_f32(&gpu, &[16, 16], &[0.5; 256], DType::F32).unwrap();
+    let out32 = Tensor::empty(&gpu, &[16, 16], DType::F32).unwrap();
+    let err = matmul_with(&gpu, &a32, &a32, BLayout::NK, None, &out32, Path::Coop)
+        .err()
+        .expect("refused");
+    assert!(err.to_string().contains("f16"), "{err}");
+    if gpu.cooperative_f16().is_ok() || !gpu.supports(DType::F16) {
         return; // this adapter runs it (checked by the suite), or has no f16 at all
     }
     let a = Tensor::from_f32(&gpu, &[16, 16], &[0.5; 256], DType::F16).unwrap();
@@ -282,11 +289,4 @@ fn the_cooperative_matrix_path_is_refused_cleanly_where_missing() {
         .err()
         .expect("refused");
     assert!(matches!(err, Error::MissingFeature { .. }), "{err}");
-    // f32 never takes it
-    let a32 = Tensor::from_f32(&gpu, &[16, 16], &[0.5; 256], DType::F32).unwrap();
-    let out32 = Tensor::empty(&gpu, &[16, 16], DType::F32).unwrap();
-    let err = matmul_with(&gpu, &a32, &a32, BLayout::NK, None, &out32, Path::Coop)
-        .err()
-        .expect("refused");
-    assert!(err.to_string().contains("f16"), "{err}");
 }

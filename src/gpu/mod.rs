@@ -6,13 +6,15 @@ mod health;
 mod pipelines;
 mod pool;
 mod timer;
+pub mod tuning;
 
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, RwLock};
 
 pub use adapter::{AdapterReport, FeatureReport, LimitReport, list_adapters, select_adapter};
 pub use pipelines::{PipelineKey, ShaderSource};
 pub use timer::{TimingMethod, Timings};
+pub use tuning::{Tunable, TunedChoice, Tuning};
 
 use crate::error::{Error, Result};
 use crate::tensor::DType;
@@ -28,6 +30,16 @@ const WANTED_FEATURES: wgpu::Features = wgpu::Features::SHADER_F16
 
 /// The most bytes of idle buffers the pool keeps (capped by the device's `max_buffer_size`).
 const POOL_CAPACITY_BYTES: u64 = 1 << 30;
+
+/// The adapter's cooperative-matrix configuration for f16 inputs and f32 accumulation
+/// ([`Gpu::cooperative_f16`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct CoopFacts {
+    /// F of the F × F × F fragments.
+    pub fragment: u32,
+    /// The adapter's one subgroup size.
+    pub subgroup: u32,
+}
 
 /// An open device on one adapter. Cheap to clone; all clones share the device, the pipeline
 /// cache and the buffer pool.
@@ -48,6 +60,11 @@ struct Inner {
     requested: AtomicU64,
     /// Bytes of the buffers the driver was asked to create (pool misses and uniforms).
     created: AtomicU64,
+    /// The measured path choices (see [`tuning`]), loaded from the cache when the device
+    /// opens.
+    tuning: RwLock<Tuning>,
+    /// A path forced for every tunable choice (`--path`), overriding the measurements.
+    forced_path: RwLock<Option<String>>,
 }
 
 impl Gpu {
@@ -94,6 +111,7 @@ impl Gpu {
         let health = Arc::new(Health::default());
         health.watch(&device);
         let pool_capacity = POOL_CAPACITY_BYTES.min(device.limits().max_buffer_size);
+        let tuning = RwLock::new(tuning::load(&report));
         Ok(Gpu {
             inner: Arc::new(Inner {
                 adapter,
@@ -105,6 +123,8 @@ impl Gpu {
                 pool: BufferPool::new(pool_capacity),
                 requested: AtomicU64::new(0),
                 created: AtomicU64::new(0),
+                tuning,
+                forced_path: RwLock::new(None),
             }),
         })
     }
@@ -128,43 +148,79 @@ impl Gpu {
         self.inner.device.features()
     }
 
-    /// The subgroup size to run tessera's 16 × 16 × 16 f16 → f32 cooperative-matrix kernels
-    /// with, or why they cannot run here. They need the experimental cooperative-matrix
-    /// feature with that configuration listed by the adapter, subgroup builtins, f16, one
-    /// fixed subgroup size (the kernels count on eight subgroups per workgroup), and room for
-    /// eight subgroups and 24 KiB of workgroup memory.
-    pub fn cooperative_f16_subgroup(&self) -> std::result::Result<u32, &'static str> {
+    /// What the adapter offers cooperative-matrix (tensor-core) kernels with f16 inputs and
+    /// f32 accumulation, or what it lacks. Facts only: each kernel checks its own workgroup
+    /// size and memory against [`Gpu::limits`].
+    pub fn cooperative_f16(&self) -> std::result::Result<CoopFacts, &'static str> {
         let needed = wgpu::Features::EXPERIMENTAL_COOPERATIVE_MATRIX
             | wgpu::Features::SUBGROUP
             | wgpu::Features::SHADER_F16;
         if !self.features().contains(needed) {
             return Err("cooperative matrices, subgroups and f16");
         }
-        let listed = self
+        // The largest square f16 -> f32 configuration listed: 16 on most GPUs, 8 on lavapipe.
+        let fragment = self
             .inner
             .adapter
             .cooperative_matrix_properties()
             .iter()
-            .any(|p| {
-                (p.m_size, p.n_size, p.k_size) == (16, 16, 16)
+            .filter(|p| {
+                p.m_size == p.n_size
+                    && p.n_size == p.k_size
                     && p.ab_type == wgpu::CooperativeScalarType::F16
                     && p.cr_type == wgpu::CooperativeScalarType::F32
-            });
-        if !listed {
-            return Err("a 16x16x16 f16->f32 cooperative-matrix configuration");
-        }
+            })
+            .map(|p| p.m_size)
+            .max()
+            .ok_or("a square F x F x F f16->f32 cooperative-matrix configuration")?;
         let [min, max] = self.inner.report.subgroup_size;
-        let limits = self.limits();
         if min != max || min == 0 {
+            // The kernels size their workgroups in whole subgroups.
             return Err("one fixed subgroup size");
         }
-        if 8 * min > limits.max_compute_invocations_per_workgroup
-            || 8 * min > limits.max_compute_workgroup_size_x
-            || limits.max_compute_workgroup_storage_size < 24 * 1024
-        {
-            return Err("eight subgroups and 24 KiB of workgroup memory per workgroup");
+        Ok(CoopFacts {
+            fragment,
+            subgroup: min,
+        })
+    }
+
+    /// The path a timing run chose for `what` on this adapter (`--path` overrides it), or
+    /// `None` where it was never measured: the kernel then takes its portable path.
+    pub fn tuned_choice(&self, what: Tunable) -> Option<String> {
+        let forced = self
+            .inner
+            .forced_path
+            .read()
+            .unwrap_or_else(|p| p.into_inner());
+        if let Some(path) = forced.as_ref() {
+            return Some(path.clone());
         }
-        Ok(min)
+        let tuning = self.inner.tuning.read().unwrap_or_else(|p| p.into_inner());
+        tuning.get(&what).map(|c| c.choice.clone())
+    }
+
+    /// The measured choices in force on this device.
+    pub fn tuning(&self) -> Tuning {
+        self.inner
+            .tuning
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    /// Replaces the measured choices (after a timing run).
+    pub fn set_tuning(&self, tuning: Tuning) {
+        *self.inner.tuning.write().unwrap_or_else(|p| p.into_inner()) = tuning;
+    }
+
+    /// Makes every tunable choice take `path` (`scalar`, `wide`, `coop`) where it is one of
+    /// its candidates, or lifts that with `None`.
+    pub fn force_path(&self, path: Option<&str>) {
+        *self
+            .inner
+            .forced_path
+            .write()
+            .unwrap_or_else(|p| p.into_inner()) = path.map(str::to_string);
     }
 
     /// Whether kernels can store tensors of `dtype` on this device.

@@ -41,6 +41,11 @@ pub struct PipelineKey {
     pub dtype: DType,
     /// Override constants, sorted by name. Booleans are 0 / 1.
     pub overrides: Vec<(&'static str, u32)>,
+    /// For cooperative-matrix shaders: the fragment size F of the adapter's F × F × F
+    /// configuration. The source then starts with the aliases `coop_a`, `coop_b` (f16 A and B
+    /// operands) and `coop_c` (f32 accumulator) of `coop_matFxF` and the constant `COOP_F`,
+    /// so one WGSL file serves every fragment size (WGSL spells the size in the type name).
+    pub coop_fragment: Option<u32>,
 }
 
 impl PipelineKey {
@@ -57,7 +62,15 @@ impl PipelineKey {
             entry,
             dtype,
             overrides,
+            coop_fragment: None,
         }
+    }
+
+    /// The variant for cooperative matrices of `fragment` × `fragment` (see
+    /// [`PipelineKey::coop_fragment`]).
+    pub fn with_coop_fragment(mut self, fragment: u32) -> Self {
+        self.coop_fragment = Some(fragment);
+        self
     }
 
     /// The complete WGSL source of this variant: the body's own `enable` directives and the
@@ -85,7 +98,16 @@ impl PipelineKey {
                 rest.push('\n');
             }
         }
-        format!("{directives}{alias}{rest}")
+        let coop = match self.coop_fragment {
+            Some(f) => format!(
+                "alias coop_a = coop_mat{f}x{f}<f16, A>;\n\
+                 alias coop_b = coop_mat{f}x{f}<f16, B>;\n\
+                 alias coop_c = coop_mat{f}x{f}<f32, C>;\n\
+                 const COOP_F: u32 = {f}u;\n"
+            ),
+            None => String::new(),
+        };
+        format!("{directives}{alias}{coop}{rest}")
     }
 
     /// Whether the variant uses cooperative matrices (`enable wgpu_cooperative_matrix;`).
@@ -103,8 +125,11 @@ impl PipelineKey {
             .iter()
             .map(|(k, v)| format!("{k}={v}"))
             .collect();
+        let fragment = self
+            .coop_fragment
+            .map_or(String::new(), |f| format!("[coop {f}x{f}]"));
         format!(
-            "{}:{}<{}>{{{}}}",
+            "{}:{}<{}>{fragment}{{{}}}",
             self.shader.name,
             self.entry,
             self.dtype,

@@ -10,20 +10,39 @@
 //! `n_heads`; query head `h` reads kv head `h / (n_heads / n_kv_heads)`.
 
 use crate::error::{Error, Result};
-use crate::gpu::{Gpu, PipelineKey, ShaderSource};
-use crate::kernels::{KernelCall, Position, expect_shape, prepare, prepare_at, same_dtype, to_u32};
+use crate::gpu::{CoopFacts, Gpu, PipelineKey, ShaderSource, Tunable};
+use crate::kernels::{
+    KernelCall, Position, STEP, expect_shape, prepare, prepare_at, same_dtype, to_u32,
+};
 use crate::tensor::{DType, Tensor};
 
 const FLASH: ShaderSource = ShaderSource {
     name: "flash_attention.wgsl",
     body: include_str!("../../shaders/flash_attention.wgsl"),
-    library: &[],
+    library: &[STEP],
+};
+const FLASH_COOP: ShaderSource = ShaderSource {
+    name: "flash_attention_coop.wgsl",
+    body: include_str!("../../shaders/flash_attention_coop.wgsl"),
+    library: &[STEP],
 };
 const DECODE: ShaderSource = ShaderSource {
     name: "decode_attention.wgsl",
     body: include_str!("../../shaders/decode_attention.wgsl"),
-    library: &[],
+    library: &[STEP],
 };
+
+/// Which kernel computes prefill attention.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FlashPath {
+    /// The cooperative-matrix kernel where the adapter has it, f16 runs, and `tessera tune`
+    /// measured it faster; else the scalar one.
+    Auto,
+    /// `shaders/flash_attention.wgsl`: f32 arithmetic on workgroup tiles.
+    Scalar,
+    /// `shaders/flash_attention_coop.wgsl`: QKᵀ and PV on cooperative matrices (f16 only).
+    Coop,
+}
 
 const WG: u32 = 256;
 /// Output values each flash-attention invocation holds (the shader's `MAX_OUT`).
@@ -101,6 +120,40 @@ fn flash_tiles(head_dim: u32, workgroup_bytes: u32) -> Option<(u32, u32)> {
     Some((bq, bk))
 }
 
+/// Workgroup bytes of `flash_attention_coop.wgsl` with `nsg` subgroups of fragment size `f`.
+fn coop_flash_bytes(f: u32, head_dim: u32, nsg: u32) -> u32 {
+    let q = nsg * f * head_dim * 2;
+    let kv = 2 * f * head_dim * 2;
+    let scores = nsg * f * f * (4 + 2);
+    let out = nsg * f * head_dim * 4;
+    let rows = 3 * nsg * f * 4;
+    q + kv + scores + out + rows
+}
+
+/// Subgroups per workgroup of the cooperative flash kernel: the most (4, 2 or 1) whose tiles
+/// fit `memory` bytes and `invocations`.
+fn coop_flash_subgroups(
+    coop: CoopFacts,
+    head_dim: u32,
+    memory: u32,
+    invocations: u32,
+) -> Option<u32> {
+    [4, 2, 1].into_iter().find(|&nsg| {
+        coop_flash_bytes(coop.fragment, head_dim, nsg) <= memory
+            && nsg * coop.subgroup <= invocations
+    })
+}
+
+fn coop_flash_key(head_dim: u32, nsg: u32, coop: CoopFacts) -> PipelineKey {
+    let overrides = [
+        ("HEAD_DIM", head_dim),
+        ("NSG", nsg),
+        ("WG", nsg * coop.subgroup),
+    ];
+    PipelineKey::new(FLASH_COOP, "flash_attention_coop", DType::F16, &overrides)
+        .with_coop_fragment(coop.fragment)
+}
+
 fn flash_key(dtype: DType, head_dim: u32, bq: u32, bk: u32) -> PipelineKey {
     let overrides = [("HEAD_DIM", head_dim), ("BQ", bq), ("BK", bk), ("WG", WG)];
     PipelineKey::new(FLASH, "flash_attention", dtype, &overrides)
@@ -119,6 +172,16 @@ pub(crate) fn pipeline_keys() -> Vec<PipelineKey> {
             keys.push(flash_key(dtype, d, bq, bk));
             keys.push(decode_key("decode_partial", dtype, d));
             keys.push(decode_key("decode_combine", dtype, d));
+        }
+    }
+    for (fragment, subgroup) in [(8, 8), (16, 32)] {
+        let coop = CoopFacts { fragment, subgroup };
+        for d in COMMON_HEAD_DIMS.map(|d| d as u32) {
+            if d % fragment == 0
+                && let Some(nsg) = coop_flash_subgroups(coop, d, DEFAULT_WORKGROUP_BYTES, 1024)
+            {
+                keys.push(coop_flash_key(d, nsg, coop));
+            }
         }
     }
     keys
@@ -234,18 +297,36 @@ pub fn flash_attention<'a>(
     scale: f32,
     out: &'a Tensor,
 ) -> Result<KernelCall<'a>> {
+    flash_attention_with(gpu, q, k, v, past, causal, scale, out, FlashPath::Auto)
+}
+
+/// [`flash_attention`] on the kernel `path` names.
+#[allow(clippy::too_many_arguments)]
+pub fn flash_attention_with<'a>(
+    gpu: &Gpu,
+    q: &'a Tensor,
+    k: &'a Tensor,
+    v: &'a Tensor,
+    past: Position<'a>,
+    causal: bool,
+    scale: f32,
+    out: &'a Tensor,
+    path: FlashPath,
+) -> Result<KernelCall<'a>> {
     let op = "flash attention";
     let dtype = same_dtype(op, &[q, k, v, out])?;
     let q_len = q.shape().get(1).copied().unwrap_or(0);
     let d = dims(q, k, v, past.max() + q_len, out)?;
     let head_dim = to_u32(op, "head_dim", d.head_dim)?;
-    let memory = gpu.limits().max_compute_workgroup_storage_size;
-    let (bq, bk) = flash_tiles(head_dim, memory).ok_or_else(|| Error::TooLarge {
-        what: format!("flash attention tiles for head_dim {head_dim}"),
-        bytes: 4 * 2 * (u64::from(head_dim) + 1),
-        limit_name: "max_compute_workgroup_storage_size",
-        limit: u64::from(memory),
-    })?;
+    let use_coop = match path {
+        FlashPath::Scalar => false,
+        FlashPath::Coop => true,
+        FlashPath::Auto => {
+            dtype == DType::F16
+                && gpu.tuned_choice(Tunable::FlashAttentionF16).as_deref() == Some("coop")
+                && coop_flash_facts(gpu, head_dim).is_ok()
+        }
+    };
     let params = FlashParams {
         q_len: to_u32(op, "q_len", d.q_len)?,
         n_heads: to_u32(op, "n_heads", d.n_heads)?,
@@ -255,6 +336,34 @@ pub fn flash_attention<'a>(
         scale,
         _pad: [0; 2],
     };
+    let tensors = [(1, q), (2, k), (3, v), (4, out)];
+    if use_coop {
+        if dtype != DType::F16 {
+            return Err(Error::shape(
+                op,
+                format!("the cooperative-matrix path takes f16, not {dtype}"),
+            ));
+        }
+        let (coop, nsg) = coop_flash_facts(gpu, head_dim)?;
+        let rows = (nsg * coop.fragment) as usize;
+        let grid = max_grid(gpu, op, &[d.q_len.div_ceil(rows), d.n_heads, d.batch])?;
+        let key = coop_flash_key(head_dim, nsg, coop);
+        return prepare_at(
+            gpu,
+            &key,
+            &params,
+            &tensors,
+            &past,
+            [grid[0], grid[1], grid[2]],
+        );
+    }
+    let memory = gpu.limits().max_compute_workgroup_storage_size;
+    let (bq, bk) = flash_tiles(head_dim, memory).ok_or_else(|| Error::TooLarge {
+        what: format!("flash attention tiles for head_dim {head_dim}"),
+        bytes: 4 * 2 * (u64::from(head_dim) + 1),
+        limit_name: "max_compute_workgroup_storage_size",
+        limit: u64::from(memory),
+    })?;
     let grid = max_grid(
         gpu,
         op,
@@ -264,10 +373,38 @@ pub fn flash_attention<'a>(
         gpu,
         &flash_key(dtype, head_dim, bq, bk),
         &params,
-        &[(1, q), (2, k), (3, v), (4, out)],
+        &tensors,
         &past,
         [grid[0], grid[1], grid[2]],
     )
+}
+
+/// The adapter's cooperative matrices and the subgroups per workgroup for `head_dim`, or
+/// why the cooperative flash kernel cannot run here.
+fn coop_flash_facts(gpu: &Gpu, head_dim: u32) -> Result<(CoopFacts, u32)> {
+    let missing = |feature: &'static str| Error::MissingFeature {
+        what: format!("cooperative-matrix flash attention (head_dim {head_dim})"),
+        feature,
+        adapter: gpu.report().name.clone(),
+    };
+    let coop = gpu.cooperative_f16().map_err(missing)?;
+    if !head_dim.is_multiple_of(coop.fragment) {
+        return Err(missing(
+            "a head_dim that is a multiple of the fragment size",
+        ));
+    }
+    let limits = gpu.limits();
+    let invocations = limits
+        .max_compute_invocations_per_workgroup
+        .min(limits.max_compute_workgroup_size_x);
+    let nsg = coop_flash_subgroups(
+        coop,
+        head_dim,
+        limits.max_compute_workgroup_storage_size,
+        invocations,
+    )
+    .ok_or_else(|| missing("workgroup memory for one subgroup's tiles"))?;
+    Ok((coop, nsg))
 }
 
 /// Split-KV decode attention for one query per sequence (`q`: `[batch, 1, n_heads, head_dim]`)

@@ -13,7 +13,7 @@ use crate::tensor::{DType, Tensor};
 const SHADER: ShaderSource = ShaderSource {
     name: "kv_cache.wgsl",
     body: include_str!("../../shaders/kv_cache.wgsl"),
-    library: &[],
+    library: &[super::STEP],
 };
 const WG: u32 = 256;
 

@@ -7,13 +7,15 @@
 //! dimensions into M, so `[batch, seq, K] · [N, K]ᵀ` is one `(batch·seq) × N × K` product.
 
 use crate::error::{Error, Result};
-use crate::gpu::{Gpu, PipelineKey, ShaderSource};
+use crate::gpu::{CoopFacts, Gpu, PipelineKey, ShaderSource, Tunable};
 use crate::kernels::{KernelCall, expect_shape, prepare, same_dtype, to_u32};
 use crate::tensor::{DType, Tensor};
 
 /// The fused epilogue every matmul kernel shares, and the tiled kernels' parameters.
 const EPILOGUE: &str = include_str!("../../shaders/lib/epilogue.wgsl");
 const TILED_PARAMS: &str = include_str!("../../shaders/lib/matmul_params.wgsl");
+/// The cooperative-matrix GEMM tile the coop matmul and conv2d share.
+pub(crate) const COOP_GEMM: &str = include_str!("../../shaders/lib/coop_gemm.wgsl");
 
 const MATMUL: ShaderSource = ShaderSource {
     name: "matmul.wgsl",
@@ -28,10 +30,8 @@ const MATMUL_WIDE: ShaderSource = ShaderSource {
 const MATMUL_COOP: ShaderSource = ShaderSource {
     name: "matmul_coop.wgsl",
     body: include_str!("../../shaders/matmul_coop.wgsl"),
-    library: &[TILED_PARAMS, EPILOGUE],
+    library: &[TILED_PARAMS, EPILOGUE, COOP_GEMM],
 };
-/// The output tile of `matmul_coop.wgsl` (eight subgroups of 32 × 64).
-const COOP_TILE: u32 = 128;
 /// The output tile of `matmul_wide.wgsl` (16 × 16 invocations, 8 × 8 each).
 const WIDE_TILE: u32 = 128;
 const GEMV: ShaderSource = ShaderSource {
@@ -72,23 +72,57 @@ impl BLayout {
 /// Which kernel computes the product.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Path {
-    /// GEMV when M = 1, the wide kernel when both M and N fill its tile, else the tiled one.
-    /// (Not yet the cooperative-matrix kernel: it has passed naga's validation but not yet
-    /// `tessera check` on hardware that has tensor cores.)
+    /// GEMV when M = 1; else, for products that fill a 128 × 128 tile, the wide kernel or
+    /// (f16, where the adapter has cooperative matrices and `tessera tune` measured it
+    /// faster) the cooperative one; else the tiled one.
     Auto,
     /// 64 × 64 tiles, 4 × 4 per invocation.
     Tiled,
     /// 128 × 128 tiles, 8 × 8 per invocation: fewer workgroup-memory reads per FMA.
     Wide,
-    /// 128 × 128 tiles on cooperative matrices (tensor cores), f16 only, where
-    /// [`Gpu::cooperative_f16_subgroup`] allows.
+    /// 8F × 8F tiles on the adapter's F × F cooperative matrices (tensor cores), f16 only,
+    /// where [`Gpu::cooperative_f16`] finds them.
     Coop,
     /// Only for M = 1.
     Gemv,
 }
 
 /// What a matmul does to each output value after the product and the bias, fused into its
-/// store: the other tensor has the output's shape.
+/// store, without its operand: see [`Epilogue`].
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub enum EpilogueKind {
+    #[default]
+    None,
+    /// `out = other + v`: a residual connection.
+    Add,
+    /// `out = silu(other) · v`: SwiGLU, with the gate projection in `other`.
+    SiluMul,
+}
+
+impl EpilogueKind {
+    pub const ALL: [EpilogueKind; 3] =
+        [EpilogueKind::None, EpilogueKind::Add, EpilogueKind::SiluMul];
+
+    /// The shaders' `p.epilogue` (shaders/lib/epilogue.wgsl).
+    fn code(self) -> u32 {
+        match self {
+            EpilogueKind::None => 0,
+            EpilogueKind::Add => 1,
+            EpilogueKind::SiluMul => 2,
+        }
+    }
+
+    /// f64 reference: `v` is the product plus bias, `other` the epilogue's operand there.
+    pub fn reference(self, v: f64, other: f64) -> f64 {
+        match self {
+            EpilogueKind::None => v,
+            EpilogueKind::Add => other + v,
+            EpilogueKind::SiluMul => other / (1.0 + (-other).exp()) * v,
+        }
+    }
+}
+
+/// A fused epilogue with its operand, which has the output's shape.
 #[derive(Clone, Copy, Debug)]
 pub enum Epilogue<'a> {
     None,
@@ -99,13 +133,25 @@ pub enum Epilogue<'a> {
 }
 
 impl<'a> Epilogue<'a> {
-    /// The shader's code for it.
-    fn code(&self) -> u32 {
-        match self {
-            Epilogue::None => 0,
-            Epilogue::Add(_) => 1,
-            Epilogue::SiluMul(_) => 2,
+    /// `kind` applied with `other` (unused for [`EpilogueKind::None`]).
+    pub fn new(kind: EpilogueKind, other: &'a Tensor) -> Self {
+        match kind {
+            EpilogueKind::None => Epilogue::None,
+            EpilogueKind::Add => Epilogue::Add(other),
+            EpilogueKind::SiluMul => Epilogue::SiluMul(other),
         }
+    }
+
+    pub fn kind(&self) -> EpilogueKind {
+        match self {
+            Epilogue::None => EpilogueKind::None,
+            Epilogue::Add(_) => EpilogueKind::Add,
+            Epilogue::SiluMul(_) => EpilogueKind::SiluMul,
+        }
+    }
+
+    fn code(&self) -> u32 {
+        self.kind().code()
     }
 
     fn tensor(&self) -> Option<&'a Tensor> {
@@ -114,23 +160,14 @@ impl<'a> Epilogue<'a> {
             Epilogue::Add(t) | Epilogue::SiluMul(t) => Some(t),
         }
     }
-
-    /// f64 reference: `v` is the product plus bias, `other` the epilogue's value there.
-    pub fn reference(code: u32, v: f64, other: f64) -> f64 {
-        match code {
-            1 => other + v,
-            2 => other / (1.0 + (-other).exp()) * v,
-            _ => v,
-        }
-    }
 }
 
 /// The tiled kernels, as chosen for one call.
 enum TiledKernel {
     Small,
     Wide,
-    /// With the adapter's subgroup size.
-    Coop(u32),
+    /// On the adapter's cooperative matrices.
+    Coop(CoopFacts),
 }
 
 /// The problem a matmul call solves, after shape checks.
@@ -214,10 +251,41 @@ fn gemv_can_pack(w: &Tensor, k: usize) -> bool {
     k.is_multiple_of(GEMV_PACK) && w.offset().is_multiple_of(16)
 }
 
-fn coop_key(layout: BLayout, subgroup: u32) -> PipelineKey {
+fn coop_key(layout: BLayout, coop: CoopFacts) -> PipelineKey {
     let b_nk = u32::from(layout == BLayout::NK);
-    let overrides = [("B_NK", b_nk), ("WG", 8 * subgroup)];
+    let overrides = [("B_NK", b_nk), ("WG", COOP_SUBGROUPS * coop.subgroup)];
     PipelineKey::new(MATMUL_COOP, "matmul_coop", DType::F16, &overrides)
+        .with_coop_fragment(coop.fragment)
+}
+
+/// Subgroups per workgroup of shaders/lib/coop_gemm.wgsl.
+const COOP_SUBGROUPS: u32 = 8;
+
+/// The output tile of shaders/lib/coop_gemm.wgsl for fragment size `f` (8 × 8 fragments).
+pub(crate) fn coop_tile(f: u32) -> u32 {
+    8 * f
+}
+
+/// The adapter's cooperative matrices, if shaders/lib/coop_gemm.wgsl fits its workgroup
+/// limits: eight subgroups, and A, B (f16) and staging (f32) tiles of 96·F² bytes.
+pub(crate) fn coop_gemm_facts(gpu: &Gpu) -> Result<CoopFacts> {
+    let missing = |feature: &'static str| Error::MissingFeature {
+        what: "the cooperative-matrix GEMM".into(),
+        feature,
+        adapter: gpu.report().name.clone(),
+    };
+    let coop = gpu.cooperative_f16().map_err(missing)?;
+    let limits = gpu.limits();
+    let invocations = COOP_SUBGROUPS * coop.subgroup;
+    if invocations > limits.max_compute_invocations_per_workgroup
+        || invocations > limits.max_compute_workgroup_size_x
+        || 96 * coop.fragment * coop.fragment > limits.max_compute_workgroup_storage_size
+    {
+        return Err(missing(
+            "eight subgroups and 96·F² bytes of workgroup memory per workgroup",
+        ));
+    }
+    Ok(coop)
 }
 
 fn gemv_kn_key(dtype: DType) -> PipelineKey {
@@ -239,7 +307,9 @@ pub(crate) fn pipeline_keys() -> Vec<PipelineKey> {
         }
     }
     for layout in [BLayout::KN, BLayout::NK] {
-        keys.push(coop_key(layout, 32));
+        for (fragment, subgroup) in [(8, 8), (16, 32)] {
+            keys.push(coop_key(layout, CoopFacts { fragment, subgroup }));
+        }
     }
     keys
 }
@@ -495,28 +565,26 @@ fn matmul_impl<'a>(
             epilogue: epilogue.code(),
         };
         let kernel = match path {
-            Path::Coop => match (dtype, gpu.cooperative_f16_subgroup()) {
-                (DType::F16, Ok(subgroup)) => TiledKernel::Coop(subgroup),
-                (DType::F16, Err(needs)) => {
-                    return Err(Error::MissingFeature {
-                        what: "the cooperative-matrix matmul".into(),
-                        feature: needs,
-                        adapter: gpu.report().name.clone(),
-                    });
-                }
-                _ => {
-                    return Err(Error::shape(
-                        op,
-                        format!("the cooperative-matrix path takes f16, not {dtype}"),
-                    ));
-                }
-            },
+            Path::Coop if dtype == DType::F16 => TiledKernel::Coop(coop_gemm_facts(gpu)?),
+            Path::Coop => {
+                return Err(Error::shape(
+                    op,
+                    format!("the cooperative-matrix path takes f16, not {dtype}"),
+                ));
+            }
             Path::Wide => TiledKernel::Wide,
-            Path::Auto if m >= WIDE_TILE && n >= WIDE_TILE => TiledKernel::Wide,
+            Path::Auto if m >= WIDE_TILE && n >= WIDE_TILE => {
+                let measured_coop = dtype == DType::F16
+                    && gpu.tuned_choice(Tunable::MatmulF16).as_deref() == Some("coop");
+                match coop_gemm_facts(gpu) {
+                    Ok(coop) if measured_coop => TiledKernel::Coop(coop),
+                    _ => TiledKernel::Wide,
+                }
+            }
             Path::Auto | Path::Tiled | Path::Gemv => TiledKernel::Small,
         };
         let (tile_m, tile_n) = match kernel {
-            TiledKernel::Coop(_) => (COOP_TILE, COOP_TILE),
+            TiledKernel::Coop(coop) => (coop_tile(coop.fragment), coop_tile(coop.fragment)),
             TiledKernel::Wide => (WIDE_TILE, WIDE_TILE),
             TiledKernel::Small => (WG_M * TM, WG_N * TN),
         };
@@ -530,7 +598,7 @@ fn matmul_impl<'a>(
         }
         let grid = [col_tiles, row_tiles, batch];
         let key = match kernel {
-            TiledKernel::Coop(subgroup) => coop_key(layout, subgroup),
+            TiledKernel::Coop(coop) => coop_key(layout, coop),
             TiledKernel::Wide => wide_key(dtype, layout),
             TiledKernel::Small => tiled_key(dtype, layout),
         };

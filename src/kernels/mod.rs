@@ -22,6 +22,9 @@ pub mod spatial;
 pub mod timestep;
 pub mod transpose;
 
+/// The per-run position uniform (`shaders/lib/step.wgsl`) of the kernels that read one.
+pub(crate) const STEP: &str = include_str!("../../shaders/lib/step.wgsl");
+
 use std::marker::PhantomData;
 use std::sync::Arc;
 

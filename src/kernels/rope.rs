@@ -14,7 +14,7 @@ use crate::tensor::{DType, Tensor};
 const SHADER: ShaderSource = ShaderSource {
     name: "rope.wgsl",
     body: include_str!("../../shaders/rope.wgsl"),
-    library: &[],
+    library: &[super::STEP],
 };
 const WG: u32 = 256;
 

@@ -4,7 +4,7 @@ use super::compare::Tolerance;
 use super::{CaseSpec, HostTensor, Random};
 use crate::error::Result;
 use crate::gpu::Gpu;
-use crate::kernels::attention::{self, AttentionDims};
+use crate::kernels::attention::{self, AttentionDims, FlashPath};
 use crate::kernels::rope::{self, RopeConfig, RopeScaling};
 use crate::kernels::{KernelCall, Position, kv_cache};
 use crate::tensor::Tensor;
@@ -13,6 +13,8 @@ use crate::tensor::Tensor;
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum AttentionKernel {
     Flash,
+    /// Flash attention on cooperative matrices (f16 only).
+    FlashCoop,
     /// Split-KV decode; needs `q_len == 1`.
     Decode,
 }
@@ -77,7 +79,7 @@ impl AttentionSpec {
 impl CaseSpec for AttentionSpec {
     fn kernel(&self) -> &'static str {
         match self.kernel {
-            AttentionKernel::Flash => "flash_attn",
+            AttentionKernel::Flash | AttentionKernel::FlashCoop => "flash_attn",
             AttentionKernel::Decode => "decode_attn",
         }
     }
@@ -93,8 +95,11 @@ impl CaseSpec for AttentionSpec {
         if self.kv_capacity > self.kv_len {
             s += &format!(" cap={}", self.kv_capacity);
         }
-        if self.kernel == AttentionKernel::Flash {
+        if self.kernel != AttentionKernel::Decode {
             s += if self.causal { " causal" } else { " full" };
+        }
+        if self.kernel == AttentionKernel::FlashCoop {
+            s += " coop";
         }
         s
     }
@@ -118,11 +123,24 @@ impl CaseSpec for AttentionSpec {
     /// Weights are a softmax (they sum to 1) of scores with O(1) spread, values in [-1, 1]:
     /// the f32 errors of the dot products, exp() and the running sums stay near a few 1e-7
     /// (measured up to 3e-7 at kv_len 1024, head_dim 256).
+    ///
+    /// The cooperative kernel multiplies the weights by v in f16: rounding a weight moves it
+    /// by at most 2⁻¹¹ of itself, so with weights summing to the row sum and |v| ≤ 1 the
+    /// output moves by at most 2⁻¹¹.
     fn compute_tolerance(&self) -> Tolerance {
+        let f16_weights = if self.kernel == AttentionKernel::FlashCoop {
+            2f64.powi(-11)
+        } else {
+            0.0
+        };
         Tolerance {
-            atol: 1e-6,
+            atol: 1e-6 + f16_weights,
             rtol: 2e-6,
         }
+    }
+
+    fn cooperative(&self) -> bool {
+        self.kernel == AttentionKernel::FlashCoop
     }
 
     fn inputs(&self, random: Random<'_>) -> Result<Vec<HostTensor>> {
@@ -148,6 +166,17 @@ impl CaseSpec for AttentionSpec {
             AttentionKernel::Flash => {
                 attention::flash_attention(gpu, q, k, v, past, self.causal, scale, out)
             }
+            AttentionKernel::FlashCoop => attention::flash_attention_with(
+                gpu,
+                q,
+                k,
+                v,
+                past,
+                self.causal,
+                scale,
+                out,
+                FlashPath::Coop,
+            ),
             AttentionKernel::Decode => attention::decode_attention(gpu, q, k, v, past, scale, out),
         }
     }

@@ -4,7 +4,7 @@ use super::compare::Tolerance;
 use super::{CaseSpec, HostTensor, Random};
 use crate::error::Result;
 use crate::gpu::Gpu;
-use crate::kernels::matmul::{self, BLayout, Dims, Epilogue, Path};
+use crate::kernels::matmul::{self, BLayout, Dims, Epilogue, EpilogueKind, Path};
 use crate::kernels::{KernelCall, norm};
 use crate::tensor::{DType, Tensor};
 
@@ -20,8 +20,8 @@ pub struct MatmulSpec {
     pub bias: bool,
     pub b_batched: bool,
     pub path: Path,
-    /// The fused epilogue: 0 none, 1 residual add, 2 SwiGLU (see [`matmul::Epilogue`]).
-    pub epilogue: u32,
+    /// The fused epilogue (its operand is drawn as an extra input).
+    pub epilogue: EpilogueKind,
     /// RMSNorm of `a` fused in front ([`matmul::norm_gemv`]; one row, `[N, K]` b).
     pub norm: bool,
 }
@@ -41,7 +41,7 @@ impl MatmulSpec {
             bias: false,
             b_batched: false,
             path: Path::Auto,
-            epilogue: 0,
+            epilogue: EpilogueKind::None,
             norm: false,
         }
     }
@@ -95,9 +95,9 @@ impl CaseSpec for MatmulSpec {
             s += " rms_norm";
         }
         match self.epilogue {
-            1 => s += " +residual",
-            2 => s += " swiglu",
-            _ => {}
+            EpilogueKind::Add => s += " +residual",
+            EpilogueKind::SiluMul => s += " swiglu",
+            EpilogueKind::None => {}
         }
         match self.path {
             Path::Tiled if self.m == 1 => s += " tiled",
@@ -113,6 +113,10 @@ impl CaseSpec for MatmulSpec {
         self.dims().flops()
     }
 
+    fn cooperative(&self) -> bool {
+        self.path == Path::Coop
+    }
+
     fn traffic(&self) -> usize {
         let d = self.dims();
         d.batch * d.m * d.k + d.batch * d.k * d.n + d.batch * d.m * d.n + d.n * usize::from(d.bias)
@@ -122,7 +126,7 @@ impl CaseSpec for MatmulSpec {
     /// walk, well inside eps·K; bias and operands are exact in the output type.
     fn compute_tolerance(&self) -> Tolerance {
         let product = DType::F32.epsilon() * self.k as f64;
-        if self.epilogue == 2 {
+        if self.epilogue == EpilogueKind::SiluMul {
             // silu(gate) with |gate| <= 4 scales the product's error by up to 4; exp() may be
             // off by a few ulp.
             Tolerance {
@@ -157,7 +161,7 @@ impl CaseSpec for MatmulSpec {
         if self.norm {
             inputs.push(random(&[self.k], -2.0, 2.0));
         }
-        if self.epilogue != 0 {
+        if self.epilogue != EpilogueKind::None {
             let out_shape = self.output_shape(&inputs);
             inputs.push(random(&out_shape, -4.0, 4.0));
         }
@@ -181,14 +185,14 @@ impl CaseSpec for MatmulSpec {
             &inputs[0].data
         };
         let product = matmul::reference(&self.dims(), a, &inputs[1].data, bias);
-        if self.epilogue == 0 {
+        if self.epilogue == EpilogueKind::None {
             return product;
         }
         let other = &inputs[inputs.len() - 1].data;
         product
             .iter()
             .zip(other)
-            .map(|(&v, &o)| Epilogue::reference(self.epilogue, v, o))
+            .map(|(&v, &o)| self.epilogue.reference(v, o))
             .collect()
     }
 
@@ -196,11 +200,7 @@ impl CaseSpec for MatmulSpec {
         let (a, b) = (&inputs[0], &inputs[1]);
         let bias = self.bias.then(|| &inputs[2]);
         let other = &inputs[inputs.len() - 1];
-        let epilogue = match self.epilogue {
-            1 => Epilogue::Add(other),
-            2 => Epilogue::SiluMul(other),
-            _ => Epilogue::None,
-        };
+        let epilogue = Epilogue::new(self.epilogue, other);
         if self.norm {
             let weight = &inputs[2 + usize::from(self.bias)];
             let eps = NORM_EPS as f32;

@@ -61,6 +61,11 @@ pub trait CaseSpec: std::fmt::Debug + Send + Sync + Any {
     fn traffic(&self) -> usize;
     /// The error the computation may add in f32, on top of rounding the output to its dtype.
     fn compute_tolerance(&self) -> Tolerance;
+    /// Whether the case runs a cooperative-matrix (tensor-core) path: such cases skip, with
+    /// the reason, on adapters without cooperative matrices.
+    fn cooperative(&self) -> bool {
+        false
+    }
     /// Whether the result must match bit for bit (pure data movement).
     fn exact(&self) -> bool {
         false

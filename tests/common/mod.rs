@@ -15,15 +15,15 @@ pub fn gpu() -> Gpu {
         .unwrap_or_else(|e| panic!("these tests need a GPU adapter (lavapipe will do): {e}"))
 }
 
-/// Runs the CI cases of the suite whose kernel is one of `kernels` and fails with every
-/// failing row if any fails.
-pub fn check_ci_cases(kernels: &[&str]) {
+/// Runs the CI cases of the suite that `select` picks and fails with every failing row if
+/// any fails, and with every skip the adapter does not explain.
+pub fn check_ci_cases(what: &str, select: impl Fn(&suite::Case) -> bool) {
     let gpu = gpu();
     let cases: Vec<_> = suite::cases()
         .into_iter()
-        .filter(|c| c.ci && kernels.contains(&c.kernel()))
+        .filter(|c| c.ci && select(c))
         .collect();
-    assert!(!cases.is_empty(), "no CI cases for {kernels:?}");
+    assert!(!cases.is_empty(), "no CI cases for {what}");
     let mut summary = Summary::default();
     let mut failures = Vec::new();
     let mut unexpected_skips = Vec::new();
@@ -54,14 +54,13 @@ pub fn check_ci_cases(kernels: &[&str]) {
     assert!(summary.passed > 0);
 }
 
-/// Skips are allowed only where the adapter lacks what the case needs: f16, or tensor cores
-/// for the cooperative-matrix matmul.
+/// Skips are allowed only where the adapter lacks what the case needs: f16, or cooperative
+/// matrices for the tensor-core paths. Under `TESSERA_REQUIRE_COOP=1` (set by
+/// tools/mesa26.sh, whose lavapipe has them) a cooperative case must run.
 fn may_skip(gpu: &Gpu, case: &suite::Case) -> bool {
-    let coop = case
-        .spec_as::<suite::MatmulSpec>()
-        .is_some_and(|m| m.path == tessera::kernels::matmul::Path::Coop);
+    let coop_required = std::env::var("TESSERA_REQUIRE_COOP").is_ok_and(|v| v == "1");
     (case.dtype == tessera::DType::F16 && !gpu.supports(tessera::DType::F16))
-        || (coop && gpu.cooperative_f16_subgroup().is_err())
+        || (case.spec.cooperative() && !coop_required && gpu.cooperative_f16().is_err())
 }
 
 /// A scratch copy of a fixture directory (its files), to break on purpose; removed on drop.

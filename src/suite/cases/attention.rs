@@ -3,11 +3,12 @@
 use super::{Entry, entry};
 use crate::kernels::rope::{RopeConfig, RopeScaling};
 use crate::suite::*;
+use crate::tensor::DType;
 
 /// Query/key-value head pairs: grouped-query ratios 1, 2 and 4, and multi-query.
 pub(super) const HEAD_GROUPS: [(usize, usize); 4] = [(4, 4), (4, 2), (8, 2), (4, 1)];
 
-pub(super) fn attention_cases() -> Vec<Entry> {
+pub(super) fn attention_cases(dtype: DType) -> Vec<Entry> {
     let flash = AttentionSpec::new;
     let decode = AttentionSpec::decode;
     let mut list = Vec::new();
@@ -100,6 +101,61 @@ pub(super) fn attention_cases() -> Vec<Entry> {
     ));
     list.push(entry(decode(1024, (32, 8), 128), false, BenchTier::Quick));
     list.push(entry(decode(4096, (32, 8), 128), false, BenchTier::Full));
+    if dtype == DType::F16 {
+        list.extend(coop_attention_cases());
+    }
+    list
+}
+
+/// Flash attention on cooperative matrices (f16; skipped where the adapter has none): every
+/// head grouping causal and full, the head sizes 64, 80, 96 and 128 at awkward lengths,
+/// chunked prefill and a batch reading a partly filled cache.
+fn coop_attention_cases() -> Vec<Entry> {
+    let coop = |seq, heads, head_dim, causal| AttentionSpec {
+        kernel: AttentionKernel::FlashCoop,
+        ..AttentionSpec::new(seq, heads, head_dim, causal)
+    };
+    let mut list = Vec::new();
+    for heads in HEAD_GROUPS {
+        for causal in [true, false] {
+            list.push(entry(coop(37, heads, 64, causal), true, BenchTier::No));
+        }
+    }
+    for head_dim in [64, 80, 96, 128] {
+        for q_len in [1, 7, 64, 129] {
+            for causal in [true, false] {
+                let ci = q_len < 129 || head_dim == 64;
+                let spec = coop(q_len, (4, 2), head_dim, causal);
+                list.push(entry(spec, ci, BenchTier::No));
+            }
+        }
+    }
+    for head_dim in [64, 128] {
+        for (q_len, kv_len) in [(1, 1024), (7, 100), (64, 1024), (129, 1000)] {
+            for causal in [true, false] {
+                let spec = AttentionSpec {
+                    kv_len,
+                    kv_capacity: kv_len,
+                    ..coop(q_len, (4, 2), head_dim, causal)
+                };
+                list.push(entry(spec, kv_len <= 100, BenchTier::No));
+            }
+        }
+    }
+    let batched = AttentionSpec {
+        batch: 2,
+        kv_len: 40,
+        kv_capacity: 64,
+        ..coop(7, (8, 2), 64, true)
+    };
+    list.push(entry(batched, true, BenchTier::No));
+    list.push(entry(coop(256, (8, 8), 64, true), false, BenchTier::Quick));
+    list.push(entry(coop(1024, (8, 8), 128, true), false, BenchTier::Full));
+    list.push(entry(
+        coop(2048, (32, 32), 128, true),
+        false,
+        BenchTier::Large,
+    ));
     list
 }
 

@@ -1,7 +1,7 @@
 //! Cases for matmul and GEMV.
 
 use super::{Entry, entry};
-use crate::kernels::matmul::{BLayout, Path};
+use crate::kernels::matmul::{BLayout, EpilogueKind, Path};
 use crate::suite::*;
 use crate::tensor::DType;
 
@@ -106,41 +106,8 @@ pub(super) fn matmul_cases(dtype: DType) -> Vec<Entry> {
         };
         list.push(entry(batched, true, BenchTier::No));
     }
-    // The cooperative-matrix kernel (f16 only): skipped where the adapter has none.
     if dtype == DType::F16 {
-        for layout in [BLayout::NK, BLayout::KN] {
-            for (m, n, k) in [
-                (1, 1, 1),
-                (16, 16, 16),
-                (7, 33, 9),
-                (127, 129, 31),
-                (128, 128, 32),
-                (129, 300, 33),
-                (257, 131, 1000),
-            ] {
-                let spec = MatmulSpec {
-                    path: Path::Coop,
-                    bias: m % 2 == 1,
-                    ..mm(m, n, k, layout)
-                };
-                list.push(entry(spec, k < 1000, BenchTier::No));
-            }
-            let batched = MatmulSpec {
-                path: Path::Coop,
-                batch: 3,
-                b_batched: true,
-                ..mm(130, 129, 33, layout)
-            };
-            list.push(entry(batched, true, BenchTier::No));
-        }
-        list.push(entry(
-            MatmulSpec {
-                path: Path::Coop,
-                ..mm(1024, 1024, 1024, BLayout::NK)
-            },
-            false,
-            BenchTier::Full,
-        ));
+        list.extend(coop_cases());
     }
     // The acceptance size of the fast-path issue: 4096³, scalar and (f16) on tensor cores.
     list.push(entry(
@@ -156,7 +123,7 @@ pub(super) fn matmul_cases(dtype: DType) -> Vec<Entry> {
         list.push(entry(coop, false, BenchTier::Large));
     }
     // Fused epilogues (residual add, SwiGLU) on every kernel.
-    for epilogue in [1, 2] {
+    for epilogue in [EpilogueKind::Add, EpilogueKind::SiluMul] {
         for (path, m, n, k, layout) in [
             (Path::Tiled, 7, 33, 17, BLayout::NK),
             (Path::Tiled, 65, 66, 70, BLayout::KN),
@@ -181,23 +148,14 @@ pub(super) fn matmul_cases(dtype: DType) -> Vec<Entry> {
             ..mm(33, 17, 9, BLayout::NK)
         };
         list.push(entry(batched, true, BenchTier::No));
-        if dtype == DType::F16 {
-            let coop = MatmulSpec {
-                path: Path::Coop,
-                epilogue,
-                bias: true,
-                ..mm(129, 131, 40, BLayout::NK)
-            };
-            list.push(entry(coop, true, BenchTier::No));
-        }
     }
     // RMSNorm fused in front of a decode GEMV.
     for (n, k, bias, epilogue) in [
-        (1, 1, false, 0),
-        (7, 33, true, 0),
-        (300, 257, false, 1),
-        (129, 1000, true, 2),
-        (64, 4096, false, 0),
+        (1, 1, false, EpilogueKind::None),
+        (7, 33, true, EpilogueKind::None),
+        (300, 257, false, EpilogueKind::Add),
+        (129, 1000, true, EpilogueKind::SiluMul),
+        (64, 4096, false, EpilogueKind::None),
     ] {
         let spec = MatmulSpec {
             norm: true,
@@ -231,5 +189,79 @@ pub(super) fn matmul_cases(dtype: DType) -> Vec<Entry> {
             BenchTier::Full,
         ));
     }
+    list
+}
+
+/// The cooperative-matrix kernel (f16 only; skipped where the adapter has none): the whole
+/// matmul grid in both layouts (GEMV-shaped M = 1 included), then the edges of its tiles for
+/// both fragment sizes (8F = 64 and 128), bias, per-batch b and both fused epilogues.
+fn coop_cases() -> Vec<Entry> {
+    let coop = |m, n, k, layout| MatmulSpec {
+        path: Path::Coop,
+        ..MatmulSpec::new(m, n, k, layout)
+    };
+    let mut list = Vec::new();
+    for layout in [BLayout::NK, BLayout::KN] {
+        for m in MATMUL_M {
+            for n in MATMUL_N {
+                for k in MATMUL_K {
+                    let ci = n < 4096 && k < 1000 && m < 257;
+                    list.push(entry(coop(m, n, k, layout), ci, BenchTier::No));
+                }
+            }
+        }
+        for (m, n, k) in [
+            (8, 8, 8),
+            (16, 16, 16),
+            (63, 65, 15),
+            (64, 64, 16),
+            (127, 129, 31),
+            (128, 128, 32),
+            (129, 300, 33),
+            (257, 131, 1000),
+        ] {
+            let spec = MatmulSpec {
+                bias: true,
+                ..coop(m, n, k, layout)
+            };
+            list.push(entry(spec, k < 1000, BenchTier::No));
+        }
+        for bias in [false, true] {
+            let batched = MatmulSpec {
+                batch: 3,
+                b_batched: true,
+                bias,
+                ..coop(130, 129, 33, layout)
+            };
+            list.push(entry(batched, true, BenchTier::No));
+        }
+        let shared = MatmulSpec {
+            batch: 2,
+            ..coop(5, 33, 17, layout)
+        };
+        list.push(entry(shared, true, BenchTier::No));
+        for epilogue in [EpilogueKind::Add, EpilogueKind::SiluMul] {
+            for (m, n, k, bias) in [(129, 131, 40, true), (1, 65, 33, false), (64, 7, 100, true)] {
+                let spec = MatmulSpec {
+                    epilogue,
+                    bias,
+                    ..coop(m, n, k, layout)
+                };
+                list.push(entry(spec, true, BenchTier::No));
+            }
+            let batched = MatmulSpec {
+                batch: 2,
+                b_batched: true,
+                epilogue,
+                ..coop(33, 17, 9, layout)
+            };
+            list.push(entry(batched, true, BenchTier::No));
+        }
+    }
+    let bench = [
+        (coop(256, 256, 256, BLayout::NK), BenchTier::Quick),
+        (coop(1024, 1024, 1024, BLayout::NK), BenchTier::Full),
+    ];
+    list.extend(bench.map(|(spec, tier)| entry(spec, false, tier)));
     list
 }

@@ -21,7 +21,7 @@ pub fn cases() -> Vec<Case> {
             basic::elementwise_cases(),
             basic::row_cases(dtype),
             matmul::matmul_cases(dtype),
-            attention::attention_cases(),
+            attention::attention_cases(dtype),
             attention::rope_cases(),
             attention::kv_append_cases(),
             unet::conv_cases(),
