@@ -22,24 +22,7 @@ override WG: u32 = 256;
 @group(0) @binding(3) var<storage, read> bias: array<elem>;
 @group(0) @binding(4) var<storage, read_write> out: array<elem>;
 
-var<workgroup> partial: array<f32, WG>;
-
-// Sum of `v` over the workgroup; every invocation gets the total. Call from uniform control
-// flow: it contains barriers.
-fn workgroup_sum(v: f32, lid: u32) -> f32 {
-    partial[lid] = v;
-    workgroupBarrier();
-    for (var stride = WG / 2u; stride > 0u; stride /= 2u) {
-        if (lid < stride) {
-            partial[lid] += partial[lid + stride];
-        }
-        workgroupBarrier();
-    }
-    let total = partial[0];
-    // Keep the next call's first write from racing with this read.
-    workgroupBarrier();
-    return total;
-}
+// workgroup_sum(v, lid): shaders/lib/workgroup_sum.wgsl.
 
 @compute @workgroup_size(WG)
 fn rms_norm(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,

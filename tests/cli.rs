@@ -2,11 +2,58 @@
 
 use std::process::Command;
 
+/// Runs the binary with a tuning cache of its own (shared by these tests, so the adapter is
+/// tuned once, by the first command that needs it).
 fn tessera(args: &[&str]) -> std::process::Output {
+    let cache = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("cli-tuning.json");
+    tessera_with_cache(args, &cache)
+}
+
+fn tessera_with_cache(args: &[&str], cache: &std::path::Path) -> std::process::Output {
     Command::new(env!("CARGO_BIN_EXE_tessera"))
         .args(args)
+        .env("TESSERA_TUNE_CACHE", cache)
         .output()
         .expect("the binary runs")
+}
+
+/// `tune` measures the competing paths and caches the winners; `info` prints them. On an
+/// adapter without cooperative matrices there is nothing to choose, and it says so.
+#[test]
+fn tune_caches_the_measured_paths_and_info_prints_them() {
+    let cache = std::env::temp_dir().join(format!("tessera-tune-{}.json", std::process::id()));
+    std::fs::remove_file(&cache).ok();
+    let out = tessera_with_cache(&["tune"], &cache);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let coop_required = std::env::var("TESSERA_REQUIRE_COOP").is_ok_and(|v| v == "1");
+    if stdout.contains("nothing to tune") {
+        assert!(!coop_required, "{stdout}");
+        assert!(!cache.exists());
+        return;
+    }
+    for what in ["matmul f16: ", "flash attention f16: ", "conv2d f16: "] {
+        let line = stdout
+            .lines()
+            .find(|l| l.starts_with(what))
+            .unwrap_or_else(|| panic!("{what} in {stdout}"));
+        assert!(line.contains(" ms") && line.contains("coop"), "{line}");
+    }
+    let cached: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&cache).unwrap()).unwrap();
+    let entry = cached.as_object().unwrap().values().next().unwrap();
+    let choice = entry["matmul_f16"]["choice"].as_str().unwrap();
+    assert!(choice == "wide" || choice == "coop", "{choice}");
+    let info = tessera_with_cache(&["info"], &cache);
+    let info = String::from_utf8_lossy(&info.stdout);
+    assert!(info.contains("kernel paths (tuned):"), "{info}");
+    assert!(info.contains(&format!("matmul f16: {choice} (")), "{info}");
+    std::fs::remove_file(&cache).ok();
 }
 
 #[test]

@@ -121,16 +121,31 @@ fn greedy_generation_matches_transformers_in_f32() {
     }
 }
 
+/// f16 on the portable kernels and, where the adapter has cooperative matrices, with every
+/// automatic choice forced onto them (prefill attention then runs on tensor cores).
 #[test]
 fn f16_activations_stay_within_2e_2() {
     let gpu = common::gpu();
     if !gpu.supports(DType::F16) {
         return;
     }
+    let mut paths = vec![None];
+    if gpu.cooperative_f16().is_ok() {
+        paths.push(Some("coop"));
+    }
+    for path in paths {
+        gpu.force_path(path);
+        f16_logits_match(&gpu, path.unwrap_or("portable"));
+    }
+    gpu.force_path(None);
+}
+
+fn f16_logits_match(gpu: &tessera::Gpu, path: &str) {
     for dir in fixtures() {
         let want = expected(&dir);
-        let mut model = load(&gpu, &dir, DType::F16);
+        let mut model = load(gpu, &dir, DType::F16);
         let name = dir.file_name().unwrap().to_string_lossy();
+        let name = format!("{name} ({path})");
         // Teacher-forced: each step sees transformers' tokens, so rows stay comparable.
         let mut logits = model.forward(&want.prompt).unwrap();
         let mut worst: f64 = 0.0;

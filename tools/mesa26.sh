@@ -112,6 +112,11 @@ run)
 cargo)
     shift
     build
+    # The tests start untuned (portable Auto paths) whatever this machine's cache holds.
+    if [ -z "${TESSERA_TUNE_CACHE:-}" ]; then
+        export TESSERA_TUNE_CACHE="$PWD/target/tmp/mesa26-tuning.json"
+        rm -f "$TESSERA_TUNE_CACHE"
+    fi
     host=$(rustc -vV | sed -n 's/^host: //p' | tr 'a-z-' 'A-Z_')
     export "CARGO_TARGET_${host}_RUNNER=$(cd "$(dirname "$0")" && pwd -P)/mesa26.sh run"
     exec cargo "$@"

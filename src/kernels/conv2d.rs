@@ -2,7 +2,8 @@
 //! output pixels, with the input patches gathered while the tile is staged.
 
 use crate::error::{Error, Result};
-use crate::gpu::{Gpu, PipelineKey, ShaderSource};
+use crate::gpu::{CoopFacts, Gpu, PipelineKey, ShaderSource, Tunable};
+use crate::kernels::matmul::{COOP_GEMM, coop_gemm_facts, coop_key_for, coop_tile};
 use crate::kernels::{KernelCall, expect_shape, prepare, same_dtype, to_u32};
 use crate::tensor::{DType, Tensor};
 
@@ -19,6 +20,24 @@ const WIDE: ShaderSource = ShaderSource {
     body: include_str!("../../shaders/conv2d_wide.wgsl"),
     library: &[PATCH],
 };
+const COOP: ShaderSource = ShaderSource {
+    name: "conv2d_coop.wgsl",
+    body: include_str!("../../shaders/conv2d_coop.wgsl"),
+    library: &[PATCH, COOP_GEMM],
+};
+
+/// Which kernel computes a convolution.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ConvPath {
+    /// The cooperative-matrix kernel for f16 where the adapter has it and `tessera tune`
+    /// measured it faster; else the scalar kernels (the tile chosen by output channels).
+    Auto,
+    /// `conv2d.wgsl` / `conv2d_wide.wgsl`: f32 arithmetic on register blocks.
+    Scalar,
+    /// `conv2d_coop.wgsl`: the implicit GEMM on cooperative matrices (f16 only).
+    Coop,
+}
+
 /// The output tile of `conv2d_wide.wgsl` (channels and pixels), used from this many output
 /// channels on.
 const WIDE_TILE: u32 = 128;
@@ -128,10 +147,17 @@ fn wide_key(dtype: DType) -> PipelineKey {
     PipelineKey::new(WIDE, "conv2d_wide", dtype, &[])
 }
 
+fn coop_conv_key(coop: CoopFacts) -> PipelineKey {
+    coop_key_for(COOP, "conv2d_coop", &[], coop)
+}
+
 pub(crate) fn pipeline_keys() -> Vec<PipelineKey> {
+    let coop = [(8, 8), (16, 32)]
+        .map(|(fragment, subgroup)| coop_conv_key(CoopFacts { fragment, subgroup }));
     DType::ALL
         .iter()
         .flat_map(|&d| TILINGS.iter().map(move |&t| key(d, t)).chain([wide_key(d)]))
+        .chain(coop)
         .collect()
 }
 
@@ -196,6 +222,19 @@ pub fn conv2d<'a>(
     options: Conv2dOptions,
     out: &'a Tensor,
 ) -> Result<KernelCall<'a>> {
+    conv2d_with(gpu, x, weight, bias, options, out, ConvPath::Auto)
+}
+
+/// [`conv2d`] on the kernel `path` names.
+pub fn conv2d_with<'a>(
+    gpu: &Gpu,
+    x: &'a Tensor,
+    weight: &'a Tensor,
+    bias: Option<&'a Tensor>,
+    options: Conv2dOptions,
+    out: &'a Tensor,
+    path: ConvPath,
+) -> Result<KernelCall<'a>> {
     let op = "conv2d";
     let mut operands = vec![x, weight, out];
     operands.extend(bias);
@@ -228,12 +267,31 @@ pub fn conv2d<'a>(
     u("patch length", d.c_in * d.kh * d.kw)?;
     let pixels = u("output pixels", d.batch * d.h_out * d.w_out)?;
     let limit = gpu.limits().max_compute_workgroups_per_dimension;
+    let coop = match path {
+        ConvPath::Scalar => None,
+        ConvPath::Coop if dtype == DType::F16 => Some(coop_gemm_facts(gpu)?),
+        ConvPath::Coop => {
+            return Err(Error::shape(
+                op,
+                format!("the cooperative-matrix path takes f16, not {dtype}"),
+            ));
+        }
+        ConvPath::Auto => {
+            let measured_coop = dtype == DType::F16
+                && gpu.tuned_choice(Tunable::Conv2dF16).as_deref() == Some("coop");
+            if measured_coop {
+                coop_gemm_facts(gpu).ok()
+            } else {
+                None
+            }
+        }
+    };
     let wide = params.c_out >= WIDE_TILE;
     let tiling = tiling(params.c_out);
-    let (tile_m, tile_n) = if wide {
-        (WIDE_TILE, WIDE_TILE)
-    } else {
-        (tiling.0 * BLOCK, tiling.1 * BLOCK)
+    let (tile_m, tile_n) = match coop {
+        Some(coop) => (coop_tile(coop.fragment), coop_tile(coop.fragment)),
+        None if wide => (WIDE_TILE, WIDE_TILE),
+        None => (tiling.0 * BLOCK, tiling.1 * BLOCK),
     };
     let grid = [pixels.div_ceil(tile_n), params.c_out.div_ceil(tile_m), 1];
     if grid[0] > limit || grid[1] > limit {
@@ -244,10 +302,10 @@ pub fn conv2d<'a>(
         });
     }
     let tensors = [(1, x), (2, weight), (3, bias_tensor), (4, out)];
-    let key = if wide {
-        wide_key(dtype)
-    } else {
-        key(dtype, tiling)
+    let key = match coop {
+        Some(coop) => coop_conv_key(coop),
+        None if wide => wide_key(dtype),
+        None => key(dtype, tiling),
     };
     Ok(prepare(gpu, &key, &params, &tensors, grid)?.owning(placeholder))
 }

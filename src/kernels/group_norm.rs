@@ -9,7 +9,7 @@ use crate::tensor::{DType, Tensor};
 const SHADER: ShaderSource = ShaderSource {
     name: "group_norm.wgsl",
     body: include_str!("../../shaders/group_norm.wgsl"),
-    library: &[],
+    library: &[super::WORKGROUP_SUM],
 };
 /// Invocations per group; a power of two (the shader reduces in a tree).
 const WG: u32 = 256;

@@ -253,9 +253,20 @@ fn gemv_can_pack(w: &Tensor, k: usize) -> bool {
 
 fn coop_key(layout: BLayout, coop: CoopFacts) -> PipelineKey {
     let b_nk = u32::from(layout == BLayout::NK);
-    let overrides = [("B_NK", b_nk), ("WG", COOP_SUBGROUPS * coop.subgroup)];
-    PipelineKey::new(MATMUL_COOP, "matmul_coop", DType::F16, &overrides)
-        .with_coop_fragment(coop.fragment)
+    coop_key_for(MATMUL_COOP, "matmul_coop", &[("B_NK", b_nk)], coop)
+}
+
+/// The f16 variant of a shader built on shaders/lib/coop_gemm.wgsl, for `coop`'s fragment
+/// and subgroup sizes, with its own `overrides`.
+pub(crate) fn coop_key_for(
+    shader: ShaderSource,
+    entry: &'static str,
+    overrides: &[(&'static str, u32)],
+    coop: CoopFacts,
+) -> PipelineKey {
+    let mut all = overrides.to_vec();
+    all.push(("WG", COOP_SUBGROUPS * coop.subgroup));
+    PipelineKey::new(shader, entry, DType::F16, &all).with_coop_fragment(coop.fragment)
 }
 
 /// Subgroups per workgroup of shaders/lib/coop_gemm.wgsl.

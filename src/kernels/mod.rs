@@ -25,6 +25,9 @@ pub mod transpose;
 /// The per-run position uniform (`shaders/lib/step.wgsl`) of the kernels that read one.
 pub(crate) const STEP: &str = include_str!("../../shaders/lib/step.wgsl");
 
+/// The workgroup tree reduction (`shaders/lib/workgroup_sum.wgsl`) of the norm kernels.
+pub(crate) const WORKGROUP_SUM: &str = include_str!("../../shaders/lib/workgroup_sum.wgsl");
+
 use std::marker::PhantomData;
 use std::sync::Arc;
 

@@ -8,7 +8,7 @@ use crate::tensor::{DType, Tensor};
 const SHADER: ShaderSource = ShaderSource {
     name: "norm.wgsl",
     body: include_str!("../../shaders/norm.wgsl"),
-    library: &[],
+    library: &[super::WORKGROUP_SUM],
 };
 /// Invocations per row; a power of two (the shader reduces in a tree).
 const WG: u32 = 256;

@@ -1,12 +1,47 @@
-//! The diffusion sampler's per-step update (`shaders/scheduler_step.wgsl`), in place on the
-//! batch; the coefficients ([`crate::models::diffusion::StepCoefficients`]) are rewritten in a
-//! [`ParamsBuffer`] each step while the prepared call is reused.
+//! A diffusion sampler's per-step update (`shaders/scheduler_step.wgsl`), in place on the
+//! batch: `prev = a_x0·clip(x0) + a_sample·x + a_eps·eps + noise_scale·z` with
+//! `x0 = k_sample·x + k_model·m` and `eps = e_sample·x + e_model·m` (x the sample, m the model
+//! output, z noise). The [`StepCoefficients`] (which a scheduler works out per step) are
+//! rewritten in a [`ParamsBuffer`] each step while the prepared call is reused.
 
 use crate::error::{Error, Result};
 use crate::gpu::{Gpu, PipelineKey, ShaderSource};
 use crate::kernels::{KernelCall, ParamsBuffer, prepare_with_uniform, same_dtype, to_u32};
-use crate::models::diffusion::StepCoefficients;
 use crate::tensor::{DType, Tensor};
+
+/// One step's update (see the module documentation).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct StepCoefficients {
+    pub k_sample: f64,
+    pub k_model: f64,
+    /// Clip `x0` to `±range` when set.
+    pub clip: Option<f64>,
+    pub a_x0: f64,
+    pub a_sample: f64,
+    pub a_eps: f64,
+    pub e_sample: f64,
+    pub e_model: f64,
+    pub noise_scale: f64,
+}
+
+impl StepCoefficients {
+    /// The update in f64, elementwise (the reference the GPU kernel is checked against).
+    pub fn apply(&self, sample: &[f64], model: &[f64], noise: &[f64]) -> Vec<f64> {
+        sample
+            .iter()
+            .zip(model)
+            .zip(noise)
+            .map(|((&x, &m), &z)| {
+                let mut x0 = self.k_sample * x + self.k_model * m;
+                if let Some(r) = self.clip {
+                    x0 = x0.clamp(-r, r);
+                }
+                let eps = self.e_sample * x + self.e_model * m;
+                self.a_x0 * x0 + self.a_sample * x + self.a_eps * eps + self.noise_scale * z
+            })
+            .collect()
+    }
+}
 
 const SHADER: ShaderSource = ShaderSource {
     name: "scheduler_step.wgsl",

@@ -16,6 +16,7 @@ pub mod check;
 pub mod compare;
 mod matmul;
 pub mod models;
+pub mod tune;
 mod unet;
 
 /// The seeded generator of test inputs (also used by sampling).

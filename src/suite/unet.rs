@@ -5,12 +5,12 @@ use super::compare::Tolerance;
 use super::{CaseSpec, HostTensor, Random};
 use crate::error::Result;
 use crate::gpu::Gpu;
-use crate::kernels::conv2d::{self, Conv2dDims, Conv2dOptions};
+use crate::kernels::conv2d::{self, Conv2dDims, Conv2dOptions, ConvPath};
+use crate::kernels::scheduler_step::StepCoefficients;
 use crate::kernels::scheduler_step::{self, StepUniform};
 use crate::kernels::spatial::{self, ChannelMix};
 use crate::kernels::timestep::{self, TimestepConfig};
 use crate::kernels::{KernelCall, group_norm};
-use crate::models::diffusion::StepCoefficients;
 use crate::tensor::{DType, Tensor};
 
 /// A convolution case: `[batch, c_in, h, w]` by a `[c_out, c_in, k, k]` kernel.
@@ -24,6 +24,8 @@ pub struct Conv2dSpec {
     pub kernel: usize,
     pub options: Conv2dOptions,
     pub bias: bool,
+    /// The kernel: `Auto` (scalar unless tuned) or forced.
+    pub path: ConvPath,
 }
 
 impl Conv2dSpec {
@@ -45,6 +47,7 @@ impl Conv2dSpec {
             kernel: k,
             options: Conv2dOptions::symmetric(stride, k / 2),
             bias: true,
+            path: ConvPath::Auto,
         }
     }
 
@@ -90,11 +93,18 @@ impl CaseSpec for Conv2dSpec {
         if !self.bias {
             s += " nobias";
         }
+        if self.path == ConvPath::Coop {
+            s += " coop";
+        }
         s
     }
 
     fn flops(&self) -> f64 {
         self.dims().flops()
+    }
+
+    fn cooperative(&self) -> bool {
+        self.path == ConvPath::Coop
     }
 
     fn traffic(&self) -> usize {
@@ -145,13 +155,14 @@ impl CaseSpec for Conv2dSpec {
     }
 
     fn call<'a>(&self, gpu: &Gpu, inputs: &'a [Tensor], out: &'a Tensor) -> Result<KernelCall<'a>> {
-        conv2d::conv2d(
+        conv2d::conv2d_with(
             gpu,
             &inputs[0],
             &inputs[1],
             inputs.get(2),
             self.options,
             out,
+            self.path,
         )
     }
 }

@@ -51,7 +51,9 @@ pub fn check_ci_cases(what: &str, select: impl Fn(&suite::Case) -> bool) {
         gpu.report().name,
         unexpected_skips.join("\n")
     );
-    assert!(summary.passed > 0);
+    // Either something ran, or everything skipped for a reason the adapter explains (the
+    // cooperative cases on an adapter without cooperative matrices).
+    assert!(summary.passed > 0 || summary.skipped == cases.len());
 }
 
 /// Skips are allowed only where the adapter lacks what the case needs: f16, or cooperative

@@ -84,6 +84,7 @@ pub fn sample(adapter: Option<&str>, args: &SampleArgs) -> Result<bool> {
         return Err(Error::Invalid("--count must be at least 1".into()));
     }
     let gpu = Gpu::new(adapter)?;
+    super::kernels::tune_if_needed(&gpu)?;
     let unet = UNet::load(&gpu, &files.unet_dir, args.dtype.parse::<DType>()?)?;
     let shape = unet.sample_shape(args.count);
     let mut noise = GaussianNoise::new(args.seed);
@@ -141,6 +142,7 @@ pub fn unet_eps(adapter: Option<&str>, args: &UnetEpsArgs) -> Result<bool> {
     let files = ModelFiles::locate(&args.model)?;
     let (shape, values) = read_tensor_f32(&args.input, "sample")?;
     let gpu = Gpu::new(adapter)?;
+    super::kernels::tune_if_needed(&gpu)?;
     let unet = UNet::load(&gpu, &files.unet_dir, args.dtype.parse::<DType>()?)?;
     let batch = shape.first().copied().unwrap_or(0);
     if shape.len() != 4 || batch == 0 || shape[..] != unet.sample_shape(batch)[..] {

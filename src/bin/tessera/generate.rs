@@ -88,6 +88,7 @@ pub fn generate(adapter: Option<&str>, args: &GenerateArgs) -> Result<bool> {
         return Err(Error::Invalid("the prompt has no tokens".into()));
     }
     let gpu = Gpu::new(adapter)?;
+    super::kernels::tune_if_needed(&gpu)?;
     let options = LoadOptions {
         dtype: args.dtype.parse::<DType>()?,
         max_context: args.max_context,

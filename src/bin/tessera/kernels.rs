@@ -1,10 +1,10 @@
-//! `tessera info`, `tessera check` and `tessera bench`.
+//! `tessera info`, `tessera check`, `tessera tune` and `tessera bench`.
 
-use tessera::gpu::{AdapterReport, Gpu, list_adapters};
+use tessera::gpu::{AdapterReport, Gpu, list_adapters, tuning};
 use tessera::suite::bench::{self, BenchConfig, BenchReport};
 use tessera::suite::check::{self, Summary};
 use tessera::suite::models::bench_models;
-use tessera::suite::{self, Case};
+use tessera::suite::{self, Case, DEFAULT_SEED, tune};
 use tessera::{DType, Error, Result};
 
 pub fn info(json: bool) -> Result<bool> {
@@ -52,8 +52,48 @@ pub fn info(json: bool) -> Result<bool> {
             l.max_compute_invocations_per_workgroup,
             l.max_compute_workgroups_per_dimension
         );
+        let tuned = tuning::load(r);
+        if tuned.is_empty() {
+            println!("    kernel paths: not tuned (`tessera tune` measures them)");
+        } else {
+            println!("    kernel paths (tuned):");
+            for (what, choice) in &tuned {
+                println!("      {}", tune::format_choice(*what, choice));
+            }
+        }
     }
     Ok(true)
+}
+
+/// `tessera tune`: time the competing kernel paths and cache the choices.
+pub fn run_tune(adapter: Option<&str>, seed: u64) -> Result<bool> {
+    let gpu = Gpu::new(adapter)?;
+    println!("adapter: {}", gpu.report().summary());
+    if let Err(missing) = gpu.cooperative_f16() {
+        println!(
+            "one path per kernel here (no {missing}): the portable kernels run; nothing to tune"
+        );
+        return Ok(true);
+    }
+    let (_, path) = tune::tune_and_save(&gpu, seed, |what, choice| {
+        println!("{}", tune::format_choice(what, choice));
+    })?;
+    println!("cached in {}", path.display());
+    Ok(true)
+}
+
+/// Runs `tessera tune` first where `gpu` has kernel paths to choose between that were never
+/// measured (once per adapter, driver and version; the result is cached).
+pub fn tune_if_needed(gpu: &Gpu) -> Result<()> {
+    if !tune::needs_tuning(gpu) {
+        return Ok(());
+    }
+    eprintln!("tuning kernel paths for this adapter (once; `tessera tune` measures again):");
+    let (_, path) = tune::tune_and_save(gpu, DEFAULT_SEED, |what, choice| {
+        eprintln!("  {}", tune::format_choice(what, choice));
+    })?;
+    eprintln!("  cached in {}", path.display());
+    Ok(())
 }
 
 fn selected_cases(filter: Option<&str>, ci_only: bool) -> Vec<Case> {
@@ -70,6 +110,7 @@ pub fn run_check(
     seed: u64,
     filter: Option<&str>,
     ci_only: bool,
+    path: Option<&str>,
 ) -> Result<bool> {
     let cases = selected_cases(filter, ci_only);
     if cases.is_empty() {
@@ -99,7 +140,11 @@ pub fn run_check(
             }
             Err(e) => return Err(e),
         };
+        gpu.force_path(path);
         println!("adapter: {}", gpu.report().summary());
+        if let Some(path) = path {
+            println!("automatic kernel choices forced to {path}");
+        }
         println!("seed: {seed} ({} cases)\n", cases.len());
         println!("{}", check::format_header());
         let mut summary = Summary::default();
@@ -126,8 +171,11 @@ pub fn run_bench(
     json: Option<&std::path::Path>,
     seed: u64,
     filter: Option<&str>,
+    path: Option<&str>,
 ) -> Result<bool> {
     let gpu = Gpu::new(adapter)?;
+    tune_if_needed(&gpu)?;
+    gpu.force_path(path);
     let config = BenchConfig::for_adapter(quick, &gpu);
     let cases: Vec<Case> = selected_cases(filter, false)
         .into_iter()
@@ -139,6 +187,7 @@ pub fn run_bench(
         )));
     }
     println!("adapter: {}", gpu.report().summary());
+    print_paths(&gpu, path);
     println!("timing: {:?}, seed {seed}", gpu.timing_method());
     let copy = bench::measure_copy(&gpu, &config)?;
     println!(
@@ -195,10 +244,14 @@ pub fn run_model_bench(
     adapter: Option<&str>,
     quick: bool,
     json: Option<&std::path::Path>,
+    path: Option<&str>,
 ) -> Result<bool> {
     let config = BenchConfig::new(quick);
     let gpu = Gpu::new(adapter)?;
+    tune_if_needed(&gpu)?;
+    gpu.force_path(path);
     println!("adapter: {}", gpu.report().summary());
+    print_paths(&gpu, path);
     let copy = bench::measure_copy(&gpu, &config)?;
     println!("copy bandwidth: {:.2} GB/s\n", copy.gbytes_per_second);
     println!(
@@ -226,4 +279,22 @@ pub fn run_model_bench(
         write_report(path, &report)?;
     }
     Ok(true)
+}
+
+/// Says which path each automatic choice takes in this run.
+fn print_paths(gpu: &Gpu, forced: Option<&str>) {
+    if let Some(path) = forced {
+        println!("kernel paths: forced to {path} where it is a candidate");
+        return;
+    }
+    let tuned = gpu.tuning();
+    if tuned.is_empty() {
+        println!("kernel paths: portable (not tuned)");
+        return;
+    }
+    let choices: Vec<String> = tuned
+        .iter()
+        .map(|(what, c)| format!("{} {}", what.name(), c.choice))
+        .collect();
+    println!("kernel paths (tuned): {}", choices.join(", "));
 }

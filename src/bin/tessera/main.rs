@@ -56,6 +56,17 @@ enum Command {
         /// Only the small subset `cargo test` runs.
         #[arg(long)]
         ci: bool,
+        /// Force every automatic kernel choice to this path where it is a candidate
+        /// (scalar, wide, coop); cases that name their path keep it.
+        #[arg(long, value_parser = ["scalar", "wide", "coop"])]
+        path: Option<String>,
+    },
+    /// Time the kernel paths that compete on this adapter (scalar or wide vs cooperative
+    /// matrices) and cache the fastest correct one for `Auto` choices (see `tessera info`).
+    Tune {
+        /// Seed for the random inputs.
+        #[arg(long, default_value_t = DEFAULT_SEED)]
+        seed: u64,
     },
     /// Time the kernel cases; report time, GFLOP/s, GB/s and % of the copy bandwidth.
     Bench {
@@ -76,6 +87,10 @@ enum Command {
         /// synthetic weights, f32 and f16. With --quick, small shapes.
         #[arg(long, conflicts_with = "filter")]
         models: bool,
+        /// Force every automatic kernel choice to this path where it is a candidate
+        /// (scalar, wide, coop); cases that name their path keep it.
+        #[arg(long, value_parser = ["scalar", "wide", "coop"])]
+        path: Option<String>,
     },
 }
 
@@ -114,21 +129,39 @@ fn main() -> ExitCode {
             seed,
             filter,
             ci,
-        } => kernels::run_check(adapter, all_adapters, seed, filter.as_deref(), ci),
+            path,
+        } => kernels::run_check(
+            adapter,
+            all_adapters,
+            seed,
+            filter.as_deref(),
+            ci,
+            path.as_deref(),
+        ),
+        Command::Tune { seed } => kernels::run_tune(adapter, seed),
         Command::Bench {
             quick,
             json,
             seed: _,
             filter: _,
             models: true,
-        } => kernels::run_model_bench(adapter, quick, json.as_deref()),
+            path,
+        } => kernels::run_model_bench(adapter, quick, json.as_deref(), path.as_deref()),
         Command::Bench {
             quick,
             json,
             seed,
             filter,
             models: false,
-        } => kernels::run_bench(adapter, quick, json.as_deref(), seed, filter.as_deref()),
+            path,
+        } => kernels::run_bench(
+            adapter,
+            quick,
+            json.as_deref(),
+            seed,
+            filter.as_deref(),
+            path.as_deref(),
+        ),
     };
     match outcome {
         Ok(true) => ExitCode::SUCCESS,

@@ -11,6 +11,7 @@ use std::path::Path;
 
 use crate::error::{Error, Result};
 use crate::io::ConfigJson;
+pub use crate::kernels::scheduler_step::StepCoefficients;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum SchedulerKind {
@@ -172,40 +173,6 @@ fn beta_schedule(schedule: &str, start: f64, end: f64, steps: usize) -> Result<V
                 .collect())
         }
         other => Err(format!("beta_schedule {other:?} is not supported")),
-    }
-}
-
-/// One step's update (see the module documentation).
-#[derive(Clone, Copy, Debug, PartialEq)]
-pub struct StepCoefficients {
-    pub k_sample: f64,
-    pub k_model: f64,
-    /// Clip `x0` to `±range` when set.
-    pub clip: Option<f64>,
-    pub a_x0: f64,
-    pub a_sample: f64,
-    pub a_eps: f64,
-    pub e_sample: f64,
-    pub e_model: f64,
-    pub noise_scale: f64,
-}
-
-impl StepCoefficients {
-    /// The update in f64, elementwise (the reference the GPU kernel is checked against).
-    pub fn apply(&self, sample: &[f64], model: &[f64], noise: &[f64]) -> Vec<f64> {
-        sample
-            .iter()
-            .zip(model)
-            .zip(noise)
-            .map(|((&x, &m), &z)| {
-                let mut x0 = self.k_sample * x + self.k_model * m;
-                if let Some(r) = self.clip {
-                    x0 = x0.clamp(-r, r);
-                }
-                let eps = self.e_sample * x + self.e_model * m;
-                self.a_x0 * x0 + self.a_sample * x + self.a_eps * eps + self.noise_scale * z
-            })
-            .collect()
     }
 }
 

@@ -24,7 +24,7 @@ pub fn cases() -> Vec<Case> {
             attention::attention_cases(dtype),
             attention::rope_cases(),
             attention::kv_append_cases(),
-            unet::conv_cases(),
+            unet::conv_cases(dtype),
             unet::group_norm_cases(dtype),
             unet::spatial_cases(),
             unet::timestep_cases(),

@@ -1,10 +1,10 @@
 //! Cases for the UNet's kernels and the sampler step.
 
 use super::{Entry, entry};
-use crate::kernels::conv2d::Conv2dOptions;
+use crate::kernels::conv2d::{Conv2dOptions, ConvPath};
+use crate::kernels::scheduler_step::StepCoefficients;
 use crate::kernels::spatial::ChannelMix;
 use crate::kernels::timestep::TimestepConfig;
-use crate::models::diffusion::StepCoefficients;
 use crate::suite::*;
 use crate::tensor::DType;
 
@@ -12,7 +12,30 @@ use crate::tensor::DType;
 pub(super) const CONV_CHANNELS: [(usize, usize); 4] = [(3, 32), (32, 64), (64, 64), (96, 32)];
 pub(super) const CONV_SIZES: [(usize, usize); 4] = [(1, 1), (7, 9), (16, 16), (32, 32)];
 
-pub(super) fn conv_cases() -> Vec<Entry> {
+/// The convolution cases; for f16 each again on the cooperative-matrix kernel (skipped where
+/// the adapter has none), the benchmark sizes included.
+pub(super) fn conv_cases(dtype: DType) -> Vec<Entry> {
+    let scalar = scalar_conv_cases();
+    let coop = scalar.iter().map(|&(spec, ci, tier)| {
+        let spec = Conv2dSpec {
+            path: ConvPath::Coop,
+            ..spec
+        };
+        (spec, ci, tier)
+    });
+    let twins: Vec<_> = if dtype == DType::F16 {
+        coop.collect()
+    } else {
+        Vec::new()
+    };
+    scalar
+        .into_iter()
+        .chain(twins)
+        .map(|(spec, ci, tier)| entry(spec, ci, tier))
+        .collect()
+}
+
+fn scalar_conv_cases() -> Vec<(Conv2dSpec, bool, BenchTier)> {
     let mut list = Vec::new();
     for kernel in [3, 1] {
         for stride in [1, 2] {
@@ -21,7 +44,7 @@ pub(super) fn conv_cases() -> Vec<Entry> {
                     for batch in [1, 3] {
                         let spec = Conv2dSpec::new(batch, c_in, c_out, hw, kernel, stride);
                         let ci = hw.0 * hw.1 * c_in * c_out * batch <= 7 * 9 * 32 * 64;
-                        list.push(entry(spec, ci, BenchTier::No));
+                        list.push((spec, ci, BenchTier::No));
                     }
                 }
             }
@@ -32,7 +55,7 @@ pub(super) fn conv_cases() -> Vec<Entry> {
         for hw in [(7, 9), (16, 16)] {
             for batch in [1, 3] {
                 let spec = Conv2dSpec::new(batch, c_in, c_out, hw, 3, 1);
-                list.push(entry(spec, true, BenchTier::No));
+                list.push((spec, true, BenchTier::No));
             }
         }
     }
@@ -44,7 +67,7 @@ pub(super) fn conv_cases() -> Vec<Entry> {
         (2, 200, 128, (5, 5), 1, 1),
     ] {
         let spec = Conv2dSpec::new(batch, c_in, c_out, hw, kernel, stride);
-        list.push(entry(spec, true, BenchTier::No));
+        list.push((spec, true, BenchTier::No));
     }
     let padded = Conv2dSpec {
         options: Conv2dOptions {
@@ -56,7 +79,7 @@ pub(super) fn conv_cases() -> Vec<Entry> {
         },
         ..Conv2dSpec::new(1, 8, 128, (9, 8), 3, 2)
     };
-    list.push(entry(padded, true, BenchTier::No));
+    list.push((padded, true, BenchTier::No));
     // diffusers' downsample_padding = 0: pad (0, 1, 0, 1), then a stride-2 3×3 convolution.
     for hw in [(7, 9), (16, 16)] {
         let spec = Conv2dSpec {
@@ -69,19 +92,19 @@ pub(super) fn conv_cases() -> Vec<Entry> {
             },
             ..Conv2dSpec::new(2, 32, 32, hw, 3, 2)
         };
-        list.push(entry(spec, true, BenchTier::No));
+        list.push((spec, true, BenchTier::No));
     }
     let no_bias = Conv2dSpec {
         bias: false,
         ..Conv2dSpec::new(1, 5, 7, (6, 5), 3, 1)
     };
-    list.push(entry(no_bias, true, BenchTier::No));
+    list.push((no_bias, true, BenchTier::No));
     let quick = Conv2dSpec::new(1, 64, 64, (64, 64), 3, 1);
-    list.push(entry(quick, false, BenchTier::Quick));
+    list.push((quick, false, BenchTier::Quick));
     let quick_wide = Conv2dSpec::new(1, 128, 128, (32, 32), 3, 1);
-    list.push(entry(quick_wide, false, BenchTier::Quick));
+    list.push((quick_wide, false, BenchTier::Quick));
     let full = Conv2dSpec::new(4, 128, 128, (32, 32), 3, 1);
-    list.push(entry(full, false, BenchTier::Full));
+    list.push((full, false, BenchTier::Full));
     list
 }
 
