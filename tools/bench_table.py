@@ -104,6 +104,7 @@ def print_tables(reports):
                 share_text = "-" if share is None else f"{share:.1f}% {which}"
                 row += f" {case['median_seconds'] * 1e6:.1f} | {throughput(case)} | {share_text} |"
             print(row)
+    print_coop_pairs(reports)
     models = [(r, m) for r in reports for m in r["models"]]
     if models:
         print()
@@ -116,6 +117,35 @@ def print_tables(reports):
                 bandwidth = f"{g:.1f} ({100 * g / r['copy']['gbytes_per_second']:.0f}%)"
             print(f"| {r['adapter']['name']} | {m['model']} | {m['dtype']} | {m['phase']} "
                   f"| {m['per_second']:.2f} {m['unit']} | {bandwidth} | {m['detail']} |")
+
+
+def portable_twin(report, coop_case):
+    """The same case on the portable path: its name without " coop" (for matmul, whose
+    automatic path is the scalar one, also the plain name)."""
+    name = coop_case["name"]
+    base = name[: -len(" coop")]
+    return find(report, base)
+
+
+def print_coop_pairs(reports):
+    """Scalar and cooperative-matrix figures of the same case side by side."""
+    rows = []
+    for r in reports:
+        for c in r["cases"]:
+            if not c["name"].endswith(" coop") or c.get("gflops") is None:
+                continue
+            twin = portable_twin(r, c)
+            if twin is None or twin.get("gflops") is None:
+                continue
+            rows.append((r, twin, c))
+    if not rows:
+        return
+    print()
+    print("| adapter | case | portable GFLOP/s | cooperative GFLOP/s | coop / portable |")
+    print("|---|---|---|---|---|")
+    for r, twin, coop in rows:
+        print(f"| {r['adapter']['name']} | {twin['name']} | {twin['gflops']:.2f} "
+              f"| {coop['gflops']:.2f} | {coop['gflops'] / twin['gflops']:.2f}x |")
 
 
 def svg_plot(reports):

@@ -27,7 +27,10 @@ step() { # name, seconds, command...
 
 date -u +%FT%TZ >"$OUT/date.txt"
 nvidia-smi --query-gpu=name,driver_version --format=csv >"$OUT/nvidia-smi.txt" 2>&1
+export TESSERA_TUNE_CACHE="$OUT/tuning.json"
 step info 30 $bin info --json
-step check 150 $bin check
-step bench 220 $bin bench --json "$OUT/bench.json"
+step check 140 $bin check
+# Scalar vs cooperative paths timed and checked; bench and the models then run on the winners.
+step tune 30 $bin tune
+step bench 200 $bin bench --json "$OUT/bench.json"
 step models 120 $bin bench --models --json "$OUT/models.json"

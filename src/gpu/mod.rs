@@ -223,6 +223,15 @@ impl Gpu {
             .unwrap_or_else(|p| p.into_inner()) = path.map(str::to_string);
     }
 
+    /// The path `--path` forced, if any ([`Gpu::force_path`]).
+    pub fn forced_path(&self) -> Option<String> {
+        self.inner
+            .forced_path
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
     /// Whether kernels can store tensors of `dtype` on this device.
     pub fn supports(&self, dtype: DType) -> bool {
         match dtype {

@@ -95,6 +95,10 @@ pub struct BenchReport {
     pub adapter: AdapterReport,
     pub timing: TimingMethod,
     pub quick: bool,
+    /// The measured kernel-path choices in force (`tessera tune`), and a path forced over
+    /// them (`--path`): what a case that does not name its path ran on.
+    pub tuning: crate::gpu::Tuning,
+    pub forced_path: Option<String>,
     pub copy: CopyBandwidth,
     pub cases: Vec<BenchRow>,
     /// Whole-model figures (`bench --models`).
@@ -118,6 +122,8 @@ impl BenchReport {
             adapter: gpu.report().clone(),
             timing: gpu.timing_method(),
             quick: config.quick,
+            tuning: gpu.tuning(),
+            forced_path: gpu.forced_path(),
             copy,
             cases: Vec::new(),
             models: Vec::new(),
