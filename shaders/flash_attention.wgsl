@@ -17,16 +17,7 @@
 // workgroup memory are padded to HEAD_DIM + 1 floats so that reading across rows does not
 // hit one memory bank.
 
-struct Params {
-    q_len: u32,
-    n_heads: u32,
-    n_kv_heads: u32,
-    kv_capacity: u32,
-    causal: u32,
-    scale: f32,
-    _pad0: u32,
-    _pad1: u32,
-}
+// struct Params: shaders/lib/flash_params.wgsl.
 
 // struct Step: shaders/lib/step.wgsl.
 

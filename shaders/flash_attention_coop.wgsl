@@ -15,16 +15,7 @@
 // multiple of F. Every coopLoad/coopStore index and stride is a `let` (see DESIGN.md).
 enable wgpu_cooperative_matrix;
 
-struct Params {
-    q_len: u32,
-    n_heads: u32,
-    n_kv_heads: u32,
-    kv_capacity: u32,
-    causal: u32,
-    scale: f32,
-    _pad0: u32,
-    _pad1: u32,
-}
+// struct Params: shaders/lib/flash_params.wgsl.
 
 // struct Step: shaders/lib/step.wgsl.
 

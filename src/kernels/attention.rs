@@ -12,19 +12,23 @@
 use crate::error::{Error, Result};
 use crate::gpu::{CoopFacts, Gpu, PipelineKey, ShaderSource, Tunable};
 use crate::kernels::{
-    KernelCall, Position, STEP, expect_shape, prepare, prepare_at, same_dtype, to_u32,
+    CoopRequest, KernelCall, Position, STEP, coop_choice, expect_shape, prepare, prepare_at,
+    same_dtype, to_u32,
 };
 use crate::tensor::{DType, Tensor};
+
+/// The parameters both flash kernels take (`FlashParams`).
+const FLASH_PARAMS: &str = include_str!("../../shaders/lib/flash_params.wgsl");
 
 const FLASH: ShaderSource = ShaderSource {
     name: "flash_attention.wgsl",
     body: include_str!("../../shaders/flash_attention.wgsl"),
-    library: &[STEP],
+    library: &[FLASH_PARAMS, STEP],
 };
 const FLASH_COOP: ShaderSource = ShaderSource {
     name: "flash_attention_coop.wgsl",
     body: include_str!("../../shaders/flash_attention_coop.wgsl"),
-    library: &[STEP],
+    library: &[FLASH_PARAMS, STEP],
 };
 const DECODE: ShaderSource = ShaderSource {
     name: "decode_attention.wgsl",
@@ -318,15 +322,12 @@ pub fn flash_attention_with<'a>(
     let q_len = q.shape().get(1).copied().unwrap_or(0);
     let d = dims(q, k, v, past.max() + q_len, out)?;
     let head_dim = to_u32(op, "head_dim", d.head_dim)?;
-    let use_coop = match path {
-        FlashPath::Scalar => false,
-        FlashPath::Coop => true,
-        FlashPath::Auto => {
-            dtype == DType::F16
-                && gpu.tuned_choice(Tunable::FlashAttentionF16).as_deref() == Some("coop")
-                && coop_flash_facts(gpu, head_dim).is_ok()
-        }
+    let request = match path {
+        FlashPath::Scalar => CoopRequest::Never,
+        FlashPath::Coop => CoopRequest::Always,
+        FlashPath::Auto => CoopRequest::IfTuned(Tunable::FlashAttentionF16),
     };
+    let coop = coop_choice(gpu, op, dtype, request, || coop_flash_facts(gpu, head_dim))?;
     let params = FlashParams {
         q_len: to_u32(op, "q_len", d.q_len)?,
         n_heads: to_u32(op, "n_heads", d.n_heads)?,
@@ -336,42 +337,29 @@ pub fn flash_attention_with<'a>(
         scale,
         _pad: [0; 2],
     };
-    let tensors = [(1, q), (2, k), (3, v), (4, out)];
-    if use_coop {
-        if dtype != DType::F16 {
-            return Err(Error::shape(
-                op,
-                format!("the cooperative-matrix path takes f16, not {dtype}"),
-            ));
+    // Query rows per workgroup, and the variant.
+    let (rows, key) = match coop {
+        Some((coop, nsg)) => (nsg * coop.fragment, coop_flash_key(head_dim, nsg, coop)),
+        None => {
+            let memory = gpu.limits().max_compute_workgroup_storage_size;
+            let (bq, bk) = flash_tiles(head_dim, memory).ok_or_else(|| Error::TooLarge {
+                what: format!("flash attention tiles for head_dim {head_dim}"),
+                bytes: 4 * 2 * (u64::from(head_dim) + 1),
+                limit_name: "max_compute_workgroup_storage_size",
+                limit: u64::from(memory),
+            })?;
+            (bq, flash_key(dtype, head_dim, bq, bk))
         }
-        let (coop, nsg) = coop_flash_facts(gpu, head_dim)?;
-        let rows = (nsg * coop.fragment) as usize;
-        let grid = max_grid(gpu, op, &[d.q_len.div_ceil(rows), d.n_heads, d.batch])?;
-        let key = coop_flash_key(head_dim, nsg, coop);
-        return prepare_at(
-            gpu,
-            &key,
-            &params,
-            &tensors,
-            &past,
-            [grid[0], grid[1], grid[2]],
-        );
-    }
-    let memory = gpu.limits().max_compute_workgroup_storage_size;
-    let (bq, bk) = flash_tiles(head_dim, memory).ok_or_else(|| Error::TooLarge {
-        what: format!("flash attention tiles for head_dim {head_dim}"),
-        bytes: 4 * 2 * (u64::from(head_dim) + 1),
-        limit_name: "max_compute_workgroup_storage_size",
-        limit: u64::from(memory),
-    })?;
+    };
     let grid = max_grid(
         gpu,
         op,
-        &[d.q_len.div_ceil(bq as usize), d.n_heads, d.batch],
+        &[d.q_len.div_ceil(rows as usize), d.n_heads, d.batch],
     )?;
+    let tensors = [(1, q), (2, k), (3, v), (4, out)];
     prepare_at(
         gpu,
-        &flash_key(dtype, head_dim, bq, bk),
+        &key,
         &params,
         &tensors,
         &past,

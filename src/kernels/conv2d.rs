@@ -4,7 +4,9 @@
 use crate::error::{Error, Result};
 use crate::gpu::{CoopFacts, Gpu, PipelineKey, ShaderSource, Tunable};
 use crate::kernels::matmul::{COOP_GEMM, coop_gemm_facts, coop_key_for, coop_tile};
-use crate::kernels::{KernelCall, expect_shape, prepare, same_dtype, to_u32};
+use crate::kernels::{
+    CoopRequest, KernelCall, coop_choice, expect_shape, prepare, same_dtype, to_u32,
+};
 use crate::tensor::{DType, Tensor};
 
 /// The parameters and the patch gather both convolution kernels share.
@@ -267,25 +269,12 @@ pub fn conv2d_with<'a>(
     u("patch length", d.c_in * d.kh * d.kw)?;
     let pixels = u("output pixels", d.batch * d.h_out * d.w_out)?;
     let limit = gpu.limits().max_compute_workgroups_per_dimension;
-    let coop = match path {
-        ConvPath::Scalar => None,
-        ConvPath::Coop if dtype == DType::F16 => Some(coop_gemm_facts(gpu)?),
-        ConvPath::Coop => {
-            return Err(Error::shape(
-                op,
-                format!("the cooperative-matrix path takes f16, not {dtype}"),
-            ));
-        }
-        ConvPath::Auto => {
-            let measured_coop = dtype == DType::F16
-                && gpu.tuned_choice(Tunable::Conv2dF16).as_deref() == Some("coop");
-            if measured_coop {
-                coop_gemm_facts(gpu).ok()
-            } else {
-                None
-            }
-        }
+    let request = match path {
+        ConvPath::Scalar => CoopRequest::Never,
+        ConvPath::Coop => CoopRequest::Always,
+        ConvPath::Auto => CoopRequest::IfTuned(Tunable::Conv2dF16),
     };
+    let coop = coop_choice(gpu, op, dtype, request, || coop_gemm_facts(gpu))?;
     let wide = params.c_out >= WIDE_TILE;
     let tiling = tiling(params.c_out);
     let (tile_m, tile_n) = match coop {

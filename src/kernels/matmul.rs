@@ -8,7 +8,9 @@
 
 use crate::error::{Error, Result};
 use crate::gpu::{CoopFacts, Gpu, PipelineKey, ShaderSource, Tunable};
-use crate::kernels::{KernelCall, expect_shape, prepare, same_dtype, to_u32};
+use crate::kernels::{
+    CoopRequest, KernelCall, coop_choice, expect_shape, prepare, same_dtype, to_u32,
+};
 use crate::tensor::{DType, Tensor};
 
 /// The fused epilogue every matmul kernel shares, and the tiled kernels' parameters.
@@ -575,24 +577,18 @@ fn matmul_impl<'a>(
             batch_stride_c: stride(m, n)?,
             epilogue: epilogue.code(),
         };
-        let kernel = match path {
-            Path::Coop if dtype == DType::F16 => TiledKernel::Coop(coop_gemm_facts(gpu)?),
-            Path::Coop => {
-                return Err(Error::shape(
-                    op,
-                    format!("the cooperative-matrix path takes f16, not {dtype}"),
-                ));
+        let fills_wide_tile = m >= WIDE_TILE && n >= WIDE_TILE;
+        let request = match path {
+            Path::Coop => CoopRequest::Always,
+            Path::Auto if fills_wide_tile => CoopRequest::IfTuned(Tunable::MatmulF16),
+            _ => CoopRequest::Never,
+        };
+        let kernel = match coop_choice(gpu, op, dtype, request, || coop_gemm_facts(gpu))? {
+            Some(coop) => TiledKernel::Coop(coop),
+            None if path == Path::Wide || (path == Path::Auto && fills_wide_tile) => {
+                TiledKernel::Wide
             }
-            Path::Wide => TiledKernel::Wide,
-            Path::Auto if m >= WIDE_TILE && n >= WIDE_TILE => {
-                let measured_coop = dtype == DType::F16
-                    && gpu.tuned_choice(Tunable::MatmulF16).as_deref() == Some("coop");
-                match coop_gemm_facts(gpu) {
-                    Ok(coop) if measured_coop => TiledKernel::Coop(coop),
-                    _ => TiledKernel::Wide,
-                }
-            }
-            Path::Auto | Path::Tiled | Path::Gemv => TiledKernel::Small,
+            None => TiledKernel::Small,
         };
         let (tile_m, tile_n) = match kernel {
             TiledKernel::Coop(coop) => (coop_tile(coop.fragment), coop_tile(coop.fragment)),

@@ -32,7 +32,7 @@ use std::marker::PhantomData;
 use std::sync::Arc;
 
 use crate::error::{Error, Result};
-use crate::gpu::{Gpu, PipelineKey};
+use crate::gpu::{Gpu, PipelineKey, Tunable};
 use crate::tensor::{DType, Tensor};
 
 /// A prepared kernel call: one or more dispatches (pipeline, bound tensors and parameters,
@@ -355,4 +355,39 @@ pub fn all_pipeline_keys() -> Vec<PipelineKey> {
     keys.extend(scheduler_step::pipeline_keys());
     keys.extend(peak::pipeline_keys());
     keys
+}
+
+/// How a kernel that has a cooperative-matrix variant was asked to run.
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum CoopRequest {
+    /// The portable kernel.
+    Never,
+    /// The cooperative kernel, or an error saying why it cannot run.
+    Always,
+    /// The cooperative kernel if `tessera tune` measured it faster for this choice (or
+    /// `--path coop` forced it) and it can run here; else the portable one.
+    IfTuned(Tunable),
+}
+
+/// Whether a call of `op` in `dtype` runs its cooperative variant: `Some(facts)` from
+/// `facts` (the variant's own check of the adapter), or `None` for the portable kernel.
+pub(crate) fn coop_choice<T>(
+    gpu: &Gpu,
+    op: &'static str,
+    dtype: DType,
+    request: CoopRequest,
+    facts: impl FnOnce() -> Result<T>,
+) -> Result<Option<T>> {
+    match request {
+        CoopRequest::Never => Ok(None),
+        CoopRequest::Always if dtype == DType::F16 => facts().map(Some),
+        CoopRequest::Always => Err(Error::shape(
+            op,
+            format!("the cooperative-matrix path takes f16, not {dtype}"),
+        )),
+        CoopRequest::IfTuned(what) => {
+            let measured = dtype == DType::F16 && gpu.tuned_choice(what).as_deref() == Some("coop");
+            Ok(if measured { facts().ok() } else { None })
+        }
+    }
 }

@@ -12,6 +12,9 @@ use crate::tensor::Tensor;
 /// Which attention kernel a case runs.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum AttentionKernel {
+    /// Flash attention on the portable (scalar) kernel, whatever `tessera tune` chose: the
+    /// cooperative kernel rounds the softmax weights to f16 and is held to its own tolerance
+    /// in [`AttentionKernel::FlashCoop`].
     Flash,
     /// Flash attention on cooperative matrices (f16 only).
     FlashCoop,
@@ -163,20 +166,14 @@ impl CaseSpec for AttentionSpec {
         let scale = self.scale() as f32;
         let past = Position::Fixed(self.kv_len - self.q_len);
         match self.kernel {
-            AttentionKernel::Flash => {
-                attention::flash_attention(gpu, q, k, v, past, self.causal, scale, out)
+            AttentionKernel::Flash | AttentionKernel::FlashCoop => {
+                let path = if self.kernel == AttentionKernel::Flash {
+                    FlashPath::Scalar
+                } else {
+                    FlashPath::Coop
+                };
+                attention::flash_attention_with(gpu, q, k, v, past, self.causal, scale, out, path)
             }
-            AttentionKernel::FlashCoop => attention::flash_attention_with(
-                gpu,
-                q,
-                k,
-                v,
-                past,
-                self.causal,
-                scale,
-                out,
-                FlashPath::Coop,
-            ),
             AttentionKernel::Decode => attention::decode_attention(gpu, q, k, v, past, scale, out),
         }
     }

@@ -8,35 +8,52 @@ use crate::tensor::DType;
 /// Query/key-value head pairs: grouped-query ratios 1, 2 and 4, and multi-query.
 pub(super) const HEAD_GROUPS: [(usize, usize); 4] = [(4, 4), (4, 2), (8, 2), (4, 1)];
 
+/// The attention cases; for f16 every prefill case again on the cooperative-matrix kernel
+/// (skipped where the adapter has none) at the head sizes it takes (64, 80, 96, 128).
 pub(super) fn attention_cases(dtype: DType) -> Vec<Entry> {
+    let scalar = scalar_attention_cases();
+    let coop_twins = scalar.iter().filter_map(|&(spec, ci, tier)| {
+        let takes =
+            spec.kernel == AttentionKernel::Flash && [64, 80, 96, 128].contains(&spec.head_dim);
+        let spec = AttentionSpec {
+            kernel: AttentionKernel::FlashCoop,
+            ..spec
+        };
+        takes.then_some((spec, ci, tier))
+    });
+    let twins: Vec<_> = if dtype == DType::F16 {
+        coop_twins.collect()
+    } else {
+        Vec::new()
+    };
+    scalar
+        .into_iter()
+        .chain(twins)
+        .map(|(spec, ci, tier)| entry(spec, ci, tier))
+        .collect()
+}
+
+fn scalar_attention_cases() -> Vec<(AttentionSpec, bool, BenchTier)> {
     let flash = AttentionSpec::new;
     let decode = AttentionSpec::decode;
     let mut list = Vec::new();
     // Every head grouping, causal and full, on a prefill that is not a multiple of the block.
     for heads in HEAD_GROUPS {
         for causal in [true, false] {
-            list.push(entry(flash(37, heads, 64, causal), true, BenchTier::No));
+            list.push((flash(37, heads, 64, causal), true, BenchTier::No));
         }
     }
     // Self-attention prefills of awkward lengths at the common head sizes.
-    for head_dim in [64, 128, 80] {
+    for head_dim in [64, 128, 80, 96] {
         for q_len in [1, 7, 64, 129] {
             for causal in [true, false] {
                 let ci = q_len < 129 || head_dim == 64;
-                list.push(entry(
-                    flash(q_len, (4, 2), head_dim, causal),
-                    ci,
-                    BenchTier::No,
-                ));
+                list.push((flash(q_len, (4, 2), head_dim, causal), ci, BenchTier::No));
             }
         }
     }
-    for head_dim in [32, 96, 256] {
-        list.push(entry(
-            flash(33, (4, 2), head_dim, true),
-            true,
-            BenchTier::No,
-        ));
+    for head_dim in [32, 256] {
+        list.push((flash(33, (4, 2), head_dim, true), true, BenchTier::No));
     }
     // Chunked prefill: the queries are the last q_len of kv_len positions.
     for head_dim in [64, 128] {
@@ -47,7 +64,7 @@ pub(super) fn attention_cases(dtype: DType) -> Vec<Entry> {
                     kv_capacity: kv_len,
                     ..flash(q_len, (4, 2), head_dim, causal)
                 };
-                list.push(entry(spec, kv_len <= 100, BenchTier::No));
+                list.push((spec, kv_len <= 100, BenchTier::No));
             }
         }
     }
@@ -58,104 +75,33 @@ pub(super) fn attention_cases(dtype: DType) -> Vec<Entry> {
         kv_capacity: 64,
         ..flash(7, (8, 2), 64, true)
     };
-    list.push(entry(batched, true, BenchTier::No));
+    list.push((batched, true, BenchTier::No));
     // Decode against caches of 1, 17, a split ± 1 and 2048 positions.
     for kv_len in [1, 17, 255, 257, 2048] {
         for heads in [(4, 4), (8, 2), (8, 1)] {
-            list.push(entry(
-                decode(kv_len, heads, 64),
-                kv_len < 2048,
-                BenchTier::No,
-            ));
+            list.push((decode(kv_len, heads, 64), kv_len < 2048, BenchTier::No));
         }
-        list.push(entry(
-            decode(kv_len, (8, 2), 128),
-            kv_len < 2048,
-            BenchTier::No,
-        ));
+        list.push((decode(kv_len, (8, 2), 128), kv_len < 2048, BenchTier::No));
     }
     let batched_decode = AttentionSpec {
         batch: 3,
         kv_capacity: 300,
         ..decode(257, (8, 2), 80)
     };
-    list.push(entry(batched_decode, true, BenchTier::No));
+    list.push((batched_decode, true, BenchTier::No));
     // The flash kernel with a single query, for comparison with decode.
     let single = AttentionSpec {
         kv_len: 300,
         kv_capacity: 300,
         ..flash(1, (8, 2), 64, true)
     };
-    list.push(entry(single, true, BenchTier::No));
-    list.push(entry(flash(256, (8, 8), 64, true), false, BenchTier::Quick));
-    list.push(entry(
-        flash(1024, (8, 8), 128, true),
-        false,
-        BenchTier::Full,
-    ));
+    list.push((single, true, BenchTier::No));
+    list.push((flash(256, (8, 8), 64, true), false, BenchTier::Quick));
+    list.push((flash(1024, (8, 8), 128, true), false, BenchTier::Full));
     // The fast-path issue's acceptance size: B = 1, H = 32, S = 2048, D = 128, causal.
-    list.push(entry(
-        flash(2048, (32, 32), 128, true),
-        false,
-        BenchTier::Large,
-    ));
-    list.push(entry(decode(1024, (32, 8), 128), false, BenchTier::Quick));
-    list.push(entry(decode(4096, (32, 8), 128), false, BenchTier::Full));
-    if dtype == DType::F16 {
-        list.extend(coop_attention_cases());
-    }
-    list
-}
-
-/// Flash attention on cooperative matrices (f16; skipped where the adapter has none): every
-/// head grouping causal and full, the head sizes 64, 80, 96 and 128 at awkward lengths,
-/// chunked prefill and a batch reading a partly filled cache.
-fn coop_attention_cases() -> Vec<Entry> {
-    let coop = |seq, heads, head_dim, causal| AttentionSpec {
-        kernel: AttentionKernel::FlashCoop,
-        ..AttentionSpec::new(seq, heads, head_dim, causal)
-    };
-    let mut list = Vec::new();
-    for heads in HEAD_GROUPS {
-        for causal in [true, false] {
-            list.push(entry(coop(37, heads, 64, causal), true, BenchTier::No));
-        }
-    }
-    for head_dim in [64, 80, 96, 128] {
-        for q_len in [1, 7, 64, 129] {
-            for causal in [true, false] {
-                let ci = q_len < 129 || head_dim == 64;
-                let spec = coop(q_len, (4, 2), head_dim, causal);
-                list.push(entry(spec, ci, BenchTier::No));
-            }
-        }
-    }
-    for head_dim in [64, 128] {
-        for (q_len, kv_len) in [(1, 1024), (7, 100), (64, 1024), (129, 1000)] {
-            for causal in [true, false] {
-                let spec = AttentionSpec {
-                    kv_len,
-                    kv_capacity: kv_len,
-                    ..coop(q_len, (4, 2), head_dim, causal)
-                };
-                list.push(entry(spec, kv_len <= 100, BenchTier::No));
-            }
-        }
-    }
-    let batched = AttentionSpec {
-        batch: 2,
-        kv_len: 40,
-        kv_capacity: 64,
-        ..coop(7, (8, 2), 64, true)
-    };
-    list.push(entry(batched, true, BenchTier::No));
-    list.push(entry(coop(256, (8, 8), 64, true), false, BenchTier::Quick));
-    list.push(entry(coop(1024, (8, 8), 128, true), false, BenchTier::Full));
-    list.push(entry(
-        coop(2048, (32, 32), 128, true),
-        false,
-        BenchTier::Large,
-    ));
+    list.push((flash(2048, (32, 32), 128, true), false, BenchTier::Large));
+    list.push((decode(1024, (32, 8), 128), false, BenchTier::Quick));
+    list.push((decode(4096, (32, 8), 128), false, BenchTier::Full));
     list
 }
 
