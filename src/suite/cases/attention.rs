@@ -1,6 +1,6 @@
 //! Cases for attention, RoPE and the KV-cache append.
 
-use super::{Entry, entry};
+use super::{Entry, entry, with_coop_twins};
 use crate::kernels::rope::{RopeConfig, RopeScaling};
 use crate::suite::*;
 use crate::tensor::DType;
@@ -11,26 +11,14 @@ pub(super) const HEAD_GROUPS: [(usize, usize); 4] = [(4, 4), (4, 2), (8, 2), (4,
 /// The attention cases; for f16 every prefill case again on the cooperative-matrix kernel
 /// (skipped where the adapter has none) at the head sizes it takes (64, 80, 96, 128).
 pub(super) fn attention_cases(dtype: DType) -> Vec<Entry> {
-    let scalar = scalar_attention_cases();
-    let coop_twins = scalar.iter().filter_map(|&(spec, ci, tier)| {
+    with_coop_twins(scalar_attention_cases(), dtype, |spec| {
         let takes =
             spec.kernel == AttentionKernel::Flash && [64, 80, 96, 128].contains(&spec.head_dim);
-        let spec = AttentionSpec {
+        takes.then_some(AttentionSpec {
             kernel: AttentionKernel::FlashCoop,
             ..spec
-        };
-        takes.then_some((spec, ci, tier))
-    });
-    let twins: Vec<_> = if dtype == DType::F16 {
-        coop_twins.collect()
-    } else {
-        Vec::new()
-    };
-    scalar
-        .into_iter()
-        .chain(twins)
-        .map(|(spec, ci, tier)| entry(spec, ci, tier))
-        .collect()
+        })
+    })
 }
 
 fn scalar_attention_cases() -> Vec<(AttentionSpec, bool, BenchTier)> {

@@ -52,6 +52,26 @@ pub(super) fn entry(spec: impl CaseSpec, ci: bool, bench: BenchTier) -> Entry {
     (Arc::new(spec), ci, bench)
 }
 
+/// `list` as entries, followed for f16 by the cooperative-matrix twin of every case that
+/// `twin` gives one (same sizes, CI subset and bench tier).
+pub(super) fn with_coop_twins<S: CaseSpec + Copy>(
+    list: Vec<(S, bool, BenchTier)>,
+    dtype: DType,
+    twin: impl Fn(S) -> Option<S>,
+) -> Vec<Entry> {
+    let twins: Vec<(S, bool, BenchTier)> = if dtype == DType::F16 {
+        list.iter()
+            .filter_map(|&(spec, ci, tier)| twin(spec).map(|t| (t, ci, tier)))
+            .collect()
+    } else {
+        Vec::new()
+    };
+    list.into_iter()
+        .chain(twins)
+        .map(|(spec, ci, tier)| entry(spec, ci, tier))
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::attention::HEAD_GROUPS;

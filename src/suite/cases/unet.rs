@@ -1,6 +1,6 @@
 //! Cases for the UNet's kernels and the sampler step.
 
-use super::{Entry, entry};
+use super::{Entry, entry, with_coop_twins};
 use crate::kernels::conv2d::{Conv2dOptions, ConvPath};
 use crate::kernels::scheduler_step::StepCoefficients;
 use crate::kernels::spatial::ChannelMix;
@@ -15,24 +15,12 @@ pub(super) const CONV_SIZES: [(usize, usize); 4] = [(1, 1), (7, 9), (16, 16), (3
 /// The convolution cases; for f16 each again on the cooperative-matrix kernel (skipped where
 /// the adapter has none), the benchmark sizes included.
 pub(super) fn conv_cases(dtype: DType) -> Vec<Entry> {
-    let scalar = scalar_conv_cases();
-    let coop = scalar.iter().map(|&(spec, ci, tier)| {
-        let spec = Conv2dSpec {
+    with_coop_twins(scalar_conv_cases(), dtype, |spec| {
+        Some(Conv2dSpec {
             path: ConvPath::Coop,
             ..spec
-        };
-        (spec, ci, tier)
-    });
-    let twins: Vec<_> = if dtype == DType::F16 {
-        coop.collect()
-    } else {
-        Vec::new()
-    };
-    scalar
-        .into_iter()
-        .chain(twins)
-        .map(|(spec, ci, tier)| entry(spec, ci, tier))
-        .collect()
+        })
+    })
 }
 
 fn scalar_conv_cases() -> Vec<(Conv2dSpec, bool, BenchTier)> {
