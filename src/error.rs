@@ -114,6 +114,28 @@ pub enum Error {
     #[error("{0}")]
     Invalid(String),
 
+    /// NaN or infinity where numbers must be finite: an input, or a model's output (which
+    /// then says the model or its input is broken).
+    #[error(
+        "{what} holds {count} non-finite values of {total} (the first, at index {index}, is \
+         {value}); pass --allow-nonfinite to accept them"
+    )]
+    NonFinite {
+        what: String,
+        index: usize,
+        value: f32,
+        count: usize,
+        total: usize,
+    },
+
+    /// A path the user named is not a regular file (a directory, a FIFO, a device).
+    #[error("{path}: the {what} must be a regular file, but this is {kind}")]
+    NotAFile {
+        path: String,
+        what: String,
+        kind: &'static str,
+    },
+
     #[error("{path}: {source}")]
     Io {
         path: String,

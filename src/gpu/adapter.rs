@@ -10,17 +10,37 @@ use crate::error::{Error, Result};
 
 /// Every adapter wgpu sees for the backends in `WGPU_BACKEND` (all backends if unset),
 /// in a stable order: the order wgpu enumerates them.
-pub fn list_adapters() -> Vec<wgpu::Adapter> {
-    let backends = backends_from_env();
+pub fn list_adapters() -> Result<Vec<wgpu::Adapter>> {
+    let backends = backends_from_env()?;
     let instance = wgpu::Instance::new(wgpu::InstanceDescriptor {
         backends,
         ..wgpu::InstanceDescriptor::new_without_display_handle_from_env()
     });
-    pollster::block_on(instance.enumerate_adapters(backends))
+    Ok(pollster::block_on(instance.enumerate_adapters(backends)))
 }
 
-fn backends_from_env() -> wgpu::Backends {
-    wgpu::Backends::from_env().unwrap_or(wgpu::Backends::all())
+/// The backends `WGPU_BACKEND` names (all when it is unset); a value that names none is an
+/// error, not an empty search.
+fn backends_from_env() -> Result<wgpu::Backends> {
+    match std::env::var("WGPU_BACKEND") {
+        Err(_) => Ok(wgpu::Backends::all()),
+        Ok(value) => {
+            let backends = wgpu::Backends::from_comma_list(&value);
+            if backends.is_empty() {
+                Err(Error::Invalid(format!(
+                    "WGPU_BACKEND={value:?} names no backend; use one or more of vulkan, \
+                     metal, dx12, gl (comma-separated), or unset it"
+                )))
+            } else {
+                Ok(backends)
+            }
+        }
+    }
+}
+
+/// The backends searched, for messages.
+fn backend_names() -> String {
+    std::env::var("WGPU_BACKEND").unwrap_or_else(|_| "all".into())
 }
 
 /// Picks one adapter.
@@ -29,10 +49,10 @@ fn backends_from_env() -> wgpu::Backends {
 /// substring of the adapter name. Without it, `WGPU_ADAPTER_NAME` is used the same way;
 /// without either, the first discrete GPU, else integrated, else virtual, else CPU.
 pub fn select_adapter(choice: Option<&str>) -> Result<wgpu::Adapter> {
-    let adapters = list_adapters();
+    let adapters = list_adapters()?;
     if adapters.is_empty() {
         return Err(Error::NoAdapter {
-            backends: format!("{:?}", backends_from_env()),
+            backends: backend_names(),
         });
     }
     let env_choice = std::env::var("WGPU_ADAPTER_NAME").ok();

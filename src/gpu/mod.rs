@@ -28,6 +28,17 @@ const WANTED_FEATURES: wgpu::Features = wgpu::Features::SHADER_F16
     .union(wgpu::Features::TIMESTAMP_QUERY)
     .union(wgpu::Features::EXPERIMENTAL_COOPERATIVE_MATRIX);
 
+/// How long one wait for the GPU may last: `TESSERA_GPU_TIMEOUT` seconds, else 600 (a CPU
+/// adapter runs a large model's prefill in one submission for minutes).
+pub fn wait_limit() -> std::time::Duration {
+    let seconds = std::env::var("TESSERA_GPU_TIMEOUT")
+        .ok()
+        .and_then(|v| v.trim().parse::<f64>().ok())
+        .filter(|s| s.is_finite() && *s > 0.0)
+        .unwrap_or(600.0);
+    std::time::Duration::from_secs_f64(seconds.min(1e9))
+}
+
 /// The most bytes of idle buffers the pool keeps (capped by the device's `max_buffer_size`).
 const POOL_CAPACITY_BYTES: u64 = 1 << 30;
 
@@ -419,18 +430,24 @@ impl Gpu {
         self.wait_for(op, Some(index))
     }
 
-    /// Blocks until submission `index` (or all submitted work) has finished.
+    /// Blocks until submission `index` (or all submitted work) has finished, for at most
+    /// [`wait_limit`]: a hung GPU is an error naming `op`, not a hang.
     fn wait_for(&self, op: &str, index: Option<wgpu::SubmissionIndex>) -> Result<()> {
+        let limit = wait_limit();
         let polled = self.inner.device.poll(wgpu::PollType::Wait {
             submission_index: index,
-            timeout: None,
+            timeout: Some(limit),
         });
         // A lost device or an uncaptured error explains a failed poll better than the poll.
         self.inner.health.check(op)?;
         polled.map(drop).map_err(|e| match e {
             wgpu::PollError::Timeout => Error::Gpu {
                 op: op.to_string(),
-                message: "timed out waiting for the GPU".into(),
+                message: format!(
+                    "the GPU did not finish within {} s (TESSERA_GPU_TIMEOUT, in seconds, \
+                     sets the limit)",
+                    limit.as_secs_f64()
+                ),
             },
             other => Error::DeviceLost(other.to_string()),
         })
@@ -451,7 +468,11 @@ impl Gpu {
             "readback staging",
         )?;
         let result = self.map_and_read(buffer, offset, &staging, bytes, copy_bytes, what);
-        self.recycle(staging);
+        // A staging buffer whose map failed may still be mapped or pending: it is dropped,
+        // never handed out again.
+        if result.is_ok() {
+            self.recycle(staging);
+        }
         result
     }
 

@@ -14,10 +14,7 @@ pub struct ConfigJson {
 
 impl ConfigJson {
     pub fn read(path: &Path) -> Result<ConfigJson> {
-        let text = std::fs::read_to_string(path).map_err(|source| Error::Io {
-            path: path.display().to_string(),
-            source,
-        })?;
+        let text = super::files::read_text(path, "config file", super::files::MAX_JSON_BYTES)?;
         ConfigJson::parse(&path.display().to_string(), &text)
     }
 
@@ -158,6 +155,47 @@ impl ConfigJson {
                 .map(|v| v.as_u64().map(|n| n as usize).ok_or_else(|| bad(v)))
                 .collect(),
             Some(v) => v.as_u64().map(|n| vec![n as usize]).ok_or_else(|| bad(v)),
+        }
+    }
+
+    /// `value` (read from `key`) if it lies in `range`; else an error naming the key, the
+    /// value and the range. Sizes from a config are checked like this before anything is
+    /// allocated from them.
+    pub fn in_range<T>(&self, key: &str, value: T, range: std::ops::RangeInclusive<T>) -> Result<T>
+    where
+        T: PartialOrd + std::fmt::Display,
+    {
+        if range.contains(&value) {
+            Ok(value)
+        } else {
+            Err(self.error(format!(
+                "{key} = {value} is out of range: it must be between {} and {}",
+                range.start(),
+                range.end()
+            )))
+        }
+    }
+
+    /// `value` (read from `key`) if it is finite and `> 0`, and at most `max`.
+    pub fn positive(&self, key: &str, value: f64, max: f64) -> Result<f64> {
+        if value.is_finite() && value > 0.0 && value <= max {
+            Ok(value)
+        } else {
+            Err(self.error(format!(
+                "{key} = {value} is out of range: it must be greater than 0 and at most {max}"
+            )))
+        }
+    }
+
+    /// `value` (read from `key`) if it is finite and its magnitude at most `max`.
+    pub fn finite(&self, key: &str, value: f64, max: f64) -> Result<f64> {
+        if value.is_finite() && value.abs() <= max {
+            Ok(value)
+        } else {
+            Err(self.error(format!(
+                "{key} = {value} is out of range: it must be a finite number of magnitude at \
+                 most {max}"
+            )))
         }
     }
 

@@ -49,12 +49,8 @@ pub fn write_png_grid(path: &Path, samples: &[f32], shape: [usize; 4]) -> Result
             }
         }
     }
-    let io = |e: std::io::Error| Error::Io {
-        path: path.display().to_string(),
-        source: e,
-    };
-    let file = std::fs::File::create(path).map_err(io)?;
-    let mut encoder = png::Encoder::new(std::io::BufWriter::new(file), width as u32, height as u32);
+    let mut encoded = Vec::new();
+    let mut encoder = png::Encoder::new(&mut encoded, width as u32, height as u32);
     encoder.set_color(color);
     encoder.set_depth(png::BitDepth::Eight);
     let fail = |e: png::EncodingError| Error::Io {
@@ -63,7 +59,9 @@ pub fn write_png_grid(path: &Path, samples: &[f32], shape: [usize; 4]) -> Result
     };
     let mut writer = encoder.write_header().map_err(fail)?;
     writer.write_image_data(&pixels).map_err(fail)?;
-    writer.finish().map_err(fail)
+    writer.finish().map_err(fail)?;
+    // Through a temporary name: a failed write leaves no half image behind.
+    super::files::write_atomically(path, &encoded)
 }
 
 #[cfg(test)]

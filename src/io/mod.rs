@@ -2,6 +2,7 @@
 //! Hugging Face / diffusers `config.json`. Everything read here is untrusted input: every
 //! error names the file and what is wrong with it.
 
+pub mod files;
 pub mod safetensors;
 
 pub use safetensors::{Checkpoint, StoredDtype};
@@ -38,16 +39,27 @@ pub fn write_tensor_f32(
     let view =
         ::safetensors::tensor::TensorView::new(::safetensors::Dtype::F32, shape.to_vec(), &bytes)
             .map_err(|e| crate::Error::Invalid(format!("{name}: {e}")))?;
-    ::safetensors::serialize_to_file([(name, view)], None, path).map_err(|e| crate::Error::Io {
+    let bytes = ::safetensors::serialize([(name, view)], None).map_err(|e| crate::Error::Io {
         path: path.display().to_string(),
         source: std::io::Error::other(e.to_string()),
-    })
+    })?;
+    files::write_atomically(path, &bytes)
 }
 
 /// Reads the f32 (or f16 / bf16) tensor `name` from a safetensors file: its shape and values.
 pub fn read_tensor_f32(
     path: &std::path::Path,
     name: &str,
+) -> crate::Result<(Vec<usize>, Vec<f32>)> {
+    read_tensor_f32_if(path, name, |_| Ok(()))
+}
+
+/// [`read_tensor_f32`], with the shape checked by `accept` before the values are read: a file
+/// that declares a huge tensor is refused without converting it.
+pub fn read_tensor_f32_if(
+    path: &std::path::Path,
+    name: &str,
+    accept: impl FnOnce(&[usize]) -> crate::Result<()>,
 ) -> crate::Result<(Vec<usize>, Vec<f32>)> {
     let ckpt = Checkpoint::open_files(&path.display().to_string(), &[path.to_path_buf()])?;
     let shape = ckpt
@@ -58,6 +70,7 @@ pub fn read_tensor_f32(
             hint: String::new(),
         })?
         .to_vec();
+    accept(&shape)?;
     let values = ckpt.read_f32(name, &shape)?;
     Ok((shape, values))
 }

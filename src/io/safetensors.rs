@@ -4,7 +4,6 @@
 //! the element type the model runs in when they are read.
 
 use std::collections::HashMap;
-use std::fs::File;
 use std::path::{Path, PathBuf};
 
 use half::{bf16, f16};
@@ -86,9 +85,11 @@ impl Checkpoint {
     pub fn open_named(dir: &Path, stem: &str) -> Result<Checkpoint> {
         let single = dir.join(format!("{stem}.safetensors"));
         let index = dir.join(format!("{stem}.safetensors.index.json"));
-        if single.is_file() {
+        // Anything at those names is opened, so a directory, a FIFO or a link loop there is
+        // reported as what it is rather than as a missing file.
+        if super::files::exists(&single) {
             Checkpoint::open_files(&dir.display().to_string(), &[single])
-        } else if index.is_file() {
+        } else if super::files::exists(&index) {
             Checkpoint::open_index(dir, &index)
         } else {
             let bin = dir.join(format!("{stem}.bin"));
@@ -109,14 +110,15 @@ impl Checkpoint {
     }
 
     fn open_index(dir: &Path, index: &Path) -> Result<Checkpoint> {
-        let text = std::fs::read_to_string(index).map_err(|e| io_error(index, e))?;
+        let text = super::files::read_text(index, "shard index", super::files::MAX_JSON_BYTES)?;
         let json: serde_json::Value = serde_json::from_str(&text)
             .map_err(|e| malformed(index, format!("not valid JSON: {e}")))?;
         let weight_map = json
             .get("weight_map")
             .and_then(|m| m.as_object())
             .ok_or_else(|| malformed(index, "no \"weight_map\" object"))?;
-        let mut files: Vec<String> = Vec::new();
+        // A set: an index may name hundreds of thousands of tensors.
+        let mut files: std::collections::BTreeSet<String> = std::collections::BTreeSet::new();
         let mut wanted: Vec<(String, String)> = Vec::new();
         for (name, file) in weight_map {
             let file = file.as_str().ok_or_else(|| {
@@ -128,12 +130,9 @@ impl Checkpoint {
                     format!("shard name {file:?} leaves the directory"),
                 ));
             }
-            if !files.iter().any(|f| f == file) {
-                files.push(file.to_string());
-            }
+            files.insert(file.to_string());
             wanted.push((name.clone(), file.to_string()));
         }
-        files.sort();
         let paths: Vec<PathBuf> = files.iter().map(|f| dir.join(f)).collect();
         let checkpoint = Checkpoint::open_files(&dir.display().to_string(), &paths)?;
         for (name, file) in wanted {
@@ -155,7 +154,7 @@ impl Checkpoint {
         let mut shards = Vec::new();
         let mut tensors = HashMap::new();
         for path in paths {
-            let file = File::open(path).map_err(|e| io_error(path, e))?;
+            let file = super::files::open_regular(path, "safetensors file")?;
             // SAFETY: the mapping is read-only and lives as long as the checkpoint; tessera
             // never writes to it. As with any memory-mapped file, another process truncating
             // the file while it is mapped would fault; model files are not expected to change

@@ -13,10 +13,13 @@ pub struct Tokenizer {
 impl Tokenizer {
     /// Reads `tokenizer.json`.
     pub fn from_file(path: &Path) -> Result<Tokenizer> {
-        let inner = tokenizers::Tokenizer::from_file(path).map_err(|e| Error::Config {
-            path: path.display().to_string(),
-            detail: format!("cannot read the tokenizer: {e}"),
-        })?;
+        let text = super::files::read_text(path, "tokenizer", super::files::MAX_JSON_BYTES)?;
+        let inner = text
+            .parse::<tokenizers::Tokenizer>()
+            .map_err(|e| Error::Config {
+                path: path.display().to_string(),
+                detail: format!("cannot read the tokenizer: {e}"),
+            })?;
         Ok(Tokenizer {
             inner,
             path: path.display().to_string(),
@@ -26,7 +29,7 @@ impl Tokenizer {
     /// `dir/tokenizer.json`, if the model directory has one.
     pub fn from_dir(dir: &Path) -> Result<Option<Tokenizer>> {
         let path = dir.join("tokenizer.json");
-        path.is_file()
+        super::files::exists(&path)
             .then(|| Tokenizer::from_file(&path))
             .transpose()
     }

@@ -56,10 +56,37 @@ fn bundled_model() -> std::path::PathBuf {
     std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("assets/models/stdlib-byte")
 }
 
+/// Standard output for streamed text: a closed pipe (the reader exited) is remembered and
+/// ends the output instead of panicking; other write errors are errors.
+#[derive(Default)]
+struct Output {
+    closed: bool,
+}
+
+impl Output {
+    fn write(&mut self, text: &str) -> Result<()> {
+        use std::io::Write;
+        if self.closed {
+            return Err(Error::Invalid("standard output was closed".into()));
+        }
+        let mut out = std::io::stdout().lock();
+        match out.write_all(text.as_bytes()).and_then(|()| out.flush()) {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => {
+                self.closed = true;
+                Err(Error::Invalid("standard output was closed".into()))
+            }
+            Err(e) => Err(Error::Io {
+                path: "standard output".into(),
+                source: e,
+            }),
+        }
+    }
+}
+
 pub fn generate(adapter: Option<&str>, args: &GenerateArgs) -> Result<bool> {
-    use std::io::Write;
     let dir = args.model.clone().unwrap_or_else(bundled_model);
-    if !dir.join("config.json").is_file() {
+    if !tessera::io::files::exists(&dir.join("config.json")) {
         return Err(Error::Invalid(format!(
             "{} is not a model directory (no config.json){}",
             dir.display(),
@@ -107,22 +134,26 @@ pub fn generate(adapter: Option<&str>, args: &GenerateArgs) -> Result<bool> {
         keep_logits: args.dump_logits.is_some(),
     };
     let mut stream = tokenizer.as_ref().map(TextStream::new);
-    let mut stdout = std::io::stdout();
+    let mut stdout = Output::default();
     if !args.json
         && let Some(text) = &args.prompt
     {
         // The continuation reads on from the prompt.
-        print!("{text}");
+        stdout.write(text)?;
     }
-    let out = model.generate(&prompt, &generate, |token| {
+    let generated = model.generate(&prompt, &generate, |token| {
         if !args.json
             && let Some(stream) = stream.as_mut()
         {
-            print!("{}", stream.push(token)?);
-            stdout.flush().ok();
+            stdout.write(&stream.push(token)?)?;
         }
         Ok(())
-    })?;
+    });
+    // A reader that went away (`| head`) ends the generation quietly.
+    if stdout.closed {
+        return Ok(true);
+    }
+    let out = generated?;
     let text = match &tokenizer {
         Some(t) => t.decode(&out.tokens)?,
         None => String::new(),
@@ -139,12 +170,15 @@ pub fn generate(adapter: Option<&str>, args: &GenerateArgs) -> Result<bool> {
             "prompt_tokens_per_second": prompt_rate,
             "generation_tokens_per_second": decode_rate,
         });
-        println!("{json}");
+        stdout.write(&format!("{json}\n"))?;
     } else if let Some(stream) = stream.as_mut() {
-        println!("{}", stream.finish()?);
+        stdout.write(&format!("{}\n", stream.finish()?))?;
     } else {
         let ids: Vec<String> = out.tokens.iter().map(u32::to_string).collect();
-        println!("{}", ids.join(","));
+        stdout.write(&format!("{}\n", ids.join(",")))?;
+    }
+    if stdout.closed {
+        return Ok(true);
     }
     if let Some(path) = &args.dump_logits {
         write_rows_f32(path, "logits", &out.logits)?;

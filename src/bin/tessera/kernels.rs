@@ -8,7 +8,7 @@ use tessera::suite::{self, Case, DEFAULT_SEED, tune};
 use tessera::{DType, Error, Result};
 
 pub fn info(json: bool) -> Result<bool> {
-    let reports: Vec<AdapterReport> = list_adapters().iter().map(AdapterReport::of).collect();
+    let reports: Vec<AdapterReport> = list_adapters()?.iter().map(AdapterReport::of).collect();
     if reports.is_empty() {
         return Err(Error::NoAdapter {
             backends: std::env::var("WGPU_BACKEND").unwrap_or_else(|_| "all".into()),
@@ -119,7 +119,7 @@ pub fn run_check(
         )));
     }
     let gpus: Vec<Result<Gpu>> = if all_adapters {
-        let adapters = list_adapters();
+        let adapters = list_adapters()?;
         if adapters.is_empty() {
             return Err(Error::NoAdapter {
                 backends: "all".into(),

@@ -47,6 +47,13 @@ pub struct UNetConfig {
     pub add_attention: bool,
 }
 
+/// Bounds on what a config may say, far beyond any released UNet2DModel, so that nothing
+/// sized from a config overflows or asks for absurd memory before the checkpoint is checked.
+const MAX_SIDE: usize = 1 << 12;
+const MAX_CHANNELS: usize = 1 << 14;
+const MAX_LEVELS: usize = 12;
+const MAX_LAYERS_PER_BLOCK: usize = 64;
+
 /// The `UNet2DModel` arguments tessera reads, and bookkeeping keys diffusers writes.
 const KNOWN_KEYS: &[&str] = &[
     "_class_name",
@@ -137,7 +144,15 @@ impl UNetConfig {
         let block_out_channels = c
             .usize_list("block_out_channels")?
             .into_iter()
-            .collect::<Vec<_>>();
+            .map(|ch| c.in_range("block_out_channels", ch, 1..=MAX_CHANNELS))
+            .collect::<Result<Vec<_>>>()?;
+        // Each level halves the resolution: more levels than that is no UNet (and 1 << levels
+        // would overflow).
+        c.in_range(
+            "the number of down blocks",
+            down_blocks.len(),
+            1..=MAX_LEVELS,
+        )?;
         if block_out_channels.is_empty()
             || block_out_channels.len() != down_blocks.len()
             || up_blocks.len() != down_blocks.len()
@@ -182,6 +197,10 @@ impl UNetConfig {
                 (s, s)
             }
         };
+        let sample_size = (
+            c.in_range("sample_size", sample_size.0, 1..=MAX_SIDE)?,
+            c.in_range("sample_size", sample_size.1, 1..=MAX_SIDE)?,
+        );
         let norm_num_groups = c.opt_usize("norm_num_groups")?.unwrap_or(32);
         for &ch in &block_out_channels {
             if norm_num_groups == 0 || ch % norm_num_groups != 0 {
@@ -190,38 +209,61 @@ impl UNetConfig {
                 )));
             }
         }
+        let channels = |key: &str, default: usize| -> Result<usize> {
+            c.in_range(key, c.opt_usize(key)?.unwrap_or(default), 1..=MAX_CHANNELS)
+        };
+        let optional_channels = |key: &str| -> Result<Option<usize>> {
+            c.opt_usize(key)?
+                .map(|v| c.in_range(key, v, 1..=MAX_CHANNELS))
+                .transpose()
+        };
         let config = UNetConfig {
             sample_size,
-            in_channels: c.opt_usize("in_channels")?.unwrap_or(3),
-            out_channels: c.opt_usize("out_channels")?.unwrap_or(3),
+            in_channels: channels("in_channels", 3)?,
+            out_channels: channels("out_channels", 3)?,
             center_input_sample: c.bool_or("center_input_sample", false)?,
             flip_sin_to_cos: c.bool_or("flip_sin_to_cos", true)?,
-            freq_shift: c.opt_f64("freq_shift")?.unwrap_or(0.0),
-            time_embedding_dim: c.opt_usize("time_embedding_dim")?,
+            freq_shift: c.finite("freq_shift", c.opt_f64("freq_shift")?.unwrap_or(0.0), 1e6)?,
+            time_embedding_dim: optional_channels("time_embedding_dim")?,
             down_blocks,
             up_blocks,
             block_out_channels,
-            layers_per_block: c.opt_usize("layers_per_block")?.unwrap_or(2),
+            layers_per_block: c.in_range(
+                "layers_per_block",
+                c.opt_usize("layers_per_block")?.unwrap_or(2),
+                1..=MAX_LAYERS_PER_BLOCK,
+            )?,
             mid_block,
-            mid_block_scale_factor: c.opt_f64("mid_block_scale_factor")?.unwrap_or(1.0),
+            mid_block_scale_factor: c.positive(
+                "mid_block_scale_factor",
+                c.opt_f64("mid_block_scale_factor")?.unwrap_or(1.0),
+                1e6,
+            )?,
             downsample_padding: c.opt_usize("downsample_padding")?.unwrap_or(1),
             // Absent: UNet2DModel's default of 8; null: one head over all channels.
             attention_head_dim: if c.has_null("attention_head_dim") {
                 None
             } else {
-                Some(c.opt_usize("attention_head_dim")?.unwrap_or(8))
+                Some(optional_channels("attention_head_dim")?.unwrap_or(8))
             },
             norm_num_groups,
-            attn_norm_num_groups: c.opt_usize("attn_norm_num_groups")?,
-            norm_eps: c.opt_f64("norm_eps")?.unwrap_or(1e-5),
+            attn_norm_num_groups: optional_channels("attn_norm_num_groups")?,
+            norm_eps: c.positive("norm_eps", c.opt_f64("norm_eps")?.unwrap_or(1e-5), 1.0)?,
             time_shift,
             add_attention: c.bool_or("add_attention", true)?,
         };
         if config.downsample_padding > 1 {
             return Err(c.error("downsample_padding must be 0 or 1"));
         }
-        if config.layers_per_block == 0 || config.in_channels == 0 || config.out_channels == 0 {
-            return Err(c.error("layers_per_block, in_channels and out_channels must be positive"));
+        if let Some(groups) = config.attn_norm_num_groups
+            && let Some(&ch) = config
+                .block_out_channels
+                .iter()
+                .find(|&&ch| ch % groups != 0)
+        {
+            return Err(c.error(format!(
+                "attn_norm_num_groups {groups} does not divide block channels {ch}"
+            )));
         }
         Ok(config)
     }

@@ -43,7 +43,8 @@ impl ModelFiles {
             files.unet_dir.join("config.json"),
             files.scheduler_config.clone(),
         ] {
-            if !needed.is_file() {
+            // Anything there is read (and reported as what it is); only absence is this error.
+            if !crate::io::files::exists(&needed) {
                 return Err(Error::Invalid(format!(
                     "{} is not a diffusion model directory: {} is missing",
                     dir.display(),

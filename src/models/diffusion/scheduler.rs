@@ -88,11 +88,19 @@ impl SchedulerConfig {
                 return Err(c.error(format!("{key} is not supported")));
             }
         }
-        let steps = c.opt_usize("num_train_timesteps")?.unwrap_or(1000);
-        if steps == 0 {
-            return Err(c.error("num_train_timesteps must be positive"));
-        }
+        let steps = c.in_range(
+            "num_train_timesteps",
+            c.opt_usize("num_train_timesteps")?.unwrap_or(1000),
+            1..=MAX_TRAIN_TIMESTEPS,
+        )?;
         let betas = match c.get("trained_betas") {
+            Some(serde_json::Value::Array(values)) if values.len() > MAX_TRAIN_TIMESTEPS => {
+                return Err(c.error(format!(
+                    "trained_betas holds {} values, more than the {MAX_TRAIN_TIMESTEPS} \
+                     timesteps tessera accepts",
+                    values.len()
+                )));
+            }
             Some(serde_json::Value::Array(values)) => values
                 .iter()
                 .map(|v| {
@@ -111,6 +119,29 @@ impl SchedulerConfig {
         if betas.is_empty() || betas.iter().any(|b| !(*b > 0.0 && *b < 1.0)) {
             return Err(c.error("every beta must lie in (0, 1)"));
         }
+        // The steps divide by sqrt(1 - ᾱ_t): betas so small that ᾱ_t rounds to 1 would make
+        // every sample NaN.
+        let mut alpha_bar = 1.0;
+        for (t, beta) in betas.iter().enumerate() {
+            alpha_bar *= 1.0 - beta;
+            if 1.0 - alpha_bar < MIN_NOISE_LEVEL {
+                return Err(c.error(format!(
+                    "the betas are too small: at timestep {t} the noise level 1 - ᾱ is \
+                     {:e}, below {MIN_NOISE_LEVEL:e} (beta_start, beta_end or trained_betas)",
+                    1.0 - alpha_bar
+                )));
+            }
+        }
+        let clip_sample_range = c.positive(
+            "clip_sample_range",
+            c.opt_f64("clip_sample_range")?.unwrap_or(1.0),
+            1e6,
+        )?;
+        let steps_offset = c.in_range(
+            "steps_offset",
+            c.opt_usize("steps_offset")?.unwrap_or(0),
+            0..=betas.len() - 1,
+        )?;
         let prediction = match c.opt_str("prediction_type")?.unwrap_or("epsilon") {
             "epsilon" => Prediction::Epsilon,
             "sample" => Prediction::Sample,
@@ -132,11 +163,11 @@ impl SchedulerConfig {
             kind,
             betas,
             clip_sample: c.bool_or("clip_sample", true)?,
-            clip_sample_range: c.opt_f64("clip_sample_range")?.unwrap_or(1.0),
+            clip_sample_range,
             prediction,
             variance_type,
             set_alpha_to_one: c.bool_or("set_alpha_to_one", true)?,
-            steps_offset: c.opt_usize("steps_offset")?.unwrap_or(0),
+            steps_offset,
             spacing,
         })
     }
@@ -145,6 +176,12 @@ impl SchedulerConfig {
         self.betas.len()
     }
 }
+
+/// The most training timesteps a scheduler config may have (diffusers' models use 1000).
+const MAX_TRAIN_TIMESTEPS: usize = 1_000_000;
+/// The smallest noise level 1 - ᾱ_t accepted at any timestep: the updates divide by its
+/// square root, in f32 on the GPU.
+const MIN_NOISE_LEVEL: f64 = 1e-12;
 
 fn beta_schedule(schedule: &str, start: f64, end: f64, steps: usize) -> Result<Vec<f64>, String> {
     let lerp = |a: f64, b: f64, i: usize| {

@@ -76,13 +76,20 @@ impl UNet {
         gpu.require(dtype, "the UNet")?;
         let levels = config.block_out_channels.len();
         let (h, w) = config.sample_size;
-        let factor = 1 << (levels - 1);
+        // The config parser bounds the levels (at most 12), so this cannot overflow.
+        let factor = 1usize << (levels - 1);
         if h == 0 || w == 0 || h % factor != 0 || w % factor != 0 {
             return Err(Error::Config {
                 path: ckpt.origin().to_string(),
                 detail: format!(
                     "sample_size {h}x{w} must be a multiple of {factor} for {levels} levels"
                 ),
+            });
+        }
+        if let Err(e) = largest_activation(&config, 1, dtype, gpu) {
+            return Err(Error::Config {
+                path: ckpt.origin().to_string(),
+                detail: format!("sample_size {h}x{w} is too large for this device: {e}"),
             });
         }
         let weights = UNetWeights::load(gpu, ckpt, &config, dtype)?;
@@ -121,13 +128,21 @@ impl UNet {
         [batch, self.config.in_channels, h, w]
     }
 
-    /// Compiles the forward pass for `batch` samples.
-    pub fn prepare(&self, batch: usize) -> Result<UNetRun> {
+    /// `Ok` if a forward pass over `batch` samples fits the device: every activation within
+    /// one storage binding. Checked before anything is allocated for the batch (the initial
+    /// noise included).
+    pub fn check_batch(&self, batch: usize) -> Result<()> {
         if batch == 0 {
             return Err(Error::Invalid(
                 "the batch must hold at least one sample".into(),
             ));
         }
+        largest_activation(&self.config, batch, self.dtype, &self.gpu).map(drop)
+    }
+
+    /// Compiles the forward pass for `batch` samples.
+    pub fn prepare(&self, batch: usize) -> Result<UNetRun> {
+        self.check_batch(batch)?;
         let c = &self.config;
         let w = &self.weights;
         let d = self.dtype;
@@ -406,4 +421,42 @@ impl Builder {
         });
         Ok(out)
     }
+}
+
+/// Bytes of the largest activation of a forward pass over `batch` samples, or `TooLarge`
+/// when it exceeds one storage binding (or overflows). At level `l` (resolution halved `l`
+/// times) the widest tensor is an up block's concatenation of its input with a skip
+/// connection: at most twice the widest of the channel counts of levels `l - 1 ..= l + 1`.
+fn largest_activation(config: &UNetConfig, batch: usize, dtype: DType, gpu: &Gpu) -> Result<u64> {
+    let channels = &config.block_out_channels;
+    let (h, w) = config.sample_size;
+    let too_large = |bytes: u64| Error::TooLarge {
+        what: format!("a batch of {batch} samples of {h}x{w} (the UNet's activations)"),
+        bytes,
+        limit_name: "max_storage_buffer_binding_size",
+        limit: gpu.limits().max_storage_buffer_binding_size,
+    };
+    let mut largest = 0u64;
+    for level in 0..channels.len() {
+        let widest = channels[level.saturating_sub(1)..(level + 2).min(channels.len())]
+            .iter()
+            .chain([&config.in_channels, &config.out_channels])
+            .max()
+            .copied()
+            .unwrap_or(1);
+        let bytes = [2 * widest, h >> level, w >> level, batch, dtype.size()]
+            .iter()
+            .try_fold(1u64, |acc, &n| acc.checked_mul(n as u64))
+            .ok_or_else(|| too_large(u64::MAX))?;
+        largest = largest.max(bytes);
+    }
+    let limits = gpu.limits();
+    if largest
+        > limits
+            .max_storage_buffer_binding_size
+            .min(limits.max_buffer_size)
+    {
+        return Err(too_large(largest));
+    }
+    Ok(largest)
 }

@@ -65,15 +65,7 @@ impl LlamaConfig {
     }
 
     pub fn from_json(c: &ConfigJson) -> Result<LlamaConfig> {
-        let arch_name = c
-            .first_string("architectures")?
-            .ok_or_else(|| c.error("architectures is missing: which model is this?"))?;
-        let architecture = Architecture::from_name(arch_name).ok_or_else(|| {
-            c.error(format!(
-                "unknown architecture {arch_name:?}; tessera runs LlamaForCausalLM, \
-                 MistralForCausalLM and Qwen2ForCausalLM"
-            ))
-        })?;
+        let architecture = architecture(c)?;
         if let Some(act) = c.opt_str("hidden_act")?
             && act != "silu"
         {
@@ -81,8 +73,12 @@ impl LlamaConfig {
                 "hidden_act {act:?} is not supported (only \"silu\")"
             )));
         }
-        let hidden_size = c.usize("hidden_size")?;
-        let num_heads = c.usize("num_attention_heads")?;
+        let hidden_size = c.in_range("hidden_size", c.usize("hidden_size")?, 1..=MAX_WIDTH)?;
+        let num_heads = c.in_range(
+            "num_attention_heads",
+            c.usize("num_attention_heads")?,
+            1..=MAX_HEADS,
+        )?;
         let num_kv_heads = c.opt_usize("num_key_value_heads")?.unwrap_or(num_heads);
         if num_heads == 0 || num_kv_heads == 0 || num_heads % num_kv_heads != 0 {
             return Err(c.error(format!(
@@ -90,7 +86,7 @@ impl LlamaConfig {
             )));
         }
         let head_dim = match c.opt_usize("head_dim")? {
-            Some(d) => d,
+            Some(d) => c.in_range("head_dim", d, 1..=MAX_HEAD_DIM)?,
             None if hidden_size % num_heads == 0 => hidden_size / num_heads,
             None => {
                 return Err(c.error(format!(
@@ -112,21 +108,46 @@ impl LlamaConfig {
             }
             _ => None,
         };
+        let sliding_window = sliding_window
+            .map(|w| c.in_range("sliding_window", w, 1..=MAX_POSITIONS))
+            .transpose()?;
+        let vocab_size = c.in_range("vocab_size", c.usize("vocab_size")?, 1..=MAX_VOCAB)?;
+        let eos_token_ids = c.usize_list("eos_token_id")?;
+        let bos_token_id = c.opt_usize("bos_token_id")?;
+        for id in eos_token_ids.iter().chain(&bos_token_id) {
+            c.in_range("bos_token_id / eos_token_id", *id, 0..=vocab_size - 1)?;
+        }
         let config = LlamaConfig {
             architecture,
             hidden_size,
-            intermediate_size: c.usize("intermediate_size")?,
-            num_layers: c.usize("num_hidden_layers")?,
+            intermediate_size: c.in_range(
+                "intermediate_size",
+                c.usize("intermediate_size")?,
+                1..=MAX_WIDTH * 16,
+            )?,
+            num_layers: c.in_range(
+                "num_hidden_layers",
+                c.usize("num_hidden_layers")?,
+                1..=MAX_LAYERS,
+            )?,
             num_heads,
             num_kv_heads,
             head_dim,
-            rms_norm_eps: c.opt_f64("rms_norm_eps")?.unwrap_or(1e-6),
+            rms_norm_eps: c.positive(
+                "rms_norm_eps",
+                c.opt_f64("rms_norm_eps")?.unwrap_or(1e-6),
+                MAX_EPS,
+            )?,
             rope,
             tie_word_embeddings: c.bool_or("tie_word_embeddings", false)?,
-            vocab_size: c.usize("vocab_size")?,
-            max_position_embeddings: c.opt_usize("max_position_embeddings")?.unwrap_or(2048),
-            bos_token_id: c.opt_usize("bos_token_id")?,
-            eos_token_ids: c.usize_list("eos_token_id")?,
+            vocab_size,
+            max_position_embeddings: c.in_range(
+                "max_position_embeddings",
+                c.opt_usize("max_position_embeddings")?.unwrap_or(2048),
+                1..=MAX_POSITIONS,
+            )?,
+            bos_token_id,
+            eos_token_ids,
             stored_dtype: c
                 .opt_str("torch_dtype")?
                 .or(c.opt_str("dtype")?)
@@ -136,19 +157,52 @@ impl LlamaConfig {
             mlp_bias: c.bool_or("mlp_bias", false)?,
             sliding_window,
         };
-        for (key, value) in [
-            ("hidden_size", config.hidden_size),
-            ("intermediate_size", config.intermediate_size),
-            ("num_hidden_layers", config.num_layers),
-            ("vocab_size", config.vocab_size),
-            ("head_dim", config.head_dim),
-        ] {
-            if value == 0 {
-                return Err(c.error(format!("{key} must be positive")));
-            }
-        }
         Ok(config)
     }
+}
+
+/// Bounds on what a config may say, far beyond any released model, so that nothing sized
+/// from a config overflows or asks for absurd host memory before the checkpoint is checked.
+const MAX_WIDTH: usize = 1 << 16;
+const MAX_HEADS: usize = 1 << 10;
+const MAX_HEAD_DIM: usize = 1 << 10;
+const MAX_LAYERS: usize = 1 << 10;
+const MAX_VOCAB: usize = 1 << 24;
+const MAX_POSITIONS: usize = 1 << 24;
+/// An epsilon above this is no longer a guard against division by zero (and 1e300 is inf
+/// in f32).
+const MAX_EPS: f64 = 1.0;
+/// The largest RoPE base and scaling factors accepted.
+const MAX_ROPE: f64 = 1e12;
+
+/// The architecture: `architectures[0]`, or for converters that write only `model_type`,
+/// the architecture that model type names.
+fn architecture(c: &ConfigJson) -> Result<Architecture> {
+    let name = match c.first_string("architectures")? {
+        Some(name) => name,
+        None => match c.opt_str("model_type")? {
+            Some("llama") => "LlamaForCausalLM",
+            Some("mistral") => "MistralForCausalLM",
+            Some("qwen2") => "Qwen2ForCausalLM",
+            Some(other) => {
+                return Err(c.error(format!(
+                    "no architectures, and model_type {other:?} is not one tessera runs \
+                     (llama, mistral, qwen2)"
+                )));
+            }
+            None => {
+                return Err(
+                    c.error("architectures and model_type are both missing: which model is this?")
+                );
+            }
+        },
+    };
+    Architecture::from_name(name).ok_or_else(|| {
+        c.error(format!(
+            "unknown architecture {name:?}; tessera runs LlamaForCausalLM, \
+             MistralForCausalLM and Qwen2ForCausalLM"
+        ))
+    })
 }
 
 /// `rope_theta` and the scaling, from `rope_parameters` (5.x) or the top level (4.x).
@@ -172,7 +226,7 @@ fn rope_config(c: &ConfigJson, head_dim: usize) -> Result<RopeConfig> {
         )));
     }
     Ok(RopeConfig {
-        theta: theta.unwrap_or(10_000.0),
+        theta: c.positive("rope_theta", theta.unwrap_or(10_000.0), MAX_ROPE)?,
         head_dim,
         scaling,
     })
@@ -186,14 +240,23 @@ fn scaling(s: &ConfigJson) -> Result<RopeScaling> {
     match kind {
         "default" => Ok(RopeScaling::None),
         "linear" => Ok(RopeScaling::Linear {
-            factor: s.f64("factor")?,
+            factor: s.positive("factor", s.f64("factor")?, MAX_ROPE)?,
         }),
-        "llama3" => Ok(RopeScaling::Llama3 {
-            factor: s.f64("factor")?,
-            low_freq_factor: s.f64("low_freq_factor")?,
-            high_freq_factor: s.f64("high_freq_factor")?,
-            original_max_position_embeddings: s.f64("original_max_position_embeddings")?,
-        }),
+        "llama3" => {
+            let get = |key: &str| s.positive(key, s.f64(key)?, MAX_ROPE);
+            let (low, high) = (get("low_freq_factor")?, get("high_freq_factor")?);
+            if low >= high {
+                return Err(s.error(format!(
+                    "low_freq_factor {low} must be below high_freq_factor {high}"
+                )));
+            }
+            Ok(RopeScaling::Llama3 {
+                factor: get("factor")?,
+                low_freq_factor: low,
+                high_freq_factor: high,
+                original_max_position_embeddings: get("original_max_position_embeddings")?,
+            })
+        }
         other => Err(s.error(format!(
             "rope_type {other:?} is not supported; tessera implements default, linear and llama3"
         ))),

@@ -3,7 +3,7 @@
 
 use std::time::Instant;
 
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::models::sampling::{Sampler, SamplerConfig};
 
 use super::Llama;
@@ -63,6 +63,7 @@ impl Llama {
         };
         let start = Instant::now();
         while out.tokens.len() < options.max_tokens {
+            require_finite_logits(&logits, out.tokens.len())?;
             let token = sampler.sample(&logits)?;
             if options.keep_logits {
                 out.logits.push(std::mem::take(&mut logits));
@@ -84,5 +85,23 @@ impl Llama {
         }
         out.generate_seconds = start.elapsed().as_secs_f64();
         Ok(out)
+    }
+}
+
+/// NaN or infinite logits mean the model (its weights or config) is broken: sampling from
+/// them would print garbage, so it is an error naming the step.
+fn require_finite_logits(logits: &[f32], step: usize) -> Result<()> {
+    match logits.iter().position(|v| !v.is_finite()) {
+        None => Ok(()),
+        Some(index) => Err(Error::NonFinite {
+            what: format!(
+                "the logits of generation step {step} (the weights or the config, such as \
+                 rms_norm_eps, are broken)"
+            ),
+            index,
+            value: logits[index],
+            count: logits.iter().filter(|v| !v.is_finite()).count(),
+            total: logits.len(),
+        }),
     }
 }
