@@ -14,12 +14,23 @@ impl Tokenizer {
     /// Reads `tokenizer.json`.
     pub fn from_file(path: &Path) -> Result<Tokenizer> {
         let text = super::files::read_text(path, "tokenizer", super::files::MAX_JSON_BYTES)?;
-        let inner = text
-            .parse::<tokenizers::Tokenizer>()
-            .map_err(|e| Error::Config {
-                path: path.display().to_string(),
-                detail: format!("cannot read the tokenizer: {e}"),
-            })?;
+        let error = |detail: String| Error::Config {
+            path: path.display().to_string(),
+            detail: format!("cannot read the tokenizer: {detail}"),
+        };
+        // JSON syntax first, with the position of the error.
+        let json: serde_json::Value =
+            serde_json::from_str(&text).map_err(|e| error(format!("not valid JSON: {e}")))?;
+        // tokenizers 0.22 panics (an `expect` in its decoder deserializer) on some malformed
+        // sections rather than returning an error: contain that here, so a bad file is an
+        // error like any other.
+        let parsed =
+            std::panic::catch_unwind(|| serde_json::from_value::<tokenizers::Tokenizer>(json));
+        let inner = match parsed {
+            Ok(Ok(inner)) => inner,
+            Ok(Err(e)) => return Err(error(e.to_string())),
+            Err(_) => return Err(error("a section is malformed".into())),
+        };
         Ok(Tokenizer {
             inner,
             path: path.display().to_string(),
@@ -44,17 +55,23 @@ impl Tokenizer {
     /// The ids of `text`, with the special tokens the tokenizer adds (a BOS, typically).
     pub fn encode(&self, text: &str) -> Result<Vec<u32>> {
         let encoding = self
-            .inner
-            .encode(text, true)
+            .contained("cannot encode the prompt", || self.inner.encode(text, true))?
             .map_err(|e| self.error("cannot encode the prompt", e))?;
         Ok(encoding.get_ids().to_vec())
     }
 
     /// The text of `ids`, special tokens left out.
     pub fn decode(&self, ids: &[u32]) -> Result<String> {
-        self.inner
-            .decode(ids, true)
+        self.contained("cannot decode tokens", || self.inner.decode(ids, true))?
             .map_err(|e| self.error("cannot decode tokens", e))
+    }
+
+    /// Runs `f` on the tokenizers crate, which panics on some inconsistent files (a
+    /// post-processor naming a special token it does not define) where it should return an
+    /// error: such a panic becomes an error about this file.
+    fn contained<T>(&self, what: &str, f: impl FnOnce() -> T) -> Result<T> {
+        std::panic::catch_unwind(std::panic::AssertUnwindSafe(f))
+            .map_err(|_| self.error(what, "the tokenizer file is inconsistent"))
     }
 }
 

@@ -1,0 +1,23 @@
+#!/usr/bin/env bash
+# Mutation fuzzing of every parser of untrusted files (tests/fuzz.rs): N mutated inputs per
+# parser (default 1,000,000), from fixed seeds, under an 8 GiB address-space cap (set by the
+# test binary itself), so a panic, an abort (a runaway allocation) or a hang (the overall time
+# limit, TIMEOUT seconds, default 7200) fails the run. Inputs that panicked are written to
+# target/fuzz-failures/.
+#   tools/fuzz.sh [N]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+cases=${1:-1000000}
+limit=${TIMEOUT:-7200}
+cargo build --release --test fuzz >/dev/null 2>&1 || cargo build --release --test fuzz
+echo "+ TESSERA_FUZZ_CASES=$cases cargo test --release --test fuzz (time limit ${limit} s)"
+start=$SECONDS
+status=0
+TESSERA_FUZZ_CASES=$cases timeout "$limit" cargo test --release --test fuzz -- --nocapture \
+    >target/fuzz.log 2>&1 || status=$?
+grep -E '^fuzz |^test result' target/fuzz.log || true
+case $status in
+0) echo "tools/fuzz.sh: $cases cases per parser, no panic, abort or hang ($((SECONDS - start)) s)" ;;
+124) echo "tools/fuzz.sh: HANG: not finished within $limit s (see target/fuzz.log)"; exit 1 ;;
+*) echo "tools/fuzz.sh: FAILED with status $status (see target/fuzz.log)"; tail -20 target/fuzz.log; exit 1 ;;
+esac
