@@ -105,6 +105,7 @@ fn unet_forward_and_samplers_match_diffusers_in_f32() {
             2,
             want.get("ddim_noise"),
             &mut no_noise,
+            true,
             |_, _| {},
         )
         .unwrap();
@@ -124,6 +125,7 @@ fn unet_forward_and_samplers_match_diffusers_in_f32() {
             2,
             want.get("ddpm_init"),
             &mut recorded,
+            true,
             |_, _| {},
         )
         .unwrap();
@@ -214,8 +216,16 @@ fn initial_noise_of_the_wrong_length_is_refused() {
     let config = SchedulerConfig::read(&files.scheduler_config).unwrap();
     let scheduler = Scheduler::new(config, None, 2, 0.0).unwrap();
     let mut noise = diffusion::GaussianNoise::new(1);
-    let err = diffusion::sample(&unet, &scheduler, 2, &[0.0; 10], &mut noise, |_, _| {})
-        .unwrap_err()
-        .to_string();
+    let err = diffusion::sample(
+        &unet,
+        &scheduler,
+        2,
+        &[0.0; 10],
+        &mut noise,
+        true,
+        |_, _| {},
+    )
+    .unwrap_err()
+    .to_string();
     assert!(err.contains("initial noise"), "{err}");
 }

@@ -342,6 +342,37 @@ fn non_finite_noise_and_timesteps_are_refused() {
         &["--init-noise", noise.to_str().unwrap()],
     ));
     assert_refused(&out, &["non-finite", "index 7", "--allow-nonfinite"]);
+    // Finite but huge: the UNet's output overflows at the first step, which the error names;
+    // --allow-nonfinite writes the result all the same.
+    let huge = m.path("huge.safetensors");
+    tessera::io::write_tensor_f32(&huge, "sample", &[2, 1, 16, 16], &[3e38; 512]).unwrap();
+    let png = m.path("huge.png");
+    let out = run(&sample_args(
+        &m.0,
+        &[
+            "--init-noise",
+            huge.to_str().unwrap(),
+            "--out",
+            png.to_str().unwrap(),
+        ],
+    ));
+    assert_refused(
+        &out,
+        &["after step 1 of 2", "UNet output", "--allow-nonfinite"],
+    );
+    assert!(!png.exists());
+    let out = run(&sample_args(
+        &m.0,
+        &[
+            "--init-noise",
+            huge.to_str().unwrap(),
+            "--out",
+            png.to_str().unwrap(),
+            "--allow-nonfinite",
+        ],
+    ));
+    assert_eq!(out.code, Some(0), "{}", out.stderr);
+    assert!(png.exists());
     values[7] = 0.5;
     tessera::io::write_tensor_f32(&noise, "sample", &[2, 1, 16, 16], &values).unwrap();
     for t in ["nan", "inf", "1e40", "-1"] {

@@ -11,8 +11,11 @@ use crate::error::Error;
 
 #[derive(Default)]
 pub(crate) struct Health {
-    uncaptured: Mutex<Vec<String>>,
+    /// Each uncaptured error with the operation that was last begun when it arrived.
+    uncaptured: Mutex<Vec<(String, String)>>,
     lost: Mutex<Option<String>>,
+    /// The operation most recently begun ([`Health::begin`]).
+    current: Mutex<String>,
 }
 
 impl Health {
@@ -20,7 +23,8 @@ impl Health {
     pub(crate) fn watch(self: &std::sync::Arc<Self>, device: &wgpu::Device) {
         let me = self.clone();
         device.on_uncaptured_error(std::sync::Arc::new(move |error: wgpu::Error| {
-            lock(&me.uncaptured).push(error.to_string());
+            let during = lock(&me.current).clone();
+            lock(&me.uncaptured).push((during, error.to_string()));
         }));
         let me = self.clone();
         device.set_device_lost_callback(move |reason, message| {
@@ -28,21 +32,35 @@ impl Health {
         });
     }
 
+    /// Records that `op` is under way, so an uncaptured error that arrives now is attributed
+    /// to it rather than to whichever operation checks next.
+    pub(crate) fn begin(&self, op: &str) {
+        let mut current = lock(&self.current);
+        current.clear();
+        current.push_str(op);
+    }
+
     /// `Err` if the device was lost or an uncaptured error arrived since the last check;
-    /// the uncaptured errors are consumed by the check.
+    /// the uncaptured errors are consumed by the check. The error names the operation that
+    /// was under way when the first one arrived, and `op`, where it was noticed.
     pub(crate) fn check(&self, op: &str) -> Result<(), Error> {
         if let Some(message) = lock(&self.lost).clone() {
             return Err(Error::DeviceLost(message));
         }
         let errors = std::mem::take(&mut *lock(&self.uncaptured));
-        if errors.is_empty() {
-            Ok(())
+        let Some((during, _)) = errors.first() else {
+            return Ok(());
+        };
+        let op = if during.is_empty() || during == op {
+            op.to_string()
         } else {
-            Err(Error::Gpu {
-                op: op.to_string(),
-                message: errors.join("; "),
-            })
-        }
+            format!("{during} (noticed at {op})")
+        };
+        let messages: Vec<&str> = errors.iter().map(|(_, m)| m.as_str()).collect();
+        Err(Error::Gpu {
+            op,
+            message: messages.join("; "),
+        })
     }
 }
 

@@ -268,6 +268,7 @@ impl Gpu {
     /// returns what they caught as `Err`. Device loss is reported first.
     pub fn scoped<T>(&self, op: &str, f: impl FnOnce(&wgpu::Device) -> T) -> Result<T> {
         self.inner.health.check(op)?;
+        self.inner.health.begin(op);
         let device = &self.inner.device;
         let internal = device.push_error_scope(wgpu::ErrorFilter::Internal);
         let oom = device.push_error_scope(wgpu::ErrorFilter::OutOfMemory);

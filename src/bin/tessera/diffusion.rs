@@ -144,9 +144,16 @@ pub fn sample(adapter: Option<&str>, args: &SampleArgs) -> Result<bool> {
             .expect("a valid template"),
     );
     let start = std::time::Instant::now();
-    let out = diffusion::sample(&unet, &scheduler, count, &init, &mut noise, |done, _| {
-        bar.set_position(done as u64)
-    })?;
+    let check_finite = !args.allow_nonfinite;
+    let out = diffusion::sample(
+        &unet,
+        &scheduler,
+        count,
+        &init,
+        &mut noise,
+        check_finite,
+        |done, _| bar.set_position(done as u64),
+    )?;
     bar.finish_and_clear();
     let seconds = start.elapsed().as_secs_f64();
     if !args.allow_nonfinite {

@@ -50,12 +50,17 @@ impl NoiseSource for GaussianNoise {
 /// Runs the scheduler's steps on `batch` samples starting from `init`
 /// (`[batch, channels, height, width]`, flattened) and returns the final sample (before it is
 /// mapped to pixels). `on_step(done, total)` is called after each step.
+///
+/// With `check_finite`, the sample is read back after every step and a NaN or infinity is an
+/// error naming the step (and timestep) where it first appeared, instead of a black image at
+/// the end; the readback is one copy of the batch per step, small beside a UNet forward.
 pub fn sample(
     unet: &UNet,
     scheduler: &Scheduler,
     batch: usize,
     init: &[f32],
     noise: &mut dyn NoiseSource,
+    check_finite: bool,
     mut on_step: impl FnMut(usize, usize),
 ) -> Result<Vec<f32>> {
     let gpu = unet.gpu();
@@ -82,6 +87,28 @@ pub fn sample(
         }
         coefficients.set(gpu, &c)?;
         update.run(gpu)?;
+        if check_finite {
+            let values = run.sample.to_f32()?;
+            if let Some(index) = values.iter().position(|v| !v.is_finite()) {
+                let model = run.output.to_f32()?;
+                let source = if model.iter().any(|v| !v.is_finite()) {
+                    "the UNet output"
+                } else {
+                    "the scheduler update"
+                };
+                return Err(Error::NonFinite {
+                    what: format!(
+                        "the sample after step {} of {} (timestep {t}; it came from {source})",
+                        i + 1,
+                        steps.len()
+                    ),
+                    index,
+                    value: values[index],
+                    count: values.iter().filter(|v| !v.is_finite()).count(),
+                    total: values.len(),
+                });
+            }
+        }
         on_step(i + 1, steps.len());
     }
     run.sample.to_f32()
