@@ -84,3 +84,36 @@ fn allocations_the_device_refuses_at_load_are_errors() {
     );
     assert!(err.to_string().contains("4096"), "{err}");
 }
+
+/// A readback that fails does not hand its staging buffer back to the pool, where the next
+/// readback would find it still mapped or pending.
+#[test]
+fn a_failed_readback_keeps_its_staging_buffer_out_of_the_pool() {
+    let gpu = common::gpu();
+    let x = tessera::Tensor::from_f32(&gpu, &[256], &[1.0; 256], DType::F32).unwrap();
+    gpu.trim_pool();
+    let pooled = gpu.pooled_bytes();
+    gpu.device().destroy();
+    assert!(x.to_f32().is_err());
+    assert_eq!(gpu.pooled_bytes(), pooled);
+}
+
+/// An error nobody scoped (here: raw wgpu use outside the library) is reported by the next
+/// operation, naming the operation that was under way when it arrived and where it was
+/// noticed, rather than blaming the next one alone.
+#[test]
+fn an_uncaptured_error_names_the_operation_under_way() {
+    let gpu = common::gpu();
+    let x = tessera::Tensor::from_f32(&gpu, &[4], &[1.0; 4], DType::F32).unwrap();
+    // Invalid: a mapped-at-creation buffer whose size is not a multiple of 4.
+    let _bad = gpu.device().create_buffer(&wgpu::BufferDescriptor {
+        label: Some("bad"),
+        size: 3,
+        usage: wgpu::BufferUsages::MAP_WRITE,
+        mapped_at_creation: true,
+    });
+    let err = x.to_f32().expect_err("the uncaptured error surfaces");
+    let text = err.to_string();
+    assert!(matches!(err, Error::Gpu { .. }), "{text}");
+    assert!(text.contains("noticed at"), "{text}");
+}
