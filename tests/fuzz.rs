@@ -3,6 +3,8 @@
 //! never a panic, an abort or a runaway allocation (the test binary runs under an address-space
 //! cap, so an allocation sized from a mutated field aborts it and fails the run).
 //!
+//! GGUF files are fuzzed too (reader and dequantization of every tensor).
+//!
 //! `cargo test` runs `TESSERA_FUZZ_CASES` cases per parser (default 2,000: 10⁴ in all);
 //! `tools/fuzz.sh N` runs N per parser. Seeds are fixed per parser and printed, and a case that
 //! panics is written to `target/fuzz-failures/` with its seed.
@@ -11,7 +13,9 @@ use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::path::{Path, PathBuf};
 
 use serde_json::Value;
+use tessera::io::gguf::Gguf;
 use tessera::io::{Checkpoint, ConfigJson, Tokenizer};
+use tessera::kernels::quant::dequantize;
 use tessera::models::diffusion::{Scheduler, SchedulerConfig, UNetConfig};
 use tessera::models::llama::{LlamaConfig, expected_tensors};
 use tessera::rng::Rng;
@@ -391,6 +395,22 @@ fn tokenizers() {
             && let Ok(ids) = t.encode("def f(x):\n    return x")
         {
             let _ = t.decode(&ids);
+        }
+    });
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+#[test]
+fn gguf_files() {
+    let dir = scratch("gguf");
+    let file = dir.join("model.gguf");
+    let seed = read(&repo().join("tests/fixtures/gguf/tiny.gguf"));
+    fuzz("gguf", &seed, false, |bytes| {
+        std::fs::write(&file, bytes).unwrap();
+        if let Ok(g) = Gguf::open(&file) {
+            for t in g.tensors() {
+                let _ = dequantize(t.ggml_type, g.data(t), t.elements() as usize);
+            }
         }
     });
     std::fs::remove_dir_all(&dir).ok();

@@ -3,6 +3,7 @@
 //! error names the file and what is wrong with it.
 
 pub mod files;
+pub mod gguf;
 pub mod safetensors;
 
 pub use safetensors::{Checkpoint, StoredDtype};

@@ -15,6 +15,7 @@ pub mod kv_cache;
 pub mod matmul;
 pub mod norm;
 pub mod peak;
+pub mod quant;
 pub mod rope;
 pub mod scheduler_step;
 pub mod softmax;

@@ -1,0 +1,289 @@
+//! ggml's block formats: how a GGUF tensor's elements are stored (plain f32/f16/bf16, or
+//! quantized blocks of 32 or 256 values with f16 scales), and an f64 dequantization of each
+//! block type written from the format's definition, the reference that packed kernels are
+//! checked against (and what a loader can use to widen a quantized tensor).
+//!
+//! Checked against the `gguf` package's own dequantizer on random blocks
+//! (`tools/make_quant_fixture.py`, `tests/fixtures/quant/blocks.json`).
+
+use half::{bf16, f16};
+
+use crate::error::{Error, Result};
+
+/// A ggml tensor type: how its elements are stored.
+#[allow(non_camel_case_types)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum GgmlType {
+    F32,
+    F16,
+    BF16,
+    F64,
+    I8,
+    I16,
+    I32,
+    I64,
+    Q4_0,
+    Q4_1,
+    Q5_0,
+    Q5_1,
+    Q8_0,
+    Q8_1,
+    Q2_K,
+    Q3_K,
+    Q4_K,
+    Q5_K,
+    Q6_K,
+    Q8_K,
+}
+
+impl GgmlType {
+    /// The type with ggml's numeric id, if tessera knows it.
+    pub fn from_id(id: u32) -> Option<GgmlType> {
+        use GgmlType::*;
+        Some(match id {
+            0 => F32,
+            1 => F16,
+            2 => Q4_0,
+            3 => Q4_1,
+            6 => Q5_0,
+            7 => Q5_1,
+            8 => Q8_0,
+            9 => Q8_1,
+            10 => Q2_K,
+            11 => Q3_K,
+            12 => Q4_K,
+            13 => Q5_K,
+            14 => Q6_K,
+            15 => Q8_K,
+            24 => I8,
+            25 => I16,
+            26 => I32,
+            27 => I64,
+            28 => F64,
+            30 => BF16,
+            _ => return None,
+        })
+    }
+
+    /// Elements per block and bytes per block (1 and the element size for plain types).
+    pub fn block(self) -> (u64, u64) {
+        use GgmlType::*;
+        match self {
+            F32 | I32 => (1, 4),
+            F16 | BF16 | I16 => (1, 2),
+            F64 | I64 => (1, 8),
+            I8 => (1, 1),
+            Q4_0 => (32, 18),
+            Q4_1 => (32, 20),
+            Q5_0 => (32, 22),
+            Q5_1 => (32, 24),
+            Q8_0 => (32, 34),
+            Q8_1 => (32, 36),
+            Q2_K => (256, 84),
+            Q3_K => (256, 110),
+            Q4_K => (256, 144),
+            Q5_K => (256, 176),
+            Q6_K => (256, 210),
+            Q8_K => (256, 292),
+        }
+    }
+}
+
+fn f16_at(bytes: &[u8], at: usize) -> f64 {
+    f64::from(f16::from_le_bytes([bytes[at], bytes[at + 1]]).to_f32())
+}
+
+/// The 6-bit scale and minimum of sub-block `j` (0..8) of a Q4_K / Q5_K block's 12 packed
+/// scale bytes.
+fn scale_min_k4(j: usize, q: &[u8]) -> (f64, f64) {
+    let (d, m) = if j < 4 {
+        (q[j] & 63, q[j + 4] & 63)
+    } else {
+        (
+            (q[j + 4] & 0xF) | ((q[j - 4] >> 6) << 4),
+            (q[j + 4] >> 4) | ((q[j] >> 6) << 4),
+        )
+    };
+    (f64::from(d), f64::from(m))
+}
+
+/// Dequantizes one block of `t` (`block.len()` is its byte size) into `out` (its elements).
+fn dequantize_block(t: GgmlType, block: &[u8], out: &mut [f64]) {
+    use GgmlType::*;
+    match t {
+        Q8_0 => {
+            let d = f16_at(block, 0);
+            for (o, &q) in out.iter_mut().zip(&block[2..34]) {
+                *o = d * f64::from(q as i8);
+            }
+        }
+        Q4_0 | Q4_1 => {
+            let d = f16_at(block, 0);
+            let (m, qs, offset) = if t == Q4_1 {
+                (f16_at(block, 2), &block[4..20], 0.0)
+            } else {
+                (0.0, &block[2..18], 8.0)
+            };
+            for (j, &q) in qs.iter().enumerate() {
+                out[j] = d * (f64::from(q & 0xF) - offset) + m;
+                out[j + 16] = d * (f64::from(q >> 4) - offset) + m;
+            }
+        }
+        Q5_0 | Q5_1 => {
+            let d = f16_at(block, 0);
+            let (m, rest, offset) = if t == Q5_1 {
+                (f16_at(block, 2), &block[4..], 0.0)
+            } else {
+                (0.0, &block[2..], 16.0)
+            };
+            let qh = u32::from_le_bytes([rest[0], rest[1], rest[2], rest[3]]);
+            let qs = &rest[4..20];
+            for (j, &q) in qs.iter().enumerate() {
+                let high0 = ((qh >> j) << 4) & 0x10;
+                let high1 = (qh >> (j + 12)) & 0x10;
+                out[j] = d * (f64::from(u32::from(q & 0xF) | high0) - offset) + m;
+                out[j + 16] = d * (f64::from(u32::from(q >> 4) | high1) - offset) + m;
+            }
+        }
+        Q4_K | Q5_K => {
+            let d = f16_at(block, 0);
+            let dmin = f16_at(block, 2);
+            let scales = &block[4..16];
+            let (qh, qs) = if t == Q5_K {
+                (Some(&block[16..48]), &block[48..176])
+            } else {
+                (None, &block[16..144])
+            };
+            for j in 0..4 {
+                let (sc1, m1) = scale_min_k4(2 * j, scales);
+                let (sc2, m2) = scale_min_k4(2 * j + 1, scales);
+                let q = &qs[32 * j..32 * j + 32];
+                for l in 0..32 {
+                    let (mut lo, mut hi) = (f64::from(q[l] & 0xF), f64::from(q[l] >> 4));
+                    if let Some(qh) = qh {
+                        lo += if qh[l] & (1 << (2 * j)) != 0 {
+                            16.0
+                        } else {
+                            0.0
+                        };
+                        hi += if qh[l] & (2 << (2 * j)) != 0 {
+                            16.0
+                        } else {
+                            0.0
+                        };
+                    }
+                    out[64 * j + l] = d * sc1 * lo - dmin * m1;
+                    out[64 * j + 32 + l] = d * sc2 * hi - dmin * m2;
+                }
+            }
+        }
+        Q6_K => {
+            let (ql, qh, scales) = (&block[0..128], &block[128..192], &block[192..208]);
+            let d = f16_at(block, 208);
+            for n in 0..2 {
+                let (ql, qh, sc) = (&ql[64 * n..], &qh[32 * n..], &scales[8 * n..]);
+                let y = &mut out[128 * n..128 * n + 128];
+                for l in 0..32 {
+                    let is = l / 16;
+                    let six = |low: u8, shift: u32| {
+                        f64::from(i32::from(low) | (i32::from((qh[l] >> shift) & 3) << 4)) - 32.0
+                    };
+                    let scale = |k: usize| d * f64::from(sc[is + k] as i8);
+                    y[l] = scale(0) * six(ql[l] & 0xF, 0);
+                    y[l + 32] = scale(2) * six(ql[l + 32] & 0xF, 2);
+                    y[l + 64] = scale(4) * six(ql[l] >> 4, 4);
+                    y[l + 96] = scale(6) * six(ql[l + 32] >> 4, 6);
+                }
+            }
+        }
+        F32 => out[0] = f64::from(f32::from_le_bytes([block[0], block[1], block[2], block[3]])),
+        F16 => out[0] = f16_at(block, 0),
+        BF16 => out[0] = f64::from(bf16::from_le_bytes([block[0], block[1]]).to_f32()),
+        _ => unreachable!("dequantize refuses the other types first"),
+    }
+}
+
+/// The `elements` values stored in `bytes` as `t`, in f64: the reference every quantized
+/// kernel is checked against. Refuses types without a dequantizer here, element counts that
+/// are not whole blocks, and byte counts that do not match.
+pub fn dequantize(t: GgmlType, bytes: &[u8], elements: usize) -> Result<Vec<f64>> {
+    use GgmlType::*;
+    let supported = matches!(
+        t,
+        F32 | F16 | BF16 | Q4_0 | Q4_1 | Q5_0 | Q5_1 | Q8_0 | Q4_K | Q5_K | Q6_K
+    );
+    if !supported {
+        return Err(Error::Invalid(format!("{t:?} tensors are not supported")));
+    }
+    let (block, block_bytes) = t.block();
+    let (block, block_bytes) = (block as usize, block_bytes as usize);
+    let blocks = elements / block;
+    if elements % block != 0 || blocks.checked_mul(block_bytes) != Some(bytes.len()) {
+        return Err(Error::Invalid(format!(
+            "{elements} elements of {t:?} are {} bytes in whole blocks of {block}, not {}",
+            blocks.saturating_mul(block_bytes),
+            bytes.len()
+        )));
+    }
+    let mut out = vec![0.0; elements];
+    for (chunk, y) in bytes
+        .chunks_exact(block_bytes)
+        .zip(out.chunks_exact_mut(block))
+    {
+        dequantize_block(t, chunk, y);
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn fixture() -> serde_json::Value {
+        let path = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/tests/fixtures/quant/blocks.json"
+        );
+        serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
+    }
+
+    fn hex(s: &str) -> Vec<u8> {
+        (0..s.len())
+            .step_by(2)
+            .map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap())
+            .collect()
+    }
+
+    #[test]
+    fn every_block_type_matches_the_gguf_package() {
+        use GgmlType::*;
+        let fixture = fixture();
+        for t in [Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q4_K, Q5_K, Q6_K] {
+            let case = &fixture[format!("{t:?}")];
+            let bytes = hex(case["bytes"].as_str().unwrap());
+            let want: Vec<f64> = case["values"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|v| v.as_f64().unwrap())
+                .collect();
+            let got = dequantize(t, &bytes, want.len()).unwrap();
+            // The package computes in f32; ours in f64 from the same f16 scales.
+            for (i, (g, w)) in got.iter().zip(&want).enumerate() {
+                let tolerance = 1e-6 * (1.0 + w.abs());
+                assert!((g - w).abs() <= tolerance, "{t:?} element {i}: {g} vs {w}");
+            }
+        }
+    }
+
+    #[test]
+    fn partial_blocks_and_wrong_lengths_are_refused() {
+        let err = dequantize(GgmlType::Q8_0, &[0; 34], 31)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("whole blocks"), "{err}");
+        assert!(dequantize(GgmlType::Q8_0, &[0; 33], 32).is_err());
+        assert!(dequantize(GgmlType::Q2_K, &[0; 84], 256).is_err());
+        assert_eq!(dequantize(GgmlType::F16, &[0, 0x3c], 1).unwrap(), vec![1.0]);
+    }
+}
