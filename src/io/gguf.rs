@@ -368,7 +368,7 @@ fn tensor_bytes(name: &str, dims: &[u64], ggml_type: GgmlType) -> std::result::R
         .filter(|&n| n <= i64::MAX as u64)
         .ok_or_else(|| format!("{name}: dimensions {dims:?} overflow"))?;
     let (block, block_bytes) = ggml_type.block();
-    if dims[0] % block != 0 {
+    if !dims[0].is_multiple_of(block) {
         return Err(format!(
             "{name}: its rows of {} elements are not whole {ggml_type:?} blocks of {block}",
             dims[0]
@@ -466,7 +466,7 @@ mod tests {
                 out.extend_from_slice(&kind.to_le_bytes());
                 out.extend_from_slice(&offset.to_le_bytes());
             }
-            while out.len() % 32 != 0 {
+            while !out.len().is_multiple_of(32) {
                 out.push(0);
             }
             out.extend_from_slice(&self.data);

@@ -218,7 +218,7 @@ pub fn dequantize(t: GgmlType, bytes: &[u8], elements: usize) -> Result<Vec<f64>
     let (block, block_bytes) = t.block();
     let (block, block_bytes) = (block as usize, block_bytes as usize);
     let blocks = elements / block;
-    if elements % block != 0 || blocks.checked_mul(block_bytes) != Some(bytes.len()) {
+    if !elements.is_multiple_of(block) || blocks.checked_mul(block_bytes) != Some(bytes.len()) {
         return Err(Error::Invalid(format!(
             "{elements} elements of {t:?} are {} bytes in whole blocks of {block}, not {}",
             blocks.saturating_mul(block_bytes),
