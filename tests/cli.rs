@@ -410,3 +410,38 @@ fn bench_models_quick_writes_model_figures() {
     );
     assert!(rows[1]["weight_gbytes_per_second"].as_f64().unwrap() > 0.0);
 }
+
+/// A GGUF file runs like a checkpoint directory (greedy tokens as transformers gave them for
+/// this file: tests/fixtures/gguf/llama_q8_0.expected.safetensors); one that is not a decoder
+/// is refused, naming what is missing.
+#[test]
+fn generate_runs_a_gguf_file() {
+    let gguf = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/fixtures/gguf/llama_q8_0.gguf"
+    );
+    let out = tessera(&[
+        "generate",
+        "--model",
+        gguf,
+        "--tokens",
+        "3,17,42,99,5,200,33",
+        "--max-tokens",
+        "8",
+        "--temperature",
+        "0",
+    ]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(stdout.trim(), "61,128,188,25,156,25,68,106");
+    let tiny = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/gguf/tiny.gguf");
+    let out = tessera(&["generate", "--model", tiny, "--tokens", "1"]);
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("token_embd.weight"), "{stderr}");
+}

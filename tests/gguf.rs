@@ -1,7 +1,15 @@
-//! The GGUF reader on a file written by the `gguf` package (tools/make_gguf_fixture.py): the
-//! metadata and every tensor, dequantized, as the package's own reader sees them.
+//! GGUF files: the reader on a file written by the `gguf` package
+//! (tools/make_gguf_fixture.py) — metadata and every tensor, dequantized, as the package's own
+//! reader sees them — and the decoder on GGUF checkpoints (tools/make_gguf_fixtures.py:
+//! llama with F32 and Q8_0 weights, qwen2 with Q4_0) against transformers reading the same
+//! files: the same greedy tokens, logits within 1e-3.
+
+mod common;
 
 use std::path::PathBuf;
+
+use tessera::DType;
+use tessera::models::llama::{GenerateOptions, Llama, LoadOptions};
 
 use tessera::io::gguf::{GgmlType, Gguf, GgufValue};
 use tessera::kernels::quant::dequantize;
@@ -66,4 +74,78 @@ fn a_file_from_the_gguf_package_reads_as_the_package_reads_it() {
         }
     }
     assert_eq!(g.tensor("q4_k").unwrap().ggml_type, GgmlType::Q4_K);
+}
+
+struct Expected {
+    prompt: Vec<u32>,
+    tokens: Vec<u32>,
+    logits: Vec<Vec<f32>>,
+}
+
+fn expected(name: &str) -> Expected {
+    let bytes = std::fs::read(fixture(&format!("{name}.expected.safetensors"))).unwrap();
+    let file = safetensors::SafeTensors::deserialize(&bytes).unwrap();
+    let ints = |key: &str| -> Vec<u32> {
+        file.tensor(key)
+            .unwrap()
+            .data()
+            .chunks_exact(8)
+            .map(|b| i64::from_le_bytes(b.try_into().unwrap()) as u32)
+            .collect()
+    };
+    let logits = file.tensor("logits").unwrap();
+    let vocab = logits.shape()[1];
+    let values: Vec<f32> = logits
+        .data()
+        .chunks_exact(4)
+        .map(|b| f32::from_le_bytes(b.try_into().unwrap()))
+        .collect();
+    Expected {
+        prompt: ints("prompt"),
+        tokens: ints("tokens"),
+        logits: values.chunks(vocab).map(<[f32]>::to_vec).collect(),
+    }
+}
+
+fn relative_l2(got: &[f32], want: &[f32]) -> f64 {
+    let err: f64 = got
+        .iter()
+        .zip(want)
+        .map(|(g, w)| f64::from(g - w).powi(2))
+        .sum();
+    let norm: f64 = want.iter().map(|w| f64::from(*w).powi(2)).sum();
+    (err / norm).sqrt()
+}
+
+#[test]
+fn gguf_checkpoints_generate_as_transformers_does() {
+    let gpu = common::gpu();
+    for name in ["llama_f32", "llama_q8_0", "qwen2_q4_0"] {
+        let want = expected(name);
+        let options = LoadOptions {
+            dtype: DType::F32,
+            ..LoadOptions::default()
+        };
+        let path = fixture(&format!("{name}.gguf"));
+        let mut model =
+            Llama::load(&gpu, &path, &options).unwrap_or_else(|e| panic!("{name}: {e}"));
+        let generate = GenerateOptions {
+            max_tokens: want.tokens.len(),
+            stop_at_eos: false,
+            keep_logits: true,
+            ..GenerateOptions::default()
+        };
+        let out = model.generate(&want.prompt, &generate, |_| Ok(())).unwrap();
+        assert_eq!(out.tokens, want.tokens, "{name}: greedy tokens");
+        let mut worst: f64 = 0.0;
+        for (step, (got, w)) in out.logits.iter().zip(&want.logits).enumerate() {
+            let rel = relative_l2(got, w);
+            assert!(rel < 1e-3, "{name} step {step}: logits relative L2 {rel:e}");
+            worst = worst.max(rel);
+        }
+        eprintln!(
+            "{name}: {} tokens identical, worst logits relative L2 {worst:.1e}",
+            out.tokens.len()
+        );
+    }
 }

@@ -357,6 +357,118 @@ impl Gguf {
     }
 }
 
+/// How a checkpoint tensor is made from a GGUF tensor.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FromGguf {
+    /// The GGUF tensor's name.
+    pub source: String,
+    /// The checkpoint shape, outermost first (ggml's dimensions reversed: `[out, in]`).
+    pub shape: Vec<usize>,
+    /// `Some(heads)`: undo llama.cpp's reordering of q/k projection rows. Its converter
+    /// stores each head's rows as interleaved pairs (row `2j + t` of a head holds the
+    /// Hugging Face row `t·d/2 + j`) for GGML's RoPE; tessera, like transformers, rotates
+    /// halves.
+    pub unpermute_heads: Option<usize>,
+}
+
+/// A GGUF file seen as a checkpoint: tensors under the names a model loader asks for,
+/// dequantized to f32 when read.
+pub struct GgufTensors {
+    gguf: Gguf,
+    tensors: HashMap<String, FromGguf>,
+}
+
+impl GgufTensors {
+    /// `tensors` maps checkpoint names to GGUF tensors, each checked here: it exists, and
+    /// its element count matches the shape.
+    pub fn new(gguf: Gguf, tensors: Vec<(String, FromGguf)>) -> Result<GgufTensors> {
+        let error = |detail: String| Error::Checkpoint {
+            path: gguf.path.display().to_string(),
+            detail,
+        };
+        for (name, from) in &tensors {
+            let t = gguf
+                .tensor(&from.source)
+                .ok_or_else(|| error(format!("no tensor {:?} (for {name})", from.source)))?;
+            let reversed: Vec<u64> = from.shape.iter().rev().map(|&d| d as u64).collect();
+            if t.dims != reversed {
+                return Err(error(format!(
+                    "{} has dimensions {:?}; {name} needs {:?} (ggml order)",
+                    from.source, t.dims, reversed
+                )));
+            }
+            if let Some(heads) = from.unpermute_heads {
+                let rows = from.shape[0];
+                if heads == 0 || rows % heads != 0 || (rows / heads) % 2 != 0 {
+                    return Err(error(format!(
+                        "{}: {rows} rows are not {heads} heads of an even size",
+                        from.source
+                    )));
+                }
+            }
+        }
+        Ok(GgufTensors {
+            gguf,
+            tensors: tensors.into_iter().collect(),
+        })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.gguf.path
+    }
+
+    pub fn names(&self) -> Vec<&str> {
+        self.tensors.keys().map(String::as_str).collect()
+    }
+
+    pub fn shape(&self, name: &str) -> Option<&[usize]> {
+        self.tensors.get(name).map(|t| t.shape.as_slice())
+    }
+
+    /// The values of `name`, dequantized and reordered as the checkpoint name expects.
+    pub fn read_f32(&self, name: &str) -> Option<Result<Vec<f32>>> {
+        let from = self.tensors.get(name)?;
+        let t = self.gguf.tensor(&from.source)?;
+        let values = match crate::kernels::quant::dequantize(
+            t.ggml_type,
+            self.gguf.data(t),
+            t.elements() as usize,
+        ) {
+            Ok(values) => values,
+            Err(e) => {
+                return Some(Err(Error::Checkpoint {
+                    path: self.gguf.path.display().to_string(),
+                    detail: format!("{}: {e}", from.source),
+                }));
+            }
+        };
+        let values: Vec<f32> = values.into_iter().map(|v| v as f32).collect();
+        Some(Ok(match from.unpermute_heads {
+            None => values,
+            Some(heads) => unpermute_rows(&values, from.shape[0], heads),
+        }))
+    }
+}
+
+/// Undoes llama.cpp's q/k row order: within each head of `d = rows / heads` rows, the stored
+/// row `2j + t` is the Hugging Face row `t·d/2 + j` (`values` row-major, `rows` rows).
+fn unpermute_rows(values: &[f32], rows: usize, heads: usize) -> Vec<f32> {
+    let cols = values.len() / rows;
+    let d = rows / heads;
+    let mut out = vec![0.0; values.len()];
+    for h in 0..heads {
+        for j in 0..d / 2 {
+            for t in 0..2 {
+                let stored = h * d + 2 * j + t;
+                let wanted = h * d + t * (d / 2) + j;
+                out[wanted * cols..(wanted + 1) * cols]
+                    .copy_from_slice(&values[stored * cols..(stored + 1) * cols]);
+            }
+        }
+    }
+    out
+}
+
 /// Bytes of a tensor of `dims` in `ggml_type`: the first dimension must hold whole blocks.
 fn tensor_bytes(name: &str, dims: &[u64], ggml_type: GgmlType) -> std::result::Result<u64, String> {
     if dims.contains(&0) {

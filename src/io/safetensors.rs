@@ -56,6 +56,8 @@ pub struct Checkpoint {
     tensors: HashMap<String, Entry>,
     /// `Some(seed)` for [`Checkpoint::synthetic`]: no files, every tensor made on request.
     synthetic: Option<u64>,
+    /// For [`Checkpoint::from_gguf`]: the tensors, dequantized as they are read.
+    gguf: Option<super::gguf::GgufTensors>,
 }
 
 fn io_error(path: &Path, source: std::io::Error) -> Error {
@@ -184,7 +186,20 @@ impl Checkpoint {
             shards,
             tensors,
             synthetic: None,
+            gguf: None,
         })
+    }
+
+    /// A GGUF file's tensors under checkpoint names (see [`super::gguf::GgufTensors`]):
+    /// a model loads from it as from safetensors, every tensor widened to f32 when read.
+    pub fn from_gguf(tensors: super::gguf::GgufTensors) -> Checkpoint {
+        Checkpoint {
+            origin: tensors.path().display().to_string(),
+            shards: Vec::new(),
+            tensors: HashMap::new(),
+            synthetic: None,
+            gguf: Some(tensors),
+        }
     }
 
     /// A checkpoint with no files, for benchmarks at a real model's shape without its
@@ -198,6 +213,7 @@ impl Checkpoint {
             shards: Vec::new(),
             tensors: HashMap::new(),
             synthetic: Some(seed),
+            gguf: None,
         }
     }
 
@@ -227,16 +243,22 @@ impl Checkpoint {
     /// Every tensor name, sorted.
     pub fn names(&self) -> Vec<&str> {
         let mut names: Vec<&str> = self.tensors.keys().map(String::as_str).collect();
+        if let Some(gguf) = &self.gguf {
+            names.extend(gguf.names());
+        }
         names.sort_unstable();
         names
     }
 
     pub fn contains(&self, name: &str) -> bool {
-        self.synthetic.is_some() || self.tensors.contains_key(name)
+        self.synthetic.is_some() || self.tensors.contains_key(name) || self.shape(name).is_some()
     }
 
     /// The stored shape of `name`, if present (a synthetic checkpoint stores none).
     pub fn shape(&self, name: &str) -> Option<&[usize]> {
+        if let Some(gguf) = &self.gguf {
+            return gguf.shape(name);
+        }
         self.tensors.get(name).map(|e| e.info.shape.as_slice())
     }
 
@@ -253,6 +275,17 @@ impl Checkpoint {
         if self.synthetic.is_some() {
             return Ok(StoredDtype::F32);
         }
+        if let Some(gguf) = &self.gguf {
+            // Dequantized to f32 when read.
+            return match gguf.shape(name) {
+                Some(_) => Ok(StoredDtype::F32),
+                None => Err(Error::MissingTensor {
+                    path: self.origin.clone(),
+                    name: name.to_string(),
+                    hint: String::new(),
+                }),
+            };
+        }
         let entry = self.entry(name)?;
         StoredDtype::from_safetensors(entry.info.dtype).ok_or_else(|| {
             malformed(
@@ -268,6 +301,22 @@ impl Checkpoint {
     /// Checks that `name` exists with shape `expected`.
     pub fn expect(&self, name: &str, expected: &[usize]) -> Result<()> {
         if self.synthetic.is_some() {
+            return Ok(());
+        }
+        if let Some(gguf) = &self.gguf {
+            let found = gguf.shape(name).ok_or_else(|| Error::MissingTensor {
+                path: self.origin.clone(),
+                name: name.to_string(),
+                hint: String::new(),
+            })?;
+            if found != expected {
+                return Err(Error::TensorShape {
+                    path: self.origin.clone(),
+                    name: name.to_string(),
+                    expected: expected.to_vec(),
+                    found: found.to_vec(),
+                });
+            }
             return Ok(());
         }
         let entry = self.entry(name)?;
@@ -288,6 +337,15 @@ impl Checkpoint {
             return Ok(Checkpoint::synthetic_values(seed, name, expected));
         }
         self.expect(name, expected)?;
+        if let Some(gguf) = &self.gguf {
+            return gguf.read_f32(name).unwrap_or_else(|| {
+                Err(Error::MissingTensor {
+                    path: self.origin.clone(),
+                    name: name.to_string(),
+                    hint: String::new(),
+                })
+            });
+        }
         let entry = self.entry(name)?;
         let shard = &self.shards[entry.shard];
         let (start, end) = entry.info.data_offsets;

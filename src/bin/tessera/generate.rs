@@ -86,9 +86,10 @@ impl Output {
 
 pub fn generate(adapter: Option<&str>, args: &GenerateArgs) -> Result<bool> {
     let dir = args.model.clone().unwrap_or_else(bundled_model);
-    if !tessera::io::files::exists(&dir.join("config.json")) {
+    let gguf = tessera::models::llama::is_gguf(&dir);
+    if !gguf && !tessera::io::files::exists(&dir.join("config.json")) {
         return Err(Error::Invalid(format!(
-            "{} is not a model directory (no config.json){}",
+            "{} is not a model directory (no config.json) or a .gguf file{}",
             dir.display(),
             if args.model.is_none() {
                 "; pass --model DIR"
@@ -97,7 +98,16 @@ pub fn generate(adapter: Option<&str>, args: &GenerateArgs) -> Result<bool> {
             }
         )));
     }
-    let tokenizer = Tokenizer::from_dir(&dir)?;
+    // A GGUF file's tokenizer: a tokenizer.json beside it (the one in the GGUF metadata is
+    // not read yet).
+    let tokenizer_dir = if gguf {
+        dir.parent()
+            .map(std::path::Path::to_path_buf)
+            .unwrap_or_default()
+    } else {
+        dir.clone()
+    };
+    let tokenizer = Tokenizer::from_dir(&tokenizer_dir)?;
     let prompt = match (&args.tokens, &args.prompt) {
         (Some(ids), _) => ids.clone(),
         (None, Some(text)) => match &tokenizer {
@@ -105,7 +115,7 @@ pub fn generate(adapter: Option<&str>, args: &GenerateArgs) -> Result<bool> {
             None => {
                 return Err(Error::Invalid(format!(
                     "{} has no tokenizer.json: give the prompt as --tokens",
-                    dir.display()
+                    tokenizer_dir.display()
                 )));
             }
         },

@@ -3,10 +3,11 @@
 
 mod config;
 mod generate;
+pub mod gguf;
 mod model;
 mod weights;
 
 pub use config::{Architecture, LlamaConfig};
 pub use generate::{GenerateOptions, Generation};
-pub use model::{DEFAULT_MAX_CONTEXT, Llama, LoadOptions};
+pub use model::{DEFAULT_MAX_CONTEXT, Llama, LoadOptions, is_gguf};
 pub use weights::expected_tensors;

@@ -72,11 +72,21 @@ pub struct Llama {
     fused_norms: bool,
 }
 
+/// Whether `path` names a GGUF file (by its extension; the reader checks the magic).
+pub fn is_gguf(path: &Path) -> bool {
+    path.extension()
+        .is_some_and(|e| e.eq_ignore_ascii_case("gguf"))
+}
+
 impl Llama {
-    /// Loads `dir` (`config.json` and safetensors weights) onto `gpu`.
-    pub fn load(gpu: &Gpu, dir: &Path, options: &LoadOptions) -> Result<Llama> {
-        let config = LlamaConfig::read(dir)?;
-        let ckpt = Checkpoint::open_dir(dir)?;
+    /// Loads `path` onto `gpu`: a directory (`config.json` and safetensors weights) or a
+    /// `.gguf` file (see [`super::gguf`]).
+    pub fn load(gpu: &Gpu, path: &Path, options: &LoadOptions) -> Result<Llama> {
+        let (config, ckpt) = if is_gguf(path) {
+            super::gguf::open(path)?
+        } else {
+            (LlamaConfig::read(path)?, Checkpoint::open_dir(path)?)
+        };
         Llama::from_parts(gpu, config, &ckpt, options)
     }
 

@@ -1,0 +1,266 @@
+//! Loading the decoder from a GGUF file (llama.cpp's format): the configuration from the
+//! metadata and the tensors under their Hugging Face names, each dequantized to f32 when it
+//! is loaded (quantized weights are widened, not yet kept packed on the GPU).
+//!
+//! The metadata is turned into the `config.json` the Hugging Face loader reads, so it is
+//! validated by the same code with the same ranges; an error then names the Hugging Face key,
+//! and [`METADATA_KEYS`] says which GGUF key each one comes from.
+
+use std::path::Path;
+
+use crate::error::{Error, Result};
+use crate::io::gguf::{FromGguf, Gguf, GgufTensors, GgufValue};
+use crate::io::{Checkpoint, ConfigJson};
+
+use super::config::{Architecture, LlamaConfig};
+
+/// GGUF metadata key (after `{arch}.`) → `config.json` key, for the numbers.
+pub const METADATA_KEYS: [(&str, &str); 8] = [
+    ("embedding_length", "hidden_size"),
+    ("feed_forward_length", "intermediate_size"),
+    ("block_count", "num_hidden_layers"),
+    ("attention.head_count", "num_attention_heads"),
+    ("attention.head_count_kv", "num_key_value_heads"),
+    ("attention.layer_norm_rms_epsilon", "rms_norm_eps"),
+    ("rope.freq_base", "rope_theta"),
+    ("context_length", "max_position_embeddings"),
+];
+
+fn error(g: &Gguf, detail: impl Into<String>) -> Error {
+    Error::Config {
+        path: g.path().display().to_string(),
+        detail: detail.into(),
+    }
+}
+
+/// The architecture GGUF's `general.architecture` names, and the `architectures` entry of
+/// the equivalent `config.json`.
+fn architecture(g: &Gguf) -> Result<(&str, &'static str)> {
+    let arch = g
+        .get("general.architecture")
+        .and_then(GgufValue::as_str)
+        .ok_or_else(|| error(g, "general.architecture is missing or not a string"))?;
+    let hf = match arch {
+        "llama" => "LlamaForCausalLM",
+        "qwen2" => "Qwen2ForCausalLM",
+        other => {
+            return Err(error(
+                g,
+                format!("general.architecture {other:?} is not supported from GGUF (llama, qwen2)"),
+            ));
+        }
+    };
+    Ok((arch, hf))
+}
+
+/// The decoder configuration of `g`.
+pub fn config(g: &Gguf) -> Result<LlamaConfig> {
+    let (arch, hf) = architecture(g)?;
+    let mut json = serde_json::Map::new();
+    json.insert("architectures".into(), serde_json::json!([hf]));
+    for (gguf_key, hf_key) in METADATA_KEYS {
+        let key = format!("{arch}.{gguf_key}");
+        if let Some(value) = g.get(&key) {
+            let number = match value.as_u64() {
+                Some(n) => serde_json::Value::from(n),
+                None => value
+                    .as_f64()
+                    .and_then(serde_json::Number::from_f64)
+                    .map(serde_json::Value::Number)
+                    .ok_or_else(|| error(g, format!("{key} should be a number, not {value:?}")))?,
+            };
+            json.insert(hf_key.into(), number);
+        }
+    }
+    // head_dim: GGUF's key length where written (it may differ from hidden / heads).
+    if let Some(d) = g
+        .get(&format!("{arch}.attention.key_length"))
+        .and_then(GgufValue::as_u64)
+    {
+        json.insert("head_dim".into(), d.into());
+    }
+    let vocab = g
+        .get(&format!("{arch}.vocab_size"))
+        .and_then(GgufValue::as_u64)
+        .or_else(|| {
+            g.tensor("token_embd.weight")
+                .and_then(|t| t.dims.get(1).copied())
+        })
+        .ok_or_else(|| error(g, "no vocab_size and no token_embd.weight"))?;
+    json.insert("vocab_size".into(), vocab.into());
+    for (gguf_key, hf_key) in [
+        ("tokenizer.ggml.bos_token_id", "bos_token_id"),
+        ("tokenizer.ggml.eos_token_id", "eos_token_id"),
+    ] {
+        if let Some(id) = g.get(gguf_key).and_then(GgufValue::as_u64) {
+            json.insert(hf_key.into(), id.into());
+        }
+    }
+    json.insert(
+        "tie_word_embeddings".into(),
+        g.tensor("output.weight").is_none().into(),
+    );
+    if g.tensor("rope_freqs.weight").is_some() {
+        return Err(error(
+            g,
+            "rope_freqs.weight (Llama 3 frequency scaling stored as a tensor) is not supported yet",
+        ));
+    }
+    if let Some(kind) = g
+        .get(&format!("{arch}.rope.scaling.type"))
+        .and_then(GgufValue::as_str)
+        && kind != "none"
+    {
+        let factor = g
+            .get(&format!("{arch}.rope.scaling.factor"))
+            .and_then(GgufValue::as_f64)
+            .unwrap_or(1.0);
+        json.insert(
+            "rope_scaling".into(),
+            serde_json::json!({ "rope_type": kind, "factor": factor }),
+        );
+    }
+    let text = serde_json::Value::Object(json).to_string();
+    let origin = format!("{} (GGUF metadata)", g.path().display());
+    LlamaConfig::from_json(&ConfigJson::parse(&origin, &text)?)
+}
+
+/// The checkpoint tensors of `config`, each from its GGUF tensor.
+pub fn tensors(config: &LlamaConfig) -> Vec<(String, FromGguf)> {
+    let (hidden, inter) = (config.hidden_size, config.intermediate_size);
+    let (q_rows, kv_rows) = (
+        config.num_heads * config.head_dim,
+        config.num_kv_heads * config.head_dim,
+    );
+    // llama.cpp's converter reorders q and k rows for llama-architecture files only.
+    let permuted = config.architecture == Architecture::Llama;
+    let entry = |hf: String, gguf: String, shape: Vec<usize>, heads: Option<usize>| {
+        let from = FromGguf {
+            source: gguf,
+            shape,
+            unpermute_heads: heads.filter(|_| permuted),
+        };
+        (hf, from)
+    };
+    let mut list = vec![
+        entry(
+            "model.embed_tokens.weight".into(),
+            "token_embd.weight".into(),
+            vec![config.vocab_size, hidden],
+            None,
+        ),
+        entry(
+            "model.norm.weight".into(),
+            "output_norm.weight".into(),
+            vec![hidden],
+            None,
+        ),
+    ];
+    if !config.tie_word_embeddings {
+        list.push(entry(
+            "lm_head.weight".into(),
+            "output.weight".into(),
+            vec![config.vocab_size, hidden],
+            None,
+        ));
+    }
+    for i in 0..config.num_layers {
+        let hf = |s: &str| format!("model.layers.{i}.{s}");
+        let gg = |s: &str| format!("blk.{i}.{s}");
+        let layer = [
+            (
+                "input_layernorm.weight",
+                "attn_norm.weight",
+                vec![hidden],
+                None,
+            ),
+            (
+                "post_attention_layernorm.weight",
+                "ffn_norm.weight",
+                vec![hidden],
+                None,
+            ),
+            (
+                "self_attn.q_proj.weight",
+                "attn_q.weight",
+                vec![q_rows, hidden],
+                Some(config.num_heads),
+            ),
+            (
+                "self_attn.k_proj.weight",
+                "attn_k.weight",
+                vec![kv_rows, hidden],
+                Some(config.num_kv_heads),
+            ),
+            (
+                "self_attn.v_proj.weight",
+                "attn_v.weight",
+                vec![kv_rows, hidden],
+                None,
+            ),
+            (
+                "self_attn.o_proj.weight",
+                "attn_output.weight",
+                vec![hidden, q_rows],
+                None,
+            ),
+            (
+                "mlp.gate_proj.weight",
+                "ffn_gate.weight",
+                vec![inter, hidden],
+                None,
+            ),
+            (
+                "mlp.up_proj.weight",
+                "ffn_up.weight",
+                vec![inter, hidden],
+                None,
+            ),
+            (
+                "mlp.down_proj.weight",
+                "ffn_down.weight",
+                vec![hidden, inter],
+                None,
+            ),
+        ];
+        for (hf_name, gguf_name, shape, heads) in layer {
+            list.push(entry(hf(hf_name), gg(gguf_name), shape, heads));
+        }
+        if config.qkv_bias {
+            for (hf_name, gguf_name, rows, heads) in [
+                (
+                    "self_attn.q_proj.bias",
+                    "attn_q.bias",
+                    q_rows,
+                    Some(config.num_heads),
+                ),
+                (
+                    "self_attn.k_proj.bias",
+                    "attn_k.bias",
+                    kv_rows,
+                    Some(config.num_kv_heads),
+                ),
+                ("self_attn.v_proj.bias", "attn_v.bias", kv_rows, None),
+            ] {
+                list.push(entry(hf(hf_name), gg(gguf_name), vec![rows], heads));
+            }
+        }
+        if config.o_bias {
+            list.push(entry(
+                hf("self_attn.o_proj.bias"),
+                gg("attn_output.bias"),
+                vec![hidden],
+                None,
+            ));
+        }
+    }
+    list
+}
+
+/// The configuration and a checkpoint over the tensors of the GGUF file at `path`.
+pub fn open(path: &Path) -> Result<(LlamaConfig, Checkpoint)> {
+    let g = Gguf::open(path)?;
+    let config = config(&g)?;
+    let tensors = GgufTensors::new(g, tensors(&config))?;
+    Ok((config, Checkpoint::from_gguf(tensors)))
+}
