@@ -8,7 +8,7 @@ use tessera::suite::{self, Case};
 
 /// The families the tests below run, by kernel name prefix; "" takes the rest.
 const FAMILIES: [(&str, &[&str]); 5] = [
-    ("matmul", &["matmul", "gemv", "norm_gemv"]),
+    ("matmul", &["matmul", "gemv", "norm_gemv", "gemv_quant"]),
     (
         "attention",
         &["flash_attn", "decode_attn", "rope", "kv_append"],

@@ -10,6 +10,7 @@ pub mod conv2d;
 pub mod copy;
 pub mod elementwise;
 pub mod gather;
+pub mod gemv_quant;
 pub mod group_norm;
 pub mod kv_cache;
 pub mod matmul;
@@ -355,6 +356,7 @@ pub fn all_pipeline_keys() -> Vec<PipelineKey> {
     keys.extend(transpose::pipeline_keys());
     keys.extend(scheduler_step::pipeline_keys());
     keys.extend(peak::pipeline_keys());
+    keys.extend(gemv_quant::pipeline_keys());
     keys
 }
 

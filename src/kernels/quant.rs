@@ -235,6 +235,93 @@ pub fn dequantize(t: GgmlType, bytes: &[u8], elements: usize) -> Result<Vec<f64>
     Ok(out)
 }
 
+/// A `[rows, cols]` quantized weight re-laid for aligned loads on the GPU
+/// (`shaders/gemv_quant.wgsl`): per row, the blocks' f16 scales two to a u32, and the
+/// blocks' quant bytes as u32 words (the f16 scale fields dropped from them).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Relaid {
+    pub rows: usize,
+    pub cols: usize,
+    /// `[rows, scale_words(cols)]`
+    pub scales: Vec<u32>,
+    /// `[rows, blocks · quant_words]`
+    pub quants: Vec<u32>,
+}
+
+/// The block types the packed kernels read, with their quant words per block.
+pub fn packed_quant_words(t: GgmlType) -> Option<usize> {
+    match t {
+        GgmlType::Q8_0 => Some(8),
+        GgmlType::Q4_0 => Some(4),
+        _ => None,
+    }
+}
+
+/// Scale words per row of `cols` elements (blocks of 32, two f16 scales a word).
+pub fn scale_words(cols: usize) -> usize {
+    (cols / 32).div_ceil(2)
+}
+
+/// Re-lays `bytes` (GGUF blocks of a `[rows, cols]` tensor of type `t`) for the packed
+/// kernels.
+pub fn relay(t: GgmlType, bytes: &[u8], rows: usize, cols: usize) -> Result<Relaid> {
+    let words = packed_quant_words(t)
+        .ok_or_else(|| Error::Invalid(format!("no packed kernel reads {t:?} yet")))?;
+    let (block, block_bytes) = t.block();
+    let (block, block_bytes) = (block as usize, block_bytes as usize);
+    let blocks = cols / block;
+    let expected = rows
+        .checked_mul(blocks)
+        .and_then(|b| b.checked_mul(block_bytes));
+    if !cols.is_multiple_of(block) || expected != Some(bytes.len()) {
+        return Err(Error::Invalid(format!(
+            "a [{rows}, {cols}] {t:?} tensor is whole {block}-element rows of {block_bytes}-byte \
+             blocks; got {} bytes",
+            bytes.len()
+        )));
+    }
+    let per_row = scale_words(cols);
+    let mut scales = vec![0u32; rows * per_row];
+    let mut quants = Vec::with_capacity(rows * blocks * words);
+    for (i, block) in bytes.chunks_exact(block_bytes).enumerate() {
+        let (row, b) = (i / blocks, i % blocks);
+        let d = u32::from(u16::from_le_bytes([block[0], block[1]]));
+        scales[row * per_row + b / 2] |= d << (16 * (b % 2));
+        quants.extend(
+            block[2..2 + 4 * words]
+                .chunks_exact(4)
+                .map(|w| u32::from_le_bytes([w[0], w[1], w[2], w[3]])),
+        );
+    }
+    Ok(Relaid {
+        rows,
+        cols,
+        scales,
+        quants,
+    })
+}
+
+/// The GGUF block bytes `r` was made from: the inverse of [`relay`], so the packed kernels'
+/// reference is [`dequantize`] of the very blocks.
+pub fn unrelay(t: GgmlType, r: &Relaid) -> Result<Vec<u8>> {
+    let words = packed_quant_words(t)
+        .ok_or_else(|| Error::Invalid(format!("no packed kernel reads {t:?} yet")))?;
+    let blocks = r.cols / 32;
+    let per_row = scale_words(r.cols);
+    let mut bytes = Vec::with_capacity(r.rows * blocks * (2 + 4 * words));
+    for row in 0..r.rows {
+        for b in 0..blocks {
+            let d = (r.scales[row * per_row + b / 2] >> (16 * (b % 2))) as u16;
+            bytes.extend_from_slice(&d.to_le_bytes());
+            let first = (row * blocks + b) * words;
+            for w in &r.quants[first..first + words] {
+                bytes.extend_from_slice(&w.to_le_bytes());
+            }
+        }
+    }
+    Ok(bytes)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -274,6 +361,20 @@ mod tests {
                 assert!((g - w).abs() <= tolerance, "{t:?} element {i}: {g} vs {w}");
             }
         }
+    }
+
+    #[test]
+    fn relaying_keeps_every_block() {
+        let fixture = fixture();
+        for t in [GgmlType::Q8_0, GgmlType::Q4_0] {
+            let bytes = hex(fixture[format!("{t:?}")]["bytes"].as_str().unwrap());
+            // Three blocks: one row of 96.
+            let relaid = relay(t, &bytes, 1, 96).unwrap();
+            assert_eq!(relaid.scales.len(), 2);
+            assert_eq!(unrelay(t, &relaid).unwrap(), bytes);
+        }
+        assert!(relay(GgmlType::Q4_K, &[0; 144], 1, 256).is_err());
+        assert!(relay(GgmlType::Q8_0, &[0; 34], 1, 31).is_err());
     }
 
     #[test]

@@ -16,6 +16,7 @@ pub mod check;
 pub mod compare;
 mod matmul;
 pub mod models;
+mod quant;
 pub mod tune;
 mod unet;
 
@@ -32,6 +33,7 @@ pub use basic::{
 };
 pub use cases::cases;
 pub use matmul::MatmulSpec;
+pub use quant::QuantGemvSpec;
 pub use unet::{Conv2dSpec, GroupNormSpec, SchedulerStepSpec, SpatialSpec, TimestepSpec};
 
 use crate::error::Result;
@@ -60,6 +62,11 @@ pub trait CaseSpec: std::fmt::Debug + Send + Sync + Any {
     /// Elements one call must move at the least: each input read once, the output written
     /// once.
     fn traffic(&self) -> usize;
+    /// Bytes one call must move at the least, for the given case dtype: the traffic in
+    /// elements of that dtype, unless the case moves data of another size (packed weights).
+    fn traffic_bytes(&self, dtype: DType) -> f64 {
+        (self.traffic() * dtype.size()) as f64
+    }
     /// The error the computation may add in f32, on top of rounding the output to its dtype.
     fn compute_tolerance(&self) -> Tolerance;
     /// Whether the case runs a cooperative-matrix (tensor-core) path: such cases skip, with
@@ -168,7 +175,7 @@ impl Case {
     }
 
     pub fn bytes(&self) -> f64 {
-        (self.spec.traffic() * self.dtype.size()) as f64
+        self.spec.traffic_bytes(self.dtype)
     }
 
     /// The error allowed against the f64 reference: the rounding of the output to its dtype
@@ -242,6 +249,11 @@ impl Prepared {
     pub fn new(gpu: &Gpu, case: &Case, seed: u64) -> Result<Prepared> {
         let host = case.inputs(seed)?;
         let upload = |h: &HostTensor| {
+            if h.dtype == Some(DType::U32) {
+                // Words (packed weights): exact in f64, not in f32.
+                let words: Vec<u32> = h.data.iter().map(|&v| v as u32).collect();
+                return Tensor::from_u32(gpu, &h.shape, &words);
+            }
             let values: Vec<f32> = h.data.iter().map(|&v| v as f32).collect();
             Tensor::from_f32(gpu, &h.shape, &values, h.dtype.unwrap_or(case.dtype))
         };

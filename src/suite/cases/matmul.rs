@@ -265,3 +265,43 @@ fn coop_cases() -> Vec<Entry> {
     list.extend(bench.map(|(spec, tier)| entry(spec, false, tier)));
     list
 }
+
+/// The packed quantized GEMV: each block type at awkward row counts (1, a workgroup's 8 ± 1,
+/// primes) and K of one block, a few, and a 7B-class row (4096), plus the decode size of a
+/// 7B-class MLP for bench (GB/s of packed bytes beside the f16 GEMV's).
+pub(super) fn quant_gemv_cases() -> Vec<Entry> {
+    use crate::kernels::quant::GgmlType;
+    let mut list = Vec::new();
+    for ggml_type in [GgmlType::Q8_0, GgmlType::Q4_0] {
+        for (n, k) in [
+            (1, 32),
+            (7, 64),
+            (9, 96),
+            (33, 1024),
+            (257, 4096),
+            (1, 4096),
+        ] {
+            let spec = QuantGemvSpec { ggml_type, n, k };
+            list.push(entry(spec, n * k <= 33 * 1024, BenchTier::No));
+        }
+        list.push(entry(
+            QuantGemvSpec {
+                ggml_type,
+                n: 4096,
+                k: 4096,
+            },
+            false,
+            BenchTier::Quick,
+        ));
+        list.push(entry(
+            QuantGemvSpec {
+                ggml_type,
+                n: 11008,
+                k: 4096,
+            },
+            false,
+            BenchTier::Full,
+        ));
+    }
+    list
+}

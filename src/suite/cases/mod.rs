@@ -21,6 +21,7 @@ pub fn cases() -> Vec<Case> {
             basic::elementwise_cases(),
             basic::row_cases(dtype),
             matmul::matmul_cases(dtype),
+            matmul::quant_gemv_cases(),
             attention::attention_cases(dtype),
             attention::rope_cases(),
             attention::kv_append_cases(),
@@ -117,6 +118,7 @@ mod tests {
         let with_ci = [
             "copy",
             "norm_gemv",
+            "gemv_quant",
             "fma_peak",
             "gather",
             "transpose",

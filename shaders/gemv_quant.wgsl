@@ -1,0 +1,120 @@
+// Matrix-vector product with a block-quantized weight kept packed (decode): y = W · x, with
+// W [N, K] stored as ggml blocks of 32 weights (Q8_0: w = d·q, q an int8; Q4_0: w = d·(q - 8),
+// q a 4-bit value), dequantized in registers, f32 accumulation.
+//   x: [K] (`elem`); y: [N] (`elem`).
+//   scales: per row, the blocks' f16 scales d two to a u32 (decoded from their bits, so no
+//     f16 support is needed), SCALE_WORDS words a row; quants: per row, the blocks' quants as they lie in the GGUF block, 32 bits
+//     a word (Q8_0: 8 words a block, byte j = q[j]; Q4_0: 4 words, byte j holds q[j] in its
+//     low and q[j + 16] in its high nibble). src/kernels/quant.rs re-lays GGUF blocks so.
+// Tiling: LANES consecutive invocations own one output row and stride over its blocks (so a
+// row's quants are read in contiguous runs), then reduce their partial sums in workgroup
+// memory; a workgroup covers WG / LANES rows, on a 2-D grid (flat = x + y * nwg.x).
+
+struct Params {
+    n: u32,
+    k: u32,
+    // Blocks per row (K / 32) and scale words per row (blocks / 2, rounded up).
+    blocks: u32,
+    scale_words: u32,
+}
+
+override WG: u32 = 256u;
+const LANES: u32 = 32u;
+
+@group(0) @binding(0) var<uniform> p: Params;
+@group(0) @binding(1) var<storage, read> x: array<elem>;
+@group(0) @binding(2) var<storage, read> scales: array<u32>;
+@group(0) @binding(3) var<storage, read> quants: array<u32>;
+@group(0) @binding(4) var<storage, read_write> y: array<elem>;
+
+var<workgroup> partial: array<f32, WG>;
+
+// The f32 value of IEEE half-precision bits `h` (the low 16 bits), exactly.
+fn half_to_f32(h: u32) -> f32 {
+    let sign = (h & 0x8000u) << 16u;
+    let e = (h >> 10u) & 0x1fu;
+    let m = h & 0x3ffu;
+    if (e == 0u) {
+        // Zero and subnormals: m · 2^-24.
+        return bitcast<f32>(sign) + select(1.0, -1.0, sign != 0u) * f32(m) * 5.9604644775390625e-8;
+    }
+    if (e == 31u) {
+        return bitcast<f32>(sign | 0x7f800000u | (m << 13u));
+    }
+    return bitcast<f32>(sign | ((e + 112u) << 23u) | (m << 13u));
+}
+
+fn block_scale(row: u32, b: u32) -> f32 {
+    let word = scales[row * p.scale_words + b / 2u];
+    return half_to_f32(word >> (16u * (b % 2u)));
+}
+
+// Sums the LANES partial sums of each row into partial[first lane]; every invocation
+// calls it (it holds barriers).
+fn reduce_rows(lid: u32, sum: f32) {
+    partial[lid] = sum;
+    workgroupBarrier();
+    for (var stride = LANES / 2u; stride > 0u; stride /= 2u) {
+        if (lid % LANES < stride) {
+            partial[lid] += partial[lid + stride];
+        }
+        workgroupBarrier();
+    }
+}
+
+@compute @workgroup_size(WG)
+fn gemv_q8_0(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+             @builtin(local_invocation_index) lid: u32) {
+    let row = (wg.x + wg.y * nwg.x) * (WG / LANES) + lid / LANES;
+    let lane = lid % LANES;
+    var sum = 0.0;
+    if (row < p.n) {
+        for (var b = lane; b < p.blocks; b += LANES) {
+            let q0 = (row * p.blocks + b) * 8u;
+            let x0 = b * 32u;
+            var s = 0.0;
+            for (var w = 0u; w < 8u; w++) {
+                let q = bitcast<i32>(quants[q0 + w]);
+                let xi = x0 + w * 4u;
+                s += f32(extractBits(q, 0u, 8u)) * f32(x[xi])
+                   + f32(extractBits(q, 8u, 8u)) * f32(x[xi + 1u])
+                   + f32(extractBits(q, 16u, 8u)) * f32(x[xi + 2u])
+                   + f32(extractBits(q, 24u, 8u)) * f32(x[xi + 3u]);
+            }
+            sum += block_scale(row, b) * s;
+        }
+    }
+    reduce_rows(lid, sum);
+    if (lane == 0u && row < p.n) {
+        y[row] = elem(partial[lid]);
+    }
+}
+
+@compute @workgroup_size(WG)
+fn gemv_q4_0(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+             @builtin(local_invocation_index) lid: u32) {
+    let row = (wg.x + wg.y * nwg.x) * (WG / LANES) + lid / LANES;
+    let lane = lid % LANES;
+    var sum = 0.0;
+    if (row < p.n) {
+        for (var b = lane; b < p.blocks; b += LANES) {
+            let q0 = (row * p.blocks + b) * 4u;
+            let x0 = b * 32u;
+            var s = 0.0;
+            for (var w = 0u; w < 4u; w++) {
+                let q = quants[q0 + w];
+                for (var i = 0u; i < 4u; i++) {
+                    let j = w * 4u + i;
+                    let byte = extractBits(q, 8u * i, 8u);
+                    s += (f32(byte & 15u) - 8.0) * f32(x[x0 + j])
+                       + (f32(byte >> 4u) - 8.0) * f32(x[x0 + j + 16u]);
+                }
+            }
+            sum += block_scale(row, b) * s;
+        }
+    }
+    reduce_rows(lid, sum);
+    if (lane == 0u && row < p.n) {
+        y[row] = elem(partial[lid]);
+    }
+}
