@@ -1,11 +1,15 @@
 // Matrix-vector product with a block-quantized weight kept packed (decode): y = W · x, with
-// W [N, K] stored as ggml blocks of 32 weights (Q8_0: w = d·q, q an int8; Q4_0: w = d·(q - 8),
-// q a 4-bit value), dequantized in registers, f32 accumulation.
+// W [N, K] stored as ggml blocks (Q8_0: 32 weights w = d·q, q an int8; Q4_0: 32 weights
+// w = d·(q - 8), q 4-bit; Q4_K: 256 weights in 8 sub-blocks of 32, w = d·sc·q - dmin·m with
+// 6-bit sub-block scales sc and minimums m), dequantized in registers, f32 accumulation.
 //   x: [K] (`elem`); y: [N] (`elem`).
-//   scales: per row, the blocks' f16 scales d two to a u32 (decoded from their bits, so no
-//     f16 support is needed), SCALE_WORDS words a row; quants: per row, the blocks' quants as they lie in the GGUF block, 32 bits
+//   scales: per row, the blocks' heads one after another: Q8_0 / Q4_0 their f16 scale d, two
+//     to a u32; Q4_K d and dmin in one word and the 12 bytes of packed 6-bit scales in three
+//     (f16 decoded from the bits, so no f16 support is needed); scale_words words a row.
+//   quants: per row, the blocks' quants as they lie in the GGUF block, 32 bits
 //     a word (Q8_0: 8 words a block, byte j = q[j]; Q4_0: 4 words, byte j holds q[j] in its
-//     low and q[j + 16] in its high nibble). src/kernels/quant.rs re-lays GGUF blocks so.
+//     low and q[j + 16] in its high nibble; Q4_K: 32 words, byte 32i + l holds sub-block 2i's
+//     q[l] low and sub-block 2i + 1's high). src/kernels/quant.rs re-lays GGUF blocks so.
 // Tiling: LANES consecutive invocations own one output row and stride over its blocks (so a
 // row's quants are read in contiguous runs), then reduce their partial sums in workgroup
 // memory; a workgroup covers WG / LANES rows, on a 2-D grid (flat = x + y * nwg.x).
@@ -111,6 +115,67 @@ fn gemv_q4_0(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg:
                 }
             }
             sum += block_scale(row, b) * s;
+        }
+    }
+    reduce_rows(lid, sum);
+    if (lane == 0u && row < p.n) {
+        y[row] = elem(partial[lid]);
+    }
+}
+
+// Byte i (0..16) of Q4_K block b's head in row `row`.
+fn head_byte(row: u32, b: u32, i: u32) -> u32 {
+    let word = scales[row * p.scale_words + b * 4u + i / 4u];
+    return extractBits(word, 8u * (i % 4u), 8u);
+}
+
+// Q4_K sub-block j's 6-bit scale and minimum (ggml's get_scale_min_k4, on head bytes 4..16).
+fn scale_min_k4(row: u32, b: u32, j: u32) -> vec2<f32> {
+    if (j < 4u) {
+        return vec2<f32>(f32(head_byte(row, b, 4u + j) & 63u),
+                         f32(head_byte(row, b, 8u + j) & 63u));
+    }
+    let sc = (head_byte(row, b, 8u + j) & 15u) | ((head_byte(row, b, j) >> 6u) << 4u);
+    let m = (head_byte(row, b, 8u + j) >> 4u) | ((head_byte(row, b, 4u + j) >> 6u) << 4u);
+    return vec2<f32>(f32(sc), f32(m));
+}
+
+@compute @workgroup_size(WG)
+fn gemv_q4_k(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+             @builtin(local_invocation_index) lid: u32) {
+    let row = (wg.x + wg.y * nwg.x) * (WG / LANES) + lid / LANES;
+    let lane = lid % LANES;
+    var sum = 0.0;
+    if (row < p.n) {
+        for (var b = lane; b < p.blocks; b += LANES) {
+            let dd = scales[row * p.scale_words + b * 4u];
+            let d = half_to_f32(dd & 0xffffu);
+            let dmin = half_to_f32(dd >> 16u);
+            let q0 = (row * p.blocks + b) * 32u;
+            let x0 = b * 256u;
+            for (var i = 0u; i < 4u; i++) {
+                let lo_sm = scale_min_k4(row, b, 2u * i);
+                let hi_sm = scale_min_k4(row, b, 2u * i + 1u);
+                var lo_dot = 0.0;
+                var hi_dot = 0.0;
+                var lo_x = 0.0;
+                var hi_x = 0.0;
+                for (var w = 0u; w < 8u; w++) {
+                    let q = quants[q0 + 8u * i + w];
+                    for (var k = 0u; k < 4u; k++) {
+                        let l = 4u * w + k;
+                        let byte = extractBits(q, 8u * k, 8u);
+                        let xl = f32(x[x0 + 64u * i + l]);
+                        let xh = f32(x[x0 + 64u * i + 32u + l]);
+                        lo_dot += f32(byte & 15u) * xl;
+                        hi_dot += f32(byte >> 4u) * xh;
+                        lo_x += xl;
+                        hi_x += xh;
+                    }
+                }
+                sum += d * (lo_sm.x * lo_dot + hi_sm.x * hi_dot)
+                     - dmin * (lo_sm.y * lo_x + hi_sm.y * hi_x);
+            }
         }
     }
     reduce_rows(lid, sum);

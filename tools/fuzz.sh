@@ -4,10 +4,11 @@
 # test binary itself), so a panic, an abort (a runaway allocation) or a hang (the overall time
 # limit, TIMEOUT seconds, default 7200) fails the run. Inputs that panicked are written to
 # target/fuzz-failures/.
-#   tools/fuzz.sh [N]
+#   tools/fuzz.sh [N] [FILTER]     (FILTER: a test name part, e.g. gguf)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 cases=${1:-1000000}
+filter=${2:-}
 limit=${TIMEOUT:-7200}
 # The test binary runs by itself, so cargo's build lock is free while it fuzzes.
 binary=$(cargo test --release --test fuzz --no-run --message-format=json 2>/dev/null |
@@ -16,7 +17,8 @@ binary=$(cargo test --release --test fuzz --no-run --message-format=json 2>/dev/
 echo "+ TESSERA_FUZZ_CASES=$cases $binary --nocapture (time limit ${limit} s)"
 start=$SECONDS
 status=0
-TESSERA_FUZZ_CASES=$cases timeout "$limit" "$binary" --nocapture >target/fuzz.log 2>&1 || status=$?
+TESSERA_FUZZ_CASES=$cases timeout "$limit" "$binary" --nocapture $filter >target/fuzz.log 2>&1 ||
+    status=$?
 grep -E '^fuzz |^test result' target/fuzz.log || true
 case $status in
 0) echo "tools/fuzz.sh: $cases cases per parser, no panic, abort or hang ($((SECONDS - start)) s)" ;;

@@ -1,6 +1,6 @@
 //! Matrix-vector products with block-quantized weights kept packed on the GPU
-//! (`shaders/gemv_quant.wgsl`): the decode projection when a checkpoint's weights are Q8_0 or
-//! Q4_0, reading a quarter to a half of f16's bytes. The weight is a [`PackedWeight`]: the
+//! (`shaders/gemv_quant.wgsl`): the decode projection when a checkpoint's weights are Q8_0,
+//! Q4_0 or Q4_K, reading about a quarter to a half of f16's bytes. The weight is a [`PackedWeight`]: the
 //! re-laid blocks of [`super::quant::relay`].
 
 use crate::error::{Error, Result};
@@ -38,7 +38,7 @@ impl PackedWeight {
             ggml_type: t,
             rows: r.rows,
             cols: r.cols,
-            scales: Tensor::from_u32(gpu, &[r.rows, scale_words(r.cols)], &r.scales)?,
+            scales: Tensor::from_u32(gpu, &[r.rows, scale_words(t, r.cols)], &r.scales)?,
             quants: Tensor::from_u32(gpu, &[r.quants.len()], &r.quants)?,
         })
     }
@@ -79,6 +79,7 @@ fn entry(t: GgmlType) -> Option<&'static str> {
     match t {
         GgmlType::Q8_0 => Some("gemv_q8_0"),
         GgmlType::Q4_0 => Some("gemv_q4_0"),
+        GgmlType::Q4_K => Some("gemv_q4_k"),
         _ => None,
     }
 }
@@ -88,7 +89,7 @@ fn key(t: GgmlType, dtype: DType) -> Option<PipelineKey> {
 }
 
 pub(crate) fn pipeline_keys() -> Vec<PipelineKey> {
-    [GgmlType::Q8_0, GgmlType::Q4_0]
+    [GgmlType::Q8_0, GgmlType::Q4_0, GgmlType::Q4_K]
         .into_iter()
         .flat_map(|t| [DType::F32, DType::F16].map(|d| key(t, d).expect("packed types")))
         .collect()
@@ -118,11 +119,13 @@ pub fn gemv_quant<'a>(
     let key = key(w.ggml_type, dtype)
         .ok_or_else(|| Error::Invalid(format!("no packed kernel reads {:?}", w.ggml_type)))?;
     let words = packed_quant_words(w.ggml_type).unwrap_or(0);
-    if !w.cols.is_multiple_of(32)
+    let block = w.ggml_type.block().0 as usize;
+    let scale_words = scale_words(w.ggml_type, w.cols);
+    if !w.cols.is_multiple_of(block)
         || w.scales.dtype() != DType::U32
         || w.quants.dtype() != DType::U32
-        || w.scales.shape() != [w.rows, scale_words(w.cols)]
-        || w.quants.len() != w.rows * (w.cols / 32) * words
+        || w.scales.shape() != [w.rows, scale_words]
+        || w.quants.len() != w.rows * (w.cols / block) * words
     {
         return Err(Error::shape(
             op,
@@ -132,16 +135,16 @@ pub fn gemv_quant<'a>(
                 w.cols,
                 w.ggml_type,
                 w.rows,
-                scale_words(w.cols),
-                w.rows * (w.cols / 32) * words
+                scale_words,
+                w.rows * (w.cols / block) * words
             ),
         ));
     }
     let params = Params {
         n: to_u32(op, "N", w.rows)?,
         k: to_u32(op, "K", w.cols)?,
-        blocks: to_u32(op, "blocks", w.cols / 32)?,
-        scale_words: to_u32(op, "scale words", scale_words(w.cols))?,
+        blocks: to_u32(op, "blocks", w.cols / block)?,
+        scale_words: to_u32(op, "scale words", scale_words)?,
     };
     let grid = gpu.grid(op, u64::from(params.n.div_ceil(ROWS)))?;
     let tensors = [(1, x), (2, w.scales), (3, w.quants), (4, y)];

@@ -236,37 +236,50 @@ pub fn dequantize(t: GgmlType, bytes: &[u8], elements: usize) -> Result<Vec<f64>
 }
 
 /// A `[rows, cols]` quantized weight re-laid for aligned loads on the GPU
-/// (`shaders/gemv_quant.wgsl`): per row, the blocks' f16 scales two to a u32, and the
-/// blocks' quant bytes as u32 words (the f16 scale fields dropped from them).
+/// (`shaders/gemv_quant.wgsl`). Each GGUF block splits into its head (the f16 scales and, for
+/// K-quants, the packed sub-block scales) and its quant bytes. Per row, the heads lie one
+/// after another in `scales` (padded to a whole u32 at the row's end: two 2-byte heads share
+/// a word), and the quant bytes in `quants`, as u32 words.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Relaid {
     pub rows: usize,
     pub cols: usize,
-    /// `[rows, scale_words(cols)]`
+    /// `[rows, scale_words(t, cols)]`
     pub scales: Vec<u32>,
-    /// `[rows, blocks · quant_words]`
+    /// `[rows · blocks · quant words]`
     pub quants: Vec<u32>,
 }
 
-/// The block types the packed kernels read, with their quant words per block.
-pub fn packed_quant_words(t: GgmlType) -> Option<usize> {
+/// Head bytes and quant bytes of a block of the types the packed kernels read.
+fn packed_split(t: GgmlType) -> Option<(usize, usize)> {
     match t {
-        GgmlType::Q8_0 => Some(8),
-        GgmlType::Q4_0 => Some(4),
+        GgmlType::Q8_0 => Some((2, 32)),
+        GgmlType::Q4_0 => Some((2, 16)),
+        // d, dmin (f16) and the 12 bytes of 6-bit sub-block scales and minimums.
+        GgmlType::Q4_K => Some((16, 128)),
         _ => None,
     }
 }
 
-/// Scale words per row of `cols` elements (blocks of 32, two f16 scales a word).
-pub fn scale_words(cols: usize) -> usize {
-    (cols / 32).div_ceil(2)
+/// The quant words per block the packed kernels read for `t`, if they read it.
+pub fn packed_quant_words(t: GgmlType) -> Option<usize> {
+    packed_split(t).map(|(_, quant_bytes)| quant_bytes / 4)
+}
+
+/// Scale words per row of `cols` elements of `t` (0 for a type no packed kernel reads).
+pub fn scale_words(t: GgmlType, cols: usize) -> usize {
+    let (block, _) = t.block();
+    packed_split(t).map_or(0, |(head, _)| (cols / block as usize * head).div_ceil(4))
+}
+
+fn unsupported(t: GgmlType) -> Error {
+    Error::Invalid(format!("no packed kernel reads {t:?} yet"))
 }
 
 /// Re-lays `bytes` (GGUF blocks of a `[rows, cols]` tensor of type `t`) for the packed
 /// kernels.
 pub fn relay(t: GgmlType, bytes: &[u8], rows: usize, cols: usize) -> Result<Relaid> {
-    let words = packed_quant_words(t)
-        .ok_or_else(|| Error::Invalid(format!("no packed kernel reads {t:?} yet")))?;
+    let (head, quant_bytes) = packed_split(t).ok_or_else(|| unsupported(t))?;
     let (block, block_bytes) = t.block();
     let (block, block_bytes) = (block as usize, block_bytes as usize);
     let blocks = cols / block;
@@ -280,18 +293,17 @@ pub fn relay(t: GgmlType, bytes: &[u8], rows: usize, cols: usize) -> Result<Rela
             bytes.len()
         )));
     }
-    let per_row = scale_words(cols);
-    let mut scales = vec![0u32; rows * per_row];
-    let mut quants = Vec::with_capacity(rows * blocks * words);
-    for (i, block) in bytes.chunks_exact(block_bytes).enumerate() {
-        let (row, b) = (i / blocks, i % blocks);
-        let d = u32::from(u16::from_le_bytes([block[0], block[1]]));
-        scales[row * per_row + b / 2] |= d << (16 * (b % 2));
-        quants.extend(
-            block[2..2 + 4 * words]
-                .chunks_exact(4)
-                .map(|w| u32::from_le_bytes([w[0], w[1], w[2], w[3]])),
-        );
+    let per_row = scale_words(t, cols);
+    let mut head_bytes = vec![0u8; per_row * 4];
+    let mut scales = Vec::with_capacity(rows * per_row);
+    let mut quants = Vec::with_capacity(rows * blocks * quant_bytes / 4);
+    for row in bytes.chunks_exact(blocks * block_bytes) {
+        head_bytes.fill(0);
+        for (b, block) in row.chunks_exact(block_bytes).enumerate() {
+            head_bytes[b * head..(b + 1) * head].copy_from_slice(&block[..head]);
+            quants.extend(words(&block[head..head + quant_bytes]));
+        }
+        scales.extend(words(&head_bytes));
     }
     Ok(Relaid {
         rows,
@@ -301,20 +313,29 @@ pub fn relay(t: GgmlType, bytes: &[u8], rows: usize, cols: usize) -> Result<Rela
     })
 }
 
+fn words(bytes: &[u8]) -> impl Iterator<Item = u32> + '_ {
+    bytes
+        .chunks_exact(4)
+        .map(|w| u32::from_le_bytes([w[0], w[1], w[2], w[3]]))
+}
+
 /// The GGUF block bytes `r` was made from: the inverse of [`relay`], so the packed kernels'
 /// reference is [`dequantize`] of the very blocks.
 pub fn unrelay(t: GgmlType, r: &Relaid) -> Result<Vec<u8>> {
-    let words = packed_quant_words(t)
-        .ok_or_else(|| Error::Invalid(format!("no packed kernel reads {t:?} yet")))?;
-    let blocks = r.cols / 32;
-    let per_row = scale_words(r.cols);
-    let mut bytes = Vec::with_capacity(r.rows * blocks * (2 + 4 * words));
+    let (head, quant_bytes) = packed_split(t).ok_or_else(|| unsupported(t))?;
+    let blocks = r.cols / t.block().0 as usize;
+    let per_row = scale_words(t, r.cols);
+    let quant_words = quant_bytes / 4;
+    let mut bytes = Vec::with_capacity(r.rows * blocks * (head + quant_bytes));
     for row in 0..r.rows {
+        let heads: Vec<u8> = r.scales[row * per_row..(row + 1) * per_row]
+            .iter()
+            .flat_map(|w| w.to_le_bytes())
+            .collect();
         for b in 0..blocks {
-            let d = (r.scales[row * per_row + b / 2] >> (16 * (b % 2))) as u16;
-            bytes.extend_from_slice(&d.to_le_bytes());
-            let first = (row * blocks + b) * words;
-            for w in &r.quants[first..first + words] {
+            bytes.extend_from_slice(&heads[b * head..(b + 1) * head]);
+            let first = (row * blocks + b) * quant_words;
+            for w in &r.quants[first..first + quant_words] {
                 bytes.extend_from_slice(&w.to_le_bytes());
             }
         }
@@ -366,14 +387,18 @@ mod tests {
     #[test]
     fn relaying_keeps_every_block() {
         let fixture = fixture();
-        for t in [GgmlType::Q8_0, GgmlType::Q4_0] {
+        for (t, cols, rows, scale_words) in [
+            (GgmlType::Q8_0, 96, 1, 2),
+            (GgmlType::Q4_0, 32, 3, 1),
+            (GgmlType::Q4_K, 256, 3, 4),
+        ] {
+            // Three blocks, as one row or three.
             let bytes = hex(fixture[format!("{t:?}")]["bytes"].as_str().unwrap());
-            // Three blocks: one row of 96.
-            let relaid = relay(t, &bytes, 1, 96).unwrap();
-            assert_eq!(relaid.scales.len(), 2);
-            assert_eq!(unrelay(t, &relaid).unwrap(), bytes);
+            let relaid = relay(t, &bytes, rows, cols).unwrap();
+            assert_eq!(relaid.scales.len(), rows * scale_words, "{t:?}");
+            assert_eq!(unrelay(t, &relaid).unwrap(), bytes, "{t:?}");
         }
-        assert!(relay(GgmlType::Q4_K, &[0; 144], 1, 256).is_err());
+        assert!(relay(GgmlType::Q6_K, &[0; 210], 1, 256).is_err());
         assert!(relay(GgmlType::Q8_0, &[0; 34], 1, 31).is_err());
     }
 

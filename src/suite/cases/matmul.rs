@@ -272,15 +272,28 @@ fn coop_cases() -> Vec<Entry> {
 pub(super) fn quant_gemv_cases() -> Vec<Entry> {
     use crate::kernels::quant::GgmlType;
     let mut list = Vec::new();
-    for ggml_type in [GgmlType::Q8_0, GgmlType::Q4_0] {
-        for (n, k) in [
-            (1, 32),
-            (7, 64),
-            (9, 96),
-            (33, 1024),
-            (257, 4096),
-            (1, 4096),
-        ] {
+    for ggml_type in [GgmlType::Q8_0, GgmlType::Q4_0, GgmlType::Q4_K] {
+        // K: one block, a few, and a 7B-class row (blocks of 32, or 256 for Q4_K).
+        let sizes: [(usize, usize); 6] = if ggml_type == GgmlType::Q4_K {
+            [
+                (1, 256),
+                (7, 512),
+                (9, 768),
+                (33, 1024),
+                (257, 4096),
+                (1, 4096),
+            ]
+        } else {
+            [
+                (1, 32),
+                (7, 64),
+                (9, 96),
+                (33, 1024),
+                (257, 4096),
+                (1, 4096),
+            ]
+        };
+        for (n, k) in sizes {
             let spec = QuantGemvSpec { ggml_type, n, k };
             list.push(entry(spec, n * k <= 33 * 1024, BenchTier::No));
         }
