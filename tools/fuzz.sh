@@ -12,7 +12,7 @@ filter=${2:-}
 limit=${TIMEOUT:-7200}
 # The test binary runs by itself, so cargo's build lock is free while it fuzzes.
 binary=$(cargo test --release --test fuzz --no-run --message-format=json 2>/dev/null |
-    sed -n 's/.*"executable":"\([^"]*\)".*/\1/p' | tail -1)
+    grep '"name":"fuzz"' | sed -n 's/.*"executable":"\([^"]*\)".*/\1/p' | tail -1)
 [ -x "$binary" ] || { echo "tools/fuzz.sh: could not build the fuzz test binary" >&2; exit 1; }
 echo "+ TESSERA_FUZZ_CASES=$cases $binary --nocapture (time limit ${limit} s)"
 start=$SECONDS
