@@ -59,17 +59,6 @@ impl Expected {
     }
 }
 
-fn relative_l2(got: &[f32], want: &[f32]) -> f64 {
-    assert_eq!(got.len(), want.len());
-    let err: f64 = got
-        .iter()
-        .zip(want)
-        .map(|(g, w)| f64::from(g - w).powi(2))
-        .sum();
-    let norm: f64 = want.iter().map(|w| f64::from(*w).powi(2)).sum();
-    (err / norm).sqrt()
-}
-
 /// The noise diffusers drew, step by step.
 struct Recorded<'a> {
     steps: &'a [f32],
@@ -135,7 +124,7 @@ fn unet_forward_and_samplers_match_diffusers_in_f32() {
     }
 }
 
-use common::FixtureCopy;
+use common::{FixtureCopy, relative_l2};
 
 /// The error loading `dir` gives.
 fn load_error(dir: &FixtureCopy) -> String {

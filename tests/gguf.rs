@@ -8,6 +8,7 @@ mod common;
 
 use std::path::PathBuf;
 
+use common::{Expected, relative_l2};
 use tessera::DType;
 use tessera::models::llama::{GenerateOptions, Llama, LoadOptions};
 
@@ -76,52 +77,11 @@ fn a_file_from_the_gguf_package_reads_as_the_package_reads_it() {
     assert_eq!(g.tensor("q4_k").unwrap().ggml_type, GgmlType::Q4_K);
 }
 
-struct Expected {
-    prompt: Vec<u32>,
-    tokens: Vec<u32>,
-    logits: Vec<Vec<f32>>,
-}
-
-fn expected(name: &str) -> Expected {
-    let bytes = std::fs::read(fixture(&format!("{name}.expected.safetensors"))).unwrap();
-    let file = safetensors::SafeTensors::deserialize(&bytes).unwrap();
-    let ints = |key: &str| -> Vec<u32> {
-        file.tensor(key)
-            .unwrap()
-            .data()
-            .chunks_exact(8)
-            .map(|b| i64::from_le_bytes(b.try_into().unwrap()) as u32)
-            .collect()
-    };
-    let logits = file.tensor("logits").unwrap();
-    let vocab = logits.shape()[1];
-    let values: Vec<f32> = logits
-        .data()
-        .chunks_exact(4)
-        .map(|b| f32::from_le_bytes(b.try_into().unwrap()))
-        .collect();
-    Expected {
-        prompt: ints("prompt"),
-        tokens: ints("tokens"),
-        logits: values.chunks(vocab).map(<[f32]>::to_vec).collect(),
-    }
-}
-
-fn relative_l2(got: &[f32], want: &[f32]) -> f64 {
-    let err: f64 = got
-        .iter()
-        .zip(want)
-        .map(|(g, w)| f64::from(g - w).powi(2))
-        .sum();
-    let norm: f64 = want.iter().map(|w| f64::from(*w).powi(2)).sum();
-    (err / norm).sqrt()
-}
-
 #[test]
 fn gguf_checkpoints_generate_as_transformers_does() {
     let gpu = common::gpu();
     for name in ["llama_f32", "llama_q8_0", "qwen2_q4_0"] {
-        let want = expected(name);
+        let want = Expected::read(&fixture(&format!("{name}.expected.safetensors")));
         let options = LoadOptions {
             dtype: DType::F32,
             ..LoadOptions::default()

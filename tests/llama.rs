@@ -6,14 +6,12 @@ mod common;
 
 use std::path::{Path, PathBuf};
 
+use common::{Expected, relative_l2};
 use tessera::models::llama::{GenerateOptions, Llama, LoadOptions};
 use tessera::{DType, Gpu};
 
-struct Expected {
-    prompt: Vec<u32>,
-    tokens: Vec<u32>,
-    /// `[steps][vocab]`
-    logits: Vec<Vec<f32>>,
+fn expected(dir: &Path) -> Expected {
+    Expected::read(&dir.join("expected.safetensors"))
 }
 
 fn fixtures() -> Vec<PathBuf> {
@@ -32,41 +30,6 @@ fn fixtures() -> Vec<PathBuf> {
     dirs.sort();
     assert!(dirs.len() >= 5, "fixtures missing in {}", root.display());
     dirs
-}
-
-fn expected(dir: &Path) -> Expected {
-    let bytes = std::fs::read(dir.join("expected.safetensors")).unwrap();
-    let file = safetensors::SafeTensors::deserialize(&bytes).unwrap();
-    let ints = |name: &str| -> Vec<u32> {
-        file.tensor(name)
-            .unwrap()
-            .data()
-            .chunks_exact(8)
-            .map(|b| i64::from_le_bytes(b.try_into().unwrap()) as u32)
-            .collect()
-    };
-    let logits = file.tensor("logits").unwrap();
-    let vocab = logits.shape()[1];
-    let values: Vec<f32> = logits
-        .data()
-        .chunks_exact(4)
-        .map(|b| f32::from_le_bytes(b.try_into().unwrap()))
-        .collect();
-    Expected {
-        prompt: ints("prompt"),
-        tokens: ints("tokens"),
-        logits: values.chunks(vocab).map(<[f32]>::to_vec).collect(),
-    }
-}
-
-fn relative_l2(got: &[f32], want: &[f32]) -> f64 {
-    let err: f64 = got
-        .iter()
-        .zip(want)
-        .map(|(g, w)| f64::from(g - w).powi(2))
-        .sum();
-    let norm: f64 = want.iter().map(|w| f64::from(*w).powi(2)).sum();
-    (err / norm).sqrt()
 }
 
 fn load(gpu: &Gpu, dir: &Path, dtype: DType) -> Llama {

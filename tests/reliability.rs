@@ -139,6 +139,20 @@ fn sample_args<'a>(dir: &'a Path, extra: &[&'a str]) -> Vec<&'a str> {
     args
 }
 
+/// `unet-eps` on the model in `m` at `timestep` with `input`, writing into `m`.
+fn unet_eps(m: &Scratch, timestep: &str, input: &Path) -> Outcome {
+    run(&[
+        "unet-eps",
+        "--model",
+        m.0.to_str().unwrap(),
+        &format!("--timestep={timestep}"),
+        "--input",
+        input.to_str().unwrap(),
+        "--out",
+        m.path("eps.safetensors").to_str().unwrap(),
+    ])
+}
+
 #[cfg(unix)]
 fn mkfifo(path: &Path) {
     let status = Command::new("mkfifo")
@@ -235,17 +249,7 @@ fn a_noise_file_declaring_a_huge_tensor_is_refused_before_it_is_read() {
     assert_refused(&out, &["noise.safetensors", "a batch of 67108864"]);
     let wrong = m.path("wrong.safetensors");
     sparse_tensor_file(&wrong, &[1 << 26, 3, 16, 16]);
-    let out = run(&[
-        "unet-eps",
-        "--model",
-        m.0.to_str().unwrap(),
-        "--timestep",
-        "10",
-        "--input",
-        wrong.to_str().unwrap(),
-        "--out",
-        m.path("eps.safetensors").to_str().unwrap(),
-    ]);
+    let out = unet_eps(&m, "10", &wrong);
     assert_refused(&out, &["wrong.safetensors", "the model takes"]);
 }
 
@@ -262,17 +266,7 @@ fn fifos_are_refused_not_waited_on() {
         &["--init-noise", fifo.to_str().unwrap()],
     ));
     assert_refused(&out, &["FIFO", "noise.safetensors"]);
-    let out = run(&[
-        "unet-eps",
-        "--model",
-        m.0.to_str().unwrap(),
-        "--timestep",
-        "10",
-        "--input",
-        fifo.to_str().unwrap(),
-        "--out",
-        m.path("eps.safetensors").to_str().unwrap(),
-    ]);
+    let out = unet_eps(&m, "10", &fifo);
     assert_refused(&out, &["FIFO"]);
     let weights = m.path("diffusion_pytorch_model.safetensors");
     std::fs::remove_file(&weights).unwrap();
@@ -376,16 +370,7 @@ fn non_finite_noise_and_timesteps_are_refused() {
     values[7] = 0.5;
     tessera::io::write_tensor_f32(&noise, "sample", &[2, 1, 16, 16], &values).unwrap();
     for t in ["nan", "inf", "1e40", "-1"] {
-        let out = run(&[
-            "unet-eps",
-            "--model",
-            m.0.to_str().unwrap(),
-            &format!("--timestep={t}"),
-            "--input",
-            noise.to_str().unwrap(),
-            "--out",
-            m.path("eps.safetensors").to_str().unwrap(),
-        ]);
+        let out = unet_eps(&m, t, &noise);
         assert_refused(&out, &["--timestep"]);
     }
 }

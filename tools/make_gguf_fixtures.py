@@ -20,10 +20,10 @@ from gguf.quants import quantize
 from safetensors.torch import save_file
 from transformers import AutoModelForCausalLM, LlamaConfig, LlamaForCausalLM, Qwen2Config, Qwen2ForCausalLM
 
+# The same prompt, greedy loop and margin rule as the safetensors fixtures.
+from make_fixtures import MIN_MARGIN, PROMPT, greedy, margin
+
 OUT = pathlib.Path(__file__).resolve().parent.parent / "tests" / "fixtures" / "gguf"
-STEPS = 24
-PROMPT = [3, 17, 42, 99, 5, 200, 33]
-MIN_MARGIN = 0.05
 COMMON = dict(vocab_size=256, hidden_size=64, intermediate_size=96, num_hidden_layers=2,
               max_position_embeddings=128, rms_norm_eps=1e-5, initializer_range=0.2,
               bos_token_id=1, eos_token_id=2, num_attention_heads=4, num_key_value_heads=2)
@@ -90,24 +90,6 @@ def write_gguf(path, spec, config, state):
 
 def rest_of(name):
     return name.split(".", 3)[3] if name.startswith("model.layers.") else name
-
-
-def greedy(model, prompt):
-    ids = torch.tensor([prompt])
-    tokens, rows = [], []
-    with torch.no_grad():
-        for _ in range(STEPS):
-            logits = model(ids).logits[0, -1].float()
-            token = int(torch.argmax(logits))
-            tokens.append(token)
-            rows.append(logits)
-            ids = torch.cat([ids, torch.tensor([[token]])], dim=1)
-    return tokens, torch.stack(rows)
-
-
-def margin(rows):
-    top2 = torch.topk(rows, 2, dim=1).values
-    return float((top2[:, 0] - top2[:, 1]).min())
 
 
 def make(name, spec):

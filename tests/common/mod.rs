@@ -98,3 +98,52 @@ impl Drop for FixtureCopy {
         std::fs::remove_dir_all(&self.0).ok();
     }
 }
+
+/// `‖got − want‖ / ‖want‖`.
+pub fn relative_l2(got: &[f32], want: &[f32]) -> f64 {
+    assert_eq!(got.len(), want.len());
+    let err: f64 = got
+        .iter()
+        .zip(want)
+        .map(|(g, w)| f64::from(g - w).powi(2))
+        .sum();
+    let norm: f64 = want.iter().map(|w| f64::from(*w).powi(2)).sum();
+    (err / norm).sqrt()
+}
+
+/// What transformers generated for a decoder fixture (tools/make_fixtures.py,
+/// tools/make_gguf_fixtures.py): the prompt, 24 greedy tokens and the logits that chose them.
+pub struct Expected {
+    pub prompt: Vec<u32>,
+    pub tokens: Vec<u32>,
+    /// `[steps][vocab]`
+    pub logits: Vec<Vec<f32>>,
+}
+
+impl Expected {
+    /// Reads an `expected.safetensors` file: i64 `prompt` and `tokens`, f32 `logits`.
+    pub fn read(path: &std::path::Path) -> Expected {
+        let bytes = std::fs::read(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+        let file = safetensors::SafeTensors::deserialize(&bytes).unwrap();
+        let ints = |name: &str| -> Vec<u32> {
+            file.tensor(name)
+                .unwrap()
+                .data()
+                .chunks_exact(8)
+                .map(|b| i64::from_le_bytes(b.try_into().unwrap()) as u32)
+                .collect()
+        };
+        let logits = file.tensor("logits").unwrap();
+        let vocab = logits.shape()[1];
+        let values: Vec<f32> = logits
+            .data()
+            .chunks_exact(4)
+            .map(|b| f32::from_le_bytes(b.try_into().unwrap()))
+            .collect();
+        Expected {
+            prompt: ints("prompt"),
+            tokens: ints("tokens"),
+            logits: values.chunks(vocab).map(<[f32]>::to_vec).collect(),
+        }
+    }
+}
