@@ -2,7 +2,8 @@
 // W [N, K] stored as ggml blocks (Q8_0: 32 weights w = d·q, q an int8; Q4_0: 32 weights
 // w = d·(q - 8), q 4-bit; Q4_K: 256 weights in 8 sub-blocks of 32, w = d·sc·q - dmin·m with
 // 6-bit sub-block scales sc and minimums m), dequantized in registers, f32 accumulation.
-//   x: [K] (`elem`); y: [N] (`elem`).
+//   x: [M, K] (`elem`); y: [M, N] (`elem`): grid z walks the M rows of x (a prefill runs
+//   the product once per token, re-reading W; decode has M = 1).
 //   scales: per row, the blocks' heads one after another: Q8_0 / Q4_0 their f16 scale d, two
 //     to a u32; Q4_K d and dmin in one word and the 12 bytes of packed 6-bit scales in three
 //     (f16 decoded from the bits, so no f16 support is needed); scale_words words a row.
@@ -12,7 +13,8 @@
 //     q[l] low and sub-block 2i + 1's high). src/kernels/quant.rs re-lays GGUF blocks so.
 // Tiling: LANES consecutive invocations own one output row and stride over its blocks (so a
 // row's quants are read in contiguous runs), then reduce their partial sums in workgroup
-// memory; a workgroup covers WG / LANES rows, on a 2-D grid (flat = x + y * nwg.x).
+// memory; a workgroup covers WG / LANES rows, on a 2-D grid (flat = x + y * nwg.x); z is the
+// row of x.
 
 struct Params {
     n: u32,
@@ -71,6 +73,7 @@ fn gemv_q8_0(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg:
              @builtin(local_invocation_index) lid: u32) {
     let row = (wg.x + wg.y * nwg.x) * (WG / LANES) + lid / LANES;
     let lane = lid % LANES;
+    let xb = wg.z * p.k;
     var sum = 0.0;
     if (row < p.n) {
         for (var b = lane; b < p.blocks; b += LANES) {
@@ -80,17 +83,17 @@ fn gemv_q8_0(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg:
             for (var w = 0u; w < 8u; w++) {
                 let q = bitcast<i32>(quants[q0 + w]);
                 let xi = x0 + w * 4u;
-                s += f32(extractBits(q, 0u, 8u)) * f32(x[xi])
-                   + f32(extractBits(q, 8u, 8u)) * f32(x[xi + 1u])
-                   + f32(extractBits(q, 16u, 8u)) * f32(x[xi + 2u])
-                   + f32(extractBits(q, 24u, 8u)) * f32(x[xi + 3u]);
+                s += f32(extractBits(q, 0u, 8u)) * f32(x[xb + xi])
+                   + f32(extractBits(q, 8u, 8u)) * f32(x[xb + xi + 1u])
+                   + f32(extractBits(q, 16u, 8u)) * f32(x[xb + xi + 2u])
+                   + f32(extractBits(q, 24u, 8u)) * f32(x[xb + xi + 3u]);
             }
             sum += block_scale(row, b) * s;
         }
     }
     reduce_rows(lid, sum);
     if (lane == 0u && row < p.n) {
-        y[row] = elem(partial[lid]);
+        y[wg.z * p.n + row] = elem(partial[lid]);
     }
 }
 
@@ -99,6 +102,7 @@ fn gemv_q4_0(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg:
              @builtin(local_invocation_index) lid: u32) {
     let row = (wg.x + wg.y * nwg.x) * (WG / LANES) + lid / LANES;
     let lane = lid % LANES;
+    let xb = wg.z * p.k;
     var sum = 0.0;
     if (row < p.n) {
         for (var b = lane; b < p.blocks; b += LANES) {
@@ -110,8 +114,8 @@ fn gemv_q4_0(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg:
                 for (var i = 0u; i < 4u; i++) {
                     let j = w * 4u + i;
                     let byte = extractBits(q, 8u * i, 8u);
-                    s += (f32(byte & 15u) - 8.0) * f32(x[x0 + j])
-                       + (f32(byte >> 4u) - 8.0) * f32(x[x0 + j + 16u]);
+                    s += (f32(byte & 15u) - 8.0) * f32(x[xb + x0 + j])
+                       + (f32(byte >> 4u) - 8.0) * f32(x[xb + x0 + j + 16u]);
                 }
             }
             sum += block_scale(row, b) * s;
@@ -119,7 +123,7 @@ fn gemv_q4_0(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg:
     }
     reduce_rows(lid, sum);
     if (lane == 0u && row < p.n) {
-        y[row] = elem(partial[lid]);
+        y[wg.z * p.n + row] = elem(partial[lid]);
     }
 }
 
@@ -145,6 +149,7 @@ fn gemv_q4_k(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg:
              @builtin(local_invocation_index) lid: u32) {
     let row = (wg.x + wg.y * nwg.x) * (WG / LANES) + lid / LANES;
     let lane = lid % LANES;
+    let xb = wg.z * p.k;
     var sum = 0.0;
     if (row < p.n) {
         for (var b = lane; b < p.blocks; b += LANES) {
@@ -165,8 +170,8 @@ fn gemv_q4_k(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg:
                     for (var k = 0u; k < 4u; k++) {
                         let l = 4u * w + k;
                         let byte = extractBits(q, 8u * k, 8u);
-                        let xl = f32(x[x0 + 64u * i + l]);
-                        let xh = f32(x[x0 + 64u * i + 32u + l]);
+                        let xl = f32(x[xb + x0 + 64u * i + l]);
+                        let xh = f32(x[xb + x0 + 64u * i + 32u + l]);
                         lo_dot += f32(byte & 15u) * xl;
                         hi_dot += f32(byte >> 4u) * xh;
                         lo_x += xl;
@@ -180,6 +185,6 @@ fn gemv_q4_k(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg:
     }
     reduce_rows(lid, sum);
     if (lane == 0u && row < p.n) {
-        y[row] = elem(partial[lid]);
+        y[wg.z * p.n + row] = elem(partial[lid]);
     }
 }

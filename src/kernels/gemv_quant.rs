@@ -95,8 +95,9 @@ pub(crate) fn pipeline_keys() -> Vec<PipelineKey> {
         .collect()
 }
 
-/// `y = W · x` for a packed `[N, K]` weight: `x` `[1, K]`, `y` `[1, N]`, both in the same
-/// float dtype.
+/// `y = x · Wᵀ` for a packed `[N, K]` weight: `x` `[M, K]`, `y` `[M, N]`, both in the same
+/// float dtype. Each of the M rows is one GEMV (decode has M = 1; a prefill re-reads W per
+/// token, which a packed matmul would not).
 pub fn gemv_quant<'a>(
     gpu: &Gpu,
     x: &'a Tensor,
@@ -114,8 +115,16 @@ pub fn gemv_quant<'a>(
             ),
         ));
     }
-    expect_shape(op, "x", x, &[1, w.cols])?;
-    expect_shape(op, "y", y, &[1, w.rows])?;
+    let m = match x.shape() {
+        [m, k] if *k == w.cols => *m,
+        other => {
+            return Err(Error::shape(
+                op,
+                format!("x is {other:?}; the weight takes [rows, {}]", w.cols),
+            ));
+        }
+    };
+    expect_shape(op, "y", y, &[m, w.rows])?;
     let key = key(w.ggml_type, dtype)
         .ok_or_else(|| Error::Invalid(format!("no packed kernel reads {:?}", w.ggml_type)))?;
     let words = packed_quant_words(w.ggml_type).unwrap_or(0);
@@ -146,20 +155,32 @@ pub fn gemv_quant<'a>(
         blocks: to_u32(op, "blocks", w.cols / block)?,
         scale_words: to_u32(op, "scale words", scale_words)?,
     };
-    let grid = gpu.grid(op, u64::from(params.n.div_ceil(ROWS)))?;
+    let [gx, gy, _] = gpu.grid(op, u64::from(params.n.div_ceil(ROWS)))?;
+    let rows = to_u32(op, "rows of x", m)?;
+    let max_z = gpu.limits().max_compute_workgroups_per_dimension;
+    if rows > max_z {
+        return Err(Error::TooManyWorkgroups {
+            what: format!("{op} over {rows} rows"),
+            groups: u64::from(rows),
+            limit: max_z,
+        });
+    }
     let tensors = [(1, x), (2, w.scales), (3, w.quants), (4, y)];
-    prepare(gpu, &key, &params, &tensors, grid)
+    prepare(gpu, &key, &params, &tensors, [gx, gy, rows])
 }
 
-/// f64 reference: `W · x` with `W` the dequantized `[n, k]` weight (row-major).
+/// f64 reference: `x · Wᵀ` with `W` the dequantized `[n, k]` weight and `x` `[m, k]`
+/// (row-major).
 pub fn reference(w: &[f64], x: &[f64], n: usize, k: usize) -> Vec<f64> {
-    (0..n)
-        .map(|row| {
-            w[row * k..(row + 1) * k]
-                .iter()
-                .zip(x)
-                .map(|(a, b)| a * b)
-                .sum()
+    x.chunks(k)
+        .flat_map(|x| {
+            (0..n).map(move |row| {
+                w[row * k..(row + 1) * k]
+                    .iter()
+                    .zip(x)
+                    .map(|(a, b)| a * b)
+                    .sum()
+            })
         })
         .collect()
 }

@@ -9,10 +9,12 @@ use crate::kernels::gemv_quant::{self, PackedView};
 use crate::kernels::quant::{self, GgmlType, Relaid};
 use crate::tensor::{DType, Tensor};
 
-/// `y = W · x` with `W` `[n, k]` in `ggml_type` blocks (random quants, finite scales).
+/// `y = x · Wᵀ` with `W` `[n, k]` in `ggml_type` blocks (random quants, finite scales) and
+/// `x` `[m, k]`.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct QuantGemvSpec {
     pub ggml_type: GgmlType,
+    pub m: usize,
     pub n: usize,
     pub k: usize,
 }
@@ -61,17 +63,22 @@ impl CaseSpec for QuantGemvSpec {
     }
 
     fn shape(&self) -> String {
-        format!("{:?} N={} K={}", self.ggml_type, self.n, self.k)
+        let rows = if self.m > 1 {
+            format!("M={} ", self.m)
+        } else {
+            String::new()
+        };
+        format!("{:?} {rows}N={} K={}", self.ggml_type, self.n, self.k)
     }
 
     fn flops(&self) -> f64 {
-        2.0 * (self.n * self.k) as f64
+        2.0 * (self.m * self.n * self.k) as f64
     }
 
     /// In elements of the case dtype: x, y, and the packed weight's bytes over the element
     /// size (see [`CaseSpec::traffic_bytes`]).
     fn traffic(&self) -> usize {
-        self.k + self.n
+        self.m * (self.k + self.n)
     }
 
     fn traffic_bytes(&self, dtype: DType) -> f64 {
@@ -94,13 +101,13 @@ impl CaseSpec for QuantGemvSpec {
     }
 
     fn inputs(&self, random: Random<'_>) -> Result<Vec<HostTensor>> {
-        let x = random(&[1, self.k], -1.0, 1.0);
+        let x = random(&[self.m, self.k], -1.0, 1.0);
         let (scales, quants) = self.blocks(random);
         Ok(vec![x, scales, quants])
     }
 
     fn output_shape(&self, _: &[HostTensor]) -> Vec<usize> {
-        vec![1, self.n]
+        vec![self.m, self.n]
     }
 
     fn reference(&self, inputs: &[HostTensor]) -> Vec<f64> {

@@ -294,12 +294,27 @@ pub(super) fn quant_gemv_cases() -> Vec<Entry> {
             ]
         };
         for (n, k) in sizes {
-            let spec = QuantGemvSpec { ggml_type, n, k };
+            let spec = QuantGemvSpec {
+                ggml_type,
+                m: 1,
+                n,
+                k,
+            };
             list.push(entry(spec, n * k <= 33 * 1024, BenchTier::No));
         }
+        // Several rows of x (a prefill through the packed weights).
+        let (n, k) = sizes[2];
+        let prefill = QuantGemvSpec {
+            ggml_type,
+            m: 5,
+            n,
+            k,
+        };
+        list.push(entry(prefill, true, BenchTier::No));
         list.push(entry(
             QuantGemvSpec {
                 ggml_type,
+                m: 1,
                 n: 4096,
                 k: 4096,
             },
@@ -309,6 +324,7 @@ pub(super) fn quant_gemv_cases() -> Vec<Entry> {
         list.push(entry(
             QuantGemvSpec {
                 ggml_type,
+                m: 1,
                 n: 11008,
                 k: 4096,
             },
