@@ -77,35 +77,44 @@ fn a_file_from_the_gguf_package_reads_as_the_package_reads_it() {
     assert_eq!(g.tensor("q4_k").unwrap().ggml_type, GgmlType::Q4_K);
 }
 
+/// Each fixture with its quantized projections kept packed (the packed GEMV, for the prompt
+/// and every decode step) and widened to f32 at load: both as transformers.
 #[test]
 fn gguf_checkpoints_generate_as_transformers_does() {
     let gpu = common::gpu();
     for name in ["llama_f32", "llama_q8_0", "qwen2_q4_0"] {
-        let want = Expected::read(&fixture(&format!("{name}.expected.safetensors")));
-        let options = LoadOptions {
-            dtype: DType::F32,
-            ..LoadOptions::default()
-        };
-        let path = fixture(&format!("{name}.gguf"));
-        let mut model =
-            Llama::load(&gpu, &path, &options).unwrap_or_else(|e| panic!("{name}: {e}"));
-        let generate = GenerateOptions {
-            max_tokens: want.tokens.len(),
-            stop_at_eos: false,
-            keep_logits: true,
-            ..GenerateOptions::default()
-        };
-        let out = model.generate(&want.prompt, &generate, |_| Ok(())).unwrap();
-        assert_eq!(out.tokens, want.tokens, "{name}: greedy tokens");
-        let mut worst: f64 = 0.0;
-        for (step, (got, w)) in out.logits.iter().zip(&want.logits).enumerate() {
-            let rel = relative_l2(got, w);
-            assert!(rel < 1e-3, "{name} step {step}: logits relative L2 {rel:e}");
-            worst = worst.max(rel);
+        for packed_weights in [true, false] {
+            let want = Expected::read(&fixture(&format!("{name}.expected.safetensors")));
+            let options = LoadOptions {
+                dtype: DType::F32,
+                packed_weights,
+                ..LoadOptions::default()
+            };
+            let path = fixture(&format!("{name}.gguf"));
+            let label = format!("{name} (packed weights: {packed_weights})");
+            let mut model =
+                Llama::load(&gpu, &path, &options).unwrap_or_else(|e| panic!("{label}: {e}"));
+            let generate = GenerateOptions {
+                max_tokens: want.tokens.len(),
+                stop_at_eos: false,
+                keep_logits: true,
+                ..GenerateOptions::default()
+            };
+            let out = model.generate(&want.prompt, &generate, |_| Ok(())).unwrap();
+            assert_eq!(out.tokens, want.tokens, "{label}: greedy tokens");
+            let mut worst: f64 = 0.0;
+            for (step, (got, w)) in out.logits.iter().zip(&want.logits).enumerate() {
+                let rel = relative_l2(got, w);
+                assert!(
+                    rel < 1e-3,
+                    "{label} step {step}: logits relative L2 {rel:e}"
+                );
+                worst = worst.max(rel);
+            }
+            eprintln!(
+                "{label}: {} tokens identical, worst logits relative L2 {worst:.1e}",
+                out.tokens.len()
+            );
         }
-        eprintln!(
-            "{name}: {} tokens identical, worst logits relative L2 {worst:.1e}",
-            out.tokens.len()
-        );
     }
 }

@@ -39,8 +39,8 @@ fn load(gpu: &Gpu, dir: &Path, dtype: DType) -> Llama {
 fn load_with(gpu: &Gpu, dir: &Path, dtype: DType, fused_norms: Option<bool>) -> Llama {
     let options = LoadOptions {
         dtype,
-        max_context: None,
         fused_norms,
+        ..LoadOptions::default()
     };
     Llama::load(gpu, dir, &options).unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
 }

@@ -3,6 +3,7 @@
 
 use super::{Graph, Id};
 use crate::kernels::elementwise::{self, Binary, Unary};
+use crate::kernels::gemv_quant::{self, PackedView, PackedWeight};
 use crate::kernels::matmul::{self, BLayout, Epilogue, Path};
 use crate::tensor::{DType, Tensor};
 
@@ -106,6 +107,42 @@ fn projection(
         }
     });
     out
+}
+
+/// [`linear`] (then `then`) with a packed quantized weight: the packed GEMV per row of `x`,
+/// then the bias and `then` as elementwise steps (the packed kernel fuses neither).
+pub fn packed_linear(
+    g: &mut Graph,
+    x: Id,
+    weight: &PackedWeight,
+    bias: Option<&Tensor>,
+    then: Option<Then>,
+    dtype: DType,
+) -> Id {
+    let rows = g.shape(x)[0];
+    let out = g.temp(&[rows, weight.rows], dtype);
+    let (scales, quants) = (g.external(&weight.scales), g.external(&weight.quants));
+    let (ggml_type, n, k) = (weight.ggml_type, weight.rows, weight.cols);
+    g.node("packed linear", &[x, scales, quants, out], move |c| {
+        let w = PackedView {
+            ggml_type,
+            rows: n,
+            cols: k,
+            scales: c.tensor(1),
+            quants: c.tensor(2),
+        };
+        gemv_quant::gemv_quant(c.gpu, c.tensor(0), w, c.tensor(3))
+    });
+    let mut y = out;
+    if let Some(bias) = bias {
+        let b = g.external(bias);
+        y = binary(g, y, b, Binary::Add, dtype);
+    }
+    match then {
+        None => y,
+        Some(Then::Add(other)) => binary(g, other, y, Binary::Add, dtype),
+        Some(Then::SiluMul(gate)) => binary(g, gate, y, Binary::SwiGlu, dtype),
+    }
 }
 
 /// `op(x)` into a tensor of `x`'s shape.

@@ -425,6 +425,25 @@ impl GgufTensors {
         self.tensors.get(name).map(|t| t.shape.as_slice())
     }
 
+    /// The GGUF block type and bytes of `name` (rows reordered as the checkpoint name expects),
+    /// if it is a 2-D tensor in a type the packed kernels read; `None` otherwise.
+    pub fn read_packed(&self, name: &str) -> Option<(GgmlType, Vec<u8>)> {
+        let from = self.tensors.get(name)?;
+        let t = self.gguf.tensor(&from.source)?;
+        crate::kernels::quant::packed_quant_words(t.ggml_type)?;
+        if from.shape.len() != 2 {
+            return None;
+        }
+        let bytes = self.gguf.data(t);
+        Some((
+            t.ggml_type,
+            match from.unpermute_heads {
+                None => bytes.to_vec(),
+                Some(heads) => unpermute_rows(bytes, from.shape[0], heads),
+            },
+        ))
+    }
+
     /// The values of `name`, dequantized and reordered as the checkpoint name expects.
     pub fn read_f32(&self, name: &str) -> Option<Result<Vec<f32>>> {
         let from = self.tensors.get(name)?;
@@ -451,11 +470,12 @@ impl GgufTensors {
 }
 
 /// Undoes llama.cpp's q/k row order: within each head of `d = rows / heads` rows, the stored
-/// row `2j + t` is the Hugging Face row `t·d/2 + j` (`values` row-major, `rows` rows).
-fn unpermute_rows(values: &[f32], rows: usize, heads: usize) -> Vec<f32> {
+/// row `2j + t` is the Hugging Face row `t·d/2 + j` (`values` row-major, `rows` rows of any
+/// element: values, or a row's quantized blocks as bytes).
+fn unpermute_rows<T: Copy + Default>(values: &[T], rows: usize, heads: usize) -> Vec<T> {
     let cols = values.len() / rows;
     let d = rows / heads;
-    let mut out = vec![0.0; values.len()];
+    let mut out = vec![T::default(); values.len()];
     for h in 0..heads {
         for j in 0..d / 2 {
             for t in 0..2 {

@@ -366,6 +366,20 @@ impl Checkpoint {
         })
     }
 
+    /// The quantized blocks of `name` (shape `expected`) as stored, where the checkpoint keeps
+    /// it in a block type the packed kernels read (a GGUF file); `None` for plain tensors.
+    pub fn read_packed(
+        &self,
+        name: &str,
+        expected: &[usize],
+    ) -> Result<Option<(crate::kernels::quant::GgmlType, Vec<u8>)>> {
+        let Some(gguf) = &self.gguf else {
+            return Ok(None);
+        };
+        self.expect(name, expected)?;
+        Ok(gguf.read_packed(name))
+    }
+
     /// Uploads `name` (shape `expected`) to the device in `dtype`.
     pub fn upload(
         &self,

@@ -22,7 +22,7 @@ use crate::kernels::{attention, gather, norm, rope};
 use crate::tensor::{DType, Tensor};
 
 use super::LlamaConfig;
-use super::weights::{Layer, LlamaWeights, RowSplit, Stacked};
+use super::weights::{Layer, LlamaWeights, Proj, RowSplit, Stacked};
 
 /// The context used when neither the caller nor a smaller model limit says otherwise: KV caches
 /// for a 128k-position model would not fit most devices.
@@ -41,6 +41,10 @@ pub struct LoadOptions {
     /// and the repeated norm reads a cached row; not on CPU adapters, where every workgroup
     /// repeating the reduction costs more than the dispatch it saves.
     pub fused_norms: Option<bool>,
+    /// Whether projections a checkpoint stores in a block-quantized type the packed GEMV
+    /// reads (Q8_0, Q4_0, Q4_K in a GGUF file) stay packed on the GPU (default), or are
+    /// widened to `dtype` at load.
+    pub packed_weights: bool,
 }
 
 impl Default for LoadOptions {
@@ -49,6 +53,7 @@ impl Default for LoadOptions {
             dtype: DType::F32,
             max_context: None,
             fused_norms: None,
+            packed_weights: true,
         }
     }
 }
@@ -99,7 +104,7 @@ impl Llama {
         let dtype = options.dtype;
         gpu.require(dtype, "the decoder")?;
         let capacity = context_capacity(gpu, &config, options)?;
-        let weights = LlamaWeights::load(gpu, ckpt, &config, dtype)?;
+        let weights = LlamaWeights::load(gpu, ckpt, &config, dtype, options.packed_weights)?;
         let caches = (0..config.num_layers)
             .map(|_| {
                 KvCache::new(
@@ -286,7 +291,8 @@ impl Llama {
         let eps = c.rms_norm_eps as f32;
         let scale = 1.0 / (head_dim as f32).sqrt();
 
-        let fuse = seq == 1 && self.fused_norms;
+        // The packed GEMV fuses no norm: layers with packed projections compute it once.
+        let fuse = seq == 1 && self.fused_norms && !layer.has_packed();
         let h = Normed::new(g, x, &layer.input_norm, eps, d, fuse);
         // The tensors RoPE rotates in place: q and k, or (one row, stacked) the q|k run at
         // the front of the stacked projection's output, rotated by one call since every head
@@ -294,7 +300,7 @@ impl Llama {
         let (q, k, v, qk) = match self.stacked_qkv(layer, seq) {
             // One row: one GEMV over the stacked weight, and views of its output.
             Some(stacked) => {
-                let qkv = h.linear(g, &stacked.weight, stacked.bias.as_ref(), None);
+                let qkv = h.dense_linear(g, &stacked.weight, stacked.bias.as_ref(), None);
                 let (q_len, kv_len) = (heads * head_dim, kv_heads * head_dim);
                 let qk = g.slice(qkv, 0, &[1, 1, heads + kv_heads, head_dim])?;
                 (
@@ -335,14 +341,14 @@ impl Llama {
             attention::attention(c.gpu, q, k, v, c.position(), true, scale, out)
         });
         // The residual adds and SwiGLU ride in the projections' stores.
-        let x = layers::linear_then(g, a, &layer.o, layer.o_bias.as_ref(), Then::Add(x), d);
+        let x = project(g, a, &layer.o, layer.o_bias.as_ref(), Some(Then::Add(x)), d);
 
         let h = Normed::new(g, x, &layer.post_norm, eps, d, fuse);
         let gate = h.linear(g, &layer.gate, layer.gate_bias.as_ref(), None);
         let up = Some(Then::SiluMul(gate));
         let act = h.linear(g, &layer.up, layer.up_bias.as_ref(), up);
-        let down = Then::Add(x);
-        Ok(layers::linear_then(
+        let down = Some(Then::Add(x));
+        Ok(project(
             g,
             act,
             &layer.down,
@@ -353,9 +359,26 @@ impl Llama {
     }
 }
 
+/// `x · wᵀ (+ bias)`, then `then`, on the kernel the weight's storage calls for.
+fn project(
+    g: &mut Graph,
+    x: Id,
+    w: &Proj,
+    bias: Option<&Tensor>,
+    then: Option<Then>,
+    d: DType,
+) -> Id {
+    match (w, then) {
+        (Proj::Packed(w), then) => layers::packed_linear(g, x, w, bias, then, d),
+        (Proj::Dense(w), Some(then)) => layers::linear_then(g, x, w, bias, then, d),
+        (Proj::Dense(w), None) => layers::linear(g, x, w, bias, d),
+    }
+}
+
 /// RMSNorm(x) on its way into projections: fused into each projection's GEMV (decode, one
 /// row, where [`LoadOptions::fused_norms`] allows), or computed once into a tensor the
 /// projections share.
+#[derive(Clone, Copy)]
 enum Normed<'w> {
     Fused {
         x: Id,
@@ -386,8 +409,36 @@ impl<'w> Normed<'w> {
         }
     }
 
-    /// `linear(RMSNorm(x))`, then `then`.
-    fn linear(&self, g: &mut Graph, w: &Tensor, bias: Option<&Tensor>, then: Option<Then>) -> Id {
+    /// `linear(RMSNorm(x))`, then `then`, for either kind of weight.
+    fn linear(&self, g: &mut Graph, w: &Proj, bias: Option<&Tensor>, then: Option<Then>) -> Id {
+        match (w, *self) {
+            (Proj::Dense(w), _) => self.dense_linear(g, w, bias, then),
+            // Layers with packed projections compute their norms ([`Layer::has_packed`]);
+            // should one not, the norm is computed here rather than skipped.
+            (Proj::Packed(_), Normed::Computed { h, dtype }) => project(g, h, w, bias, then, dtype),
+            (
+                Proj::Packed(_),
+                Normed::Fused {
+                    x,
+                    weight,
+                    eps,
+                    dtype,
+                },
+            ) => {
+                let h = rms_norm(g, x, weight, eps, dtype);
+                project(g, h, w, bias, then, dtype)
+            }
+        }
+    }
+
+    /// `linear(RMSNorm(x))`, then `then`, with a dense weight (the norm fused where asked).
+    fn dense_linear(
+        &self,
+        g: &mut Graph,
+        w: &Tensor,
+        bias: Option<&Tensor>,
+        then: Option<Then>,
+    ) -> Id {
         match *self {
             Normed::Fused {
                 x,

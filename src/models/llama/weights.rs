@@ -5,6 +5,8 @@
 use crate::error::{Error, Result};
 use crate::gpu::Gpu;
 use crate::io::Checkpoint;
+use crate::kernels::gemv_quant::PackedWeight;
+use crate::kernels::quant;
 use crate::tensor::{DType, Tensor};
 
 use super::LlamaConfig;
@@ -54,21 +56,51 @@ impl RowSplit {
     }
 }
 
+/// A projection's weight: a plain `[out, in]` tensor in the model's dtype, or quantized
+/// blocks kept packed (from a GGUF file, read by the packed GEMV).
+pub enum Proj {
+    Dense(Tensor),
+    Packed(PackedWeight),
+}
+
+impl Proj {
+    /// Loads `name` (`[rows, cols]`): packed where the checkpoint stores it in a block type
+    /// the packed kernels read and `packed` allows, else widened to `dtype`.
+    fn load(
+        gpu: &Gpu,
+        ckpt: &Checkpoint,
+        name: &str,
+        shape: [usize; 2],
+        dtype: DType,
+        packed: bool,
+    ) -> Result<Proj> {
+        if packed && let Some((t, bytes)) = ckpt.read_packed(name, &shape)? {
+            let relaid = quant::relay(t, &bytes, shape[0], shape[1])?;
+            return Ok(Proj::Packed(PackedWeight::upload(gpu, t, &relaid)?));
+        }
+        Ok(Proj::Dense(ckpt.upload(gpu, name, &shape, dtype)?))
+    }
+
+    pub fn is_packed(&self) -> bool {
+        matches!(self, Proj::Packed(_))
+    }
+}
+
 /// One decoder layer.
 pub struct Layer {
     pub input_norm: Tensor,
-    pub q: Tensor,
-    pub k: Tensor,
-    pub v: Tensor,
-    pub o: Tensor,
+    pub q: Proj,
+    pub k: Proj,
+    pub v: Proj,
+    pub o: Proj,
     pub q_bias: Option<Tensor>,
     pub k_bias: Option<Tensor>,
     pub v_bias: Option<Tensor>,
     pub o_bias: Option<Tensor>,
     pub post_norm: Tensor,
-    pub gate: Tensor,
-    pub up: Tensor,
-    pub down: Tensor,
+    pub gate: Proj,
+    pub up: Proj,
+    pub down: Proj,
     pub gate_bias: Option<Tensor>,
     pub up_bias: Option<Tensor>,
     pub down_bias: Option<Tensor>,
@@ -187,13 +219,26 @@ pub fn expected_tensors(c: &LlamaConfig) -> Vec<(String, Vec<usize>)> {
     list
 }
 
+impl Layer {
+    /// Whether any projection is packed (the packed GEMV fuses no norm).
+    pub fn has_packed(&self) -> bool {
+        [
+            &self.q, &self.k, &self.v, &self.o, &self.gate, &self.up, &self.down,
+        ]
+        .iter()
+        .any(|p| p.is_packed())
+    }
+}
+
 impl LlamaWeights {
-    /// Checks every expected tensor, then uploads them in `dtype`.
+    /// Checks every expected tensor, then uploads them in `dtype` (projections stored in a
+    /// packed block type stay packed when `packed`).
     pub fn load(
         gpu: &Gpu,
         ckpt: &Checkpoint,
         c: &LlamaConfig,
         dtype: DType,
+        packed: bool,
     ) -> Result<LlamaWeights> {
         for (name, shape) in expected_tensors(c) {
             if !ckpt.contains(&name) {
@@ -216,6 +261,8 @@ impl LlamaWeights {
         };
         let (hidden, inter) = (c.hidden_size, c.intermediate_size);
         let (q, kv) = (c.num_heads * c.head_dim, c.num_kv_heads * c.head_dim);
+        let proj =
+            |name: &str, shape: [usize; 2]| Proj::load(gpu, ckpt, name, shape, dtype, packed);
         let mut layers = Vec::with_capacity(c.num_layers);
         for i in 0..c.num_layers {
             let n = |suffix: &str| format!("model.layers.{i}.{suffix}");
@@ -223,7 +270,16 @@ impl LlamaWeights {
                 [("q", q), ("k", kv), ("v", kv)]
                     .map(|(p, rows)| (n(&format!("self_attn.{p}_proj.{kind}")), rows))
             };
-            let stacked = stack_rows(gpu, ckpt, &projections("weight"), hidden, dtype)?;
+            // Packed q/k/v are projected one by one (no stacked dense copy).
+            let packed_qkv = packed
+                && ckpt
+                    .read_packed(&n("self_attn.q_proj.weight"), &[q, hidden])?
+                    .is_some();
+            let stacked = if packed_qkv {
+                None
+            } else {
+                stack_rows(gpu, ckpt, &projections("weight"), hidden, dtype)?
+            };
             let stacked_bias = match (&stacked, c.qkv_bias) {
                 (Some(_), true) => stack_rows(gpu, ckpt, &projections("bias"), 1, dtype)?,
                 _ => None,
@@ -234,20 +290,20 @@ impl LlamaWeights {
                         weight,
                         bias: Some(bias),
                     }),
-                    [wq, wk, wv],
+                    [Proj::Dense(wq), Proj::Dense(wk), Proj::Dense(wv)],
                     [Some(bq), Some(bk), Some(bv)],
                 ),
                 (Some((weight, [wq, wk, wv])), None) if !c.qkv_bias => (
                     Some(Stacked { weight, bias: None }),
-                    [wq, wk, wv],
+                    [Proj::Dense(wq), Proj::Dense(wk), Proj::Dense(wv)],
                     [None, None, None],
                 ),
                 _ => (
                     None,
                     [
-                        up(&n("self_attn.q_proj.weight"), &[q, hidden])?,
-                        up(&n("self_attn.k_proj.weight"), &[kv, hidden])?,
-                        up(&n("self_attn.v_proj.weight"), &[kv, hidden])?,
+                        proj(&n("self_attn.q_proj.weight"), [q, hidden])?,
+                        proj(&n("self_attn.k_proj.weight"), [kv, hidden])?,
+                        proj(&n("self_attn.v_proj.weight"), [kv, hidden])?,
                     ],
                     [
                         opt(c.qkv_bias, &n("self_attn.q_proj.bias"), &[q])?,
@@ -261,15 +317,15 @@ impl LlamaWeights {
                 q: wq,
                 k: wk,
                 v: wv,
-                o: up(&n("self_attn.o_proj.weight"), &[hidden, q])?,
+                o: proj(&n("self_attn.o_proj.weight"), [hidden, q])?,
                 q_bias: bq,
                 k_bias: bk,
                 v_bias: bv,
                 o_bias: opt(c.o_bias, &n("self_attn.o_proj.bias"), &[hidden])?,
                 post_norm: up(&n("post_attention_layernorm.weight"), &[hidden])?,
-                gate: up(&n("mlp.gate_proj.weight"), &[inter, hidden])?,
-                up: up(&n("mlp.up_proj.weight"), &[inter, hidden])?,
-                down: up(&n("mlp.down_proj.weight"), &[hidden, inter])?,
+                gate: proj(&n("mlp.gate_proj.weight"), [inter, hidden])?,
+                up: proj(&n("mlp.up_proj.weight"), [inter, hidden])?,
+                down: proj(&n("mlp.down_proj.weight"), [hidden, inter])?,
                 gate_bias: opt(c.mlp_bias, &n("mlp.gate_proj.bias"), &[inter])?,
                 up_bias: opt(c.mlp_bias, &n("mlp.up_proj.bias"), &[inter])?,
                 down_bias: opt(c.mlp_bias, &n("mlp.down_proj.bias"), &[hidden])?,
