@@ -391,8 +391,10 @@ fn bench_models_quick_writes_model_figures() {
         serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
     std::fs::remove_file(&path).ok();
     let rows = json["models"].as_array().unwrap();
-    // prefill, decode and two UNet batches per dtype the adapter has
-    assert!(rows.len() == 4 || rows.len() == 8, "{rows:?}");
+    // prefill, decode, decode with Q8_0 and with Q4_K weights and two UNet batches per dtype
+    // the adapter has
+    assert!(rows.len() == 6 || rows.len() == 12, "{rows:?}");
+
     for row in rows {
         let rate = row["per_second"].as_f64().unwrap();
         assert!(rate.is_finite() && rate > 0.0, "{row}");
@@ -400,10 +402,12 @@ fn bench_models_quick_writes_model_figures() {
     }
     let phases: Vec<&str> = rows.iter().map(|r| r["phase"].as_str().unwrap()).collect();
     assert_eq!(
-        &phases[..4],
+        &phases[..6],
         [
             "prefill",
             "decode",
+            "decode, Q8_0 weights",
+            "decode, Q4_K weights",
             "unet forward, batch 1",
             "unet forward, batch 2"
         ]

@@ -56,6 +56,8 @@ pub struct Checkpoint {
     tensors: HashMap<String, Entry>,
     /// `Some(seed)` for [`Checkpoint::synthetic`]: no files, every tensor made on request.
     synthetic: Option<u64>,
+    /// For [`Checkpoint::synthetic_packed`]: the block type its projections come in.
+    synthetic_packed: Option<crate::kernels::quant::GgmlType>,
     /// For [`Checkpoint::from_gguf`]: the tensors, dequantized as they are read.
     gguf: Option<super::gguf::GgufTensors>,
 }
@@ -186,6 +188,7 @@ impl Checkpoint {
             shards,
             tensors,
             synthetic: None,
+            synthetic_packed: None,
             gguf: None,
         })
     }
@@ -198,6 +201,7 @@ impl Checkpoint {
             shards: Vec::new(),
             tensors: HashMap::new(),
             synthetic: None,
+            synthetic_packed: None,
             gguf: Some(tensors),
         }
     }
@@ -213,7 +217,17 @@ impl Checkpoint {
             shards: Vec::new(),
             tensors: HashMap::new(),
             synthetic: Some(seed),
+            synthetic_packed: None,
             gguf: None,
+        }
+    }
+
+    /// [`Checkpoint::synthetic`] whose projection weights (`*_proj.weight`) come as random
+    /// blocks of `t` (finite scales of about 1/√fan_in), for benchmarks of packed weights.
+    pub fn synthetic_packed(seed: u64, t: crate::kernels::quant::GgmlType) -> Checkpoint {
+        Checkpoint {
+            synthetic_packed: Some(t),
+            ..Checkpoint::synthetic(seed)
         }
     }
 
@@ -373,6 +387,9 @@ impl Checkpoint {
         name: &str,
         expected: &[usize],
     ) -> Result<Option<(crate::kernels::quant::GgmlType, Vec<u8>)>> {
+        if let (Some(seed), Some(t)) = (self.synthetic, self.synthetic_packed) {
+            return Ok(synthetic_blocks(seed, t, name, expected));
+        }
         let Some(gguf) = &self.gguf else {
             return Ok(None);
         };
@@ -391,6 +408,37 @@ impl Checkpoint {
         let values = self.read_f32(name, expected)?;
         Tensor::from_f32(gpu, expected, &values, dtype)
     }
+}
+
+/// Random blocks of `t` for a synthetic `[rows, cols]` projection weight `name`, with f16
+/// scales (and Q4_K minimums) of about 1/√cols; `None` for other tensors.
+fn synthetic_blocks(
+    seed: u64,
+    t: crate::kernels::quant::GgmlType,
+    name: &str,
+    shape: &[usize],
+) -> Option<(crate::kernels::quant::GgmlType, Vec<u8>)> {
+    use crate::kernels::quant::GgmlType;
+    let &[rows, cols] = shape else { return None };
+    let (block, block_bytes) = t.block();
+    if !name.ends_with("_proj.weight") || !cols.is_multiple_of(block as usize) {
+        return None;
+    }
+    let mut rng = crate::rng::Rng::for_case(seed, name);
+    let blocks = rows * cols / block as usize;
+    let mut bytes: Vec<u8> = (0..blocks * block_bytes as usize)
+        .map(|_| rng.next_u64() as u8)
+        .collect();
+    let scale = 1.0 / (64.0 * (cols as f64).sqrt());
+    for chunk in bytes.chunks_exact_mut(block_bytes as usize) {
+        let d = half::f16::from_f64(rng.uniform(-scale, scale)).to_le_bytes();
+        chunk[..2].copy_from_slice(&d);
+        if t == GgmlType::Q4_K {
+            let dmin = half::f16::from_f64(rng.uniform(0.0, scale)).to_le_bytes();
+            chunk[2..4].copy_from_slice(&dmin);
+        }
+    }
+    Some((t, bytes))
 }
 
 #[cfg(test)]

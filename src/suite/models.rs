@@ -11,6 +11,7 @@ use serde::Serialize;
 use crate::error::Result;
 use crate::gpu::Gpu;
 use crate::io::{Checkpoint, ConfigJson};
+use crate::kernels::quant::GgmlType;
 use crate::models::diffusion::{UNet, UNetConfig};
 use crate::models::llama::{Llama, LlamaConfig, LoadOptions, expected_tensors};
 use crate::tensor::DType;
@@ -116,6 +117,11 @@ pub fn bench_models(
     let plan = plan(quick);
     let mut rows = bench_llama(gpu, &plan, dtype)?;
     rows.iter().for_each(&mut on_row);
+    for t in [GgmlType::Q8_0, GgmlType::Q4_K] {
+        let row = bench_packed_decode(gpu, &plan, dtype, t)?;
+        on_row(&row);
+        rows.push(row);
+    }
     for row in bench_unet(gpu, &plan, dtype)? {
         on_row(&row);
         rows.push(row);
@@ -191,6 +197,53 @@ fn bench_llama(gpu: &Gpu, plan: &Plan, dtype: DType) -> Result<Vec<ModelRow>> {
             ),
         ),
     ])
+}
+
+/// Decode tokens/s with the projections kept packed in `t` (the packed GEMV), activations in
+/// `dtype`; the bandwidth counts the packed bytes a token reads.
+fn bench_packed_decode(gpu: &Gpu, plan: &Plan, dtype: DType, t: GgmlType) -> Result<ModelRow> {
+    let (name, json) = plan.llama;
+    let config = LlamaConfig::from_json(&ConfigJson::parse(name, json)?)?;
+    let (block, block_bytes) = t.block();
+    let mut parameters = 0u64;
+    let mut read_per_token = 0f64;
+    for (tensor, shape) in expected_tensors(&config) {
+        let n = shape.iter().product::<usize>() as u64;
+        parameters += n;
+        if tensor.ends_with("_proj.weight") {
+            read_per_token += n as f64 / block as f64 * block_bytes as f64;
+        } else if tensor != "model.embed_tokens.weight" {
+            read_per_token += (n * dtype.size() as u64) as f64;
+        }
+    }
+    let options = LoadOptions {
+        dtype,
+        max_context: Some(plan.decode_tokens + 1),
+        ..LoadOptions::default()
+    };
+    let ckpt = Checkpoint::synthetic_packed(1, t);
+    let mut model = Llama::from_parts(gpu, config, &ckpt, &options)?;
+    let vocab = model.config().vocab_size as u32;
+    model.forward(&[1])?; // compiles the decode plan
+    let start = Instant::now();
+    for i in 0..plan.decode_tokens as u32 {
+        model.forward(&[(i * 31) % vocab])?;
+    }
+    let seconds = start.elapsed().as_secs_f64();
+    let rate = plan.decode_tokens as f64 / seconds;
+    Ok(ModelRow {
+        model: name.to_string(),
+        dtype: dtype.to_string(),
+        phase: format!("decode, {t:?} weights"),
+        per_second: rate,
+        unit: "tokens/s",
+        parameters,
+        weight_gbytes_per_second: Some(read_per_token * rate / 1e9),
+        detail: format!(
+            "{} tokens in {seconds:.4} s, projections packed in {t:?}, logits read back each step",
+            plan.decode_tokens
+        ),
+    })
 }
 
 fn bench_unet(gpu: &Gpu, plan: &Plan, dtype: DType) -> Result<Vec<ModelRow>> {
