@@ -125,8 +125,9 @@ pub fn save(report: &AdapterReport, tuning: &Tuning) -> Result<PathBuf> {
     let text = serde_json::to_string_pretty(&cache).map_err(|e| Error::Tuning {
         message: e.to_string(),
     })?;
-    // Written beside and renamed, so a reader never sees half a file.
-    let partial = path.with_extension("json.partial");
+    // Written beside (under a name of this process's own, as tuners may run side by side)
+    // and renamed, so a reader never sees half a file.
+    let partial = path.with_extension(format!("json.{}.partial", std::process::id()));
     std::fs::write(&partial, text).map_err(|e| io("writing", e))?;
     std::fs::rename(&partial, &path).map_err(|e| io("replacing", e))?;
     Ok(path)

@@ -114,12 +114,13 @@ pub fn write_atomically(path: &Path, bytes: &[u8]) -> Result<()> {
     })
 }
 
-/// The temporary name [`write_atomically`] writes under: `.NAME.partial` beside `path`.
+/// The temporary name [`write_atomically`] writes under: `.NAME.PID.partial` beside `path`
+/// (the process id keeps two writers of one path from sharing it).
 pub fn partial_path(path: &Path) -> std::path::PathBuf {
     let name = path
         .file_name()
         .map_or_else(|| "output".into(), |n| n.to_string_lossy().into_owned());
-    path.with_file_name(format!(".{name}.partial"))
+    path.with_file_name(format!(".{name}.{}.partial", std::process::id()))
 }
 
 #[cfg(test)]

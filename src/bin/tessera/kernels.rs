@@ -89,10 +89,15 @@ pub fn tune_if_needed(gpu: &Gpu) -> Result<()> {
         return Ok(());
     }
     eprintln!("tuning kernel paths for this adapter (once; `tessera tune` measures again):");
-    let (_, path) = tune::tune_and_save(gpu, DEFAULT_SEED, |what, choice| {
+    let tuning = tune::tune(gpu, DEFAULT_SEED, |what, choice| {
         eprintln!("  {}", tune::format_choice(what, choice));
     })?;
-    eprintln!("  cached in {}", path.display());
+    // The choices are in force for this run either way; an unwritable cache only means
+    // the next run measures again.
+    match tuning::save(gpu.report(), &tuning) {
+        Ok(path) => eprintln!("  cached in {}", path.display()),
+        Err(e) => eprintln!("  not cached ({e}); the next run measures again"),
+    }
     Ok(())
 }
 
