@@ -6,11 +6,13 @@
 //   the product once per token, re-reading W; decode has M = 1).
 //   scales: per row, the blocks' heads one after another: Q8_0 / Q4_0 their f16 scale d, two
 //     to a u32; Q4_K d and dmin in one word and the 12 bytes of packed 6-bit scales in three
-//     (f16 decoded from the bits, so no f16 support is needed); scale_words words a row.
+//     (f16 decoded from the bits, so no f16 support is needed); Q6_K its 16 int8 sub-block
+//     scales and d in 18 bytes, packed back to back; scale_words words a row.
 //   quants: per row, the blocks' quants as they lie in the GGUF block, 32 bits
 //     a word (Q8_0: 8 words a block, byte j = q[j]; Q4_0: 4 words, byte j holds q[j] in its
 //     low and q[j + 16] in its high nibble; Q4_K: 32 words, byte 32i + l holds sub-block 2i's
-//     q[l] low and sub-block 2i + 1's high). src/kernels/quant.rs re-lays GGUF blocks so.
+//     q[l] low and sub-block 2i + 1's high; Q6_K: 48 words, the low 4 bits ql[128] then the
+//     high 2 bits qh[64] of ggml's layout). src/kernels/quant.rs re-lays GGUF blocks so.
 // Tiling: LANES consecutive invocations own one output row and stride over its blocks (so a
 // row's quants are read in contiguous runs), then reduce their partial sums in workgroup
 // memory; a workgroup covers WG / LANES rows, on a 2-D grid (flat = x + y * nwg.x); z is the
@@ -180,6 +182,56 @@ fn gemv_q4_k(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg:
                 }
                 sum += d * (lo_sm.x * lo_dot + hi_sm.x * hi_dot)
                      - dmin * (lo_sm.y * lo_x + hi_sm.y * hi_x);
+            }
+        }
+    }
+    reduce_rows(lid, sum);
+    if (lane == 0u && row < p.n) {
+        y[wg.z * p.n + row] = elem(partial[lid]);
+    }
+}
+
+// Byte `i` of the head stream of row `row` (heads packed back to back, any size).
+fn row_head_byte(row: u32, i: u32) -> u32 {
+    return extractBits(scales[row * p.scale_words + i / 4u], 8u * (i % 4u), 8u);
+}
+
+// Byte `i` of the quant words starting at word `first`.
+fn quant_byte(first: u32, i: u32) -> u32 {
+    return extractBits(quants[first + i / 4u], 8u * (i % 4u), 8u);
+}
+
+@compute @workgroup_size(WG)
+fn gemv_q6_k(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+             @builtin(local_invocation_index) lid: u32) {
+    let row = (wg.x + wg.y * nwg.x) * (WG / LANES) + lid / LANES;
+    let lane = lid % LANES;
+    let xb = wg.z * p.k;
+    var sum = 0.0;
+    if (row < p.n) {
+        for (var b = lane; b < p.blocks; b += LANES) {
+            let head = b * 18u;
+            let d = half_to_f32(row_head_byte(row, head + 16u) | (row_head_byte(row, head + 17u) << 8u));
+            let q0 = (row * p.blocks + b) * 48u;
+            let x0 = xb + b * 256u;
+            for (var n = 0u; n < 2u; n++) {
+                // Per 16-row sub-block: the dot of its 6-bit quants (centred) with x.
+                var dots = array<f32, 8>();
+                for (var l = 0u; l < 32u; l++) {
+                    let lo = quant_byte(q0, 64u * n + l);
+                    let lo2 = quant_byte(q0, 64u * n + l + 32u);
+                    let hi = quant_byte(q0, 128u + 32u * n + l);
+                    let is = l / 16u;
+                    let y = x0 + 128u * n + l;
+                    dots[is] += (f32((lo & 15u) | ((hi & 3u) << 4u)) - 32.0) * f32(x[y]);
+                    dots[is + 2u] += (f32((lo2 & 15u) | (((hi >> 2u) & 3u) << 4u)) - 32.0) * f32(x[y + 32u]);
+                    dots[is + 4u] += (f32((lo >> 4u) | (((hi >> 4u) & 3u) << 4u)) - 32.0) * f32(x[y + 64u]);
+                    dots[is + 6u] += (f32((lo2 >> 4u) | (((hi >> 6u) & 3u) << 4u)) - 32.0) * f32(x[y + 96u]);
+                }
+                for (var j = 0u; j < 8u; j++) {
+                    let sc = f32(bitcast<i32>(row_head_byte(row, head + 8u * n + j) << 24u) >> 24u);
+                    sum += d * sc * dots[j];
+                }
             }
         }
     }

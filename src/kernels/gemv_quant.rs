@@ -1,6 +1,6 @@
 //! Matrix-vector products with block-quantized weights kept packed on the GPU
 //! (`shaders/gemv_quant.wgsl`): the decode projection when a checkpoint's weights are Q8_0,
-//! Q4_0 or Q4_K, reading about a quarter to a half of f16's bytes. The weight is a [`PackedWeight`]: the
+//! Q4_0, Q4_K or Q6_K, reading about a quarter to a half of f16's bytes. The weight is a [`PackedWeight`]: the
 //! re-laid blocks of [`super::quant::relay`].
 
 use crate::error::{Error, Result};
@@ -80,6 +80,7 @@ fn entry(t: GgmlType) -> Option<&'static str> {
         GgmlType::Q8_0 => Some("gemv_q8_0"),
         GgmlType::Q4_0 => Some("gemv_q4_0"),
         GgmlType::Q4_K => Some("gemv_q4_k"),
+        GgmlType::Q6_K => Some("gemv_q6_k"),
         _ => None,
     }
 }
@@ -89,10 +90,15 @@ fn key(t: GgmlType, dtype: DType) -> Option<PipelineKey> {
 }
 
 pub(crate) fn pipeline_keys() -> Vec<PipelineKey> {
-    [GgmlType::Q8_0, GgmlType::Q4_0, GgmlType::Q4_K]
-        .into_iter()
-        .flat_map(|t| [DType::F32, DType::F16].map(|d| key(t, d).expect("packed types")))
-        .collect()
+    [
+        GgmlType::Q8_0,
+        GgmlType::Q4_0,
+        GgmlType::Q4_K,
+        GgmlType::Q6_K,
+    ]
+    .into_iter()
+    .flat_map(|t| [DType::F32, DType::F16].map(|d| key(t, d).expect("packed types")))
+    .collect()
 }
 
 /// `y = x · Wᵀ` for a packed `[N, K]` weight: `x` `[M, K]`, `y` `[M, N]`, both in the same

@@ -250,26 +250,31 @@ pub struct Relaid {
     pub quants: Vec<u32>,
 }
 
-/// Head bytes and quant bytes of a block of the types the packed kernels read.
-fn packed_split(t: GgmlType) -> Option<(usize, usize)> {
+/// Where a block of a type the packed kernels read keeps its head (scales) and its quants:
+/// byte ranges within the block. Q6_K keeps its scales and d after its quants.
+fn packed_split(t: GgmlType) -> Option<(std::ops::Range<usize>, std::ops::Range<usize>)> {
     match t {
-        GgmlType::Q8_0 => Some((2, 32)),
-        GgmlType::Q4_0 => Some((2, 16)),
+        GgmlType::Q8_0 => Some((0..2, 2..34)),
+        GgmlType::Q4_0 => Some((0..2, 2..18)),
         // d, dmin (f16) and the 12 bytes of 6-bit sub-block scales and minimums.
-        GgmlType::Q4_K => Some((16, 128)),
+        GgmlType::Q4_K => Some((0..16, 16..144)),
+        // ql[128] and qh[64]; then 16 i8 sub-block scales and d (f16).
+        GgmlType::Q6_K => Some((192..210, 0..192)),
         _ => None,
     }
 }
 
 /// The quant words per block the packed kernels read for `t`, if they read it.
 pub fn packed_quant_words(t: GgmlType) -> Option<usize> {
-    packed_split(t).map(|(_, quant_bytes)| quant_bytes / 4)
+    packed_split(t).map(|(_, quants)| quants.len() / 4)
 }
 
 /// Scale words per row of `cols` elements of `t` (0 for a type no packed kernel reads).
 pub fn scale_words(t: GgmlType, cols: usize) -> usize {
     let (block, _) = t.block();
-    packed_split(t).map_or(0, |(head, _)| (cols / block as usize * head).div_ceil(4))
+    packed_split(t).map_or(0, |(head, _)| {
+        (cols / block as usize * head.len()).div_ceil(4)
+    })
 }
 
 fn unsupported(t: GgmlType) -> Error {
@@ -279,7 +284,8 @@ fn unsupported(t: GgmlType) -> Error {
 /// Re-lays `bytes` (GGUF blocks of a `[rows, cols]` tensor of type `t`) for the packed
 /// kernels.
 pub fn relay(t: GgmlType, bytes: &[u8], rows: usize, cols: usize) -> Result<Relaid> {
-    let (head, quant_bytes) = packed_split(t).ok_or_else(|| unsupported(t))?;
+    let (head_range, quant_range) = packed_split(t).ok_or_else(|| unsupported(t))?;
+    let (head, quant_bytes) = (head_range.len(), quant_range.len());
     let (block, block_bytes) = t.block();
     let (block, block_bytes) = (block as usize, block_bytes as usize);
     let blocks = cols / block;
@@ -300,8 +306,8 @@ pub fn relay(t: GgmlType, bytes: &[u8], rows: usize, cols: usize) -> Result<Rela
     for row in bytes.chunks_exact(blocks * block_bytes) {
         head_bytes.fill(0);
         for (b, block) in row.chunks_exact(block_bytes).enumerate() {
-            head_bytes[b * head..(b + 1) * head].copy_from_slice(&block[..head]);
-            quants.extend(words(&block[head..head + quant_bytes]));
+            head_bytes[b * head..(b + 1) * head].copy_from_slice(&block[head_range.clone()]);
+            quants.extend(words(&block[quant_range.clone()]));
         }
         scales.extend(words(&head_bytes));
     }
@@ -322,7 +328,9 @@ fn words(bytes: &[u8]) -> impl Iterator<Item = u32> + '_ {
 /// The GGUF block bytes `r` was made from: the inverse of [`relay`], so the packed kernels'
 /// reference is [`dequantize`] of the very blocks.
 pub fn unrelay(t: GgmlType, r: &Relaid) -> Result<Vec<u8>> {
-    let (head, quant_bytes) = packed_split(t).ok_or_else(|| unsupported(t))?;
+    let (head_range, quant_range) = packed_split(t).ok_or_else(|| unsupported(t))?;
+    let (head, quant_bytes) = (head_range.len(), quant_range.len());
+    let block_bytes = t.block().1 as usize;
     let blocks = r.cols / t.block().0 as usize;
     let per_row = scale_words(t, r.cols);
     let quant_words = quant_bytes / 4;
@@ -333,11 +341,15 @@ pub fn unrelay(t: GgmlType, r: &Relaid) -> Result<Vec<u8>> {
             .flat_map(|w| w.to_le_bytes())
             .collect();
         for b in 0..blocks {
-            bytes.extend_from_slice(&heads[b * head..(b + 1) * head]);
+            let mut block = vec![0u8; block_bytes];
+            block[head_range.clone()].copy_from_slice(&heads[b * head..(b + 1) * head]);
             let first = (row * blocks + b) * quant_words;
-            for w in &r.quants[first..first + quant_words] {
-                bytes.extend_from_slice(&w.to_le_bytes());
-            }
+            let quants: Vec<u8> = r.quants[first..first + quant_words]
+                .iter()
+                .flat_map(|w| w.to_le_bytes())
+                .collect();
+            block[quant_range.clone()].copy_from_slice(&quants);
+            bytes.extend_from_slice(&block);
         }
     }
     Ok(bytes)
@@ -391,6 +403,7 @@ mod tests {
             (GgmlType::Q8_0, 96, 1, 2),
             (GgmlType::Q4_0, 32, 3, 1),
             (GgmlType::Q4_K, 256, 3, 4),
+            (GgmlType::Q6_K, 768, 1, 14),
         ] {
             // Three blocks, as one row or three.
             let bytes = hex(fixture[format!("{t:?}")]["bytes"].as_str().unwrap());
@@ -398,7 +411,7 @@ mod tests {
             assert_eq!(relaid.scales.len(), rows * scale_words, "{t:?}");
             assert_eq!(unrelay(t, &relaid).unwrap(), bytes, "{t:?}");
         }
-        assert!(relay(GgmlType::Q6_K, &[0; 210], 1, 256).is_err());
+        assert!(relay(GgmlType::Q5_K, &[0; 176], 1, 256).is_err());
         assert!(relay(GgmlType::Q8_0, &[0; 34], 1, 31).is_err());
     }
 

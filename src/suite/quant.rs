@@ -34,7 +34,13 @@ impl QuantGemvSpec {
         let mut bytes: Vec<u8> = bytes_draw.data.iter().map(|&v| v.floor() as u8).collect();
         for (b, block) in bytes.chunks_exact_mut(block_bytes as usize).enumerate() {
             let d = half::f16::from_f64(scale_draw.data[b]).to_le_bytes();
-            block[..2].copy_from_slice(&d);
+            // Q6_K keeps d last; the others first.
+            let at = if self.ggml_type == GgmlType::Q6_K {
+                208
+            } else {
+                0
+            };
+            block[at..at + 2].copy_from_slice(&d);
             if self.ggml_type == GgmlType::Q4_K {
                 // dmin, a small positive minimum scale.
                 let dmin = half::f16::from_f64(scale_draw.data[b].abs() / 4.0).to_le_bytes();

@@ -272,9 +272,14 @@ fn coop_cases() -> Vec<Entry> {
 pub(super) fn quant_gemv_cases() -> Vec<Entry> {
     use crate::kernels::quant::GgmlType;
     let mut list = Vec::new();
-    for ggml_type in [GgmlType::Q8_0, GgmlType::Q4_0, GgmlType::Q4_K] {
-        // K: one block, a few, and a 7B-class row (blocks of 32, or 256 for Q4_K).
-        let sizes: [(usize, usize); 6] = if ggml_type == GgmlType::Q4_K {
+    for ggml_type in [
+        GgmlType::Q8_0,
+        GgmlType::Q4_0,
+        GgmlType::Q4_K,
+        GgmlType::Q6_K,
+    ] {
+        // K: one block, a few, and a 7B-class row (blocks of 32, or 256 for the K-quants).
+        let sizes: [(usize, usize); 6] = if ggml_type.block().0 == 256 {
             [
                 (1, 256),
                 (7, 512),
