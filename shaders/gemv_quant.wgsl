@@ -57,9 +57,9 @@ fn block_scale(row: u32, b: u32) -> f32 {
     return half_to_f32(word >> (16u * (b % 2u)));
 }
 
-// Sums the LANES partial sums of each row into partial[first lane]; every invocation
-// calls it (it holds barriers).
-fn reduce_rows(lid: u32, sum: f32) {
+// Sums the LANES partial sums of each row and writes y[z][row] (rows past N write nothing);
+// every invocation calls it (it holds barriers).
+fn write_row(lid: u32, row: u32, z: u32, sum: f32) {
     partial[lid] = sum;
     workgroupBarrier();
     for (var stride = LANES / 2u; stride > 0u; stride /= 2u) {
@@ -67,6 +67,9 @@ fn reduce_rows(lid: u32, sum: f32) {
             partial[lid] += partial[lid + stride];
         }
         workgroupBarrier();
+    }
+    if (lid % LANES == 0u && row < p.n) {
+        y[z * p.n + row] = elem(partial[lid]);
     }
 }
 
@@ -93,10 +96,7 @@ fn gemv_q8_0(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg:
             sum += block_scale(row, b) * s;
         }
     }
-    reduce_rows(lid, sum);
-    if (lane == 0u && row < p.n) {
-        y[wg.z * p.n + row] = elem(partial[lid]);
-    }
+    write_row(lid, row, wg.z, sum);
 }
 
 @compute @workgroup_size(WG)
@@ -123,10 +123,7 @@ fn gemv_q4_0(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg:
             sum += block_scale(row, b) * s;
         }
     }
-    reduce_rows(lid, sum);
-    if (lane == 0u && row < p.n) {
-        y[wg.z * p.n + row] = elem(partial[lid]);
-    }
+    write_row(lid, row, wg.z, sum);
 }
 
 // Byte i (0..16) of Q4_K block b's head in row `row`.
@@ -185,10 +182,7 @@ fn gemv_q4_k(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg:
             }
         }
     }
-    reduce_rows(lid, sum);
-    if (lane == 0u && row < p.n) {
-        y[wg.z * p.n + row] = elem(partial[lid]);
-    }
+    write_row(lid, row, wg.z, sum);
 }
 
 // Byte `i` of the head stream of row `row` (heads packed back to back, any size).
@@ -235,8 +229,5 @@ fn gemv_q6_k(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg:
             }
         }
     }
-    reduce_rows(lid, sum);
-    if (lane == 0u && row < p.n) {
-        y[wg.z * p.n + row] = elem(partial[lid]);
-    }
+    write_row(lid, row, wg.z, sum);
 }

@@ -152,3 +152,18 @@ impl Error {
         }
     }
 }
+
+/// `Err(NonFinite)` naming `what` (built only then) and the first NaN or infinity in
+/// `values`, if there is one.
+pub fn require_finite(values: &[f32], what: impl FnOnce() -> String) -> Result<()> {
+    match values.iter().position(|v| !v.is_finite()) {
+        None => Ok(()),
+        Some(index) => Err(Error::NonFinite {
+            what: what(),
+            index,
+            value: values[index],
+            count: values.iter().filter(|v| !v.is_finite()).count(),
+            total: values.len(),
+        }),
+    }
+}

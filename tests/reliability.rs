@@ -139,6 +139,17 @@ fn sample_args<'a>(dir: &'a Path, extra: &[&'a str]) -> Vec<&'a str> {
     args
 }
 
+/// `generate` one token after the prompt "1" with the model in `m`.
+fn generate_one(m: &Scratch) -> Outcome {
+    run(&[
+        "generate",
+        "--model",
+        m.0.to_str().unwrap(),
+        "--tokens",
+        "1",
+    ])
+}
+
 /// `unet-eps` on the model in `m` at `timestep` with `input`, writing into `m`.
 fn unet_eps(m: &Scratch, timestep: &str, input: &Path) -> Outcome {
     run(&[
@@ -186,13 +197,7 @@ fn sparse_tensor_file(path: &Path, shape: &[usize]) {
 fn a_huge_layer_count_is_refused_by_key() {
     let m = Scratch::demo_llm("layers");
     m.set("config.json", "num_hidden_layers", "100000000");
-    let out = run(&[
-        "generate",
-        "--model",
-        m.0.to_str().unwrap(),
-        "--tokens",
-        "1",
-    ]);
+    let out = generate_one(&m);
     assert_refused(&out, &["num_hidden_layers", "out of range"]);
 }
 
@@ -281,19 +286,12 @@ fn a_directory_or_link_loop_where_the_weights_belong_is_named_as_such() {
     let weights = m.path("model.safetensors");
     std::fs::remove_file(&weights).unwrap();
     std::fs::create_dir(&weights).unwrap();
-    let args = [
-        "generate",
-        "--model",
-        m.0.to_str().unwrap(),
-        "--tokens",
-        "1",
-    ];
-    assert_refused(&run(&args), &["model.safetensors", "a directory"]);
+    assert_refused(&generate_one(&m), &["model.safetensors", "a directory"]);
     std::fs::remove_dir(&weights).unwrap();
     let other = m.path("other.safetensors");
     std::os::unix::fs::symlink(&other, &weights).unwrap();
     std::os::unix::fs::symlink(&weights, &other).unwrap();
-    assert_refused(&run(&args), &["model.safetensors", "symbolic links"]);
+    assert_refused(&generate_one(&m), &["model.safetensors", "symbolic links"]);
 }
 
 #[test]
@@ -306,13 +304,7 @@ fn an_index_of_200000_shards_is_handled_in_linear_time() {
     let index = serde_json::json!({ "weight_map": map });
     std::fs::write(m.path("model.safetensors.index.json"), index.to_string()).unwrap();
     let start = Instant::now();
-    let out = run(&[
-        "generate",
-        "--model",
-        m.0.to_str().unwrap(),
-        "--tokens",
-        "1",
-    ]);
+    let out = generate_one(&m);
     // Quadratic de-duplication took 83 s here; a linear pass takes well under one.
     assert!(
         start.elapsed() < Duration::from_secs(30),
@@ -394,13 +386,7 @@ fn configs_that_would_make_nan_are_refused_by_key() {
     }
     let m = Scratch::demo_llm("eps");
     m.set("config.json", "rms_norm_eps", "1e300");
-    let out = run(&[
-        "generate",
-        "--model",
-        m.0.to_str().unwrap(),
-        "--tokens",
-        "1",
-    ]);
+    let out = generate_one(&m);
     assert_refused(&out, &["rms_norm_eps"]);
 }
 
@@ -417,25 +403,13 @@ fn out_of_range_config_values_name_their_key() {
     ] {
         let m = Scratch::demo_llm("range");
         m.set("config.json", key, value);
-        let out = run(&[
-            "generate",
-            "--model",
-            m.0.to_str().unwrap(),
-            "--tokens",
-            "1",
-        ]);
+        let out = generate_one(&m);
         assert_refused(&out, &["config.json", key.split('_').next().unwrap()]);
     }
     let m = Scratch::demo_llm("window");
     m.set("config.json", "architectures", r#"["MistralForCausalLM"]"#);
     m.set("config.json", "sliding_window", "0");
-    let out = run(&[
-        "generate",
-        "--model",
-        m.0.to_str().unwrap(),
-        "--tokens",
-        "1",
-    ]);
+    let out = generate_one(&m);
     assert_refused(&out, &["sliding_window"]);
     // 70 levels: 1 << 69 wrapped in release builds.
     let m = Scratch::digits("levels");
@@ -487,13 +461,7 @@ fn a_config_with_only_model_type_is_accepted() {
     ]);
     assert_eq!(out.code, Some(0), "{}", out.stderr);
     m.set("config.json", "model_type", "\"gpt2\"");
-    let out = run(&[
-        "generate",
-        "--model",
-        m.0.to_str().unwrap(),
-        "--tokens",
-        "1",
-    ]);
+    let out = generate_one(&m);
     assert_refused(&out, &["model_type", "gpt2"]);
 }
 

@@ -425,18 +425,22 @@ impl GgufTensors {
         self.tensors.get(name).map(|t| t.shape.as_slice())
     }
 
-    /// The GGUF block type and bytes of `name` (rows reordered as the checkpoint name expects),
-    /// if it is a 2-D tensor in a type the packed kernels read; `None` otherwise.
-    pub fn read_packed(&self, name: &str) -> Option<(GgmlType, Vec<u8>)> {
+    /// The block type of `name` if it is a 2-D tensor in a type the packed kernels read.
+    pub fn packed_type(&self, name: &str) -> Option<GgmlType> {
         let from = self.tensors.get(name)?;
         let t = self.gguf.tensor(&from.source)?;
         crate::kernels::quant::packed_quant_words(t.ggml_type)?;
-        if from.shape.len() != 2 {
-            return None;
-        }
-        let bytes = self.gguf.data(t);
+        (from.shape.len() == 2).then_some(t.ggml_type)
+    }
+
+    /// The GGUF block type and bytes of `name` (rows reordered as the checkpoint name expects),
+    /// if it is a 2-D tensor in a type the packed kernels read; `None` otherwise.
+    pub fn read_packed(&self, name: &str) -> Option<(GgmlType, Vec<u8>)> {
+        let t = self.packed_type(name)?;
+        let from = &self.tensors[name];
+        let bytes = self.gguf.data(self.gguf.tensor(&from.source)?);
         Some((
-            t.ggml_type,
+            t,
             match from.unpermute_heads {
                 None => bytes.to_vec(),
                 Some(heads) => unpermute_rows(bytes, from.shape[0], heads),

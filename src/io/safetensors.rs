@@ -397,6 +397,18 @@ impl Checkpoint {
         Ok(gguf.read_packed(name))
     }
 
+    /// The block type [`Checkpoint::read_packed`] would return `name` in, without reading it.
+    pub fn packed_type(
+        &self,
+        name: &str,
+        shape: &[usize],
+    ) -> Option<crate::kernels::quant::GgmlType> {
+        if let (Some(_), Some(t)) = (self.synthetic, self.synthetic_packed) {
+            return synthetic_packs(t, name, shape).then_some(t);
+        }
+        self.gguf.as_ref()?.packed_type(name)
+    }
+
     /// Uploads `name` (shape `expected`) to the device in `dtype`.
     pub fn upload(
         &self,
@@ -410,6 +422,13 @@ impl Checkpoint {
     }
 }
 
+/// Whether a synthetic packed checkpoint stores `name` (`shape`) in blocks of `t`: the
+/// `[rows, cols]` projection weights whose rows hold whole blocks.
+fn synthetic_packs(t: crate::kernels::quant::GgmlType, name: &str, shape: &[usize]) -> bool {
+    matches!(shape, &[_, cols] if cols.is_multiple_of(t.block().0 as usize))
+        && name.ends_with("_proj.weight")
+}
+
 /// Random blocks of `t` for a synthetic `[rows, cols]` projection weight `name`, with f16
 /// scales (and Q4_K minimums) of about 1/√cols; `None` for other tensors.
 fn synthetic_blocks(
@@ -419,11 +438,11 @@ fn synthetic_blocks(
     shape: &[usize],
 ) -> Option<(crate::kernels::quant::GgmlType, Vec<u8>)> {
     use crate::kernels::quant::GgmlType;
-    let &[rows, cols] = shape else { return None };
-    let (block, block_bytes) = t.block();
-    if !name.ends_with("_proj.weight") || !cols.is_multiple_of(block as usize) {
+    if !synthetic_packs(t, name, shape) {
         return None;
     }
+    let (rows, cols) = (shape[0], shape[1]);
+    let (block, block_bytes) = t.block();
     let mut rng = crate::rng::Rng::for_case(seed, name);
     let blocks = rows * cols / block as usize;
     let mut bytes: Vec<u8> = (0..blocks * block_bytes as usize)

@@ -1,5 +1,6 @@
 //! `tessera sample` and `tessera unet-eps`.
 
+use tessera::error::require_finite;
 use tessera::gpu::Gpu;
 use tessera::io::{read_tensor_f32_if, write_png_grid, write_tensor_f32};
 use tessera::models::diffusion::{
@@ -125,7 +126,9 @@ pub fn sample(adapter: Option<&str>, args: &SampleArgs) -> Result<bool> {
                 })
             })?;
             if !args.allow_nonfinite {
-                require_finite(&values, &format!("{} (tensor \"sample\")", path.display()))?;
+                require_finite(&values, || {
+                    format!("{} (tensor \"sample\")", path.display())
+                })?;
             }
             (shape[0], values)
         }
@@ -157,7 +160,7 @@ pub fn sample(adapter: Option<&str>, args: &SampleArgs) -> Result<bool> {
     bar.finish_and_clear();
     let seconds = start.elapsed().as_secs_f64();
     if !args.allow_nonfinite {
-        require_finite(&out, &format!("the samples after {steps} steps"))?;
+        require_finite(&out, || format!("the samples after {steps} steps"))?;
     }
     let mut wrote = Vec::new();
     if let Some(path) = &png {
@@ -182,23 +185,6 @@ pub fn sample(adapter: Option<&str>, args: &SampleArgs) -> Result<bool> {
         crate::print_profile(&format!("one UNet forward at batch {count}"), &times);
     }
     Ok(true)
-}
-
-/// `Err` naming `what` and the first non-finite value, if there is one.
-fn require_finite(values: &[f32], what: &str) -> Result<()> {
-    match values.iter().position(|v| !v.is_finite()) {
-        None => Ok(()),
-        Some(i) => {
-            let count = values.iter().filter(|v| !v.is_finite()).count();
-            Err(Error::NonFinite {
-                what: what.to_string(),
-                index: i,
-                value: values[i],
-                count,
-                total: values.len(),
-            })
-        }
-    }
 }
 
 pub fn unet_eps(adapter: Option<&str>, args: &UnetEpsArgs) -> Result<bool> {
@@ -226,15 +212,14 @@ pub fn unet_eps(adapter: Option<&str>, args: &UnetEpsArgs) -> Result<bool> {
         })
     })?;
     if !args.allow_nonfinite {
-        require_finite(
-            &values,
-            &format!("{} (tensor \"sample\")", args.input.display()),
-        )?;
+        require_finite(&values, || {
+            format!("{} (tensor \"sample\")", args.input.display())
+        })?;
     }
     let batch = shape[0];
     let out = diffusion::forward(&unet, batch, &values, args.timestep)?;
     if !args.allow_nonfinite {
-        require_finite(&out, "the UNet output")?;
+        require_finite(&out, || "the UNet output".to_string())?;
     }
     let c = unet.config();
     let out_shape = [batch, c.out_channels, c.sample_size.0, c.sample_size.1];

@@ -1,7 +1,7 @@
 //! The sampling loop: start from Gaussian noise, and at each of the scheduler's timesteps run
 //! the UNet and apply the step update on the GPU. Nothing is read back until the end.
 
-use crate::error::{Error, Result};
+use crate::error::{Error, Result, require_finite};
 use crate::kernels::scheduler_step::{StepUniform, scheduler_step};
 use crate::rng::Rng;
 use crate::tensor::Tensor;
@@ -89,24 +89,21 @@ pub fn sample(
         update.run(gpu)?;
         if check_finite {
             let values = run.sample.to_f32()?;
-            if let Some(index) = values.iter().position(|v| !v.is_finite()) {
+            if values.iter().any(|v| !v.is_finite()) {
+                // Which half of the step broke it.
                 let model = run.output.to_f32()?;
                 let source = if model.iter().any(|v| !v.is_finite()) {
                     "the UNet output"
                 } else {
                     "the scheduler update"
                 };
-                return Err(Error::NonFinite {
-                    what: format!(
+                require_finite(&values, || {
+                    format!(
                         "the sample after step {} of {} (timestep {t}; it came from {source})",
                         i + 1,
                         steps.len()
-                    ),
-                    index,
-                    value: values[index],
-                    count: values.iter().filter(|v| !v.is_finite()).count(),
-                    total: values.len(),
-                });
+                    )
+                })?;
             }
         }
         on_step(i + 1, steps.len());

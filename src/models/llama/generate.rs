@@ -3,7 +3,7 @@
 
 use std::time::Instant;
 
-use crate::error::{Error, Result};
+use crate::error::{Result, require_finite};
 use crate::models::sampling::{Sampler, SamplerConfig};
 
 use super::Llama;
@@ -91,17 +91,10 @@ impl Llama {
 /// NaN or infinite logits mean the model (its weights or config) is broken: sampling from
 /// them would print garbage, so it is an error naming the step.
 fn require_finite_logits(logits: &[f32], step: usize) -> Result<()> {
-    match logits.iter().position(|v| !v.is_finite()) {
-        None => Ok(()),
-        Some(index) => Err(Error::NonFinite {
-            what: format!(
-                "the logits of generation step {step} (the weights or the config, such as \
-                 rms_norm_eps, are broken)"
-            ),
-            index,
-            value: logits[index],
-            count: logits.iter().filter(|v| !v.is_finite()).count(),
-            total: logits.len(),
-        }),
-    }
+    require_finite(logits, || {
+        format!(
+            "the logits of generation step {step} (the weights or the config, such as \
+             rms_norm_eps, are broken)"
+        )
+    })
 }

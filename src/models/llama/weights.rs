@@ -273,7 +273,7 @@ impl LlamaWeights {
             // Packed q/k/v are projected one by one (no stacked dense copy).
             let packed_qkv = packed
                 && ckpt
-                    .read_packed(&n("self_attn.q_proj.weight"), &[q, hidden])?
+                    .packed_type(&n("self_attn.q_proj.weight"), &[q, hidden])
                     .is_some();
             let stacked = if packed_qkv {
                 None
