@@ -449,3 +449,58 @@ fn generate_runs_a_gguf_file() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("token_embd.weight"), "{stderr}");
 }
+
+/// A GGUF file with a tokenizer in its metadata takes a text prompt: the continuation is what
+/// transformers generates from that text (tools/make_gguf_fixtures.py), read back as ids.
+#[test]
+fn generate_tokenizes_a_text_prompt_with_the_gguf_tokenizer() {
+    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/gguf/");
+    let gguf = format!("{dir}llama_spm_q5_0.gguf");
+    let cases: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(format!("{dir}llama_spm_q5_0.tokenizer.json")).unwrap(),
+    )
+    .unwrap();
+    let prompt = cases["texts"][0].as_str().unwrap();
+    let expected = safetensors_ints(&format!("{dir}llama_spm_q5_0.expected.safetensors"));
+    let out = tessera(&[
+        "generate",
+        "--model",
+        &gguf,
+        "--prompt",
+        prompt,
+        "--max-tokens",
+        "8",
+        "--temperature",
+        "0",
+        "--json",
+    ]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let tokens: Vec<i64> = json["tokens"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t.as_i64().unwrap())
+        .collect();
+    // Generation stops early only at EOS (id 2), which the reference then also produced.
+    assert!(!tokens.is_empty());
+    assert_eq!(tokens[..], expected[..tokens.len()]);
+    assert!(tokens.len() == 8 || tokens.last() == Some(&2), "{tokens:?}");
+    assert_eq!(
+        json["prompt_tokens"].as_u64(),
+        Some(cases["ids"][0].as_array().unwrap().len() as u64)
+    );
+}
+
+/// The i64 `tokens` of an expected.safetensors fixture.
+fn safetensors_ints(path: &str) -> Vec<i64> {
+    let bytes = std::fs::read(path).unwrap();
+    let file = safetensors::SafeTensors::deserialize(&bytes).unwrap();
+    file.tensor("tokens")
+        .unwrap()
+        .data()
+        .chunks_exact(8)
+        .map(|b| i64::from_le_bytes(b.try_into().unwrap()))
+        .collect()
+}

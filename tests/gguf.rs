@@ -1,8 +1,10 @@
 //! GGUF files: the reader on a file written by the `gguf` package
 //! (tools/make_gguf_fixture.py) — metadata and every tensor, dequantized, as the package's own
 //! reader sees them — and the decoder on GGUF checkpoints (tools/make_gguf_fixtures.py:
-//! llama with F32 and Q8_0 weights, qwen2 with Q4_0) against transformers reading the same
-//! files: the same greedy tokens, logits within 1e-3.
+//! llama and qwen2 files in F32 and every block type tessera reads, one mixing types like a
+//! Q4_K_M file) against transformers reading the same files: the same greedy tokens, logits
+//! within 1e-3; and the tokenizers in their metadata (byte-level BPE with two pre-tokenizers,
+//! SentencePiece-style) against transformers' GGUF tokenizer: the same ids, the same text.
 
 mod common;
 
@@ -12,6 +14,7 @@ use common::{Expected, relative_l2};
 use tessera::DType;
 use tessera::models::llama::{GenerateOptions, Llama, LoadOptions};
 
+use tessera::io::Tokenizer;
 use tessera::io::gguf::{GgmlType, Gguf, GgufValue};
 use tessera::kernels::quant::dequantize;
 
@@ -77,12 +80,67 @@ fn a_file_from_the_gguf_package_reads_as_the_package_reads_it() {
     assert_eq!(g.tensor("q4_k").unwrap().ggml_type, GgmlType::Q4_K);
 }
 
+/// The decoder fixtures: F32, each block type, a Q4_K_M-like mix; those named `_bpe_` /
+/// `_spm_` (and the K-quant ones) carry a tokenizer.
+const FIXTURES: [&str; 8] = [
+    "llama_f32",
+    "llama_q8_0",
+    "qwen2_q4_0",
+    "llama_bpe_q4_1",
+    "llama_spm_q5_0",
+    "qwen2_bpe_q5_1",
+    "llama_q5_k",
+    "llama_q4_k_m",
+];
+
+/// Texts with transformers' ids and decodings (NAME.tokenizer.json).
+#[derive(serde::Deserialize)]
+struct TokenizerCases {
+    texts: Vec<String>,
+    ids: Vec<Vec<u32>>,
+    decoded: Vec<String>,
+}
+
+impl TokenizerCases {
+    fn read(name: &str) -> TokenizerCases {
+        let path = fixture(&format!("{name}.tokenizer.json"));
+        serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap()
+    }
+}
+
+#[test]
+fn gguf_tokenizers_encode_and_decode_as_transformers_does() {
+    let with_tokenizer = [
+        "llama_bpe_q4_1",
+        "llama_spm_q5_0",
+        "qwen2_bpe_q5_1",
+        "llama_q5_k",
+        "llama_q4_k_m",
+    ];
+    for name in with_tokenizer {
+        let tokenizer = Tokenizer::for_model(&fixture(&format!("{name}.gguf")))
+            .unwrap()
+            .unwrap_or_else(|| panic!("{name}: no tokenizer"));
+        let cases = TokenizerCases::read(name);
+        for ((text, ids), decoded) in cases.texts.iter().zip(&cases.ids).zip(&cases.decoded) {
+            assert_eq!(&tokenizer.encode(text).unwrap(), ids, "{name}: {text:?}");
+            assert_eq!(&tokenizer.decode(ids).unwrap(), decoded, "{name}: {text:?}");
+        }
+    }
+    // Files without one have none (generate then wants --tokens).
+    assert!(
+        Tokenizer::for_model(&fixture("llama_f32.gguf"))
+            .unwrap()
+            .is_none()
+    );
+}
+
 /// Each fixture with its quantized projections kept packed (the packed GEMV, for the prompt
 /// and every decode step) and widened to f32 at load: both as transformers.
 #[test]
 fn gguf_checkpoints_generate_as_transformers_does() {
     let gpu = common::gpu();
-    for name in ["llama_f32", "llama_q8_0", "qwen2_q4_0"] {
+    for name in FIXTURES {
         for packed_weights in [true, false] {
             let want = Expected::read(&fixture(&format!("{name}.expected.safetensors")));
             let options = LoadOptions {
@@ -100,7 +158,17 @@ fn gguf_checkpoints_generate_as_transformers_does() {
                 keep_logits: true,
                 ..GenerateOptions::default()
             };
-            let out = model.generate(&want.prompt, &generate, |_| Ok(())).unwrap();
+            // A file with a tokenizer: the prompt is the text, as tessera tokenizes it.
+            let prompt = match Tokenizer::for_model(&path).unwrap() {
+                Some(tokenizer) => {
+                    let cases = TokenizerCases::read(name);
+                    let ids = tokenizer.encode(&cases.texts[0]).unwrap();
+                    assert_eq!(ids, want.prompt, "{label}: prompt ids");
+                    ids
+                }
+                None => want.prompt.clone(),
+            };
+            let out = model.generate(&prompt, &generate, |_| Ok(())).unwrap();
             assert_eq!(out.tokens, want.tokens, "{label}: greedy tokens");
             let mut worst: f64 = 0.0;
             for (step, (got, w)) in out.logits.iter().zip(&want.logits).enumerate() {

@@ -7,8 +7,9 @@ mod common;
 use tessera::suite::{self, Case};
 
 /// The families the tests below run, by kernel name prefix; "" takes the rest.
-const FAMILIES: [(&str, &[&str]); 5] = [
-    ("matmul", &["matmul", "gemv", "norm_gemv", "gemv_quant"]),
+const FAMILIES: [(&str, &[&str]); 6] = [
+    ("matmul", &["matmul", "gemv", "norm_gemv"]),
+    ("packed", &["gemv_quant", "matmul_quant"]),
     (
         "attention",
         &["flash_attn", "decode_attn", "rope", "kv_append"],
@@ -71,6 +72,13 @@ fn basic_kernels_match_reference() {
 #[test]
 fn matmul_and_gemv_match_reference() {
     check_family("matmul");
+}
+
+/// Every block type through the packed GEMV and matmul (f64 reference: the block format's
+/// dequantization).
+#[test]
+fn packed_quantized_kernels_match_reference() {
+    check_family("packed");
 }
 
 #[test]

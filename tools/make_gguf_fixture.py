@@ -43,6 +43,7 @@ def main():
     w.add_rope_freq_base(10000.0)
     w.add_tokenizer_model("gpt2")
     w.add_token_list(["a", "b", "ab", "<s>"])
+    w.add_token_merges(["a b"])
     w.add_bool("tessera.test_flag", True)
     tensors = {
         "f32": (T.F32, rng.uniform(-1, 1, (3, 32)).astype(np.float32)),

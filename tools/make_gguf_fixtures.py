@@ -1,24 +1,31 @@
 #!/usr/bin/env python3
 """GGUF decoder fixtures: tiny random Llama and Qwen2 checkpoints written as GGUF files the
-way llama.cpp's converter writes them (q/k rows permuted for llama; Q8_0, Q4_0 and F32
-weights, quantized by the `gguf` package), and what transformers computes for those very files
-(it reads GGUF, dequantizing): 24 greedy tokens and their logits. Files go to
-tests/fixtures/gguf/: NAME.gguf and NAME.expected.safetensors (prompt, tokens, logits as in
-tools/make_fixtures.py).
+way llama.cpp's converter writes them (q/k rows permuted for llama; F32 and every block type
+tessera reads: Q8_0, Q4_0, Q4_1, Q5_0, Q5_1 quantized by the `gguf` package, Q4_K, Q5_K and
+Q6_K by the small quantizers below, which the package lacks; one file mixes types the way a
+Q4_K_M file does), some with a tokenizer in the metadata (byte-level BPE with the llama-bpe
+and qwen2 pre-tokenizers, SentencePiece-style scores), and what transformers computes for
+those very files (it reads GGUF, dequantizing): 24 greedy tokens and their logits. Files go
+to tests/fixtures/gguf/: NAME.gguf and NAME.expected.safetensors (prompt, tokens, logits as
+in tools/make_fixtures.py); for a file with a tokenizer, the prompt is PROMPT_TEXT as
+transformers' GGUF tokenizer encodes it, and NAME.tokenizer.json holds more texts with its
+ids and decodings.
 
     /tmp/gv/bin/pip install gguf numpy torch transformers safetensors
     /tmp/gv/bin/python tools/make_gguf_fixtures.py
 """
 
+import json
 import pathlib
 
 import numpy as np
 import torch
 from gguf import GGMLQuantizationType as T
 from gguf import GGUFWriter
-from gguf.quants import quantize
+from gguf.quants import dequantize, quantize
 from safetensors.torch import save_file
-from transformers import AutoModelForCausalLM, LlamaConfig, LlamaForCausalLM, Qwen2Config, Qwen2ForCausalLM
+from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+from transformers import AutoModelForCausalLM, AutoTokenizer, LlamaConfig, LlamaForCausalLM, Qwen2Config, Qwen2ForCausalLM
 
 # The same prompt, greedy loop and margin rule as the safetensors fixtures.
 from make_fixtures import MIN_MARGIN, PROMPT, greedy, margin
@@ -28,13 +35,167 @@ COMMON = dict(vocab_size=256, hidden_size=64, intermediate_size=96, num_hidden_l
               max_position_embeddings=128, rms_norm_eps=1e-5, initializer_range=0.2,
               bos_token_id=1, eos_token_id=2, num_attention_heads=4, num_key_value_heads=2)
 
+# Block types by tensor: `weights` for every 2-D tensor, unless `types` names the tensor's
+# GGUF suffix (a Q4_K_M-like mix keeps v, down and the output in Q6_K).
+WIDE = dict(hidden_size=256, intermediate_size=512, vocab_size=384)
 FIXTURES = {
     "llama_f32": dict(arch="llama", cls=(LlamaConfig, LlamaForCausalLM), weights=T.F32, cfg={}),
     "llama_q8_0": dict(arch="llama", cls=(LlamaConfig, LlamaForCausalLM), weights=T.Q8_0,
                        cfg=dict(tie_word_embeddings=True)),
     "qwen2_q4_0": dict(arch="qwen2", cls=(Qwen2Config, Qwen2ForCausalLM), weights=T.Q4_0,
                        cfg=dict(tie_word_embeddings=False)),
+    "llama_bpe_q4_1": dict(arch="llama", cls=(LlamaConfig, LlamaForCausalLM), weights=T.Q4_1,
+                           cfg=dict(vocab_size=384, tie_word_embeddings=False), tokenizer="llama-bpe"),
+    "llama_spm_q5_0": dict(arch="llama", cls=(LlamaConfig, LlamaForCausalLM), weights=T.Q5_0,
+                           cfg=dict(vocab_size=384, tie_word_embeddings=True), tokenizer="spm"),
+    "qwen2_bpe_q5_1": dict(arch="qwen2", cls=(Qwen2Config, Qwen2ForCausalLM), weights=T.Q5_1,
+                           cfg=dict(vocab_size=384, tie_word_embeddings=False), tokenizer="qwen2"),
+    "llama_q5_k": dict(arch="llama", cls=(LlamaConfig, LlamaForCausalLM), weights=T.Q5_K,
+                       cfg=dict(WIDE, tie_word_embeddings=False), tokenizer="spm"),
+    "llama_q4_k_m": dict(arch="llama", cls=(LlamaConfig, LlamaForCausalLM), weights=T.Q4_K,
+                         types={"attn_v.weight": T.Q6_K, "ffn_down.weight": T.Q6_K,
+                                "output.weight": T.Q6_K},
+                         cfg=dict(WIDE, tie_word_embeddings=False), tokenizer="llama-bpe"),
 }
+
+PROMPT_TEXT = "The quick brown fox jumps over 12 lazy dogs."
+# Text the tokenizers learn from, and more texts the tokenizer fixtures compare on.
+CORPUS = [
+    "The quick brown fox jumps over the lazy dog. " * 3,
+    "Pack my box with five dozen liquor jugs; how vexingly quick daft zebras jump!",
+    "In 1969, 3 astronauts flew 384400 km to the Moon and back again.",
+    "def main():\n    print('hello, world')\n    return 42\n",
+    "Les élèves étudient à l'école. Über den Wolken — naïve café, 東京 and Zürich.",
+    "It's what they'll say: we're here, you've seen it, I'm sure, he'd know.",
+]
+TEXTS = [
+    PROMPT_TEXT,
+    "",
+    " leading space and  two  spaces",
+    "Numbers: 1234567 and 3.14159; code: x += 1\n\tdone",
+    "naïve café, 東京 — Zürich! 🦊",
+    "line one\nline two\r\n\n  indented",
+    "They'll say it's fine, WE'RE sure.",
+]
+
+
+def train_tokenizer(kind):
+    """A small trained vocabulary, as a GGUF writer stores it: (model, pre, tokens, scores or
+    merges, token types, special ids, add_bos)."""
+    if kind == "spm":
+        # SentencePiece-style: <unk>, <s>, </s>, the 256 byte tokens, then learned pieces
+        # ("\u2581" for a space) scored by the order they were learned in.
+        tok = Tokenizer(models.BPE(byte_fallback=True))
+        tok.pre_tokenizer = pre_tokenizers.Metaspace(replacement="\u2581", prepend_scheme="first", split=False)
+        trainer = trainers.BpeTrainer(vocab_size=2000, show_progress=False)
+        tok.train_from_iterator(CORPUS, trainer)
+        learned = sorted(tok.get_vocab().items(), key=lambda kv: kv[1])
+        pieces = [t for t, _ in learned][: 384 - 259]
+        tokens = ["<unk>", "<s>", "</s>"] + [f"<0x{b:02X}>" for b in range(256)] + pieces
+        types = [2, 3, 3] + [6] * 256 + [1] * len(pieces)
+        scores = [0.0, 0.0, 0.0] + [0.0] * 256 + [-float(i) for i in range(len(pieces))]
+        return dict(model="llama", pre="default", tokens=tokens, scores=scores, types=types,
+                    bos=1, eos=2, add_bos=True)
+    # Byte-level BPE: specials first, then the byte alphabet and the merges.
+    specials = (["<|begin_of_text|>", "<|end_of_text|>"] if kind == "llama-bpe"
+                else ["<|endoftext|>", "<|im_start|>", "<|im_end|>"])
+    tok = Tokenizer(models.BPE())
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(vocab_size=384, special_tokens=specials, show_progress=False,
+                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
+    tok.train_from_iterator(CORPUS, trainer)
+    model = json.loads(tok.to_str())["model"]
+    tokens = [t for t, _ in sorted(model["vocab"].items(), key=lambda kv: kv[1])]
+    assert len(tokens) == 384, len(tokens)
+    merges = [m if isinstance(m, str) else " ".join(m) for m in model["merges"]]
+    types = [3 if t in specials else 1 for t in tokens]
+    if kind == "llama-bpe":
+        return dict(model="gpt2", pre="llama-bpe", tokens=tokens, merges=merges, types=types,
+                    bos=0, eos=1, add_bos=True)
+    return dict(model="gpt2", pre="qwen2", tokens=tokens, merges=merges, types=types,
+                bos=0, eos=0, add_bos=False)
+
+
+def add_tokenizer(w, t):
+    w.add_tokenizer_model(t["model"])
+    w.add_tokenizer_pre(t["pre"])
+    w.add_token_list(t["tokens"])
+    w.add_token_types(t["types"])
+    if "scores" in t:
+        w.add_token_scores(t["scores"])
+    if "merges" in t:
+        w.add_token_merges(t["merges"])
+    w.add_bos_token_id(t["bos"])
+    w.add_eos_token_id(t["eos"])
+    w.add_add_bos_token(t["add_bos"])
+
+
+def _f16(x):
+    return np.asarray(x, dtype=np.float16).reshape(-1, 1).view(np.uint8)
+
+
+def _scale_bytes_k4(sc, m):
+    """ggml's 12-byte packing of eight 6-bit scales and minimums per block ([blocks, 8] each)."""
+    out = np.zeros((sc.shape[0], 12), dtype=np.uint8)
+    for j in range(4):
+        out[:, j] = (sc[:, j] & 63) | ((sc[:, j + 4] >> 4) << 6)
+        out[:, j + 4] = (m[:, j] & 63) | ((m[:, j + 4] >> 4) << 6)
+        out[:, j + 8] = (sc[:, j + 4] & 15) | ((m[:, j + 4] & 15) << 4)
+    return out
+
+
+def quantize_k(data, t):
+    """Q4_K / Q5_K / Q6_K blocks of `data` ([rows, cols], cols a multiple of 256): a plain
+    min/max quantizer (not llama.cpp's search), packed as ggml packs them."""
+    rows, cols = data.shape
+    x = data.astype(np.float32).reshape(-1, 256)
+    if t == T.Q6_K:
+        sub = x.reshape(-1, 16, 16)
+        amax = np.abs(sub).max(axis=2)
+        d = np.maximum(amax.max(axis=1) / 32 / 127, 1e-12)
+        sc = np.clip(np.round(amax / 32 / d[:, None]), 1, 127).astype(np.int8)
+        step = (d[:, None] * sc).astype(np.float32)
+        q = np.clip(np.round(sub / step[:, :, None]) + 32, 0, 63).astype(np.uint8).reshape(-1, 2, 4, 32)
+        ql = np.zeros((x.shape[0], 2, 64), dtype=np.uint8)
+        ql[:, :, :32] = (q[:, :, 0] & 15) | ((q[:, :, 2] & 15) << 4)
+        ql[:, :, 32:] = (q[:, :, 1] & 15) | ((q[:, :, 3] & 15) << 4)
+        qh = (q[:, :, 0] >> 4) | ((q[:, :, 1] >> 4) << 2) | ((q[:, :, 2] >> 4) << 4) | ((q[:, :, 3] >> 4) << 6)
+        blocks = np.concatenate([ql.reshape(-1, 128), qh.reshape(-1, 64), sc.view(np.uint8),
+                                 _f16(d)], axis=1)
+    else:
+        levels = 15 if t == T.Q4_K else 31
+        sub = x.reshape(-1, 8, 32)
+        lo = np.minimum(sub.min(axis=2), 0)
+        scale = (sub.max(axis=2) - lo) / levels
+        d = np.maximum(scale.max(axis=1) / 63, 1e-12)
+        dmin = np.maximum(-lo.min(axis=1) / 63, 1e-12)
+        sc = np.clip(np.round(scale / d[:, None]), 1, 63).astype(np.uint8)
+        m = np.clip(np.round(-lo / dmin[:, None]), 0, 63).astype(np.uint8)
+        d16, dmin16 = d.astype(np.float16).astype(np.float32), dmin.astype(np.float16).astype(np.float32)
+        step = d16[:, None] * sc
+        offset = dmin16[:, None] * m
+        q = np.clip(np.round((sub + offset[:, :, None]) / step[:, :, None]), 0, levels).astype(np.uint8)
+        q = q.reshape(-1, 4, 2, 32)
+        qs = ((q[:, :, 0] & 15) | ((q[:, :, 1] & 15) << 4)).reshape(-1, 128)
+        head = [_f16(d), _f16(dmin), _scale_bytes_k4(sc, m)]
+        if t == T.Q5_K:
+            qh = np.zeros((x.shape[0], 32), dtype=np.uint8)
+            for j in range(4):
+                qh |= ((q[:, j, 0] >> 4) << (2 * j)) | ((q[:, j, 1] >> 4) << (2 * j + 1))
+            head.append(qh)
+        blocks = np.concatenate(head + [qs], axis=1)
+    out = blocks.reshape(rows, -1)
+    # The package's dequantizer reads them back close to the data (a packing check).
+    back = dequantize(out, t)
+    assert np.abs(back - data).max() <= 0.2 * np.abs(data).max() + 1e-6, t
+    return out
+
+
+def quantize_as(data, t):
+    if t in (T.Q4_K, T.Q5_K, T.Q6_K):
+        return quantize_k(data, t)
+    return quantize(data, t)
 
 
 def permute(w, n_head):
@@ -43,9 +204,11 @@ def permute(w, n_head):
             .swapaxes(1, 2).reshape(w.shape))
 
 
-def write_gguf(path, spec, config, state):
+def write_gguf(path, spec, config, state, tokenizer=None):
     arch = spec["arch"]
     w = GGUFWriter(str(path), arch)
+    if tokenizer is not None:
+        add_tokenizer(w, tokenizer)
     w.add_block_count(config.num_hidden_layers)
     w.add_context_length(config.max_position_embeddings)
     w.add_embedding_length(config.hidden_size)
@@ -55,8 +218,9 @@ def write_gguf(path, spec, config, state):
     w.add_layer_norm_rms_eps(config.rms_norm_eps)
     w.add_rope_freq_base(getattr(config, "rope_theta", None) or config.rope_parameters["rope_theta"])
     w.add_vocab_size(config.vocab_size)
-    w.add_bos_token_id(config.bos_token_id)
-    w.add_eos_token_id(config.eos_token_id)
+    if tokenizer is None:
+        w.add_bos_token_id(config.bos_token_id)
+        w.add_eos_token_id(config.eos_token_id)
     w.add_file_type(1)
     heads, kv_heads = config.num_attention_heads, config.num_key_value_heads
     names = {"model.embed_tokens.weight": "token_embd.weight", "model.norm.weight": "output_norm.weight",
@@ -78,8 +242,10 @@ def write_gguf(path, spec, config, state):
         data = tensor.float().numpy()
         if arch == "llama" and rest_of(name) in ("self_attn.q_proj.weight", "self_attn.k_proj.weight"):
             data = permute(data, heads if "q_proj" in name else kv_heads)
-        if data.ndim == 2 and spec["weights"] != T.F32:
-            w.add_tensor(gguf_name, quantize(data, spec["weights"]), raw_dtype=spec["weights"])
+        t = spec.get("types", {}).get(gguf_name.split(".", 2)[-1] if gguf_name.startswith("blk.")
+                                      else gguf_name, spec["weights"])
+        if data.ndim == 2 and t != T.F32:
+            w.add_tensor(gguf_name, quantize_as(data, t), raw_dtype=t)
         else:
             w.add_tensor(gguf_name, np.ascontiguousarray(data, dtype=np.float32))
     w.write_header_to_file()
@@ -92,24 +258,42 @@ def rest_of(name):
     return name.split(".", 3)[3] if name.startswith("model.layers.") else name
 
 
+def tokenizer_cases(path):
+    """transformers' GGUF tokenizer on TEXTS: ids with the special tokens it adds, and the
+    decoding of those ids without them."""
+    tok = AutoTokenizer.from_pretrained(str(OUT), gguf_file=path.name)
+    ids = [tok(text).input_ids for text in TEXTS]
+    decoded = [tok.decode(i, skip_special_tokens=True) for i in ids]
+    return tok, dict(texts=TEXTS, ids=ids, decoded=decoded)
+
+
 def make(name, spec):
     config_cls, model_cls = spec["cls"]
     path = OUT / f"{name}.gguf"
+    tokenizer = train_tokenizer(spec["tokenizer"]) if "tokenizer" in spec else None
     for seed in range(100):
         torch.manual_seed(seed)
-        config = config_cls(**COMMON, **spec["cfg"])
+        config = config_cls(**{**COMMON, **spec["cfg"]})
+        if tokenizer is not None:
+            config.bos_token_id, config.eos_token_id = tokenizer["bos"], tokenizer["eos"]
         model = model_cls(config).eval()
-        write_gguf(path, spec, config, model.state_dict())
+        write_gguf(path, spec, config, model.state_dict(), tokenizer)
+        prompt = PROMPT
+        if tokenizer is not None:
+            tok, cases = tokenizer_cases(path)
+            prompt = tok(PROMPT_TEXT).input_ids
         # The reference: transformers reading this very file.
         ref = AutoModelForCausalLM.from_pretrained(str(OUT), gguf_file=path.name,
                                                    dtype=torch.float32,
                                                    attn_implementation="eager").eval()
-        tokens, rows = greedy(ref, PROMPT)
+        tokens, rows = greedy(ref, prompt)
         if margin(rows) >= MIN_MARGIN:
             break
     else:
         raise SystemExit(f"{name}: no seed gives greedy margins of {MIN_MARGIN}")
-    save_file({"prompt": torch.tensor(PROMPT, dtype=torch.int64),
+    if tokenizer is not None:
+        (OUT / f"{name}.tokenizer.json").write_text(json.dumps(cases, ensure_ascii=False, indent=1) + "\n")
+    save_file({"prompt": torch.tensor(prompt, dtype=torch.int64),
                "tokens": torch.tensor(tokens, dtype=torch.int64),
                "logits": rows.contiguous()},
               str(OUT / f"{name}.expected.safetensors"))
@@ -118,9 +302,12 @@ def make(name, spec):
 
 
 def main():
+    import sys
     OUT.mkdir(parents=True, exist_ok=True)
+    only = sys.argv[1:]
     for name, spec in FIXTURES.items():
-        make(name, spec)
+        if not only or name in only:
+            make(name, spec)
 
 
 if __name__ == "__main__":

@@ -3,8 +3,8 @@
 
 use super::{Graph, Id};
 use crate::kernels::elementwise::{self, Binary, Unary};
-use crate::kernels::gemv_quant::{self, PackedView, PackedWeight};
 use crate::kernels::matmul::{self, BLayout, Epilogue, Path};
+use crate::kernels::packed::{self, PackedView, PackedWeight};
 use crate::tensor::{DType, Tensor};
 
 /// `x · weightᵀ (+ bias)`: `x` `[rows, in]`, `weight` `[out, in]` (a checkpoint `Linear`),
@@ -109,8 +109,8 @@ fn projection(
     out
 }
 
-/// [`linear`] (then `then`) with a packed quantized weight: the packed GEMV per row of `x`,
-/// then the bias and `then` as elementwise steps (the packed kernel fuses neither).
+/// [`linear`] (then `then`) with a packed quantized weight: the packed GEMV for a few rows
+/// of `x`, the packed matmul for a prompt, with the bias and `then` fused into its store.
 pub fn packed_linear(
     g: &mut Graph,
     x: Id,
@@ -122,8 +122,14 @@ pub fn packed_linear(
     let rows = g.shape(x)[0];
     let out = g.temp(&[rows, weight.rows], dtype);
     let (scales, quants) = (g.external(&weight.scales), g.external(&weight.quants));
+    let mut operands = vec![x, scales, quants, out];
+    let other_at = operands.len();
+    operands.extend(then.map(Then::other));
+    let bias_at = operands.len();
+    operands.extend(bias.map(|b| g.external(b)));
+    let has_bias = bias.is_some();
     let (ggml_type, n, k) = (weight.ggml_type, weight.rows, weight.cols);
-    g.node("packed linear", &[x, scales, quants, out], move |c| {
+    g.node("packed linear", &operands, move |c| {
         let w = PackedView {
             ggml_type,
             rows: n,
@@ -131,18 +137,11 @@ pub fn packed_linear(
             scales: c.tensor(1),
             quants: c.tensor(2),
         };
-        gemv_quant::gemv_quant(c.gpu, c.tensor(0), w, c.tensor(3))
+        let epilogue = then.map_or(Epilogue::None, |t| t.epilogue(c.tensor(other_at)));
+        let bias = has_bias.then(|| c.tensor(bias_at));
+        packed::linear(c.gpu, c.tensor(0), w, bias, epilogue, c.tensor(3))
     });
-    let mut y = out;
-    if let Some(bias) = bias {
-        let b = g.external(bias);
-        y = binary(g, y, b, Binary::Add, dtype);
-    }
-    match then {
-        None => y,
-        Some(Then::Add(other)) => binary(g, other, y, Binary::Add, dtype),
-        Some(Then::SiluMul(gate)) => binary(g, gate, y, Binary::SwiGlu, dtype),
-    }
+    out
 }
 
 /// `op(x)` into a tensor of `x`'s shape.

@@ -25,6 +25,12 @@ const MAX_NESTING: u32 = 4;
 /// Values are collected as they are read; a count never reserves more than this up front.
 const MAX_RESERVE: usize = 1 << 16;
 
+/// Whether `path` names a GGUF file (by its extension; the reader checks the magic).
+pub fn is_gguf(path: &Path) -> bool {
+    path.extension()
+        .is_some_and(|e| e.eq_ignore_ascii_case("gguf"))
+}
+
 /// A metadata value.
 #[derive(Clone, Debug, PartialEq)]
 pub enum GgufValue {
@@ -429,7 +435,7 @@ impl GgufTensors {
     pub fn packed_type(&self, name: &str) -> Option<GgmlType> {
         let from = self.tensors.get(name)?;
         let t = self.gguf.tensor(&from.source)?;
-        crate::kernels::quant::packed_quant_words(t.ggml_type)?;
+        crate::kernels::quant::packed_format(t.ggml_type).ok()?;
         (from.shape.len() == 2).then_some(t.ggml_type)
     }
 

@@ -4,6 +4,7 @@
 
 pub mod files;
 pub mod gguf;
+pub mod gguf_tokenizer;
 pub mod safetensors;
 
 pub use safetensors::{Checkpoint, StoredDtype};

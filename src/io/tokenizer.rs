@@ -14,13 +14,41 @@ impl Tokenizer {
     /// Reads `tokenizer.json`.
     pub fn from_file(path: &Path) -> Result<Tokenizer> {
         let text = super::files::read_text(path, "tokenizer", super::files::MAX_JSON_BYTES)?;
+        // JSON syntax first, with the position of the error.
+        let json: serde_json::Value = serde_json::from_str(&text).map_err(|e| Error::Config {
+            path: path.display().to_string(),
+            detail: format!("cannot read the tokenizer: not valid JSON: {e}"),
+        })?;
+        Tokenizer::from_json(json, path)
+    }
+
+    /// The tokenizer in a GGUF file's metadata (see [`super::gguf_tokenizer`]), if it has one.
+    pub fn from_gguf(gguf: &super::gguf::Gguf) -> Result<Option<Tokenizer>> {
+        super::gguf_tokenizer::tokenizer_json(gguf)?
+            .map(|json| Tokenizer::from_json(json, gguf.path()))
+            .transpose()
+    }
+
+    /// The tokenizer of the model at `path` (a directory, or a GGUF file): `tokenizer.json`
+    /// in the directory (beside the GGUF file: it wins over the file's metadata), else the
+    /// GGUF file's own; `None` when there is neither.
+    pub fn for_model(path: &Path) -> Result<Option<Tokenizer>> {
+        if !super::gguf::is_gguf(path) {
+            return Tokenizer::from_dir(path);
+        }
+        let dir = path.parent().unwrap_or(Path::new(""));
+        if let Some(beside) = Tokenizer::from_dir(dir)? {
+            return Ok(Some(beside));
+        }
+        Tokenizer::from_gguf(&super::gguf::Gguf::open(path)?)
+    }
+
+    /// A tokenizer from its `tokenizer.json` structure (read from `path`).
+    fn from_json(json: serde_json::Value, path: &Path) -> Result<Tokenizer> {
         let error = |detail: String| Error::Config {
             path: path.display().to_string(),
             detail: format!("cannot read the tokenizer: {detail}"),
         };
-        // JSON syntax first, with the position of the error.
-        let json: serde_json::Value =
-            serde_json::from_str(&text).map_err(|e| error(format!("not valid JSON: {e}")))?;
         // tokenizers 0.22 panics (an `expect` in its decoder deserializer) on some malformed
         // sections rather than returning an error: contain that here, so a bad file is an
         // error like any other.

@@ -106,7 +106,7 @@ impl EpilogueKind {
         [EpilogueKind::None, EpilogueKind::Add, EpilogueKind::SiluMul];
 
     /// The shaders' `p.epilogue` (shaders/lib/epilogue.wgsl).
-    fn code(self) -> u32 {
+    pub(crate) fn code(self) -> u32 {
         match self {
             EpilogueKind::None => 0,
             EpilogueKind::Add => 1,
@@ -156,7 +156,7 @@ impl<'a> Epilogue<'a> {
         self.kind().code()
     }
 
-    fn tensor(&self) -> Option<&'a Tensor> {
+    pub(crate) fn tensor(&self) -> Option<&'a Tensor> {
         match *self {
             Epilogue::None => None,
             Epilogue::Add(t) | Epilogue::SiluMul(t) => Some(t),

@@ -10,11 +10,11 @@ pub mod conv2d;
 pub mod copy;
 pub mod elementwise;
 pub mod gather;
-pub mod gemv_quant;
 pub mod group_norm;
 pub mod kv_cache;
 pub mod matmul;
 pub mod norm;
+pub mod packed;
 pub mod peak;
 pub mod quant;
 pub mod rope;
@@ -356,7 +356,7 @@ pub fn all_pipeline_keys() -> Vec<PipelineKey> {
     keys.extend(transpose::pipeline_keys());
     keys.extend(scheduler_step::pipeline_keys());
     keys.extend(peak::pipeline_keys());
-    keys.extend(gemv_quant::pipeline_keys());
+    keys.extend(packed::pipeline_keys());
     keys
 }
 

@@ -37,6 +37,45 @@ pub enum GgmlType {
 }
 
 impl GgmlType {
+    /// The block types the packed kernels read (`kernels::packed`).
+    pub const PACKED: [GgmlType; 8] = [
+        GgmlType::Q8_0,
+        GgmlType::Q4_0,
+        GgmlType::Q4_1,
+        GgmlType::Q5_0,
+        GgmlType::Q5_1,
+        GgmlType::Q4_K,
+        GgmlType::Q5_K,
+        GgmlType::Q6_K,
+    ];
+
+    /// ggml's numeric id of the type.
+    pub fn id(self) -> u32 {
+        use GgmlType::*;
+        match self {
+            F32 => 0,
+            F16 => 1,
+            Q4_0 => 2,
+            Q4_1 => 3,
+            Q5_0 => 6,
+            Q5_1 => 7,
+            Q8_0 => 8,
+            Q8_1 => 9,
+            Q2_K => 10,
+            Q3_K => 11,
+            Q4_K => 12,
+            Q5_K => 13,
+            Q6_K => 14,
+            Q8_K => 15,
+            I8 => 24,
+            I16 => 25,
+            I32 => 26,
+            I64 => 27,
+            F64 => 28,
+            BF16 => 30,
+        }
+    }
+
     /// The type with ggml's numeric id, if tessera knows it.
     pub fn from_id(id: u32) -> Option<GgmlType> {
         use GgmlType::*;
@@ -236,7 +275,7 @@ pub fn dequantize(t: GgmlType, bytes: &[u8], elements: usize) -> Result<Vec<f64>
 }
 
 /// A `[rows, cols]` quantized weight re-laid for aligned loads on the GPU
-/// (`shaders/gemv_quant.wgsl`). Each GGUF block splits into its head (the f16 scales and, for
+/// (`shaders/lib/quant_blocks.wgsl`). Each GGUF block splits into its head (the f16 scales and, for
 /// K-quants, the packed sub-block scales) and its quant bytes. Per row, the heads lie one
 /// after another in `scales` (padded to a whole u32 at the row's end: two 2-byte heads share
 /// a word), and the quant bytes in `quants`, as u32 words.
@@ -251,22 +290,47 @@ pub struct Relaid {
 }
 
 /// Where a block of a type the packed kernels read keeps its head (scales) and its quants:
-/// byte ranges within the block. Q6_K keeps its scales and d after its quants.
+/// byte ranges within the block. Every quant range is whole words.
 fn packed_split(t: GgmlType) -> Option<(std::ops::Range<usize>, std::ops::Range<usize>)> {
+    use GgmlType::*;
     match t {
-        GgmlType::Q8_0 => Some((0..2, 2..34)),
-        GgmlType::Q4_0 => Some((0..2, 2..18)),
-        // d, dmin (f16) and the 12 bytes of 6-bit sub-block scales and minimums.
-        GgmlType::Q4_K => Some((0..16, 16..144)),
+        // d (f16); 32 int8 quants.
+        Q8_0 => Some((0..2, 2..34)),
+        // d; 16 bytes of nibbles.
+        Q4_0 => Some((0..2, 2..18)),
+        // d, m; nibbles.
+        Q4_1 => Some((0..4, 4..20)),
+        // d; qh (32 fifth bits), nibbles.
+        Q5_0 => Some((0..2, 2..22)),
+        // d, m; qh, nibbles.
+        Q5_1 => Some((0..4, 4..24)),
+        // d, dmin (f16) and the 12 bytes of 6-bit sub-block scales and minimums; nibbles.
+        Q4_K => Some((0..16, 16..144)),
+        // As Q4_K; qh[32] then the nibbles.
+        Q5_K => Some((0..16, 16..176)),
         // ql[128] and qh[64]; then 16 i8 sub-block scales and d (f16).
-        GgmlType::Q6_K => Some((192..210, 0..192)),
+        Q6_K => Some((192..210, 0..192)),
         _ => None,
     }
 }
 
-/// The quant words per block the packed kernels read for `t`, if they read it.
-pub fn packed_quant_words(t: GgmlType) -> Option<usize> {
-    packed_split(t).map(|(_, quants)| quants.len() / 4)
+/// How the packed kernels see a block type: elements per block, head bytes per block (in the
+/// row's head stream) and quant words per block.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PackedFormat {
+    pub block: usize,
+    pub head_bytes: usize,
+    pub quant_words: usize,
+}
+
+/// The packed layout of `t`, or an error naming the type when no packed kernel reads it.
+pub fn packed_format(t: GgmlType) -> Result<PackedFormat> {
+    let (head, quants) = packed_split(t).ok_or_else(|| unsupported(t))?;
+    Ok(PackedFormat {
+        block: t.block().0 as usize,
+        head_bytes: head.len(),
+        quant_words: quants.len() / 4,
+    })
 }
 
 /// Scale words per row of `cols` elements of `t` (0 for a type no packed kernel reads).
@@ -399,19 +463,21 @@ mod tests {
     #[test]
     fn relaying_keeps_every_block() {
         let fixture = fixture();
-        for (t, cols, rows, scale_words) in [
-            (GgmlType::Q8_0, 96, 1, 2),
-            (GgmlType::Q4_0, 32, 3, 1),
-            (GgmlType::Q4_K, 256, 3, 4),
-            (GgmlType::Q6_K, 768, 1, 14),
-        ] {
-            // Three blocks, as one row or three.
+        for t in GgmlType::PACKED {
+            let (block, block_bytes) = t.block();
+            let (block, block_bytes) = (block as usize, block_bytes as usize);
+            let head = packed_format(t).unwrap().head_bytes;
+            // Three blocks, as one row or as three.
             let bytes = hex(fixture[format!("{t:?}")]["bytes"].as_str().unwrap());
-            let relaid = relay(t, &bytes, rows, cols).unwrap();
-            assert_eq!(relaid.scales.len(), rows * scale_words, "{t:?}");
-            assert_eq!(unrelay(t, &relaid).unwrap(), bytes, "{t:?}");
+            assert_eq!(bytes.len(), 3 * block_bytes, "{t:?}");
+            for (rows, cols) in [(1, 3 * block), (3, block)] {
+                let relaid = relay(t, &bytes, rows, cols).unwrap();
+                let per_row = (cols / block * head).div_ceil(4);
+                assert_eq!(relaid.scales.len(), rows * per_row, "{t:?}");
+                assert_eq!(unrelay(t, &relaid).unwrap(), bytes, "{t:?}");
+            }
         }
-        assert!(relay(GgmlType::Q5_K, &[0; 176], 1, 256).is_err());
+        assert!(relay(GgmlType::Q2_K, &[0; 84], 1, 256).is_err());
         assert!(relay(GgmlType::Q8_0, &[0; 34], 1, 31).is_err());
     }
 

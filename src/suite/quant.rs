@@ -1,50 +1,90 @@
-//! Case specification for the packed quantized GEMV.
+//! Case specification for the packed quantized linear kernels (GEMV and matmul).
 
 use super::compare::Tolerance;
 use super::{CaseSpec, HostTensor, Random};
 use crate::error::Result;
 use crate::gpu::Gpu;
 use crate::kernels::KernelCall;
-use crate::kernels::gemv_quant::{self, PackedView};
+use crate::kernels::matmul::{Epilogue, EpilogueKind};
+use crate::kernels::packed::{self, PackedKernel, PackedView};
 use crate::kernels::quant::{self, GgmlType, Relaid};
 use crate::tensor::{DType, Tensor};
 
-/// `y = x · Wᵀ` with `W` `[n, k]` in `ggml_type` blocks (random quants, finite scales) and
-/// `x` `[m, k]`.
+/// `y = x · Wᵀ (+ bias)`, then `epilogue`, with `W` `[n, k]` in `ggml_type` blocks (random
+/// quants, finite scales) and `x` `[m, k]`, through `kernel`.
 #[derive(Clone, Copy, Debug, PartialEq)]
-pub struct QuantGemvSpec {
+pub struct PackedLinearSpec {
     pub ggml_type: GgmlType,
+    pub kernel: PackedKernel,
     pub m: usize,
     pub n: usize,
     pub k: usize,
+    pub bias: bool,
+    pub epilogue: EpilogueKind,
 }
 
-/// The scales of the random blocks: |d| ≤ 1/64 keeps |w| ≤ 2 for Q8_0, and Q4_K's
-/// d·6-bit scale·15 + dmin·6-bit minimum within 16.
+/// The scales of the random blocks: |d| ≤ 1/64 (and minimums ≤ 1/64) keep |w| within
+/// [`PackedLinearSpec::max_weight`].
 const MAX_SCALE: f64 = 1.0 / 64.0;
 
-impl QuantGemvSpec {
+impl PackedLinearSpec {
+    /// A plain product (no bias, no epilogue).
+    pub fn new(ggml_type: GgmlType, kernel: PackedKernel, m: usize, n: usize, k: usize) -> Self {
+        PackedLinearSpec {
+            ggml_type,
+            kernel,
+            m,
+            n,
+            k,
+            bias: false,
+            epilogue: EpilogueKind::None,
+        }
+    }
+
+    /// The largest |w| a block of the type can hold with scales and minimums ≤ MAX_SCALE.
+    fn max_weight(&self) -> f64 {
+        use GgmlType::*;
+        MAX_SCALE
+            * match self.ggml_type {
+                Q8_0 => 128.0,
+                Q4_0 => 8.0,
+                Q4_1 => 16.0,
+                Q5_0 => 16.0,
+                Q5_1 => 32.0,
+                // 6-bit sub-block scales and minimums.
+                Q4_K => 63.0 * 15.0 + 63.0,
+                Q5_K => 63.0 * 31.0 + 63.0,
+                // int8 sub-block scales, quants centred on 32.
+                Q6_K => 128.0 * 32.0,
+                _ => 128.0,
+            }
+    }
+
     /// Random blocks with finite f16 scales, re-laid: (scales, quants) as u32 host tensors.
     fn blocks(&self, random: Random<'_>) -> (HostTensor, HostTensor) {
         let (block, block_bytes) = self.ggml_type.block();
         let blocks = self.n * self.k / block as usize;
-        // Bytes from a uniform draw (the case's generator), the scale field overwritten.
+        // Bytes from a uniform draw (the case's generator), the scale fields overwritten.
         let bytes_draw = random(&[blocks * block_bytes as usize], 0.0, 256.0);
         let scale_draw = random(&[blocks], -MAX_SCALE, MAX_SCALE);
+        let min_draw = random(&[blocks], -MAX_SCALE, MAX_SCALE);
         let mut bytes: Vec<u8> = bytes_draw.data.iter().map(|&v| v.floor() as u8).collect();
+        let f16 = |v: f64| half::f16::from_f64(v).to_le_bytes();
         for (b, block) in bytes.chunks_exact_mut(block_bytes as usize).enumerate() {
-            let d = half::f16::from_f64(scale_draw.data[b]).to_le_bytes();
-            // Q6_K keeps d last; the others first.
-            let at = if self.ggml_type == GgmlType::Q6_K {
-                208
-            } else {
-                0
-            };
-            block[at..at + 2].copy_from_slice(&d);
-            if self.ggml_type == GgmlType::Q4_K {
-                // dmin, a small positive minimum scale.
-                let dmin = half::f16::from_f64(scale_draw.data[b].abs() / 4.0).to_le_bytes();
-                block[2..4].copy_from_slice(&dmin);
+            let (d, m) = (scale_draw.data[b], min_draw.data[b]);
+            match self.ggml_type {
+                // Q6_K keeps d last.
+                GgmlType::Q6_K => block[208..210].copy_from_slice(&f16(d)),
+                // d, then the minimum (K-quants: dmin, a positive scale of the minimums).
+                GgmlType::Q4_1 | GgmlType::Q5_1 => {
+                    block[0..2].copy_from_slice(&f16(d));
+                    block[2..4].copy_from_slice(&f16(m));
+                }
+                GgmlType::Q4_K | GgmlType::Q5_K => {
+                    block[0..2].copy_from_slice(&f16(d));
+                    block[2..4].copy_from_slice(&f16(m.abs()));
+                }
+                _ => block[0..2].copy_from_slice(&f16(d)),
             }
         }
         let r = quant::relay(self.ggml_type, &bytes, self.n, self.k).expect("whole blocks");
@@ -63,9 +103,12 @@ impl QuantGemvSpec {
     }
 }
 
-impl CaseSpec for QuantGemvSpec {
+impl CaseSpec for PackedLinearSpec {
     fn kernel(&self) -> &'static str {
-        "gemv_quant"
+        match self.kernel {
+            PackedKernel::Gemv => "gemv_quant",
+            PackedKernel::Matmul => "matmul_quant",
+        }
     }
 
     fn shape(&self) -> String {
@@ -74,7 +117,16 @@ impl CaseSpec for QuantGemvSpec {
         } else {
             String::new()
         };
-        format!("{:?} {rows}N={} K={}", self.ggml_type, self.n, self.k)
+        let mut s = format!("{:?} {rows}N={} K={}", self.ggml_type, self.n, self.k);
+        if self.bias {
+            s += " +bias";
+        }
+        match self.epilogue {
+            EpilogueKind::None => {}
+            EpilogueKind::Add => s += " +residual",
+            EpilogueKind::SiluMul => s += " swiglu",
+        }
+        s
     }
 
     fn flops(&self) -> f64 {
@@ -93,15 +145,10 @@ impl CaseSpec for QuantGemvSpec {
         weight + (self.traffic() * dtype.size()) as f64
     }
 
-    /// f32 accumulation of K products each below 2 in magnitude (16 for Q4_K).
+    /// f32 accumulation of K products, each below the type's largest weight (|x| ≤ 1).
     fn compute_tolerance(&self) -> Tolerance {
-        let bound = if self.ggml_type == GgmlType::Q4_K {
-            16.0
-        } else {
-            2.0
-        };
         Tolerance {
-            atol: bound * DType::F32.epsilon() * self.k as f64,
+            atol: self.max_weight() * DType::F32.epsilon() * self.k as f64,
             rtol: 1e-6,
         }
     }
@@ -109,7 +156,14 @@ impl CaseSpec for QuantGemvSpec {
     fn inputs(&self, random: Random<'_>) -> Result<Vec<HostTensor>> {
         let x = random(&[self.m, self.k], -1.0, 1.0);
         let (scales, quants) = self.blocks(random);
-        Ok(vec![x, scales, quants])
+        let mut inputs = vec![x, scales, quants];
+        if self.bias {
+            inputs.push(random(&[self.n], -1.0, 1.0));
+        }
+        if self.epilogue != EpilogueKind::None {
+            inputs.push(random(&[self.m, self.n], -4.0, 4.0));
+        }
+        Ok(inputs)
     }
 
     fn output_shape(&self, _: &[HostTensor]) -> Vec<usize> {
@@ -126,7 +180,21 @@ impl CaseSpec for QuantGemvSpec {
         };
         let bytes = quant::unrelay(self.ggml_type, &relaid).expect("relaid by inputs()");
         let w = quant::dequantize(self.ggml_type, &bytes, self.n * self.k).expect("whole blocks");
-        gemv_quant::reference(&w, &inputs[0].data, self.n, self.k)
+        let mut y = packed::reference(&w, &inputs[0].data, self.n, self.k);
+        if self.bias {
+            for row in y.chunks_mut(self.n) {
+                for (v, b) in row.iter_mut().zip(&inputs[3].data) {
+                    *v += b;
+                }
+            }
+        }
+        if self.epilogue != EpilogueKind::None {
+            let other = &inputs[inputs.len() - 1].data;
+            for (v, &o) in y.iter_mut().zip(other) {
+                *v = self.epilogue.reference(*v, o);
+            }
+        }
+        y
     }
 
     fn call<'a>(&self, gpu: &Gpu, inputs: &'a [Tensor], out: &'a Tensor) -> Result<KernelCall<'a>> {
@@ -137,6 +205,8 @@ impl CaseSpec for QuantGemvSpec {
             scales: &inputs[1],
             quants: &inputs[2],
         };
-        gemv_quant::gemv_quant(gpu, &inputs[0], w, out)
+        let bias = self.bias.then(|| &inputs[3]);
+        let epilogue = Epilogue::new(self.epilogue, &inputs[inputs.len() - 1]);
+        packed::packed_linear(gpu, self.kernel, &inputs[0], w, bias, epilogue, out)
     }
 }

@@ -98,24 +98,20 @@ pub fn generate(adapter: Option<&str>, args: &GenerateArgs) -> Result<bool> {
             }
         )));
     }
-    // A GGUF file's tokenizer: a tokenizer.json beside it (the one in the GGUF metadata is
-    // not read yet).
-    let tokenizer_dir = if gguf {
-        dir.parent()
-            .map(std::path::Path::to_path_buf)
-            .unwrap_or_default()
-    } else {
-        dir.clone()
-    };
-    let tokenizer = Tokenizer::from_dir(&tokenizer_dir)?;
+    let tokenizer = Tokenizer::for_model(&dir)?;
     let prompt = match (&args.tokens, &args.prompt) {
         (Some(ids), _) => ids.clone(),
         (None, Some(text)) => match &tokenizer {
             Some(t) => t.encode(text)?,
             None => {
                 return Err(Error::Invalid(format!(
-                    "{} has no tokenizer.json: give the prompt as --tokens",
-                    tokenizer_dir.display()
+                    "{} has no tokenizer ({}): give the prompt as --tokens",
+                    dir.display(),
+                    if gguf {
+                        "none in its metadata, no tokenizer.json beside it"
+                    } else {
+                        "no tokenizer.json"
+                    }
                 )));
             }
         },

@@ -7,7 +7,8 @@ pub mod gguf;
 mod model;
 mod weights;
 
+pub use crate::io::gguf::is_gguf;
 pub use config::{Architecture, LlamaConfig};
 pub use generate::{GenerateOptions, Generation};
-pub use model::{DEFAULT_MAX_CONTEXT, Llama, LoadOptions, is_gguf};
+pub use model::{DEFAULT_MAX_CONTEXT, Llama, LoadOptions};
 pub use weights::expected_tensors;

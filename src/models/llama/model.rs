@@ -16,6 +16,7 @@ use crate::gpu::Gpu;
 use crate::graph::layers::Then;
 use crate::graph::{Graph, Id, KernelTime, Plan, layers};
 use crate::io::Checkpoint;
+use crate::io::gguf::is_gguf;
 use crate::kernels::kv_cache::{KvCache, write_rows};
 use crate::kernels::matmul::{self, BLayout};
 use crate::kernels::{attention, gather, norm, rope};
@@ -75,12 +76,6 @@ pub struct Llama {
     decode: Option<Plan>,
     position: usize,
     fused_norms: bool,
-}
-
-/// Whether `path` names a GGUF file (by its extension; the reader checks the magic).
-pub fn is_gguf(path: &Path) -> bool {
-    path.extension()
-        .is_some_and(|e| e.eq_ignore_ascii_case("gguf"))
 }
 
 impl Llama {

@@ -5,7 +5,7 @@
 use crate::error::{Error, Result};
 use crate::gpu::Gpu;
 use crate::io::Checkpoint;
-use crate::kernels::gemv_quant::PackedWeight;
+use crate::kernels::packed::PackedWeight;
 use crate::kernels::quant;
 use crate::tensor::{DType, Tensor};
 

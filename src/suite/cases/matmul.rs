@@ -266,76 +266,62 @@ fn coop_cases() -> Vec<Entry> {
     list
 }
 
-/// The packed quantized GEMV: each block type at awkward row counts (1, a workgroup's 8 ± 1,
-/// primes) and K of one block, a few, and a 7B-class row (4096), plus the decode size of a
-/// 7B-class MLP for bench (GB/s of packed bytes beside the f16 GEMV's).
-pub(super) fn quant_gemv_cases() -> Vec<Entry> {
+/// The packed quantized kernels, every block type: the GEMV at awkward row counts (1, a
+/// workgroup's 8 ± 1, primes) and K of one block, a few, and a 7B-class row (4096), with a
+/// few rows of x, bias and the epilogues; the matmul at tile edges (M, N of 1, 63 ± 2, 130)
+/// with them. Bench: the decode size of a 7B-class layer (GB/s of packed bytes beside the
+/// f16 GEMV's) and a 128-token prompt through it.
+pub(super) fn packed_cases() -> Vec<Entry> {
+    use crate::kernels::matmul::EpilogueKind;
+    use crate::kernels::packed::PackedKernel::{Gemv, Matmul};
     use crate::kernels::quant::GgmlType;
     let mut list = Vec::new();
-    for ggml_type in [
-        GgmlType::Q8_0,
-        GgmlType::Q4_0,
-        GgmlType::Q4_K,
-        GgmlType::Q6_K,
-    ] {
-        // K: one block, a few, and a 7B-class row (blocks of 32, or 256 for the K-quants).
-        let sizes: [(usize, usize); 6] = if ggml_type.block().0 == 256 {
-            [
-                (1, 256),
-                (7, 512),
-                (9, 768),
-                (33, 1024),
-                (257, 4096),
-                (1, 4096),
-            ]
-        } else {
-            [
-                (1, 32),
-                (7, 64),
-                (9, 96),
-                (33, 1024),
-                (257, 4096),
-                (1, 4096),
-            ]
-        };
-        for (n, k) in sizes {
-            let spec = QuantGemvSpec {
-                ggml_type,
-                m: 1,
-                n,
-                k,
-            };
-            list.push(entry(spec, n * k <= 33 * 1024, BenchTier::No));
+    for ggml_type in GgmlType::PACKED {
+        let block = ggml_type.block().0 as usize;
+        let spec = |kernel, m, n, k| PackedLinearSpec::new(ggml_type, kernel, m, n, k);
+        // K: one block, a few, and a 7B-class row.
+        let k_few = if block == 256 { 768 } else { 96 };
+        for (n, k) in [(1, block), (7, 2 * block), (9, k_few), (33, 1024)] {
+            list.push(entry(spec(Gemv, 1, n, k), true, BenchTier::No));
         }
-        // Several rows of x (a prefill through the packed weights).
-        let (n, k) = sizes[2];
-        let prefill = QuantGemvSpec {
-            ggml_type,
-            m: 5,
-            n,
-            k,
+        list.push(entry(spec(Gemv, 1, 257, 4096), false, BenchTier::No));
+        list.push(entry(spec(Gemv, 3, 9, k_few), true, BenchTier::No));
+        let fused = |kernel, m, n, k, epilogue| PackedLinearSpec {
+            bias: true,
+            epilogue,
+            ..spec(kernel, m, n, k)
         };
-        list.push(entry(prefill, true, BenchTier::No));
         list.push(entry(
-            QuantGemvSpec {
-                ggml_type,
-                m: 1,
-                n: 4096,
-                k: 4096,
-            },
-            false,
-            BenchTier::Quick,
+            fused(Gemv, 2, 9, k_few, EpilogueKind::SiluMul),
+            true,
+            BenchTier::No,
         ));
         list.push(entry(
-            QuantGemvSpec {
-                ggml_type,
-                m: 1,
-                n: 11008,
-                k: 4096,
-            },
-            false,
-            BenchTier::Full,
+            fused(Gemv, 1, 33, k_few, EpilogueKind::Add),
+            true,
+            BenchTier::No,
         ));
+        for (m, n, k) in [
+            (1, 7, block),
+            (5, 9, k_few),
+            (65, 63, 2 * block),
+            (61, 130, 1024),
+        ] {
+            list.push(entry(spec(Matmul, m, n, k), true, BenchTier::No));
+        }
+        list.push(entry(
+            fused(Matmul, 67, 65, k_few, EpilogueKind::Add),
+            true,
+            BenchTier::No,
+        ));
+        list.push(entry(
+            fused(Matmul, 9, 70, k_few, EpilogueKind::SiluMul),
+            true,
+            BenchTier::No,
+        ));
+        list.push(entry(spec(Gemv, 1, 4096, 4096), false, BenchTier::Quick));
+        list.push(entry(spec(Gemv, 1, 11008, 4096), false, BenchTier::Full));
+        list.push(entry(spec(Matmul, 128, 4096, 4096), false, BenchTier::Full));
     }
     list
 }
