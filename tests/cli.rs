@@ -504,3 +504,51 @@ fn safetensors_ints(path: &str) -> Vec<i64> {
         .map(|b| i64::from_le_bytes(b.try_into().unwrap()))
         .collect()
 }
+
+/// `--quant` quantizes a safetensors model at load (the reference is the GGUF file the `gguf`
+/// package makes of it); unknown recipes and GGUF inputs are refused.
+#[test]
+fn generate_quantizes_a_safetensors_model_at_load() {
+    let root = env!("CARGO_MANIFEST_DIR");
+    let model = format!("{root}/tests/fixtures/llama_gqa");
+    let expected = safetensors_ints(&format!(
+        "{root}/tests/fixtures/gguf/llama_gqa_as_q4_0.expected.safetensors"
+    ));
+    let args = |quant: &'static str| {
+        vec![
+            "generate".to_string(),
+            "--model".into(),
+            model.clone(),
+            "--tokens".into(),
+            "3,17,42,99,5,200,33".into(),
+            "--max-tokens".into(),
+            "8".into(),
+            "--temperature".into(),
+            "0".into(),
+            "--quant".into(),
+            quant.into(),
+        ]
+    };
+    let run = |a: Vec<String>| tessera(&a.iter().map(String::as_str).collect::<Vec<_>>());
+    let out = run(args("q4_0"));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    let tokens: Vec<i64> = String::from_utf8_lossy(&out.stdout)
+        .trim()
+        .split(',')
+        .map(|t| t.parse().unwrap())
+        .collect();
+    assert_eq!(tokens[..], expected[..8]);
+    let out = run(args("q5_k"));
+    assert_eq!(out.status.code(), Some(2));
+    let gguf = format!("{root}/tests/fixtures/gguf/llama_f32.gguf");
+    let mut a = args("q8_0");
+    a[2] = gguf;
+    let out = run(a);
+    assert_ne!(out.status.code(), Some(0));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("only a safetensors checkpoint"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}

@@ -186,3 +186,58 @@ fn gguf_checkpoints_generate_as_transformers_does() {
         }
     }
 }
+
+/// `--quant` on a safetensors checkpoint computes what transformers computes from the GGUF
+/// file the `gguf` package makes of it (tools/make_gguf_fixtures.py, FROM_SAFETENSORS): the
+/// Q8_0 and Q4_0 blocks are ggml's reference quantization, bit for bit, packed or widened.
+/// This model's rows (64, 96) are not whole Q4_K blocks: `q4_k` falls back to `q4_0`'s types
+/// here (the K-quant fits are checked in `kernels::quantize`).
+#[test]
+fn quantizing_a_safetensors_checkpoint_at_load_matches_the_reference() {
+    use tessera::kernels::quantize::QuantRecipe;
+    let gpu = common::gpu();
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/llama_gqa");
+    for (recipe, reference) in [
+        (QuantRecipe::Q8_0, "llama_gqa_as_q8_0"),
+        (QuantRecipe::Q4_0, "llama_gqa_as_q4_0"),
+        (QuantRecipe::Q4_K, "llama_gqa_as_q4_0"),
+    ] {
+        let want = Expected::read(&fixture(&format!("{reference}.expected.safetensors")));
+        for packed_weights in [true, false] {
+            let label = format!("{recipe:?} (packed {packed_weights})");
+            let options = LoadOptions {
+                dtype: DType::F32,
+                packed_weights,
+                quantize: Some(recipe),
+                ..LoadOptions::default()
+            };
+            let mut model = Llama::load(&gpu, &dir, &options).unwrap();
+            let generate = GenerateOptions {
+                max_tokens: want.tokens.len(),
+                stop_at_eos: false,
+                keep_logits: true,
+                ..GenerateOptions::default()
+            };
+            let out = model.generate(&want.prompt, &generate, |_| Ok(())).unwrap();
+            assert_eq!(out.tokens, want.tokens, "{label}");
+            let worst = out
+                .logits
+                .iter()
+                .zip(&want.logits)
+                .map(|(g, w)| relative_l2(g, w))
+                .fold(0.0, f64::max);
+            assert!(worst < 1e-3, "{label}: {worst:e}");
+            eprintln!("{label} at load: tokens as {reference}, worst logits {worst:.1e}");
+        }
+    }
+    // A GGUF file is quantized already.
+    let options = LoadOptions {
+        quantize: Some(QuantRecipe::Q8_0),
+        ..LoadOptions::default()
+    };
+    let err = Llama::load(&gpu, &fixture("llama_f32.gguf"), &options)
+        .err()
+        .expect("refused")
+        .to_string();
+    assert!(err.contains("only a safetensors checkpoint"), "{err}");
+}

@@ -1,8 +1,10 @@
 #!/usr/bin/env python3
 """Writes tests/fixtures/quant/blocks.json: for each ggml block type tessera reads, a few
 blocks of random bytes (with finite, moderate f16 scales) and what the `gguf` package's
-reference dequantizer (gguf.quants.dequantize, from PyPI) makes of them. The Rust
-dequantization references are checked against this file.
+reference dequantizer (gguf.quants.dequantize, from PyPI) makes of them; and under "quantize",
+f32 values with the blocks the package's quantizer (bit-exact with ggml's reference) makes of
+them, for the types tessera quantizes that way (Q8_0, Q4_0). The Rust dequantization and
+quantization are checked against this file.
 
     python3 -m venv /tmp/gv && /tmp/gv/bin/pip install gguf numpy
     /tmp/gv/bin/python tools/make_quant_fixture.py
@@ -14,7 +16,7 @@ import pathlib
 import numpy as np
 from gguf import GGMLQuantizationType as T
 from gguf.constants import GGML_QUANT_SIZES
-from gguf.quants import dequantize
+from gguf.quants import dequantize, quantize
 
 # Byte offsets of the f16 scale fields in each block, set to finite values in [-1, 1]
 # (random bytes would often be inf or NaN, which says nothing about the layout).
@@ -45,6 +47,18 @@ def main():
         out[qtype.name] = {
             "bytes": raw.reshape(-1).tobytes().hex(),
             "values": [float(v) for v in values],
+        }
+    # Quantizer cases: normal values, a zero block, a block of exact halves (rounding ties).
+    qrng = np.random.default_rng(20261202)
+    values = qrng.normal(0.0, 0.5, size=(6, 32)).astype(np.float32)
+    values[1] = 0.0
+    values[2] = (np.arange(32, dtype=np.float32) - 16) * 0.5
+    out["quantize"] = {}
+    for qtype in (T.Q8_0, T.Q4_0):
+        blocks = quantize(values, qtype)
+        out["quantize"][qtype.name] = {
+            "values": [float(v) for v in values.reshape(-1)],
+            "bytes": blocks.reshape(-1).tobytes().hex(),
         }
     path = pathlib.Path(__file__).resolve().parent.parent / "tests/fixtures/quant/blocks.json"
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -13,6 +13,8 @@ use safetensors::tensor::{Dtype, TensorInfo};
 
 use crate::error::{Error, Result};
 use crate::gpu::Gpu;
+use crate::kernels::quant::GgmlType;
+use crate::kernels::quantize::{QuantRecipe, WeightRole};
 use crate::tensor::{DType, Tensor};
 
 /// The element types tessera reads from checkpoints.
@@ -60,6 +62,8 @@ pub struct Checkpoint {
     synthetic_packed: Option<crate::kernels::quant::GgmlType>,
     /// For [`Checkpoint::from_gguf`]: the tensors, dequantized as they are read.
     gguf: Option<super::gguf::GgufTensors>,
+    /// For [`Checkpoint::quantized`]: the recipe its weights are quantized by when read.
+    quantize: Option<QuantRecipe>,
 }
 
 fn io_error(path: &Path, source: std::io::Error) -> Error {
@@ -190,6 +194,7 @@ impl Checkpoint {
             synthetic: None,
             synthetic_packed: None,
             gguf: None,
+            quantize: None,
         })
     }
 
@@ -203,6 +208,7 @@ impl Checkpoint {
             synthetic: None,
             synthetic_packed: None,
             gguf: Some(tensors),
+            quantize: None,
         }
     }
 
@@ -219,6 +225,7 @@ impl Checkpoint {
             synthetic: Some(seed),
             synthetic_packed: None,
             gguf: None,
+            quantize: None,
         }
     }
 
@@ -345,8 +352,65 @@ impl Checkpoint {
         self.dtype(name).map(drop)
     }
 
-    /// The values of `name` (which must have shape `expected`) as f32.
+    /// This checkpoint with its decoder weights quantized by `recipe` as they are read (see
+    /// [`QuantRecipe::type_for`]): a projection comes from [`Checkpoint::read_packed`] as
+    /// blocks, and any quantized weight read as f32 (the embedding, the output, a projection
+    /// kept dense) is its blocks dequantized, so both paths compute with the same weights.
+    /// Norms and biases stay as stored. Only for checkpoints of plain tensors (a GGUF file
+    /// is quantized already).
+    pub fn quantized(self, recipe: QuantRecipe) -> Result<Checkpoint> {
+        if self.gguf.is_some() || self.synthetic.is_some() {
+            return Err(Error::Invalid(format!(
+                "{}: only a safetensors checkpoint can be quantized at load",
+                self.origin
+            )));
+        }
+        Ok(Checkpoint {
+            quantize: Some(recipe),
+            ..self
+        })
+    }
+
+    /// The type `name` (`shape`) is quantized to under the checkpoint's recipe, if any.
+    fn quantized_type(&self, name: &str, shape: &[usize]) -> Option<GgmlType> {
+        let recipe = self.quantize?;
+        let &[_, cols] = shape else {
+            return None;
+        };
+        let role = match name {
+            "lm_head.weight" => WeightRole::Output,
+            "model.embed_tokens.weight" if self.contains("lm_head.weight") => WeightRole::Embedding,
+            "model.embed_tokens.weight" => WeightRole::Output,
+            _ if name.ends_with("_proj.weight") => WeightRole::Projection,
+            _ => return None,
+        };
+        recipe.type_for(role, cols)
+    }
+
+    /// The values of `name` (which must have shape `expected`) as f32: as stored, or as the
+    /// checkpoint's quantization recipe leaves them.
     pub fn read_f32(&self, name: &str, expected: &[usize]) -> Result<Vec<f32>> {
+        let values = self.read_f32_stored(name, expected)?;
+        match self.quantized_type(name, expected) {
+            None => Ok(values),
+            Some(t) => {
+                let blocks = crate::kernels::quantize::quantize(t, &values)
+                    .map_err(|e| self.quantize_error(name, e))?;
+                let back = crate::kernels::quant::dequantize(t, &blocks, values.len())?;
+                Ok(back.into_iter().map(|v| v as f32).collect())
+            }
+        }
+    }
+
+    fn quantize_error(&self, name: &str, e: Error) -> Error {
+        Error::Checkpoint {
+            path: self.origin.clone(),
+            detail: format!("cannot quantize {name}: {e}"),
+        }
+    }
+
+    /// The values of `name` as stored, widened to f32.
+    fn read_f32_stored(&self, name: &str, expected: &[usize]) -> Result<Vec<f32>> {
         if let Some(seed) = self.synthetic {
             return Ok(Checkpoint::synthetic_values(seed, name, expected));
         }
@@ -390,6 +454,12 @@ impl Checkpoint {
         if let (Some(seed), Some(t)) = (self.synthetic, self.synthetic_packed) {
             return Ok(synthetic_blocks(seed, t, name, expected));
         }
+        if let Some(t) = self.quantized_type(name, expected) {
+            let values = self.read_f32_stored(name, expected)?;
+            let blocks = crate::kernels::quantize::quantize(t, &values)
+                .map_err(|e| self.quantize_error(name, e))?;
+            return Ok(Some((t, blocks)));
+        }
         let Some(gguf) = &self.gguf else {
             return Ok(None);
         };
@@ -405,6 +475,9 @@ impl Checkpoint {
     ) -> Option<crate::kernels::quant::GgmlType> {
         if let (Some(_), Some(t)) = (self.synthetic, self.synthetic_packed) {
             return synthetic_packs(t, name, shape).then_some(t);
+        }
+        if self.quantize.is_some() {
+            return self.quantized_type(name, shape);
         }
         self.gguf.as_ref()?.packed_type(name)
     }

@@ -17,6 +17,7 @@ pub mod norm;
 pub mod packed;
 pub mod peak;
 pub mod quant;
+pub mod quantize;
 pub mod rope;
 pub mod scheduler_step;
 pub mod softmax;

@@ -34,6 +34,10 @@ pub struct GenerateArgs {
     /// Element type of weights and activations (f16 needs SHADER_F16).
     #[arg(long, default_value = "f32", value_parser = ["f32", "f16"])]
     dtype: String,
+    /// Quantize a safetensors model's weights at load: q8_0 (every weight Q8_0), q4_0 or
+    /// q4_k (projections and embedding in Q4_0 / Q4_K, the output in Q6_K), kept packed.
+    #[arg(long, value_parser = ["q8_0", "q4_0", "q4_k"])]
+    quant: Option<String>,
     /// KV-cache positions (default: the model's context, at most 4096).
     #[arg(long)]
     max_context: Option<usize>,
@@ -125,6 +129,7 @@ pub fn generate(adapter: Option<&str>, args: &GenerateArgs) -> Result<bool> {
     let options = LoadOptions {
         dtype: args.dtype.parse::<DType>()?,
         max_context: args.max_context,
+        quantize: args.quant.as_deref().map(str::parse).transpose()?,
         ..LoadOptions::default()
     };
     let mut model = Llama::load(&gpu, &dir, &options)?;

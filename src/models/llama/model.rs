@@ -19,6 +19,7 @@ use crate::io::Checkpoint;
 use crate::io::gguf::is_gguf;
 use crate::kernels::kv_cache::{KvCache, write_rows};
 use crate::kernels::matmul::{self, BLayout};
+use crate::kernels::quantize::QuantRecipe;
 use crate::kernels::{attention, gather, norm, rope};
 use crate::tensor::{DType, Tensor};
 
@@ -42,10 +43,13 @@ pub struct LoadOptions {
     /// and the repeated norm reads a cached row; not on CPU adapters, where every workgroup
     /// repeating the reduction costs more than the dispatch it saves.
     pub fused_norms: Option<bool>,
-    /// Whether projections a checkpoint stores in a block-quantized type the packed GEMV
-    /// reads (Q8_0, Q4_0, Q4_K in a GGUF file) stay packed on the GPU (default), or are
-    /// widened to `dtype` at load.
+    /// Whether projections a checkpoint stores in a block-quantized type the packed kernels
+    /// read (`GgmlType::PACKED`, in a GGUF file or from `quantize`) stay packed on the GPU
+    /// (default), or are widened to `dtype` at load.
     pub packed_weights: bool,
+    /// Quantize a safetensors checkpoint's weights at load by this recipe (see
+    /// [`Checkpoint::quantized`]); a GGUF file is refused with it.
+    pub quantize: Option<QuantRecipe>,
 }
 
 impl Default for LoadOptions {
@@ -55,6 +59,7 @@ impl Default for LoadOptions {
             max_context: None,
             fused_norms: None,
             packed_weights: true,
+            quantize: None,
         }
     }
 }
@@ -82,11 +87,14 @@ impl Llama {
     /// Loads `path` onto `gpu`: a directory (`config.json` and safetensors weights) or a
     /// `.gguf` file (see [`super::gguf`]).
     pub fn load(gpu: &Gpu, path: &Path, options: &LoadOptions) -> Result<Llama> {
-        let (config, ckpt) = if is_gguf(path) {
+        let (config, mut ckpt) = if is_gguf(path) {
             super::gguf::open(path)?
         } else {
             (LlamaConfig::read(path)?, Checkpoint::open_dir(path)?)
         };
+        if let Some(recipe) = options.quantize {
+            ckpt = ckpt.quantized(recipe)?;
+        }
         Llama::from_parts(gpu, config, &ckpt, options)
     }
 
