@@ -241,3 +241,29 @@ fn quantizing_a_safetensors_checkpoint_at_load_matches_the_reference() {
         .to_string();
     assert!(err.contains("only a safetensors checkpoint"), "{err}");
 }
+
+/// A packed embedding and output projection larger than a binding are split by rows like
+/// dense ones: bindings of 8 KiB hold 128 of the Q8_0 fixture's 256 rows (64 bytes of quants
+/// each), so both come in two parts, gathered and projected part by part.
+#[test]
+fn a_packed_embedding_larger_than_a_binding_is_split() {
+    use tessera::gpu::Gpu;
+    use tessera::kernels::quantize::QuantRecipe;
+    let adapter = tessera::gpu::select_adapter(None).unwrap();
+    let gpu =
+        Gpu::open_with_limits(adapter, |l| l.max_storage_buffer_binding_size = 8 << 10).unwrap();
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/llama_gqa");
+    let want = Expected::read(&fixture("llama_gqa_as_q8_0.expected.safetensors"));
+    let options = LoadOptions {
+        quantize: Some(QuantRecipe::Q8_0),
+        ..LoadOptions::default()
+    };
+    let mut model = Llama::load(&gpu, &dir, &options).unwrap();
+    let generate = GenerateOptions {
+        max_tokens: 8,
+        stop_at_eos: false,
+        ..GenerateOptions::default()
+    };
+    let out = model.generate(&want.prompt, &generate, |_| Ok(())).unwrap();
+    assert_eq!(out.tokens, want.tokens[..8]);
+}

@@ -9,7 +9,7 @@ use tessera::suite::{self, Case};
 /// The families the tests below run, by kernel name prefix; "" takes the rest.
 const FAMILIES: [(&str, &[&str]); 6] = [
     ("matmul", &["matmul", "gemv", "norm_gemv"]),
-    ("packed", &["gemv_quant", "matmul_quant"]),
+    ("packed", &["gemv_quant", "matmul_quant", "gather_quant"]),
     (
         "attention",
         &["flash_attn", "decode_attn", "rope", "kv_append"],

@@ -4,6 +4,7 @@
 //! bias and the matmul epilogues. Every block type [`quant::packed_format`] lays out reads
 //! through them: Q8_0, Q4_0, Q4_1, Q5_0, Q5_1, Q4_K, Q5_K, Q6_K — a quarter to a half of
 //! f16's bytes. The weight is a [`PackedWeight`]: the re-laid blocks of [`quant::relay`].
+//! An embedding kept packed is read by [`gather`] (`shaders/gather_quant.wgsl`).
 
 use crate::error::{Error, Result};
 use crate::gpu::{Gpu, PipelineKey, ShaderSource};
@@ -25,7 +26,13 @@ const MATMUL: ShaderSource = ShaderSource {
     body: include_str!("../../shaders/matmul_quant.wgsl"),
     library: &[QUANT_BLOCKS, EPILOGUE],
 };
+const GATHER: ShaderSource = ShaderSource {
+    name: "gather_quant.wgsl",
+    body: include_str!("../../shaders/gather_quant.wgsl"),
+    library: &[QUANT_BLOCKS],
+};
 const GEMV_WG: u32 = 256;
+const GATHER_WG: u32 = 256;
 /// Output rows per GEMV workgroup (the workgroup over the shader's LANES).
 const GEMV_ROWS: u32 = GEMV_WG / 32;
 /// The matmul's output tile edge.
@@ -115,14 +122,37 @@ struct MatmulParams {
     pad: u32,
 }
 
-fn key(kernel: PackedKernel, t: GgmlType, dtype: DType) -> Result<PipelineKey> {
+#[repr(C)]
+#[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
+struct GatherParams {
+    n: u32,
+    width: u32,
+    row_start: u32,
+    table_rows: u32,
+    blocks: u32,
+    scale_words: u32,
+    pad: [u32; 2],
+}
+
+/// The override constants that tell `quant_blocks.wgsl` the block type.
+fn format_overrides(t: GgmlType) -> Result<[(&'static str, u32); 4]> {
     let f = quant::packed_format(t)?;
-    let format = [
+    Ok([
         ("QTYPE", t.id()),
         ("QK", f.block as u32),
         ("HEAD", f.head_bytes as u32),
         ("QWORDS", f.quant_words as u32),
-    ];
+    ])
+}
+
+fn gather_key(t: GgmlType, dtype: DType) -> Result<PipelineKey> {
+    let mut overrides = format_overrides(t)?.to_vec();
+    overrides.push(("WG", GATHER_WG));
+    Ok(PipelineKey::new(GATHER, "gather_quant", dtype, &overrides))
+}
+
+fn key(kernel: PackedKernel, t: GgmlType, dtype: DType) -> Result<PipelineKey> {
+    let format = format_overrides(t)?;
     Ok(match kernel {
         PackedKernel::Gemv => {
             let mut overrides = format.to_vec();
@@ -140,6 +170,9 @@ pub(crate) fn pipeline_keys() -> Vec<PipelineKey> {
             for dtype in [DType::F32, DType::F16] {
                 keys.push(key(kernel, t, dtype).expect("packed types have a format"));
             }
+        }
+        for dtype in [DType::F32, DType::F16] {
+            keys.push(gather_key(t, dtype).expect("packed types have a format"));
         }
     }
     keys
@@ -303,6 +336,65 @@ pub fn linear<'a>(
         PackedKernel::Gemv
     };
     packed_linear(gpu, kernel, x, w, bias, epilogue, y)
+}
+
+/// `out[r] = table[ids[r] - row_start]`, dequantized, for the ids that fall in this part of
+/// a packed table (`row_start .. row_start + table.rows`); other rows of `out` are left as
+/// they are. `ids`: `[n]` u32; `out`: `[n, table.cols]` (f32 or f16).
+pub fn gather<'a>(
+    gpu: &Gpu,
+    ids: &'a Tensor,
+    table: PackedView<'a>,
+    row_start: usize,
+    out: &'a Tensor,
+) -> Result<KernelCall<'a>> {
+    let op = "quantized gather";
+    if ids.dtype() != DType::U32 {
+        return Err(Error::DType {
+            op,
+            detail: format!("ids must be u32, not {}", ids.dtype()),
+        });
+    }
+    let dtype = out.dtype();
+    if dtype == DType::U32 {
+        return Err(Error::DType {
+            op,
+            detail: "the output must be f32 or f16, not u32".into(),
+        });
+    }
+    let n = ids.len();
+    let width = table.cols;
+    if out.len() != n * width {
+        return Err(Error::shape(
+            op,
+            format!(
+                "{n} ids of rows of {width} need {} outputs, {out:?} has {}",
+                n * width,
+                out.len()
+            ),
+        ));
+    }
+    let (_, blocks, scale_words) = check_weight(op, &table)?;
+    let params = GatherParams {
+        n: to_u32(op, "ids", n)?,
+        width: to_u32(op, "width", width)?,
+        row_start: to_u32(op, "row_start", row_start)?,
+        table_rows: to_u32(op, "rows", table.rows)?,
+        blocks,
+        scale_words,
+        pad: [0; 2],
+    };
+    to_u32(op, "output length", n * width)?;
+    let chunks = (n * width / 8) as u64;
+    let grid = gpu.grid(op, chunks.div_ceil(u64::from(GATHER_WG)))?;
+    let tensors = [(1, ids), (2, table.scales), (3, table.quants), (4, out)];
+    prepare(
+        gpu,
+        &gather_key(table.ggml_type, dtype)?,
+        &params,
+        &tensors,
+        grid,
+    )
 }
 
 /// f64 reference: `x · Wᵀ` with `W` the dequantized `[n, k]` weight and `x` `[m, k]`

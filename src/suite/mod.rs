@@ -33,7 +33,7 @@ pub use basic::{
 };
 pub use cases::cases;
 pub use matmul::MatmulSpec;
-pub use quant::PackedLinearSpec;
+pub use quant::{PackedGatherSpec, PackedLinearSpec};
 pub use unet::{Conv2dSpec, GroupNormSpec, SchedulerStepSpec, SpatialSpec, TimestepSpec};
 
 use crate::error::Result;

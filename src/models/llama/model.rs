@@ -18,7 +18,8 @@ use crate::graph::{Graph, Id, KernelTime, Plan, layers};
 use crate::io::Checkpoint;
 use crate::io::gguf::is_gguf;
 use crate::kernels::kv_cache::{KvCache, write_rows};
-use crate::kernels::matmul::{self, BLayout};
+use crate::kernels::matmul::{self, BLayout, Epilogue};
+use crate::kernels::packed::{self, PackedView};
 use crate::kernels::quantize::QuantRecipe;
 use crate::kernels::{attention, gather, norm, rope};
 use crate::tensor::{DType, Tensor};
@@ -126,7 +127,7 @@ impl Llama {
             .output()
             .parts
             .iter()
-            .map(|(first, part)| logits.view(*first, &[1, part.shape()[0]]))
+            .map(|(first, part)| logits.view(*first, &[1, part.rows()]))
             .collect::<Result<Vec<_>>>()?;
         let decode_ids = Tensor::from_u32(gpu, &[1], &[0])?;
         let mut model = Llama {
@@ -260,17 +261,40 @@ impl Llama {
         });
         let normed = rms_norm(&mut g, last, &self.weights.norm, eps, d);
         for ((_, part), logits) in self.weights.output().parts.iter().zip(&self.logit_parts) {
-            let (w, out) = (g.external(part), g.external(logits));
-            g.node("output projection", &[normed, w, out], |c| {
-                matmul::matmul(
-                    c.gpu,
-                    c.tensor(0),
-                    c.tensor(1),
-                    BLayout::NK,
-                    None,
-                    c.tensor(2),
-                )
-            });
+            let out = g.external(logits);
+            match part {
+                Proj::Dense(w) => {
+                    let w = g.external(w);
+                    g.node("output projection", &[normed, w, out], |c| {
+                        matmul::matmul(
+                            c.gpu,
+                            c.tensor(0),
+                            c.tensor(1),
+                            BLayout::NK,
+                            None,
+                            c.tensor(2),
+                        )
+                    });
+                }
+                Proj::Packed(w) => {
+                    let (scales, quants) = (g.external(&w.scales), g.external(&w.quants));
+                    let (ggml_type, rows, cols) = (w.ggml_type, w.rows, w.cols);
+                    g.node(
+                        "output projection",
+                        &[normed, scales, quants, out],
+                        move |c| {
+                            let w = PackedView {
+                                ggml_type,
+                                rows,
+                                cols,
+                                scales: c.tensor(1),
+                                quants: c.tensor(2),
+                            };
+                            packed::linear(c.gpu, c.tensor(0), w, None, Epilogue::None, c.tensor(3))
+                        },
+                    );
+                }
+            }
         }
         g.compile(self.capacity - seq)
     }
@@ -473,10 +497,29 @@ impl Llama {
 /// `out[r] = table[ids[r]]` over the table's parts.
 fn gather_rows(g: &mut Graph, ids: Id, table: &RowSplit, out: Id) {
     for (first, part) in &table.parts {
-        let (first, part) = (*first, g.external(part));
-        g.node("embedding", &[ids, part, out], move |c| {
-            gather::gather(c.gpu, c.tensor(0), c.tensor(1), first, c.tensor(2))
-        });
+        let first = *first;
+        match part {
+            Proj::Dense(part) => {
+                let part = g.external(part);
+                g.node("embedding", &[ids, part, out], move |c| {
+                    gather::gather(c.gpu, c.tensor(0), c.tensor(1), first, c.tensor(2))
+                });
+            }
+            Proj::Packed(w) => {
+                let (scales, quants) = (g.external(&w.scales), g.external(&w.quants));
+                let (ggml_type, rows, cols) = (w.ggml_type, w.rows, w.cols);
+                g.node("embedding", &[ids, scales, quants, out], move |c| {
+                    let table = PackedView {
+                        ggml_type,
+                        rows,
+                        cols,
+                        scales: c.tensor(1),
+                        quants: c.tensor(2),
+                    };
+                    packed::gather(c.gpu, c.tensor(0), table, first, c.tensor(3))
+                });
+            }
+        }
     }
 }
 

@@ -13,31 +13,52 @@ use super::LlamaConfig;
 
 /// A `[rows, width]` matrix stored as consecutive row blocks, each within one binding.
 /// Only the embedding and the output projection are split (a large vocabulary makes them
-/// the largest tensors); every other weight must fit one binding.
+/// the largest tensors); every other weight must fit one binding. Parts are dense, or packed
+/// blocks where the checkpoint stores the matrix so (read by the packed gather and GEMV).
 pub struct RowSplit {
-    /// `(first row, [rows, width] tensor)` for each part.
-    pub parts: Vec<(usize, Tensor)>,
+    /// `(first row, [rows, width] weight)` for each part.
+    pub parts: Vec<(usize, Proj)>,
 }
 
 impl RowSplit {
-    /// Uploads `name` (`[rows, width]`), in as few parts as the binding limit allows. A part
-    /// starts at a row whose offset in a `[.., rows]` output (the logits) meets the device's
-    /// binding alignment, so outputs can be split the same way.
+    /// Uploads `name` (`[rows, width]`), in as few parts as the binding limit allows: packed
+    /// where the checkpoint stores it in a block type the packed kernels read and `packed`
+    /// allows, else in `dtype`. A part starts at a row whose offset in a `[.., rows]` output
+    /// (the logits, in `dtype`) meets the device's binding alignment, so outputs can be split
+    /// the same way.
     fn load(
         gpu: &Gpu,
         ckpt: &Checkpoint,
         name: &str,
-        rows: usize,
-        width: usize,
+        [rows, width]: [usize; 2],
         dtype: DType,
+        packed: bool,
     ) -> Result<RowSplit> {
-        let values = ckpt.read_f32(name, &[rows, width])?;
+        let blocks = if packed {
+            ckpt.read_packed(name, &[rows, width])?
+        } else {
+            None
+        };
+        let values = match blocks {
+            Some(_) => Vec::new(),
+            None => ckpt.read_f32(name, &[rows, width])?,
+        };
         let limits = gpu.limits();
         let limit = limits.max_storage_buffer_binding_size as usize;
         let align = limits.min_storage_buffer_offset_alignment as usize;
         let granule = (align / dtype.size()).max(1);
-        let row_bytes = width * dtype.size();
-        let per_part = (limit / row_bytes) / granule * granule;
+        // The largest binding a row needs: its quant words when packed, else its values.
+        let (row_bytes, row_block_bytes) = match &blocks {
+            Some((t, bytes)) => {
+                let f = quant::packed_format(*t)?;
+                (
+                    width / f.block * f.quant_words * 4,
+                    bytes.len() / rows.max(1),
+                )
+            }
+            None => (width * dtype.size(), 0),
+        };
+        let per_part = (limit / row_bytes.max(1)) / granule * granule;
         if per_part == 0 {
             return Err(Error::TooLarge {
                 what: format!("{granule} rows of {name}"),
@@ -49,8 +70,18 @@ impl RowSplit {
         let mut parts = Vec::new();
         for first in (0..rows).step_by(per_part) {
             let count = per_part.min(rows - first);
-            let slice = &values[first * width..(first + count) * width];
-            parts.push((first, Tensor::from_f32(gpu, &[count, width], slice, dtype)?));
+            let part = match &blocks {
+                Some((t, bytes)) => {
+                    let slice = &bytes[first * row_block_bytes..(first + count) * row_block_bytes];
+                    let relaid = quant::relay(*t, slice, count, width)?;
+                    Proj::Packed(PackedWeight::upload(gpu, *t, &relaid)?)
+                }
+                None => {
+                    let slice = &values[first * width..(first + count) * width];
+                    Proj::Dense(Tensor::from_f32(gpu, &[count, width], slice, dtype)?)
+                }
+            };
+            parts.push((first, part));
         }
         Ok(RowSplit { parts })
     }
@@ -83,6 +114,14 @@ impl Proj {
 
     pub fn is_packed(&self) -> bool {
         matches!(self, Proj::Packed(_))
+    }
+
+    /// The weight's rows (its output features).
+    pub fn rows(&self) -> usize {
+        match self {
+            Proj::Dense(t) => t.shape()[0],
+            Proj::Packed(w) => w.rows,
+        }
     }
 }
 
@@ -332,25 +371,13 @@ impl LlamaWeights {
                 qkv,
             });
         }
-        let embed = RowSplit::load(
-            gpu,
-            ckpt,
-            "model.embed_tokens.weight",
-            c.vocab_size,
-            hidden,
-            dtype,
-        )?;
+        let split =
+            |name: &str| RowSplit::load(gpu, ckpt, name, [c.vocab_size, hidden], dtype, packed);
+        let embed = split("model.embed_tokens.weight")?;
         let lm_head = if c.tie_word_embeddings {
             None
         } else {
-            Some(RowSplit::load(
-                gpu,
-                ckpt,
-                "lm_head.weight",
-                c.vocab_size,
-                hidden,
-                dtype,
-            )?)
+            Some(split("lm_head.weight")?)
         };
         Ok(LlamaWeights {
             embed,

@@ -319,6 +319,17 @@ pub(super) fn packed_cases() -> Vec<Entry> {
             true,
             BenchTier::No,
         ));
+        // The embedding gather: a prompt's ids, one decode id, a part of a split table.
+        for (n, rows, row_start) in [(7, 5, 0), (1, 33, 0), (9, 17, 100)] {
+            let gather = PackedGatherSpec {
+                ggml_type,
+                n,
+                rows,
+                width: 2 * block,
+                row_start,
+            };
+            list.push(entry(gather, true, BenchTier::No));
+        }
         list.push(entry(spec(Gemv, 1, 4096, 4096), false, BenchTier::Quick));
         list.push(entry(spec(Gemv, 1, 11008, 4096), false, BenchTier::Full));
         list.push(entry(spec(Matmul, 128, 4096, 4096), false, BenchTier::Full));

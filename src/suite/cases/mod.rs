@@ -120,6 +120,7 @@ mod tests {
             "norm_gemv",
             "gemv_quant",
             "matmul_quant",
+            "gather_quant",
             "fma_peak",
             "gather",
             "transpose",
