@@ -81,15 +81,17 @@ fn a_file_from_the_gguf_package_reads_as_the_package_reads_it() {
 }
 
 /// The decoder fixtures: F32, each block type, a Q4_K_M-like mix; those named `_bpe_` /
-/// `_spm_` (and the K-quant ones) carry a tokenizer.
-const FIXTURES: [&str; 8] = [
+/// `_spm_`, `llama_q5_k` and `llama_q4_k_m` carry a tokenizer.
+const FIXTURES: [&str; 10] = [
     "llama_f32",
     "llama_q8_0",
     "qwen2_q4_0",
     "llama_bpe_q4_1",
     "llama_spm_q5_0",
     "qwen2_bpe_q5_1",
+    "llama_q4_k",
     "llama_q5_k",
+    "llama_q6_k",
     "llama_q4_k_m",
 ];
 
@@ -266,4 +268,70 @@ fn a_packed_embedding_larger_than_a_binding_is_split() {
     };
     let out = model.generate(&want.prompt, &generate, |_| Ok(())).unwrap();
     assert_eq!(out.tokens, want.tokens[..8]);
+}
+
+/// Llama 3's rotary scaling as llama.cpp stores it (`rope_freqs.weight`, per-frequency
+/// divisors): the GGUF file of the sharded Llama 3 fixture generates what transformers
+/// generates from the safetensors original (its GGUF loader ignores the tensor).
+#[test]
+fn rope_freqs_in_a_gguf_file_scale_the_rotary_frequencies() {
+    let gpu = common::gpu();
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    let want = Expected::read(&root.join("tests/fixtures/llama3_sharded/expected.safetensors"));
+    let mut model = Llama::load(
+        &gpu,
+        &fixture("llama3_rope_freqs.gguf"),
+        &LoadOptions::default(),
+    )
+    .unwrap();
+    let generate = GenerateOptions {
+        max_tokens: want.tokens.len(),
+        stop_at_eos: false,
+        keep_logits: true,
+        ..GenerateOptions::default()
+    };
+    let out = model.generate(&want.prompt, &generate, |_| Ok(())).unwrap();
+    assert_eq!(out.tokens, want.tokens);
+    let worst = out
+        .logits
+        .iter()
+        .zip(&want.logits)
+        .map(|(g, w)| relative_l2(g, w))
+        .fold(0.0, f64::max);
+    assert!(worst < 1e-3, "{worst:e}");
+    eprintln!("llama3_rope_freqs: tokens identical, worst logits {worst:.1e}");
+}
+
+/// A packed weight whose rows are not whole blocks is refused by the kernels with the reason,
+/// before anything is dispatched (and the re-layout refuses to make one).
+#[test]
+fn packed_rows_that_are_not_whole_blocks_are_refused() {
+    use tessera::kernels::matmul::Epilogue;
+    use tessera::kernels::packed::{self, PackedKernel, PackedView};
+    use tessera::kernels::quant::relay;
+    use tessera::tensor::Tensor;
+    let gpu = common::gpu();
+    // 48 columns of Q8_0: one and a half blocks.
+    let err = relay(GgmlType::Q8_0, &[0; 2 * 51], 2, 48)
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("whole 32-element rows"), "{err}");
+    let x = Tensor::empty(&gpu, &[1, 48], DType::F32).unwrap();
+    let y = Tensor::empty(&gpu, &[1, 2], DType::F32).unwrap();
+    let scales = Tensor::from_u32(&gpu, &[2, 1], &[0, 0]).unwrap();
+    let quants = Tensor::from_u32(&gpu, &[24], &[0; 24]).unwrap();
+    let w = PackedView {
+        ggml_type: GgmlType::Q8_0,
+        rows: 2,
+        cols: 48,
+        scales: &scales,
+        quants: &quants,
+    };
+    for kernel in [PackedKernel::Gemv, PackedKernel::Matmul] {
+        let err = packed::packed_linear(&gpu, kernel, &x, w, None, Epilogue::None, &y)
+            .err()
+            .expect("refused")
+            .to_string();
+        assert!(err.contains("whole 32-element blocks"), "{kernel:?}: {err}");
+    }
 }

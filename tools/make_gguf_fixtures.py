@@ -52,6 +52,13 @@ FIXTURES = {
                            cfg=dict(vocab_size=384, tie_word_embeddings=False), tokenizer="qwen2"),
     "llama_q5_k": dict(arch="llama", cls=(LlamaConfig, LlamaForCausalLM), weights=T.Q5_K,
                        cfg=dict(WIDE, tie_word_embeddings=False), tokenizer="spm"),
+    # One layer of rows of 256: the smallest decoder whose every weight is whole K-blocks.
+    "llama_q4_k": dict(arch="llama", cls=(LlamaConfig, LlamaForCausalLM), weights=T.Q4_K,
+                       cfg=dict(WIDE, intermediate_size=256, num_hidden_layers=1,
+                                tie_word_embeddings=False)),
+    "llama_q6_k": dict(arch="llama", cls=(LlamaConfig, LlamaForCausalLM), weights=T.Q6_K,
+                       cfg=dict(WIDE, intermediate_size=256, num_hidden_layers=1,
+                                tie_word_embeddings=True)),
     "llama_q4_k_m": dict(arch="llama", cls=(LlamaConfig, LlamaForCausalLM), weights=T.Q4_K,
                          types={"attn_v.weight": T.Q6_K, "ffn_down.weight": T.Q6_K,
                                 "output.weight": T.Q6_K},
@@ -204,9 +211,30 @@ def permute(w, n_head):
             .swapaxes(1, 2).reshape(w.shape))
 
 
+def llama3_rope_factors(config):
+    """llama.cpp's converter: Llama 3's rotary scaling as per-frequency divisors."""
+    rope = config.rope_parameters
+    base, dim = rope["rope_theta"], config.head_dim
+    factor, low, high = rope["factor"], rope["low_freq_factor"], rope["high_freq_factor"]
+    old = rope["original_max_position_embeddings"]
+    factors = []
+    for freq in 1.0 / base ** (np.arange(0, dim, 2, dtype=np.float64) / dim):
+        wavelen = 2 * np.pi / freq
+        if wavelen < old / high:
+            factors.append(1.0)
+        elif wavelen > old / low:
+            factors.append(factor)
+        else:
+            smooth = (old / wavelen - low) / (high - low)
+            factors.append(1 / ((1 - smooth) / factor + smooth))
+    return np.array(factors, dtype=np.float32)
+
+
 def write_gguf(path, spec, config, state, tokenizer=None):
     arch = spec["arch"]
     w = GGUFWriter(str(path), arch)
+    if spec.get("rope_freqs"):
+        w.add_tensor("rope_freqs.weight", llama3_rope_factors(config))
     if tokenizer is not None:
         add_tokenizer(w, tokenizer)
     w.add_block_count(config.num_hidden_layers)
@@ -330,6 +358,18 @@ def make_from_safetensors(name, source, qtype, types):
     print(f"{name}: margin {margin(rows):.3f}, tokens {tokens[:8]}...")
 
 
+def make_rope_freqs():
+    """The sharded Llama 3 fixture (llama3 rotary scaling) as llama.cpp's converter writes it:
+    F32 weights and the scaling as rope_freqs.weight. transformers' GGUF loader ignores that
+    tensor, so the reference is the safetensors fixture's own expected.safetensors."""
+    src = OUT.parent / "llama3_sharded"
+    model = LlamaForCausalLM.from_pretrained(str(src), dtype=torch.float32)
+    spec = dict(arch="llama", weights=T.F32, rope_freqs=True)
+    path = OUT / "llama3_rope_freqs.gguf"
+    write_gguf(path, spec, model.config, model.state_dict())
+    print(f"llama3_rope_freqs: {path.stat().st_size} bytes (expected: llama3_sharded)")
+
+
 def main():
     import sys
     OUT.mkdir(parents=True, exist_ok=True)
@@ -337,6 +377,8 @@ def main():
     for name, spec in FIXTURES.items():
         if not only or name in only:
             make(name, spec)
+    if not only or "llama3_rope_freqs" in only:
+        make_rope_freqs()
     for name, (source, qtype, types) in FROM_SAFETENSORS.items():
         if not only or name in only:
             make_from_safetensors(name, source, qtype, types)

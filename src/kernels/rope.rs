@@ -19,7 +19,7 @@ const SHADER: ShaderSource = ShaderSource {
 const WG: u32 = 256;
 
 /// How the rotary frequencies are scaled (`rope_scaling` / `rope_parameters` in a config).
-#[derive(Clone, Copy, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq)]
 pub enum RopeScaling {
     /// `rope_type: "default"` (or no scaling).
     None,
@@ -33,10 +33,13 @@ pub enum RopeScaling {
         high_freq_factor: f64,
         original_max_position_embeddings: f64,
     },
+    /// Each frequency `i` divided by its own factor: llama.cpp's `rope_freqs.weight` tensor
+    /// (how a GGUF file stores Llama 3's scaling), `head_dim / 2` of them.
+    Factors(Vec<f64>),
 }
 
 /// The rotary embedding of one model.
-#[derive(Clone, Copy, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct RopeConfig {
     /// `rope_theta`.
     pub theta: f64,
@@ -57,13 +60,20 @@ impl RopeConfig {
         if self.theta.is_nan() || self.theta <= 1.0 {
             return bad(format!("rope_theta {} must be above 1", self.theta));
         }
-        match self.scaling {
+        match &self.scaling {
             RopeScaling::None => Ok(()),
-            RopeScaling::Linear { factor } if factor > 0.0 => Ok(()),
+            RopeScaling::Factors(f) if f.len() != self.head_dim / 2 => bad(format!(
+                "{} frequency factors for head_dim {}",
+                f.len(),
+                self.head_dim
+            )),
+            RopeScaling::Factors(f) if f.iter().all(|v| v.is_finite() && *v > 0.0) => Ok(()),
+            RopeScaling::Factors(_) => bad("frequency factors must be finite and positive".into()),
+            &RopeScaling::Linear { factor } if factor > 0.0 => Ok(()),
             RopeScaling::Linear { factor } => {
                 bad(format!("linear factor {factor} must be positive"))
             }
-            RopeScaling::Llama3 {
+            &RopeScaling::Llama3 {
                 factor,
                 low_freq_factor,
                 high_freq_factor,
@@ -92,10 +102,11 @@ impl RopeConfig {
     pub fn inv_freq(&self) -> Vec<f64> {
         let d = self.head_dim as f64;
         let base = (0..self.head_dim / 2).map(|i| 1.0 / self.theta.powf(2.0 * i as f64 / d));
-        match self.scaling {
+        match &self.scaling {
             RopeScaling::None => base.collect(),
-            RopeScaling::Linear { factor } => base.map(|f| f / factor).collect(),
-            RopeScaling::Llama3 {
+            RopeScaling::Factors(factors) => base.zip(factors).map(|(f, by)| f / by).collect(),
+            &RopeScaling::Linear { factor } => base.map(|f| f / factor).collect(),
+            &RopeScaling::Llama3 {
                 factor,
                 low_freq_factor,
                 high_freq_factor,
@@ -235,6 +246,55 @@ pub fn reference(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// llama.cpp's converter stores Llama 3's scaling as per-frequency divisors
+    /// 1 / ((1 - smooth) / factor + smooth) (1 for high, `factor` for low frequencies): the
+    /// same frequencies as transformers' llama3 schedule.
+    #[test]
+    fn llama3_as_gguf_factors_is_llama3() {
+        let scaled = llama3();
+        let RopeScaling::Llama3 {
+            factor,
+            low_freq_factor: low,
+            high_freq_factor: high,
+            original_max_position_embeddings: old,
+        } = scaled.scaling
+        else {
+            unreachable!("llama3() is Llama3");
+        };
+        let plain = RopeConfig {
+            scaling: RopeScaling::None,
+            ..scaled.clone()
+        };
+        let factors: Vec<f64> = plain
+            .inv_freq()
+            .iter()
+            .map(|f| {
+                let wavelen = 2.0 * std::f64::consts::PI / f;
+                if wavelen < old / high {
+                    1.0
+                } else if wavelen > old / low {
+                    factor
+                } else {
+                    let smooth = (old / wavelen - low) / (high - low);
+                    1.0 / ((1.0 - smooth) / factor + smooth)
+                }
+            })
+            .collect();
+        let as_factors = RopeConfig {
+            scaling: RopeScaling::Factors(factors),
+            ..scaled.clone()
+        };
+        for (a, b) in as_factors.inv_freq().iter().zip(scaled.inv_freq()) {
+            assert!((a - b).abs() <= 1e-12 * b.abs(), "{a} vs {b}");
+        }
+        let short = RopeConfig {
+            scaling: RopeScaling::Factors(vec![1.0; 3]),
+            ..scaled.clone()
+        };
+        assert!(short.table(4).is_err());
+    }
+
     use approx::assert_relative_eq;
 
     fn llama3() -> RopeConfig {

@@ -181,7 +181,7 @@ impl CaseSpec for AttentionSpec {
 
 /// A RoPE case: `x` `[batch, seq, n_heads, config.head_dim]` rotated in place, token `s` at
 /// position `position + s`.
-#[derive(Clone, Copy, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct RopeSpec {
     pub batch: usize,
     pub seq: usize,
@@ -202,10 +202,11 @@ impl CaseSpec for RopeSpec {
     }
 
     fn shape(&self) -> String {
-        let scaling = match self.config.scaling {
+        let scaling = match &self.config.scaling {
             RopeScaling::None => "default".to_string(),
             RopeScaling::Linear { factor } => format!("linear x{factor}"),
             RopeScaling::Llama3 { factor, .. } => format!("llama3 x{factor}"),
+            RopeScaling::Factors(_) => "per-frequency factors".to_string(),
         };
         let mut s = format!(
             "s={} h={} d={} pos={} {scaling}",

@@ -1,6 +1,6 @@
 //! Loading the decoder from a GGUF file (llama.cpp's format): the configuration from the
-//! metadata and the tensors under their Hugging Face names, each dequantized to f32 when it
-//! is loaded (quantized weights are widened, not yet kept packed on the GPU).
+//! metadata (Llama 3's rotary scaling from the `rope_freqs.weight` tensor) and the tensors
+//! under their Hugging Face names; quantized ones are kept packed or widened by the loader.
 //!
 //! The metadata is turned into the `config.json` the Hugging Face loader reads, so it is
 //! validated by the same code with the same ranges; an error then names the Hugging Face key,
@@ -13,6 +13,7 @@ use crate::io::gguf::{FromGguf, Gguf, GgufTensors, GgufValue};
 use crate::io::{Checkpoint, ConfigJson};
 
 use super::config::{Architecture, LlamaConfig};
+use crate::kernels::rope::RopeScaling;
 
 /// GGUF metadata key (after `{arch}.`) → `config.json` key, for the numbers.
 pub const METADATA_KEYS: [(&str, &str); 8] = [
@@ -100,12 +101,6 @@ pub fn config(g: &Gguf) -> Result<LlamaConfig> {
         "tie_word_embeddings".into(),
         g.tensor("output.weight").is_none().into(),
     );
-    if g.tensor("rope_freqs.weight").is_some() {
-        return Err(error(
-            g,
-            "rope_freqs.weight (Llama 3 frequency scaling stored as a tensor) is not supported yet",
-        ));
-    }
     if let Some(kind) = g
         .get(&format!("{arch}.rope.scaling.type"))
         .and_then(GgufValue::as_str)
@@ -257,10 +252,49 @@ pub fn tensors(config: &LlamaConfig) -> Vec<(String, FromGguf)> {
     list
 }
 
+/// llama.cpp's `rope_freqs.weight`, if the file has it: the divisor of each rotary frequency
+/// (how its converter stores Llama 3's scaling), `head_dim / 2` finite positive values.
+fn rope_factors(g: &Gguf, config: &LlamaConfig) -> Result<Option<Vec<f64>>> {
+    let Some(t) = g.tensor("rope_freqs.weight") else {
+        return Ok(None);
+    };
+    let half = config.head_dim / 2;
+    if t.dims != [half as u64] {
+        return Err(error(
+            g,
+            format!(
+                "rope_freqs.weight is {:?}; head_dim {} needs [{half}]",
+                t.dims, config.head_dim
+            ),
+        ));
+    }
+    if config.rope.scaling != RopeScaling::None {
+        return Err(error(
+            g,
+            format!(
+                "rope_freqs.weight together with {:?} scaling is not supported",
+                config.rope.scaling
+            ),
+        ));
+    }
+    let values = crate::kernels::quant::dequantize(t.ggml_type, g.data(t), half)
+        .map_err(|e| error(g, format!("rope_freqs.weight: {e}")))?;
+    if let Some(bad) = values.iter().find(|v| !(v.is_finite() && **v > 0.0)) {
+        return Err(error(
+            g,
+            format!("rope_freqs.weight holds {bad}; factors must be finite and positive"),
+        ));
+    }
+    Ok(Some(values))
+}
+
 /// The configuration and a checkpoint over the tensors of the GGUF file at `path`.
 pub fn open(path: &Path) -> Result<(LlamaConfig, Checkpoint)> {
     let g = Gguf::open(path)?;
-    let config = config(&g)?;
+    let mut config = config(&g)?;
+    if let Some(factors) = rope_factors(&g, &config)? {
+        config.rope.scaling = RopeScaling::Factors(factors);
+    }
     let tensors = GgufTensors::new(g, tensors(&config))?;
     Ok((config, Checkpoint::from_gguf(tensors)))
 }

@@ -101,7 +101,7 @@ pub(super) fn rope_cases() -> Vec<Entry> {
     };
     let linear = RopeConfig {
         scaling: RopeScaling::Linear { factor: 4.0 },
-        ..default
+        ..default.clone()
     };
     // Llama 3.x's schedule; 40000 is far past its original 8192-position context.
     let llama3 = RopeConfig {
@@ -114,15 +114,33 @@ pub(super) fn rope_cases() -> Vec<Entry> {
             original_max_position_embeddings: 8192.0,
         },
     };
-    let rope = |batch, seq, n_heads, position, config| RopeSpec {
+    // Llama 3's schedule as a GGUF file stores it (rope_freqs.weight): the same table.
+    let factors = RopeConfig {
+        scaling: RopeScaling::Factors(
+            llama3
+                .inv_freq()
+                .iter()
+                .zip(
+                    RopeConfig {
+                        scaling: RopeScaling::None,
+                        ..llama3.clone()
+                    }
+                    .inv_freq(),
+                )
+                .map(|(scaled, plain)| plain / scaled)
+                .collect(),
+        ),
+        ..llama3.clone()
+    };
+    let rope = |batch, seq, n_heads, position, config: &RopeConfig| RopeSpec {
         batch,
         seq,
         n_heads,
         position,
-        config,
+        config: config.clone(),
     };
     let mut list = Vec::new();
-    for config in [default, linear, llama3] {
+    for config in [&default, &linear, &llama3, &factors] {
         for (seq, position) in [(7, 0), (1, 1), (5, 40_000)] {
             list.push(entry(
                 rope(1, seq, 3, position, config),
@@ -133,10 +151,14 @@ pub(super) fn rope_cases() -> Vec<Entry> {
     }
     let odd = RopeConfig {
         head_dim: 80,
-        ..default
+        ..default.clone()
     };
-    list.push(entry(rope(2, 9, 5, 3, odd), true, BenchTier::No));
-    list.push(entry(rope(1, 2048, 32, 0, llama3), false, BenchTier::Quick));
+    list.push(entry(rope(2, 9, 5, 3, &odd), true, BenchTier::No));
+    list.push(entry(
+        rope(1, 2048, 32, 0, &llama3),
+        false,
+        BenchTier::Quick,
+    ));
     list
 }
 
