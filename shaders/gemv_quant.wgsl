@@ -10,28 +10,10 @@
 // block is spread over 32 lanes), then the lanes' partial sums are reduced in workgroup
 // memory; a workgroup covers WG / LANES rows, on a 2-D grid (flat = x + y * nwg.x).
 
-struct Params {
-    n: u32,
-    k: u32,
-    // Blocks per row and head words per row.
-    blocks: u32,
-    scale_words: u32,
-    has_bias: u32,
-    epilogue: u32,
-    pad0: u32,
-    pad1: u32,
-}
+// struct Params and the bindings: shaders/lib/packed_linear.wgsl.
 
 override WG: u32 = 256u;
 const LANES: u32 = 32u;
-
-@group(0) @binding(0) var<uniform> p: Params;
-@group(0) @binding(1) var<storage, read> x: array<elem>;
-@group(0) @binding(2) var<storage, read> scales: array<u32>;
-@group(0) @binding(3) var<storage, read> quants: array<u32>;
-@group(0) @binding(4) var<storage, read_write> y: array<elem>;
-@group(0) @binding(5) var<storage, read> bias: array<elem>;
-@group(0) @binding(6) var<storage, read> other: array<elem>;
 
 var<workgroup> partial: array<f32, WG>;
 

@@ -9,29 +9,12 @@
 // memory (k-major, f32); each invocation then keeps a 4 × 4 block of accumulators, rows
 // lid.y + i·16 and columns lid.x + j·16. Rows past M and columns past N are masked.
 
-struct Params {
-    m: u32,
-    n: u32,
-    k: u32,
-    blocks: u32,
-    scale_words: u32,
-    has_bias: u32,
-    epilogue: u32,
-    pad0: u32,
-}
+// struct Params and the bindings: shaders/lib/packed_linear.wgsl.
 
 const WG_M: u32 = 16u;
 const WG_N: u32 = 16u;
 const TILE: u32 = 64u;
 const TILE_K: u32 = 32u;
-
-@group(0) @binding(0) var<uniform> p: Params;
-@group(0) @binding(1) var<storage, read> x: array<elem>;
-@group(0) @binding(2) var<storage, read> scales: array<u32>;
-@group(0) @binding(3) var<storage, read> quants: array<u32>;
-@group(0) @binding(4) var<storage, read_write> y: array<elem>;
-@group(0) @binding(5) var<storage, read> bias: array<elem>;
-@group(0) @binding(6) var<storage, read> other: array<elem>;
 
 var<workgroup> x_tile: array<f32, TILE_K * TILE>;
 var<workgroup> w_tile: array<f32, TILE_K * TILE>;

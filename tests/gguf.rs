@@ -12,11 +12,30 @@ use std::path::PathBuf;
 
 use common::{Expected, relative_l2};
 use tessera::DType;
-use tessera::models::llama::{GenerateOptions, Llama, LoadOptions};
+use tessera::models::llama::{GenerateOptions, Generation, Llama, LoadOptions};
 
 use tessera::io::Tokenizer;
 use tessera::io::gguf::{GgmlType, Gguf, GgufValue};
 use tessera::kernels::quant::dequantize;
+
+/// `steps` greedy tokens after `prompt`, with the logits that chose them.
+fn greedy(model: &mut Llama, prompt: &[u32], steps: usize) -> Generation {
+    let options = GenerateOptions {
+        max_tokens: steps,
+        stop_at_eos: false,
+        keep_logits: true,
+        ..GenerateOptions::default()
+    };
+    model.generate(prompt, &options, |_| Ok(())).unwrap()
+}
+
+/// The largest relative L2 distance between corresponding rows.
+fn worst_logits(got: &[Vec<f32>], want: &[Vec<f32>]) -> f64 {
+    got.iter()
+        .zip(want)
+        .map(|(g, w)| relative_l2(g, w))
+        .fold(0.0, f64::max)
+}
 
 fn fixture(name: &str) -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -154,12 +173,6 @@ fn gguf_checkpoints_generate_as_transformers_does() {
             let label = format!("{name} (packed weights: {packed_weights})");
             let mut model =
                 Llama::load(&gpu, &path, &options).unwrap_or_else(|e| panic!("{label}: {e}"));
-            let generate = GenerateOptions {
-                max_tokens: want.tokens.len(),
-                stop_at_eos: false,
-                keep_logits: true,
-                ..GenerateOptions::default()
-            };
             // A file with a tokenizer: the prompt is the text, as tessera tokenizes it.
             let prompt = match Tokenizer::for_model(&path).unwrap() {
                 Some(tokenizer) => {
@@ -170,7 +183,7 @@ fn gguf_checkpoints_generate_as_transformers_does() {
                 }
                 None => want.prompt.clone(),
             };
-            let out = model.generate(&prompt, &generate, |_| Ok(())).unwrap();
+            let out = greedy(&mut model, &prompt, want.tokens.len());
             assert_eq!(out.tokens, want.tokens, "{label}: greedy tokens");
             let mut worst: f64 = 0.0;
             for (step, (got, w)) in out.logits.iter().zip(&want.logits).enumerate() {
@@ -214,20 +227,9 @@ fn quantizing_a_safetensors_checkpoint_at_load_matches_the_reference() {
                 ..LoadOptions::default()
             };
             let mut model = Llama::load(&gpu, &dir, &options).unwrap();
-            let generate = GenerateOptions {
-                max_tokens: want.tokens.len(),
-                stop_at_eos: false,
-                keep_logits: true,
-                ..GenerateOptions::default()
-            };
-            let out = model.generate(&want.prompt, &generate, |_| Ok(())).unwrap();
+            let out = greedy(&mut model, &want.prompt, want.tokens.len());
             assert_eq!(out.tokens, want.tokens, "{label}");
-            let worst = out
-                .logits
-                .iter()
-                .zip(&want.logits)
-                .map(|(g, w)| relative_l2(g, w))
-                .fold(0.0, f64::max);
+            let worst = worst_logits(&out.logits, &want.logits);
             assert!(worst < 1e-3, "{label}: {worst:e}");
             eprintln!("{label} at load: tokens as {reference}, worst logits {worst:.1e}");
         }
@@ -261,12 +263,7 @@ fn a_packed_embedding_larger_than_a_binding_is_split() {
         ..LoadOptions::default()
     };
     let mut model = Llama::load(&gpu, &dir, &options).unwrap();
-    let generate = GenerateOptions {
-        max_tokens: 8,
-        stop_at_eos: false,
-        ..GenerateOptions::default()
-    };
-    let out = model.generate(&want.prompt, &generate, |_| Ok(())).unwrap();
+    let out = greedy(&mut model, &want.prompt, 8);
     assert_eq!(out.tokens, want.tokens[..8]);
 }
 
@@ -284,20 +281,9 @@ fn rope_freqs_in_a_gguf_file_scale_the_rotary_frequencies() {
         &LoadOptions::default(),
     )
     .unwrap();
-    let generate = GenerateOptions {
-        max_tokens: want.tokens.len(),
-        stop_at_eos: false,
-        keep_logits: true,
-        ..GenerateOptions::default()
-    };
-    let out = model.generate(&want.prompt, &generate, |_| Ok(())).unwrap();
+    let out = greedy(&mut model, &want.prompt, want.tokens.len());
     assert_eq!(out.tokens, want.tokens);
-    let worst = out
-        .logits
-        .iter()
-        .zip(&want.logits)
-        .map(|(g, w)| relative_l2(g, w))
-        .fold(0.0, f64::max);
+    let worst = worst_logits(&out.logits, &want.logits);
     assert!(worst < 1e-3, "{worst:e}");
     eprintln!("llama3_rope_freqs: tokens identical, worst logits {worst:.1e}");
 }

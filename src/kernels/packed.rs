@@ -15,16 +15,17 @@ use crate::tensor::{DType, Tensor};
 
 const QUANT_BLOCKS: &str = include_str!("../../shaders/lib/quant_blocks.wgsl");
 const EPILOGUE: &str = include_str!("../../shaders/lib/epilogue.wgsl");
+const LINEAR: &str = include_str!("../../shaders/lib/packed_linear.wgsl");
 
 const GEMV: ShaderSource = ShaderSource {
     name: "gemv_quant.wgsl",
     body: include_str!("../../shaders/gemv_quant.wgsl"),
-    library: &[QUANT_BLOCKS, EPILOGUE],
+    library: &[LINEAR, QUANT_BLOCKS, EPILOGUE],
 };
 const MATMUL: ShaderSource = ShaderSource {
     name: "matmul_quant.wgsl",
     body: include_str!("../../shaders/matmul_quant.wgsl"),
-    library: &[QUANT_BLOCKS, EPILOGUE],
+    library: &[LINEAR, QUANT_BLOCKS, EPILOGUE],
 };
 const GATHER: ShaderSource = ShaderSource {
     name: "gather_quant.wgsl",
@@ -97,21 +98,10 @@ pub struct PackedView<'a> {
     pub quants: &'a Tensor,
 }
 
+/// `shaders/lib/packed_linear.wgsl`'s `Params`.
 #[repr(C)]
 #[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
-struct GemvParams {
-    n: u32,
-    k: u32,
-    blocks: u32,
-    scale_words: u32,
-    has_bias: u32,
-    epilogue: u32,
-    pad: [u32; 2],
-}
-
-#[repr(C)]
-#[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
-struct MatmulParams {
+struct LinearParams {
     m: u32,
     n: u32,
     k: u32,
@@ -269,19 +259,19 @@ pub fn packed_linear<'a>(
         (5, spare_or(bias)),
         (6, spare_or(epilogue.tensor())),
     ];
-    let has_bias = u32::from(bias.is_some());
+    let params = LinearParams {
+        m: rows,
+        n,
+        k,
+        blocks,
+        scale_words,
+        has_bias: u32::from(bias.is_some()),
+        epilogue: epilogue.kind().code(),
+        pad: 0,
+    };
     let max_groups = gpu.limits().max_compute_workgroups_per_dimension;
     let call = match kernel {
         PackedKernel::Gemv => {
-            let params = GemvParams {
-                n,
-                k,
-                blocks,
-                scale_words,
-                has_bias,
-                epilogue: epilogue.kind().code(),
-                pad: [0; 2],
-            };
             let [gx, gy, _] = gpu.grid(op, u64::from(n.div_ceil(GEMV_ROWS)))?;
             if rows > max_groups {
                 return Err(Error::TooManyWorkgroups {
@@ -294,16 +284,6 @@ pub fn packed_linear<'a>(
             prepare(gpu, &key, &params, &tensors, [gx, gy, rows])?
         }
         PackedKernel::Matmul => {
-            let params = MatmulParams {
-                m: rows,
-                n,
-                k,
-                blocks,
-                scale_words,
-                has_bias,
-                epilogue: epilogue.kind().code(),
-                pad: 0,
-            };
             let (col_tiles, row_tiles) = (n.div_ceil(TILE), rows.div_ceil(TILE));
             if col_tiles > max_groups || row_tiles > max_groups {
                 return Err(Error::TooManyWorkgroups {
