@@ -100,8 +100,8 @@ fn a_file_from_the_gguf_package_reads_as_the_package_reads_it() {
 }
 
 /// The decoder fixtures: F32, each block type, a Q4_K_M-like mix; those named `_bpe_` /
-/// `_spm_`, `llama_q5_k` and `llama_q4_k_m` carry a tokenizer.
-const FIXTURES: [&str; 10] = [
+/// `_spm_`, `llama_q5_k`, `llama_q4_k_m` and `qwen3_q8_0` carry a tokenizer.
+const FIXTURES: [&str; 11] = [
     "llama_f32",
     "llama_q8_0",
     "qwen2_q4_0",
@@ -112,6 +112,7 @@ const FIXTURES: [&str; 10] = [
     "llama_q5_k",
     "llama_q6_k",
     "llama_q4_k_m",
+    "qwen3_q8_0",
 ];
 
 /// Texts with transformers' ids and decodings (NAME.tokenizer.json).
@@ -137,6 +138,7 @@ fn gguf_tokenizers_encode_and_decode_as_transformers_does() {
         "qwen2_bpe_q5_1",
         "llama_q5_k",
         "llama_q4_k_m",
+        "qwen3_q8_0",
     ];
     for name in with_tokenizer {
         let tokenizer = Tokenizer::for_model(&fixture(&format!("{name}.gguf")))

@@ -29,7 +29,8 @@ import shutil
 import torch
 from safetensors.torch import save_file
 from transformers import (LlamaConfig, LlamaForCausalLM, MistralConfig, MistralForCausalLM,
-                          Qwen2Config, Qwen2ForCausalLM)
+                          Qwen2Config, Qwen2ForCausalLM, Qwen3Config, Qwen3ForCausalLM,
+                          SmolLM3Config, SmolLM3ForCausalLM)
 
 OUT = pathlib.Path(__file__).resolve().parent.parent / "tests" / "fixtures"
 STEPS = 24
@@ -67,6 +68,17 @@ FIXTURES = {
                                     sliding_window=None,
                                     rope_parameters=dict(rope_type="linear", rope_theta=10000.0,
                                                          factor=2.0))),
+    # Qwen3: RMSNorm per head on q and k before RoPE, head_dim apart from hidden / heads.
+    "qwen3_qk_norm": dict(cls=(Qwen3Config, Qwen3ForCausalLM), dtype=torch.float32,
+                          random_norms=True,
+                          cfg=dict(num_attention_heads=4, num_key_value_heads=2, head_dim=32,
+                                   tie_word_embeddings=True)),
+    # SmolLM3: RoPE skipped on the layers no_rope_layers marks 0 (here the second of three).
+    "smollm3_nope": dict(cls=(SmolLM3Config, SmolLM3ForCausalLM), dtype=torch.float32,
+                         random_norms=True,
+                         cfg=dict(num_attention_heads=4, num_key_value_heads=2,
+                                  num_hidden_layers=3, no_rope_layers=[1, 0, 1], pad_token_id=0,
+                                  tie_word_embeddings=True)),
 }
 
 
@@ -106,13 +118,19 @@ def make(name, spec):
     config_cls, model_cls = spec["cls"]
     for seed in range(100):
         torch.manual_seed(seed)
-        config = config_cls(**COMMON, **spec["cfg"])
+        config = config_cls(**{**COMMON, **spec["cfg"]})
         config._attn_implementation = "eager"
         model = model_cls(config).eval()
         # The stored precision is what the checkpoint holds; the reference runs in f32 on
         # exactly those values. Only parameters are rounded: `model.to(dtype)` would also
         # round buffers such as the rotary inv_freq, which are not stored in the checkpoint.
         with torch.no_grad():
+            if spec.get("random_norms"):
+                # Norm weights start at 1; drawn instead, a norm applied with the wrong weight
+                # (q's for k's, one layer's for another's) changes the logits.
+                for param_name, p in model.named_parameters():
+                    if "norm" in param_name:
+                        p.normal_(1.0, 0.3)
             for p in model.parameters():
                 p.copy_(p.to(spec["dtype"]).to(torch.float32))
         tokens, rows = greedy(model, PROMPT)
@@ -233,8 +251,12 @@ def make_unet(name, spec):
 
 
 if __name__ == "__main__":
+    import sys
     OUT.mkdir(parents=True, exist_ok=True)
+    only = sys.argv[1:]  # fixture names, or all
     for name, spec in FIXTURES.items():
-        make(name, spec)
+        if not only or name in only:
+            make(name, spec)
     for name, spec in UNET_FIXTURES.items():
-        make_unet(name, spec)
+        if not only or name in only:
+            make_unet(name, spec)

@@ -25,7 +25,8 @@ from gguf import GGUFWriter
 from gguf.quants import dequantize, quantize
 from safetensors.torch import save_file
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
-from transformers import AutoModelForCausalLM, AutoTokenizer, LlamaConfig, LlamaForCausalLM, Qwen2Config, Qwen2ForCausalLM
+from transformers import (AutoModelForCausalLM, AutoTokenizer, LlamaConfig, LlamaForCausalLM,
+                          Qwen2Config, Qwen2ForCausalLM, Qwen3Config, Qwen3ForCausalLM)
 
 # The same prompt, greedy loop and margin rule as the safetensors fixtures.
 from make_fixtures import MIN_MARGIN, PROMPT, greedy, margin
@@ -59,6 +60,12 @@ FIXTURES = {
     "llama_q6_k": dict(arch="llama", cls=(LlamaConfig, LlamaForCausalLM), weights=T.Q6_K,
                        cfg=dict(WIDE, intermediate_size=256, num_hidden_layers=1,
                                 tie_word_embeddings=True)),
+    # Qwen3 (q/k head norms, drawn rather than 1) in Q8_0, with a qwen2-style tokenizer.
+    # head_dim 128 as every released Qwen3 has: transformers' GGUF loader does not read
+    # qwen3.attention.key_length and takes Qwen3Config's default, 128.
+    "qwen3_q8_0": dict(arch="qwen3", cls=(Qwen3Config, Qwen3ForCausalLM), weights=T.Q8_0,
+                       cfg=dict(vocab_size=384, head_dim=128, tie_word_embeddings=True),
+                       random_norms=True, tokenizer="qwen2"),
     "llama_q4_k_m": dict(arch="llama", cls=(LlamaConfig, LlamaForCausalLM), weights=T.Q4_K,
                          types={"attn_v.weight": T.Q6_K, "ffn_down.weight": T.Q6_K,
                                 "output.weight": T.Q6_K},
@@ -243,6 +250,10 @@ def write_gguf(path, spec, config, state, tokenizer=None):
     w.add_feed_forward_length(config.intermediate_size)
     w.add_head_count(config.num_attention_heads)
     w.add_head_count_kv(config.num_key_value_heads)
+    head_dim = getattr(config, "head_dim", None)
+    if head_dim and head_dim != config.hidden_size // config.num_attention_heads:
+        w.add_key_length(head_dim)
+        w.add_value_length(head_dim)
     w.add_layer_norm_rms_eps(config.rms_norm_eps)
     w.add_rope_freq_base(getattr(config, "rope_theta", None) or config.rope_parameters["rope_theta"])
     w.add_vocab_size(config.vocab_size)
@@ -258,6 +269,8 @@ def write_gguf(path, spec, config, state, tokenizer=None):
              "self_attn.v_proj.weight": "attn_v.weight", "self_attn.o_proj.weight": "attn_output.weight",
              "self_attn.q_proj.bias": "attn_q.bias", "self_attn.k_proj.bias": "attn_k.bias",
              "self_attn.v_proj.bias": "attn_v.bias", "mlp.gate_proj.weight": "ffn_gate.weight",
+             "self_attn.q_norm.weight": "attn_q_norm.weight",
+             "self_attn.k_norm.weight": "attn_k_norm.weight",
              "mlp.up_proj.weight": "ffn_up.weight", "mlp.down_proj.weight": "ffn_down.weight"}
     for name, tensor in state.items():
         if name == "lm_head.weight" and config.tie_word_embeddings:
@@ -305,6 +318,11 @@ def make(name, spec):
         if tokenizer is not None:
             config.bos_token_id, config.eos_token_id = tokenizer["bos"], tokenizer["eos"]
         model = model_cls(config).eval()
+        if spec.get("random_norms"):
+            with torch.no_grad():
+                for param_name, p in model.named_parameters():
+                    if "norm" in param_name:
+                        p.normal_(1.0, 0.3)
         write_gguf(path, spec, config, model.state_dict(), tokenizer)
         prompt = PROMPT
         if tokenizer is not None:

@@ -16,6 +16,10 @@ pub enum Architecture {
     Mistral,
     /// `Qwen2ForCausalLM`: biases on the q, k and v projections.
     Qwen2,
+    /// `Qwen3ForCausalLM`: RMSNorm over each head of q and k before RoPE.
+    Qwen3,
+    /// `SmolLM3ForCausalLM`: no RoPE on the layers `no_rope_layers` marks 0.
+    SmolLM3,
 }
 
 impl Architecture {
@@ -24,6 +28,8 @@ impl Architecture {
             "LlamaForCausalLM" => Some(Architecture::Llama),
             "MistralForCausalLM" => Some(Architecture::Mistral),
             "Qwen2ForCausalLM" => Some(Architecture::Qwen2),
+            "Qwen3ForCausalLM" => Some(Architecture::Qwen3),
+            "SmolLM3ForCausalLM" => Some(Architecture::SmolLM3),
             _ => None,
         }
     }
@@ -54,8 +60,14 @@ pub struct LlamaConfig {
     pub o_bias: bool,
     /// Biases on the MLP projections (Llama with `mlp_bias`).
     pub mlp_bias: bool,
-    /// Attention window (Mistral, Qwen2 with `use_sliding_window`); `None` means full.
+    /// Attention window (Mistral, Qwen2/Qwen3/SmolLM3 with `use_sliding_window`); `None`
+    /// means full.
     pub sliding_window: Option<usize>,
+    /// RMSNorm over each head of q and k (weights `self_attn.{q,k}_norm.weight`, `[head_dim]`)
+    /// before RoPE (Qwen3).
+    pub qk_norm: bool,
+    /// Per layer: whether it applies RoPE (all but SmolLM3's NoPE layers).
+    pub rope_layers: Vec<bool>,
 }
 
 impl LlamaConfig {
@@ -103,7 +115,9 @@ impl LlamaConfig {
         };
         let sliding_window = match architecture {
             Architecture::Mistral => c.opt_usize("sliding_window")?,
-            Architecture::Qwen2 if c.bool_or("use_sliding_window", false)? => {
+            Architecture::Qwen2 | Architecture::Qwen3 | Architecture::SmolLM3
+                if c.bool_or("use_sliding_window", false)? =>
+            {
                 c.opt_usize("sliding_window")?
             }
             _ => None,
@@ -117,6 +131,15 @@ impl LlamaConfig {
         for id in eos_token_ids.iter().chain(&bos_token_id) {
             c.in_range("bos_token_id / eos_token_id", *id, 0..=vocab_size - 1)?;
         }
+        let num_layers = c.in_range(
+            "num_hidden_layers",
+            c.usize("num_hidden_layers")?,
+            1..=MAX_LAYERS,
+        )?;
+        let rope_layers = match architecture {
+            Architecture::SmolLM3 => nope_layers(c, num_layers)?,
+            _ => vec![true; num_layers],
+        };
         let config = LlamaConfig {
             architecture,
             hidden_size,
@@ -125,11 +148,7 @@ impl LlamaConfig {
                 c.usize("intermediate_size")?,
                 1..=MAX_WIDTH * 16,
             )?,
-            num_layers: c.in_range(
-                "num_hidden_layers",
-                c.usize("num_hidden_layers")?,
-                1..=MAX_LAYERS,
-            )?,
+            num_layers,
             num_heads,
             num_kv_heads,
             head_dim,
@@ -156,9 +175,32 @@ impl LlamaConfig {
             o_bias,
             mlp_bias: c.bool_or("mlp_bias", false)?,
             sliding_window,
+            qk_norm: architecture == Architecture::Qwen3,
+            rope_layers,
         };
         Ok(config)
     }
+}
+
+/// SmolLM3's RoPE layers: `no_rope_layers` (1 = RoPE, 0 = none, one per layer at least), or
+/// every `no_rope_layer_interval`-th layer (default 4) without.
+fn nope_layers(c: &ConfigJson, layers: usize) -> Result<Vec<bool>> {
+    let key = "no_rope_layers";
+    if c.get(key).is_some_and(|v| !v.is_null()) {
+        let flags = c.usize_list(key)?;
+        if flags.len() < layers || flags.iter().any(|&f| f > 1) {
+            return Err(c.error(format!(
+                "{key} must give 0 or 1 for each of the {layers} layers, not {flags:?}"
+            )));
+        }
+        return Ok(flags[..layers].iter().map(|&f| f == 1).collect());
+    }
+    let interval = c.in_range(
+        "no_rope_layer_interval",
+        c.opt_usize("no_rope_layer_interval")?.unwrap_or(4),
+        1..=MAX_LAYERS,
+    )?;
+    Ok((0..layers).map(|i| (i + 1) % interval != 0).collect())
 }
 
 /// Bounds on what a config may say, far beyond any released model, so that nothing sized
@@ -184,10 +226,12 @@ fn architecture(c: &ConfigJson) -> Result<Architecture> {
             Some("llama") => "LlamaForCausalLM",
             Some("mistral") => "MistralForCausalLM",
             Some("qwen2") => "Qwen2ForCausalLM",
+            Some("qwen3") => "Qwen3ForCausalLM",
+            Some("smollm3") => "SmolLM3ForCausalLM",
             Some(other) => {
                 return Err(c.error(format!(
                     "no architectures, and model_type {other:?} is not one tessera runs \
-                     (llama, mistral, qwen2)"
+                     (llama, mistral, qwen2, qwen3, smollm3)"
                 )));
             }
             None => {
@@ -200,7 +244,7 @@ fn architecture(c: &ConfigJson) -> Result<Architecture> {
     Architecture::from_name(name).ok_or_else(|| {
         c.error(format!(
             "unknown architecture {name:?}; tessera runs LlamaForCausalLM, \
-             MistralForCausalLM and Qwen2ForCausalLM"
+             MistralForCausalLM, Qwen2ForCausalLM, Qwen3ForCausalLM and SmolLM3ForCausalLM"
         ))
     })
 }

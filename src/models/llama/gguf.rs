@@ -44,10 +44,14 @@ fn architecture(g: &Gguf) -> Result<(&str, &'static str)> {
     let hf = match arch {
         "llama" => "LlamaForCausalLM",
         "qwen2" => "Qwen2ForCausalLM",
+        "qwen3" => "Qwen3ForCausalLM",
         other => {
             return Err(error(
                 g,
-                format!("general.architecture {other:?} is not supported from GGUF (llama, qwen2)"),
+                format!(
+                    "general.architecture {other:?} is not supported from GGUF (llama, qwen2, \
+                     qwen3)"
+                ),
             ));
         }
     };
@@ -238,6 +242,19 @@ pub fn tensors(config: &LlamaConfig) -> Vec<(String, FromGguf)> {
                 ("self_attn.v_proj.bias", "attn_v.bias", kv_rows, None),
             ] {
                 list.push(entry(hf(hf_name), gg(gguf_name), vec![rows], heads));
+            }
+        }
+        if config.qk_norm {
+            for (hf_name, gguf_name) in [
+                ("self_attn.q_norm.weight", "attn_q_norm.weight"),
+                ("self_attn.k_norm.weight", "attn_k_norm.weight"),
+            ] {
+                list.push(entry(
+                    hf(hf_name),
+                    gg(gguf_name),
+                    vec![config.head_dim],
+                    None,
+                ));
             }
         }
         if config.o_bias {

@@ -344,17 +344,25 @@ impl Llama {
                 None,
             ),
         };
-        let q4 = g.reshape(q, &[1, seq, heads, head_dim])?;
-        let k4 = g.reshape(k, &[1, seq, kv_heads, head_dim])?;
+        let mut q4 = g.reshape(q, &[1, seq, heads, head_dim])?;
+        let mut k4 = g.reshape(k, &[1, seq, kv_heads, head_dim])?;
         let v4 = g.reshape(v, &[1, seq, kv_heads, head_dim])?;
-        let rotated = match qk {
+        let mut rotated = match qk {
             Some(qk) => vec![qk],
             None => vec![q4, k4],
         };
-        for t in rotated {
-            g.node("rope", &[t, rope_table], |c| {
-                rope::rope(c.gpu, c.tensor(0), c.tensor(1), c.position())
-            });
+        // Qwen3: each head of q and k RMS-normalised (into new tensors, then rotated there).
+        if let (Some(q_norm), Some(k_norm)) = (&layer.q_norm, &layer.k_norm) {
+            q4 = head_norm(g, q, q_norm, eps, [seq, heads, head_dim], d)?;
+            k4 = head_norm(g, k, k_norm, eps, [seq, kv_heads, head_dim], d)?;
+            rotated = vec![q4, k4];
+        }
+        if layer.rope {
+            for t in rotated {
+                g.node("rope", &[t, rope_table], |c| {
+                    rope::rope(c.gpu, c.tensor(0), c.tensor(1), c.position())
+                });
+            }
         }
         let (ck, cv) = (g.external(&cache.k), g.external(&cache.v));
         g.node("kv append", &[k4, v4, ck, cv], |c| {
@@ -521,6 +529,21 @@ fn gather_rows(g: &mut Graph, ids: Id, table: &RowSplit, out: Id) {
             }
         }
     }
+}
+
+/// RMSNorm over each head of `x` (`[seq, heads · head_dim]`) with one `[head_dim]` weight,
+/// as `[1, seq, heads, head_dim]`.
+fn head_norm(
+    g: &mut Graph,
+    x: Id,
+    weight: &Tensor,
+    eps: f32,
+    [seq, heads, head_dim]: [usize; 3],
+    dtype: DType,
+) -> Result<Id> {
+    let rows = g.reshape(x, &[seq * heads, head_dim])?;
+    let normed = rms_norm(g, rows, weight, eps, dtype);
+    g.reshape(normed, &[1, seq, heads, head_dim])
 }
 
 fn rms_norm(g: &mut Graph, x: Id, weight: &Tensor, eps: f32, dtype: DType) -> Id {

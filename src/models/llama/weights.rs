@@ -128,6 +128,11 @@ impl Proj {
 /// One decoder layer.
 pub struct Layer {
     pub input_norm: Tensor,
+    /// RMSNorm weights over each head of q and k (`[head_dim]`, Qwen3).
+    pub q_norm: Option<Tensor>,
+    pub k_norm: Option<Tensor>,
+    /// Whether the layer applies RoPE (SmolLM3 skips it on some).
+    pub rope: bool,
     pub q: Proj,
     pub k: Proj,
     pub v: Proj,
@@ -233,6 +238,10 @@ pub fn expected_tensors(c: &LlamaConfig) -> Vec<(String, Vec<usize>)> {
         add("self_attn.k_proj.weight", vec![kv, hidden]);
         add("self_attn.v_proj.weight", vec![kv, hidden]);
         add("self_attn.o_proj.weight", vec![hidden, q]);
+        if c.qk_norm {
+            add("self_attn.q_norm.weight", vec![c.head_dim]);
+            add("self_attn.k_norm.weight", vec![c.head_dim]);
+        }
         if c.qkv_bias {
             add("self_attn.q_proj.bias", vec![q]);
             add("self_attn.k_proj.bias", vec![kv]);
@@ -353,6 +362,9 @@ impl LlamaWeights {
             };
             layers.push(Layer {
                 input_norm: up(&n("input_layernorm.weight"), &[hidden])?,
+                q_norm: opt(c.qk_norm, &n("self_attn.q_norm.weight"), &[c.head_dim])?,
+                k_norm: opt(c.qk_norm, &n("self_attn.k_norm.weight"), &[c.head_dim])?,
+                rope: c.rope_layers[i],
                 q: wq,
                 k: wk,
                 v: wv,
