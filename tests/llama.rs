@@ -323,3 +323,59 @@ fn decode_stacks_qkv_and_fuses_what_it_can() {
         );
     }
 }
+
+/// Variants of the newer architectures tessera does not run yet, or configs that contradict
+/// themselves, are errors that name the key (one per case).
+#[test]
+fn unsupported_variants_of_the_newer_architectures_name_the_key() {
+    let cases: [(&str, &str, &str, &str); 6] = [
+        // Phi-4-mini rotates 3/4 of each head.
+        (
+            "phi3_longrope",
+            "\"partial_rotary_factor\": 1.0",
+            "\"partial_rotary_factor\": 0.75",
+            "partial_rotary_factor",
+        ),
+        // A scaling type the decoder does not know.
+        (
+            "phi3_longrope",
+            "\"rope_type\": \"longrope\"",
+            "\"rope_type\": \"yarn\"",
+            "yarn",
+        ),
+        // longrope factors must cover every frequency of the head.
+        (
+            "phi3_longrope",
+            "\"short_factor\": [\n      1.0,",
+            "\"short_factor\": [",
+            "short_factor",
+        ),
+        // A fused qkv_proj of the wrong size for the heads the config declares.
+        (
+            "phi3_longrope",
+            "\"num_key_value_heads\": 2",
+            "\"num_key_value_heads\": 4",
+            "qkv_proj",
+        ),
+        // SmolLM3's NoPE list must cover every layer with 0 or 1.
+        (
+            "smollm3_nope",
+            "\"no_rope_layers\": [\n    1,\n    0,\n    1\n  ]",
+            "\"no_rope_layers\": [1, 2]",
+            "no_rope_layers",
+        ),
+        // Qwen3 declaring q/k/v biases its checkpoint lacks.
+        (
+            "qwen3_qk_norm",
+            "\"attention_bias\": false",
+            "\"attention_bias\": true",
+            "q_proj.bias",
+        ),
+    ];
+    for (i, (fixture, from, to, named)) in cases.into_iter().enumerate() {
+        let dir = FixtureCopy::of(fixture, &format!("variant{i}"));
+        dir.edit("config.json", from, to);
+        let err = load_error(&dir);
+        assert!(err.contains(named), "{fixture}, {to}: {err}");
+    }
+}

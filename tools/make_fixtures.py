@@ -30,7 +30,7 @@ import torch
 from safetensors.torch import save_file
 from transformers import (LlamaConfig, LlamaForCausalLM, MistralConfig, MistralForCausalLM,
                           Qwen2Config, Qwen2ForCausalLM, Qwen3Config, Qwen3ForCausalLM,
-                          SmolLM3Config, SmolLM3ForCausalLM)
+                          Phi3Config, Phi3ForCausalLM, SmolLM3Config, SmolLM3ForCausalLM)
 
 OUT = pathlib.Path(__file__).resolve().parent.parent / "tests" / "fixtures"
 STEPS = 24
@@ -73,6 +73,18 @@ FIXTURES = {
                           random_norms=True,
                           cfg=dict(num_attention_heads=4, num_key_value_heads=2, head_dim=32,
                                    tie_word_embeddings=True)),
+    # Phi-3: fused qkv_proj and gate_up_proj, longrope (short factors within the original
+    # 64 positions, cos and sin scaled by the attention factor of a 128-position context).
+    "phi3_longrope": dict(cls=(Phi3Config, Phi3ForCausalLM), dtype=torch.float32,
+                          random_norms=True,
+                          cfg=dict(num_attention_heads=4, num_key_value_heads=2,
+                                   pad_token_id=0, eos_token_id=2, sliding_window=None,
+                                   original_max_position_embeddings=64,
+                                   rope_parameters=dict(
+                                       rope_type="longrope", rope_theta=10000.0,
+                                       short_factor=[1.0 + i / 8 for i in range(8)],
+                                       long_factor=[1.0 + i for i in range(8)],
+                                       original_max_position_embeddings=64))),
     # SmolLM3: RoPE skipped on the layers no_rope_layers marks 0 (here the second of three).
     "smollm3_nope": dict(cls=(SmolLM3Config, SmolLM3ForCausalLM), dtype=torch.float32,
                          random_norms=True,

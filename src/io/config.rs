@@ -158,6 +158,21 @@ impl ConfigJson {
         }
     }
 
+    /// A list of finite numbers (`short_factor`), `len` of them.
+    pub fn f64_list(&self, key: &str, len: usize) -> Result<Vec<f64>> {
+        let values = match self.get(key) {
+            Some(Value::Array(items)) => items
+                .iter()
+                .map(|v| v.as_f64().filter(|x| x.is_finite()))
+                .collect::<Option<Vec<f64>>>(),
+            _ => None,
+        };
+        match values {
+            Some(v) if v.len() == len => Ok(v),
+            _ => Err(self.error(format!("{key} should be a list of {len} finite numbers"))),
+        }
+    }
+
     /// `value` (read from `key`) if it lies in `range`; else an error naming the key, the
     /// value and the range. Sizes from a config are checked like this before anything is
     /// allocated from them.

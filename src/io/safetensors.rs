@@ -64,6 +64,16 @@ pub struct Checkpoint {
     gguf: Option<super::gguf::GgufTensors>,
     /// For [`Checkpoint::quantized`]: the recipe its weights are quantized by when read.
     quantize: Option<QuantRecipe>,
+    /// For [`Checkpoint::with_row_slices`]: names that read rows of another tensor.
+    slices: HashMap<String, RowSlice>,
+}
+
+/// A tensor that is rows `first .. first + shape[0]` of the 2-D tensor `source` (a part of a
+/// fused projection such as Phi-3's `qkv_proj`).
+struct RowSlice {
+    source: String,
+    first: usize,
+    shape: [usize; 2],
 }
 
 fn io_error(path: &Path, source: std::io::Error) -> Error {
@@ -195,6 +205,7 @@ impl Checkpoint {
             synthetic_packed: None,
             gguf: None,
             quantize: None,
+            slices: HashMap::new(),
         })
     }
 
@@ -209,6 +220,7 @@ impl Checkpoint {
             synthetic_packed: None,
             gguf: Some(tensors),
             quantize: None,
+            slices: HashMap::new(),
         }
     }
 
@@ -226,6 +238,7 @@ impl Checkpoint {
             synthetic_packed: None,
             gguf: None,
             quantize: None,
+            slices: HashMap::new(),
         }
     }
 
@@ -277,6 +290,9 @@ impl Checkpoint {
 
     /// The stored shape of `name`, if present (a synthetic checkpoint stores none).
     pub fn shape(&self, name: &str) -> Option<&[usize]> {
+        if let Some(slice) = self.slices.get(name) {
+            return Some(&slice.shape);
+        }
         if let Some(gguf) = &self.gguf {
             return gguf.shape(name);
         }
@@ -295,6 +311,9 @@ impl Checkpoint {
     pub fn dtype(&self, name: &str) -> Result<StoredDtype> {
         if self.synthetic.is_some() {
             return Ok(StoredDtype::F32);
+        }
+        if let Some(slice) = self.slices.get(name) {
+            return self.dtype(&slice.source);
         }
         if let Some(gguf) = &self.gguf {
             // Dequantized to f32 when read.
@@ -322,6 +341,17 @@ impl Checkpoint {
     /// Checks that `name` exists with shape `expected`.
     pub fn expect(&self, name: &str, expected: &[usize]) -> Result<()> {
         if self.synthetic.is_some() {
+            return Ok(());
+        }
+        if let Some((slice, _)) = self.slice_of(name)? {
+            if slice.shape[..] != *expected {
+                return Err(Error::TensorShape {
+                    path: self.origin.clone(),
+                    name: name.to_string(),
+                    expected: expected.to_vec(),
+                    found: slice.shape.to_vec(),
+                });
+            }
             return Ok(());
         }
         if let Some(gguf) = &self.gguf {
@@ -371,6 +401,57 @@ impl Checkpoint {
         })
     }
 
+    /// This checkpoint with names that read rows of a fused tensor: `(name, source, first
+    /// row, rows)` each. A slice reads like a stored tensor (as f32, packed, quantized); the
+    /// source must be 2-D and hold the rows, which is checked when the slice is read.
+    pub fn with_row_slices(mut self, slices: Vec<(String, String, usize, usize)>) -> Checkpoint {
+        for (name, source, first, rows) in slices {
+            let cols = self
+                .shape(&source)
+                .and_then(|s| s.get(1).copied())
+                .unwrap_or(0);
+            self.slices.insert(
+                name,
+                RowSlice {
+                    source,
+                    first,
+                    shape: [rows, cols],
+                },
+            );
+        }
+        self
+    }
+
+    /// The slice `name` reads, with its source's shape, checked to hold it.
+    fn slice_of(&self, name: &str) -> Result<Option<(&RowSlice, Vec<usize>)>> {
+        let Some(slice) = self.slices.get(name) else {
+            return Ok(None);
+        };
+        let source_shape = self
+            .shape(&slice.source)
+            .ok_or_else(|| Error::MissingTensor {
+                path: self.origin.clone(),
+                name: slice.source.clone(),
+                hint: format!(" (it holds {name})"),
+            })?
+            .to_vec();
+        match source_shape[..] {
+            [rows, cols] if slice.first + slice.shape[0] <= rows && cols == slice.shape[1] => {
+                Ok(Some((slice, source_shape)))
+            }
+            _ => Err(Error::Checkpoint {
+                path: self.origin.clone(),
+                detail: format!(
+                    "{} is {source_shape:?}; {name} needs rows {}..{} of {} columns",
+                    slice.source,
+                    slice.first,
+                    slice.first + slice.shape[0],
+                    slice.shape[1]
+                ),
+            }),
+        }
+    }
+
     /// The type `name` (`shape`) is quantized to under the checkpoint's recipe, if any.
     fn quantized_type(&self, name: &str, shape: &[usize]) -> Option<GgmlType> {
         let recipe = self.quantize?;
@@ -411,6 +492,12 @@ impl Checkpoint {
 
     /// The values of `name` as stored, widened to f32.
     fn read_f32_stored(&self, name: &str, expected: &[usize]) -> Result<Vec<f32>> {
+        if let Some((slice, source_shape)) = self.slice_of(name)? {
+            self.expect(name, expected)?;
+            let values = self.read_f32_stored(&slice.source, &source_shape)?;
+            let cols = slice.shape[1];
+            return Ok(values[slice.first * cols..(slice.first + slice.shape[0]) * cols].to_vec());
+        }
         if let Some(seed) = self.synthetic {
             return Ok(Checkpoint::synthetic_values(seed, name, expected));
         }
@@ -454,6 +541,17 @@ impl Checkpoint {
         if let (Some(seed), Some(t)) = (self.synthetic, self.synthetic_packed) {
             return Ok(synthetic_blocks(seed, t, name, expected));
         }
+        if let Some((slice, source_shape)) = self.slice_of(name)?
+            && self.quantize.is_none()
+        {
+            self.expect(name, expected)?;
+            let Some((t, bytes)) = self.read_packed(&slice.source, &source_shape)? else {
+                return Ok(None);
+            };
+            let row = bytes.len() / source_shape[0];
+            let rows = slice.first * row..(slice.first + slice.shape[0]) * row;
+            return Ok(Some((t, bytes[rows].to_vec())));
+        }
         if let Some(t) = self.quantized_type(name, expected) {
             let values = self.read_f32_stored(name, expected)?;
             let blocks = crate::kernels::quantize::quantize(t, &values)
@@ -478,6 +576,10 @@ impl Checkpoint {
         }
         if self.quantize.is_some() {
             return self.quantized_type(name, shape);
+        }
+        if let Some(slice) = self.slices.get(name) {
+            let source_shape = self.shape(&slice.source)?.to_vec();
+            return self.packed_type(&slice.source, &source_shape);
         }
         self.gguf.as_ref()?.packed_type(name)
     }

@@ -36,6 +36,36 @@ pub enum RopeScaling {
     /// Each frequency `i` divided by its own factor: llama.cpp's `rope_freqs.weight` tensor
     /// (how a GGUF file stores Llama 3's scaling), `head_dim / 2` of them.
     Factors(Vec<f64>),
+    /// `rope_type: "longrope"` (Phi-3): frequency `i` divided by `short[i]`, or by `long[i]`
+    /// at positions from `original_max_position_embeddings` on, and cos and sin scaled by
+    /// `attention_factor`. (transformers decides by the longest position of the current
+    /// forward, which is the same while a prompt fits the original context; a longer prompt
+    /// turns with `long` from its first position there, with `short` up to that position here.)
+    LongRope {
+        short: Vec<f64>,
+        long: Vec<f64>,
+        original_max_position_embeddings: usize,
+        attention_factor: f64,
+    },
+}
+
+/// The frequencies each position turns at: `near` below `far_from`, `far` from there, and
+/// the factor on cos and sin.
+struct Frequencies {
+    near: Vec<f64>,
+    far: Vec<f64>,
+    far_from: usize,
+    scale: f64,
+}
+
+impl Frequencies {
+    fn at(&self, t: usize) -> &[f64] {
+        if t >= self.far_from {
+            &self.far
+        } else {
+            &self.near
+        }
+    }
 }
 
 /// The rotary embedding of one model.
@@ -69,6 +99,29 @@ impl RopeConfig {
             )),
             RopeScaling::Factors(f) if f.iter().all(|v| v.is_finite() && *v > 0.0) => Ok(()),
             RopeScaling::Factors(_) => bad("frequency factors must be finite and positive".into()),
+            RopeScaling::LongRope {
+                short,
+                long,
+                attention_factor,
+                ..
+            } => {
+                let half = self.head_dim / 2;
+                let good =
+                    |f: &[f64]| f.len() == half && f.iter().all(|v| v.is_finite() && *v > 0.0);
+                if good(short)
+                    && good(long)
+                    && attention_factor.is_finite()
+                    && *attention_factor > 0.0
+                {
+                    Ok(())
+                } else {
+                    bad(format!(
+                        "longrope needs {half} finite positive short and long factors and a \
+                         positive attention factor (head_dim {})",
+                        self.head_dim
+                    ))
+                }
+            }
             &RopeScaling::Linear { factor } if factor > 0.0 => Ok(()),
             RopeScaling::Linear { factor } => {
                 bad(format!("linear factor {factor} must be positive"))
@@ -104,7 +157,9 @@ impl RopeConfig {
         let base = (0..self.head_dim / 2).map(|i| 1.0 / self.theta.powf(2.0 * i as f64 / d));
         match &self.scaling {
             RopeScaling::None => base.collect(),
-            RopeScaling::Factors(factors) => base.zip(factors).map(|(f, by)| f / by).collect(),
+            RopeScaling::Factors(factors) | RopeScaling::LongRope { short: factors, .. } => {
+                base.zip(factors).map(|(f, by)| f / by).collect()
+            }
             &RopeScaling::Linear { factor } => base.map(|f| f / factor).collect(),
             &RopeScaling::Llama3 {
                 factor,
@@ -128,18 +183,50 @@ impl RopeConfig {
         }
     }
 
+    /// The frequencies by position (see [`RopeScaling::LongRope`]; one set otherwise).
+    fn frequencies(&self) -> Frequencies {
+        let near = self.inv_freq();
+        match &self.scaling {
+            RopeScaling::LongRope {
+                long,
+                original_max_position_embeddings,
+                attention_factor,
+                ..
+            } => {
+                let d = self.head_dim as f64;
+                let far = (0..self.head_dim / 2)
+                    .zip(long)
+                    .map(|(i, by)| 1.0 / (self.theta.powf(2.0 * i as f64 / d) * by))
+                    .collect();
+                Frequencies {
+                    near,
+                    far,
+                    far_from: *original_max_position_embeddings,
+                    scale: *attention_factor,
+                }
+            }
+            _ => Frequencies {
+                far: near.clone(),
+                near,
+                far_from: usize::MAX,
+                scale: 1.0,
+            },
+        }
+    }
+
     /// The host table for positions `0 .. positions`: row `t` holds `cos(t·inv_freq)` then
-    /// `sin(t·inv_freq)`, `[positions, head_dim]`, rounded once from f64 to f32.
+    /// `sin(t·inv_freq)` (times LongRope's attention factor), `[positions, head_dim]`,
+    /// rounded once from f64 to f32.
     pub fn table(&self, positions: usize) -> Result<Vec<f32>> {
         self.check()?;
-        let inv_freq = self.inv_freq();
-        let half = inv_freq.len();
+        let freq = self.frequencies();
+        let half = self.head_dim / 2;
         let mut table = vec![0.0f32; positions * 2 * half];
         for (t, row) in table.chunks_exact_mut(2 * half).enumerate() {
-            for (i, f) in inv_freq.iter().enumerate() {
+            for (i, f) in freq.at(t).iter().enumerate() {
                 let (sin, cos) = (t as f64 * f).sin_cos();
-                row[i] = cos as f32;
-                row[half + i] = sin as f32;
+                row[i] = (freq.scale * cos) as f32;
+                row[half + i] = (freq.scale * sin) as f32;
             }
         }
         Ok(table)
@@ -220,7 +307,7 @@ pub fn rope<'a>(
 }
 
 /// f64 reference of [`rope`] on `x` (`[batch, seq, n_heads, head_dim]`, flattened), with the
-/// angles computed exactly from [`RopeConfig::inv_freq`].
+/// angles computed exactly from the configuration's frequencies.
 pub fn reference(
     config: &RopeConfig,
     x: &[f64],
@@ -228,13 +315,14 @@ pub fn reference(
     n_heads: usize,
     position: usize,
 ) -> Vec<f64> {
-    let inv_freq = config.inv_freq();
-    let half = inv_freq.len();
+    let freq = config.frequencies();
+    let half = config.head_dim / 2;
     let mut out = x.to_vec();
     for (row, chunk) in out.chunks_exact_mut(2 * half).enumerate() {
-        let t = (position + (row / n_heads) % seq) as f64;
-        for (i, f) in inv_freq.iter().enumerate() {
-            let (sin, cos) = (t * f).sin_cos();
+        let t = position + (row / n_heads) % seq;
+        for (i, f) in freq.at(t).iter().enumerate() {
+            let (sin, cos) = (t as f64 * f).sin_cos();
+            let (sin, cos) = (freq.scale * sin, freq.scale * cos);
             let (x1, x2) = (chunk[i], chunk[half + i]);
             chunk[i] = x1 * cos - x2 * sin;
             chunk[half + i] = x2 * cos + x1 * sin;

@@ -207,6 +207,10 @@ impl CaseSpec for RopeSpec {
             RopeScaling::Linear { factor } => format!("linear x{factor}"),
             RopeScaling::Llama3 { factor, .. } => format!("llama3 x{factor}"),
             RopeScaling::Factors(_) => "per-frequency factors".to_string(),
+            RopeScaling::LongRope {
+                original_max_position_embeddings,
+                ..
+            } => format!("longrope from {original_max_position_embeddings}"),
         };
         let mut s = format!(
             "s={} h={} d={} pos={} {scaling}",

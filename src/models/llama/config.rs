@@ -20,6 +20,9 @@ pub enum Architecture {
     Qwen3,
     /// `SmolLM3ForCausalLM`: no RoPE on the layers `no_rope_layers` marks 0.
     SmolLM3,
+    /// `Phi3ForCausalLM`: q, k, v fused in `qkv_proj`, gate and up in `gate_up_proj`;
+    /// longrope scaling.
+    Phi3,
 }
 
 impl Architecture {
@@ -30,6 +33,7 @@ impl Architecture {
             "Qwen2ForCausalLM" => Some(Architecture::Qwen2),
             "Qwen3ForCausalLM" => Some(Architecture::Qwen3),
             "SmolLM3ForCausalLM" => Some(Architecture::SmolLM3),
+            "Phi3ForCausalLM" => Some(Architecture::Phi3),
             _ => None,
         }
     }
@@ -114,7 +118,7 @@ impl LlamaConfig {
             _ => (attention_bias, attention_bias),
         };
         let sliding_window = match architecture {
-            Architecture::Mistral => c.opt_usize("sliding_window")?,
+            Architecture::Mistral | Architecture::Phi3 => c.opt_usize("sliding_window")?,
             Architecture::Qwen2 | Architecture::Qwen3 | Architecture::SmolLM3
                 if c.bool_or("use_sliding_window", false)? =>
             {
@@ -182,6 +186,40 @@ impl LlamaConfig {
     }
 }
 
+/// Phi-3's longrope: `short_factor` / `long_factor` (one per frequency), the original context
+/// (in the scaling or the config), and the attention factor, given or derived from the
+/// context growth as transformers derives it: √(1 + ln(factor) / ln(original)).
+fn longrope(s: &ConfigJson, top: &ConfigJson, head_dim: usize) -> Result<RopeScaling> {
+    let half = head_dim / 2;
+    let key = "original_max_position_embeddings";
+    let original = match s.opt_usize(key)? {
+        Some(n) => n,
+        None => top
+            .opt_usize(key)?
+            .ok_or_else(|| s.error(format!("longrope needs {key}")))?,
+    };
+    let original = s.in_range(key, original, 1..=MAX_POSITIONS)?;
+    let factor = match s.opt_f64("factor")? {
+        Some(f) => s.positive("factor", f, MAX_ROPE)?,
+        None => {
+            top.opt_usize("max_position_embeddings")?
+                .unwrap_or(original) as f64
+                / original as f64
+        }
+    };
+    let attention_factor = match s.opt_f64("attention_factor")? {
+        Some(a) => s.positive("attention_factor", a, MAX_ROPE)?,
+        None if factor <= 1.0 => 1.0,
+        None => (1.0 + factor.ln() / (original as f64).ln()).sqrt(),
+    };
+    Ok(RopeScaling::LongRope {
+        short: s.f64_list("short_factor", half)?,
+        long: s.f64_list("long_factor", half)?,
+        original_max_position_embeddings: original,
+        attention_factor,
+    })
+}
+
 /// SmolLM3's RoPE layers: `no_rope_layers` (1 = RoPE, 0 = none, one per layer at least), or
 /// every `no_rope_layer_interval`-th layer (default 4) without.
 fn nope_layers(c: &ConfigJson, layers: usize) -> Result<Vec<bool>> {
@@ -228,10 +266,11 @@ fn architecture(c: &ConfigJson) -> Result<Architecture> {
             Some("qwen2") => "Qwen2ForCausalLM",
             Some("qwen3") => "Qwen3ForCausalLM",
             Some("smollm3") => "SmolLM3ForCausalLM",
+            Some("phi3") => "Phi3ForCausalLM",
             Some(other) => {
                 return Err(c.error(format!(
                     "no architectures, and model_type {other:?} is not one tessera runs \
-                     (llama, mistral, qwen2, qwen3, smollm3)"
+                     (llama, mistral, qwen2, qwen3, smollm3, phi3)"
                 )));
             }
             None => {
@@ -244,30 +283,42 @@ fn architecture(c: &ConfigJson) -> Result<Architecture> {
     Architecture::from_name(name).ok_or_else(|| {
         c.error(format!(
             "unknown architecture {name:?}; tessera runs LlamaForCausalLM, \
-             MistralForCausalLM, Qwen2ForCausalLM, Qwen3ForCausalLM and SmolLM3ForCausalLM"
+             MistralForCausalLM, Qwen2ForCausalLM, Qwen3ForCausalLM, SmolLM3ForCausalLM and \
+             Phi3ForCausalLM"
         ))
     })
 }
 
 /// `rope_theta` and the scaling, from `rope_parameters` (5.x) or the top level (4.x).
 fn rope_config(c: &ConfigJson, head_dim: usize) -> Result<RopeConfig> {
+    if !head_dim.is_multiple_of(2) {
+        return Err(c.error(format!(
+            "head_dim {head_dim} must be even for rotary embeddings"
+        )));
+    }
     let (theta, scaling) = match c.object("rope_parameters")? {
         Some(p) => (
             p.opt_f64("rope_theta")?.or(c.opt_f64("rope_theta")?),
-            scaling(&p)?,
+            scaling(&p, c, head_dim)?,
         ),
         None => {
             let scaling = match c.object("rope_scaling")? {
-                Some(s) => scaling(&s)?,
+                Some(s) => scaling(&s, c, head_dim)?,
                 None => RopeScaling::None,
             };
             (c.opt_f64("rope_theta")?, scaling)
         }
     };
-    if !head_dim.is_multiple_of(2) {
-        return Err(c.error(format!(
-            "head_dim {head_dim} must be even for rotary embeddings"
-        )));
+    // Rotating only part of each head (Phi-4-mini, StableLM) is not supported.
+    let nested = c.object("rope_parameters")?;
+    for source in nested.iter().chain(std::iter::once(c)) {
+        if let Some(f) = source.opt_f64("partial_rotary_factor")?
+            && f != 1.0
+        {
+            return Err(source.error(format!(
+                "partial_rotary_factor {f} is not supported (only 1: RoPE over the whole head)"
+            )));
+        }
     }
     Ok(RopeConfig {
         theta: c.positive("rope_theta", theta.unwrap_or(10_000.0), MAX_ROPE)?,
@@ -276,7 +327,9 @@ fn rope_config(c: &ConfigJson, head_dim: usize) -> Result<RopeConfig> {
     })
 }
 
-fn scaling(s: &ConfigJson) -> Result<RopeScaling> {
+/// The scaling `s` (`rope_parameters` / `rope_scaling`) names; `top` is the whole config
+/// (longrope reads the context lengths there too).
+fn scaling(s: &ConfigJson, top: &ConfigJson, head_dim: usize) -> Result<RopeScaling> {
     let kind = s
         .opt_str("rope_type")?
         .or(s.opt_str("type")?)
@@ -286,6 +339,7 @@ fn scaling(s: &ConfigJson) -> Result<RopeScaling> {
         "linear" => Ok(RopeScaling::Linear {
             factor: s.positive("factor", s.f64("factor")?, MAX_ROPE)?,
         }),
+        "longrope" => longrope(s, top, head_dim),
         "llama3" => {
             let get = |key: &str| s.positive(key, s.f64(key)?, MAX_ROPE);
             let (low, high) = (get("low_freq_factor")?, get("high_freq_factor")?);

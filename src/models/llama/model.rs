@@ -93,6 +93,7 @@ impl Llama {
         } else {
             (LlamaConfig::read(path)?, Checkpoint::open_dir(path)?)
         };
+        ckpt = ckpt.with_row_slices(super::weights::fused_slices(&config));
         if let Some(recipe) = options.quantize {
             ckpt = ckpt.quantized(recipe)?;
         }

@@ -218,6 +218,36 @@ pub struct LlamaWeights {
     pub lm_head: Option<RowSplit>,
 }
 
+/// The projections a checkpoint stores fused, as `(name, fused tensor, first row, rows)`
+/// for [`Checkpoint::with_row_slices`]: Phi-3's `qkv_proj` (q, k, v) and `gate_up_proj`
+/// (gate, up). Empty for the other architectures.
+pub fn fused_slices(c: &LlamaConfig) -> Vec<(String, String, usize, usize)> {
+    if c.architecture != super::config::Architecture::Phi3 {
+        return Vec::new();
+    }
+    let (q, kv, inter) = (
+        c.num_heads * c.head_dim,
+        c.num_kv_heads * c.head_dim,
+        c.intermediate_size,
+    );
+    let mut list = Vec::new();
+    for i in 0..c.num_layers {
+        let n = |s: &str| format!("model.layers.{i}.{s}");
+        let qkv = n("self_attn.qkv_proj.weight");
+        let gate_up = n("mlp.gate_up_proj.weight");
+        for (name, source, first, rows) in [
+            ("self_attn.q_proj.weight", &qkv, 0, q),
+            ("self_attn.k_proj.weight", &qkv, q, kv),
+            ("self_attn.v_proj.weight", &qkv, q + kv, kv),
+            ("mlp.gate_proj.weight", &gate_up, 0, inter),
+            ("mlp.up_proj.weight", &gate_up, inter, inter),
+        ] {
+            list.push((n(name), source.clone(), first, rows));
+        }
+    }
+    list
+}
+
 /// The name and shape of every tensor the configuration calls for.
 pub fn expected_tensors(c: &LlamaConfig) -> Vec<(String, Vec<usize>)> {
     let (hidden, inter, kv) = (

@@ -132,6 +132,17 @@ pub(super) fn rope_cases() -> Vec<Entry> {
         ),
         ..llama3.clone()
     };
+    // Phi-3's longrope: short factors below position 8, long ones from there (the (5, 40000)
+    // and a (6, 5) case below cross or pass it), cos and sin scaled.
+    let longrope = RopeConfig {
+        scaling: RopeScaling::LongRope {
+            short: (0..32).map(|i| 1.0 + i as f64 / 32.0).collect(),
+            long: (0..32).map(|i| 1.0 + i as f64 / 4.0).collect(),
+            original_max_position_embeddings: 8,
+            attention_factor: 1.19,
+        },
+        ..default.clone()
+    };
     let rope = |batch, seq, n_heads, position, config: &RopeConfig| RopeSpec {
         batch,
         seq,
@@ -140,7 +151,7 @@ pub(super) fn rope_cases() -> Vec<Entry> {
         config: config.clone(),
     };
     let mut list = Vec::new();
-    for config in [&default, &linear, &llama3, &factors] {
+    for config in [&default, &linear, &llama3, &factors, &longrope] {
         for (seq, position) in [(7, 0), (1, 1), (5, 40_000)] {
             list.push(entry(
                 rope(1, seq, 3, position, config),
@@ -154,6 +165,7 @@ pub(super) fn rope_cases() -> Vec<Entry> {
         ..default.clone()
     };
     list.push(entry(rope(2, 9, 5, 3, &odd), true, BenchTier::No));
+    list.push(entry(rope(1, 6, 3, 5, &longrope), true, BenchTier::No));
     list.push(entry(
         rope(1, 2048, 32, 0, &llama3),
         false,
