@@ -20,12 +20,14 @@ pub enum Then {
     Add(Id),
     /// `silu(other) · linear(x)`: SwiGLU with the gate projection in `other`.
     SiluMul(Id),
+    /// `gelu_tanh(other) · linear(x)`: GeGLU with the gate projection in `other`.
+    GeluTanhMul(Id),
 }
 
 impl Then {
     fn other(self) -> Id {
         match self {
-            Then::Add(other) | Then::SiluMul(other) => other,
+            Then::Add(other) | Then::SiluMul(other) | Then::GeluTanhMul(other) => other,
         }
     }
 
@@ -34,6 +36,7 @@ impl Then {
         match self {
             Then::Add(_) => Epilogue::Add(other),
             Then::SiluMul(_) => Epilogue::SiluMul(other),
+            Then::GeluTanhMul(_) => Epilogue::GeluTanhMul(other),
         }
     }
 }

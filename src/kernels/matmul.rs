@@ -99,11 +99,17 @@ pub enum EpilogueKind {
     Add,
     /// `out = silu(other) · v`: SwiGLU, with the gate projection in `other`.
     SiluMul,
+    /// `out = gelu_tanh(other) · v`: GeGLU (Gemma), with the gate projection in `other`.
+    GeluTanhMul,
 }
 
 impl EpilogueKind {
-    pub const ALL: [EpilogueKind; 3] =
-        [EpilogueKind::None, EpilogueKind::Add, EpilogueKind::SiluMul];
+    pub const ALL: [EpilogueKind; 4] = [
+        EpilogueKind::None,
+        EpilogueKind::Add,
+        EpilogueKind::SiluMul,
+        EpilogueKind::GeluTanhMul,
+    ];
 
     /// The shaders' `p.epilogue` (shaders/lib/epilogue.wgsl).
     pub(crate) fn code(self) -> u32 {
@@ -111,6 +117,7 @@ impl EpilogueKind {
             EpilogueKind::None => 0,
             EpilogueKind::Add => 1,
             EpilogueKind::SiluMul => 2,
+            EpilogueKind::GeluTanhMul => 3,
         }
     }
 
@@ -120,6 +127,10 @@ impl EpilogueKind {
             EpilogueKind::None => v,
             EpilogueKind::Add => other + v,
             EpilogueKind::SiluMul => other / (1.0 + (-other).exp()) * v,
+            EpilogueKind::GeluTanhMul => {
+                let u = (2.0 / std::f64::consts::PI).sqrt() * (other + 0.044715 * other.powi(3));
+                0.5 * other * (1.0 + u.tanh()) * v
+            }
         }
     }
 }
@@ -132,6 +143,8 @@ pub enum Epilogue<'a> {
     Add(&'a Tensor),
     /// `out = silu(other) · (a·b)`: SwiGLU, with the gate projection in `other`.
     SiluMul(&'a Tensor),
+    /// `out = gelu_tanh(other) · (a·b)`: GeGLU, with the gate projection in `other`.
+    GeluTanhMul(&'a Tensor),
 }
 
 impl<'a> Epilogue<'a> {
@@ -141,6 +154,7 @@ impl<'a> Epilogue<'a> {
             EpilogueKind::None => Epilogue::None,
             EpilogueKind::Add => Epilogue::Add(other),
             EpilogueKind::SiluMul => Epilogue::SiluMul(other),
+            EpilogueKind::GeluTanhMul => Epilogue::GeluTanhMul(other),
         }
     }
 
@@ -149,6 +163,7 @@ impl<'a> Epilogue<'a> {
             Epilogue::None => EpilogueKind::None,
             Epilogue::Add(_) => EpilogueKind::Add,
             Epilogue::SiluMul(_) => EpilogueKind::SiluMul,
+            Epilogue::GeluTanhMul(_) => EpilogueKind::GeluTanhMul,
         }
     }
 
@@ -159,7 +174,7 @@ impl<'a> Epilogue<'a> {
     pub(crate) fn tensor(&self) -> Option<&'a Tensor> {
         match *self {
             Epilogue::None => None,
-            Epilogue::Add(t) | Epilogue::SiluMul(t) => Some(t),
+            Epilogue::Add(t) | Epilogue::SiluMul(t) | Epilogue::GeluTanhMul(t) => Some(t),
         }
     }
 }

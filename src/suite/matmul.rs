@@ -97,6 +97,7 @@ impl CaseSpec for MatmulSpec {
         match self.epilogue {
             EpilogueKind::Add => s += " +residual",
             EpilogueKind::SiluMul => s += " swiglu",
+            EpilogueKind::GeluTanhMul => s += " geglu",
             EpilogueKind::None => {}
         }
         match self.path {
@@ -126,7 +127,10 @@ impl CaseSpec for MatmulSpec {
     /// walk, well inside eps·K; bias and operands are exact in the output type.
     fn compute_tolerance(&self) -> Tolerance {
         let product = DType::F32.epsilon() * self.k as f64;
-        if self.epilogue == EpilogueKind::SiluMul {
+        if matches!(
+            self.epilogue,
+            EpilogueKind::SiluMul | EpilogueKind::GeluTanhMul
+        ) {
             // silu(gate) with |gate| <= 4 scales the product's error by up to 4; exp() may be
             // off by a few ulp.
             Tolerance {

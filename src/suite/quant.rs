@@ -152,6 +152,7 @@ impl CaseSpec for PackedLinearSpec {
             EpilogueKind::None => {}
             EpilogueKind::Add => s += " +residual",
             EpilogueKind::SiluMul => s += " swiglu",
+            EpilogueKind::GeluTanhMul => s += " geglu",
         }
         s
     }

@@ -23,6 +23,19 @@ pub enum Architecture {
     /// `Phi3ForCausalLM`: q, k, v fused in `qkv_proj`, gate and up in `gate_up_proj`;
     /// longrope scaling.
     Phi3,
+    /// `Gemma3ForCausalLM` (text only): (1 + w) norms, four per layer, q/k head norms,
+    /// embeddings scaled by √hidden, GeGLU MLP, `query_pre_attn_scalar`, sliding-window
+    /// layers with their own RoPE base.
+    Gemma3,
+}
+
+/// The activation on an MLP's gate.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Activation {
+    /// SwiGLU: silu(gate) · up.
+    Silu,
+    /// GeGLU: gelu_tanh(gate) · up (`gelu_pytorch_tanh`).
+    GeluTanh,
 }
 
 impl Architecture {
@@ -34,6 +47,7 @@ impl Architecture {
             "Qwen3ForCausalLM" => Some(Architecture::Qwen3),
             "SmolLM3ForCausalLM" => Some(Architecture::SmolLM3),
             "Phi3ForCausalLM" => Some(Architecture::Phi3),
+            "Gemma3ForCausalLM" => Some(Architecture::Gemma3),
             _ => None,
         }
     }
@@ -72,6 +86,21 @@ pub struct LlamaConfig {
     pub qk_norm: bool,
     /// Per layer: whether it applies RoPE (all but SmolLM3's NoPE layers).
     pub rope_layers: Vec<bool>,
+    /// The MLP gate's activation.
+    pub activation: Activation,
+    /// Added to every RMSNorm weight as it is loaded (Gemma stores w and scales by 1 + w).
+    pub norm_offset: f32,
+    /// Factor on the embedded tokens (Gemma: √hidden, rounded to f32).
+    pub embed_scale: Option<f32>,
+    /// Gemma's norms on the attention's output and around the MLP
+    /// (`post_attention_layernorm`, `pre_/post_feedforward_layernorm`).
+    pub sandwich_norms: bool,
+    /// The factor on q·k: 1/√head_dim, or Gemma's `query_pre_attn_scalar`^-1/2.
+    pub attention_scale: f64,
+    /// Per layer: whether it is a sliding-window layer (Gemma 3's local layers).
+    pub sliding_layers: Vec<bool>,
+    /// The RoPE of the sliding-window layers where it differs (Gemma 3's local base).
+    pub rope_local: Option<RopeConfig>,
 }
 
 impl LlamaConfig {
@@ -82,13 +111,8 @@ impl LlamaConfig {
 
     pub fn from_json(c: &ConfigJson) -> Result<LlamaConfig> {
         let architecture = architecture(c)?;
-        if let Some(act) = c.opt_str("hidden_act")?
-            && act != "silu"
-        {
-            return Err(c.error(format!(
-                "hidden_act {act:?} is not supported (only \"silu\")"
-            )));
-        }
+        let gemma = architecture == Architecture::Gemma3;
+        let activation = activation(c, gemma)?;
         let hidden_size = c.in_range("hidden_size", c.usize("hidden_size")?, 1..=MAX_WIDTH)?;
         let num_heads = c.in_range(
             "num_attention_heads",
@@ -111,7 +135,11 @@ impl LlamaConfig {
                 )));
             }
         };
-        let rope = rope_config(c, head_dim)?;
+        let (rope, rope_local) = if gemma {
+            gemma_rope(c, head_dim)?
+        } else {
+            (rope_config(c, head_dim)?, None)
+        };
         let attention_bias = c.bool_or("attention_bias", false)?;
         let (qkv_bias, o_bias) = match architecture {
             Architecture::Qwen2 => (true, false),
@@ -119,6 +147,7 @@ impl LlamaConfig {
         };
         let sliding_window = match architecture {
             Architecture::Mistral | Architecture::Phi3 => c.opt_usize("sliding_window")?,
+            Architecture::Gemma3 if sliding_layers_named(c)? => c.opt_usize("sliding_window")?,
             Architecture::Qwen2 | Architecture::Qwen3 | Architecture::SmolLM3
                 if c.bool_or("use_sliding_window", false)? =>
             {
@@ -143,6 +172,16 @@ impl LlamaConfig {
         let rope_layers = match architecture {
             Architecture::SmolLM3 => nope_layers(c, num_layers)?,
             _ => vec![true; num_layers],
+        };
+        let sliding_layers = if gemma {
+            gemma_checks(c)?;
+            layer_kinds(c, num_layers)?
+        } else {
+            vec![false; num_layers]
+        };
+        let attention_scale = match c.opt_f64("query_pre_attn_scalar")? {
+            Some(q) if gemma => 1.0 / c.positive("query_pre_attn_scalar", q, MAX_ROPE)?.sqrt(),
+            _ => 1.0 / (head_dim as f64).sqrt(),
         };
         let config = LlamaConfig {
             architecture,
@@ -179,10 +218,124 @@ impl LlamaConfig {
             o_bias,
             mlp_bias: c.bool_or("mlp_bias", false)?,
             sliding_window,
-            qk_norm: architecture == Architecture::Qwen3,
+            qk_norm: matches!(architecture, Architecture::Qwen3 | Architecture::Gemma3),
             rope_layers,
+            activation,
+            norm_offset: if gemma { 1.0 } else { 0.0 },
+            embed_scale: gemma.then(|| (hidden_size as f64).sqrt() as f32),
+            sandwich_norms: gemma,
+            attention_scale,
+            sliding_layers,
+            rope_local,
         };
         Ok(config)
+    }
+}
+
+/// The MLP activation: `hidden_act` (or Gemma's `hidden_activation`), silu for the Llama
+/// family, gelu_pytorch_tanh for Gemma.
+fn activation(c: &ConfigJson, gemma: bool) -> Result<Activation> {
+    let (key, want, activation) = if gemma {
+        (
+            "hidden_activation",
+            "gelu_pytorch_tanh",
+            Activation::GeluTanh,
+        )
+    } else {
+        ("hidden_act", "silu", Activation::Silu)
+    };
+    match c.opt_str(key)?.or(c.opt_str("hidden_act")?) {
+        Some(act) if act != want => Err(c.error(format!(
+            "{key} {act:?} is not supported here (only {want:?})"
+        ))),
+        _ => Ok(activation),
+    }
+}
+
+/// What Gemma 3 configs may say that tessera does not run yet, refused by name.
+fn gemma_checks(c: &ConfigJson) -> Result<()> {
+    for key in ["attn_logit_softcapping", "final_logit_softcapping"] {
+        if let Some(v) = c.opt_f64(key)? {
+            return Err(c.error(format!(
+                "{key} {v} is not supported yet (Gemma 2's capping)"
+            )));
+        }
+    }
+    if c.bool_or("use_bidirectional_attention", false)? {
+        return Err(c.error("use_bidirectional_attention is not supported (a causal decoder)"));
+    }
+    Ok(())
+}
+
+/// Whether any layer is a sliding-window one (the window then bounds the context).
+fn sliding_layers_named(c: &ConfigJson) -> Result<bool> {
+    let layers = c.opt_usize("num_hidden_layers")?.unwrap_or(0);
+    Ok(layer_kinds(c, layers)?.iter().any(|&s| s))
+}
+
+/// Gemma 3's layer kinds: `layer_types` ("sliding_attention" / "full_attention" per layer),
+/// else every `sliding_window_pattern`-th layer (default 6) global.
+fn layer_kinds(c: &ConfigJson, layers: usize) -> Result<Vec<bool>> {
+    if let Some(kinds) = c.string_list("layer_types")? {
+        if kinds.len() < layers {
+            return Err(c.error(format!(
+                "layer_types names {} layers of {layers}",
+                kinds.len()
+            )));
+        }
+        return kinds[..layers]
+            .iter()
+            .map(|k| match k.as_str() {
+                "sliding_attention" => Ok(true),
+                "full_attention" => Ok(false),
+                other => Err(c.error(format!("layer_types entry {other:?} is not supported"))),
+            })
+            .collect();
+    }
+    let pattern = c.in_range(
+        "sliding_window_pattern",
+        c.opt_usize("sliding_window_pattern")?.unwrap_or(6),
+        1..=MAX_LAYERS,
+    )?;
+    Ok((0..layers).map(|i| (i + 1) % pattern != 0).collect())
+}
+
+/// Gemma 3's two RoPEs: the global layers' (`rope_parameters.full_attention`, or 4.x
+/// `rope_theta` and `rope_scaling`, default base 1e6) and the sliding layers'
+/// (`rope_parameters.sliding_attention`, or `rope_local_base_freq`, default 1e4).
+fn gemma_rope(c: &ConfigJson, head_dim: usize) -> Result<(RopeConfig, Option<RopeConfig>)> {
+    let one = |p: Option<ConfigJson>, default_theta: f64| -> Result<RopeConfig> {
+        let (theta, scaling) = match &p {
+            Some(p) => (p.opt_f64("rope_theta")?, scaling(p, c, head_dim)?),
+            None => (None, RopeScaling::None),
+        };
+        Ok(RopeConfig {
+            theta: c.positive("rope_theta", theta.unwrap_or(default_theta), MAX_ROPE)?,
+            head_dim,
+            scaling,
+        })
+    };
+    match c.object("rope_parameters")? {
+        Some(p) if p.has("full_attention") || p.has("sliding_attention") => Ok((
+            one(p.object("full_attention")?, 1e6)?,
+            Some(one(p.object("sliding_attention")?, 1e4)?),
+        )),
+        _ => {
+            let global = RopeConfig {
+                theta: c.opt_f64("rope_theta")?.unwrap_or(1e6),
+                ..rope_config(c, head_dim)?
+            };
+            let local = RopeConfig {
+                theta: c.positive(
+                    "rope_local_base_freq",
+                    c.opt_f64("rope_local_base_freq")?.unwrap_or(1e4),
+                    MAX_ROPE,
+                )?,
+                head_dim,
+                scaling: RopeScaling::None,
+            };
+            Ok((global, Some(local)))
+        }
     }
 }
 
@@ -267,10 +420,11 @@ fn architecture(c: &ConfigJson) -> Result<Architecture> {
             Some("qwen3") => "Qwen3ForCausalLM",
             Some("smollm3") => "SmolLM3ForCausalLM",
             Some("phi3") => "Phi3ForCausalLM",
+            Some("gemma3_text") => "Gemma3ForCausalLM",
             Some(other) => {
                 return Err(c.error(format!(
                     "no architectures, and model_type {other:?} is not one tessera runs \
-                     (llama, mistral, qwen2, qwen3, smollm3, phi3)"
+                     (llama, mistral, qwen2, qwen3, smollm3, phi3, gemma3_text)"
                 )));
             }
             None => {
@@ -283,8 +437,8 @@ fn architecture(c: &ConfigJson) -> Result<Architecture> {
     Architecture::from_name(name).ok_or_else(|| {
         c.error(format!(
             "unknown architecture {name:?}; tessera runs LlamaForCausalLM, \
-             MistralForCausalLM, Qwen2ForCausalLM, Qwen3ForCausalLM, SmolLM3ForCausalLM and \
-             Phi3ForCausalLM"
+             MistralForCausalLM, Qwen2ForCausalLM, Qwen3ForCausalLM, SmolLM3ForCausalLM, \
+             Phi3ForCausalLM and Gemma3ForCausalLM"
         ))
     })
 }

@@ -25,7 +25,9 @@ use crate::kernels::{attention, gather, norm, rope};
 use crate::tensor::{DType, Tensor};
 
 use super::LlamaConfig;
+use super::config::Activation;
 use super::weights::{Layer, LlamaWeights, Proj, RowSplit, Stacked};
+use crate::kernels::elementwise::{Binary, Unary};
 
 /// The context used when neither the caller nor a smaller model limit says otherwise: KV caches
 /// for a 128k-position model would not fit most devices.
@@ -74,6 +76,8 @@ pub struct Llama {
     weights: LlamaWeights,
     caches: Vec<KvCache>,
     rope: Tensor,
+    /// The sliding-window layers' RoPE table where it differs (Gemma 3).
+    rope_local: Option<Tensor>,
     /// `[1, vocab]`: the logits of the last position of the latest run.
     logits: Tensor,
     /// Views of `logits`, one per part of the output projection.
@@ -123,6 +127,11 @@ impl Llama {
             })
             .collect::<Result<Vec<_>>>()?;
         let rope = rope::table_tensor(gpu, &config.rope, capacity)?;
+        let rope_local = config
+            .rope_local
+            .as_ref()
+            .map(|r| rope::table_tensor(gpu, r, capacity))
+            .transpose()?;
         let logits = Tensor::empty(gpu, &[1, config.vocab_size], dtype)?;
         let logit_parts = weights
             .output()
@@ -139,6 +148,7 @@ impl Llama {
             weights,
             caches,
             rope,
+            rope_local,
             logits,
             logit_parts,
             decode_ids,
@@ -247,9 +257,17 @@ impl Llama {
         let ids = g.external(ids);
         let mut x = g.temp(&[seq, hidden], d);
         gather_rows(&mut g, ids, &self.weights.embed, x);
-        let rope_table = g.external(&self.rope);
+        if let Some(scale) = self.config.embed_scale {
+            x = layers::unary(&mut g, x, Unary::Scale(scale), d);
+        }
+        let rope_global = g.external(&self.rope);
+        let rope_local = self.rope_local.as_ref().map(|t| g.external(t));
 
         for (layer, cache) in self.weights.layers.iter().zip(&self.caches) {
+            let rope_table = match (layer.sliding, rope_local) {
+                (true, Some(local)) => local,
+                _ => rope_global,
+            };
             x = self.layer(&mut g, x, rope_table, layer, cache, seq)?;
         }
 
@@ -317,7 +335,7 @@ impl Llama {
         let d = self.dtype;
         let (heads, kv_heads, head_dim) = (c.num_heads, c.num_kv_heads, c.head_dim);
         let eps = c.rms_norm_eps as f32;
-        let scale = 1.0 / (head_dim as f32).sqrt();
+        let scale = c.attention_scale as f32;
 
         // The packed GEMV fuses no norm: layers with packed projections compute it once.
         let fuse = seq == 1 && self.fused_norms && !layer.has_packed();
@@ -376,22 +394,59 @@ impl Llama {
             let (q, k, v, out) = (c.tensor(0), c.tensor(1), c.tensor(2), c.tensor(3));
             attention::attention(c.gpu, q, k, v, c.position(), true, scale, out)
         });
-        // The residual adds and SwiGLU ride in the projections' stores.
-        let x = project(g, a, &layer.o, layer.o_bias.as_ref(), Some(Then::Add(x)), d);
+        // The residual adds and the gated activation ride in the projections' stores
+        // (Gemma normalises the attention's and the MLP's outputs first, then adds).
+        let x = residual(
+            g,
+            x,
+            a,
+            &layer.o,
+            layer.o_bias.as_ref(),
+            &layer.attn_out_norm,
+            eps,
+            d,
+        );
 
         let h = Normed::new(g, x, &layer.post_norm, eps, d, fuse);
         let gate = h.linear(g, &layer.gate, layer.gate_bias.as_ref(), None);
-        let up = Some(Then::SiluMul(gate));
+        let up = Some(match c.activation {
+            Activation::Silu => Then::SiluMul(gate),
+            Activation::GeluTanh => Then::GeluTanhMul(gate),
+        });
         let act = h.linear(g, &layer.up, layer.up_bias.as_ref(), up);
-        let down = Some(Then::Add(x));
-        Ok(project(
+        let down_bias = layer.down_bias.as_ref();
+        Ok(residual(
             g,
+            x,
             act,
             &layer.down,
-            layer.down_bias.as_ref(),
-            down,
+            down_bias,
+            &layer.mlp_out_norm,
+            eps,
             d,
         ))
+    }
+}
+
+/// `x + project(h)`, or with an output norm `x + RMSNorm(project(h))` (Gemma).
+#[allow(clippy::too_many_arguments)]
+fn residual(
+    g: &mut Graph,
+    x: Id,
+    h: Id,
+    w: &Proj,
+    bias: Option<&Tensor>,
+    out_norm: &Option<Tensor>,
+    eps: f32,
+    d: DType,
+) -> Id {
+    match out_norm {
+        None => project(g, h, w, bias, Some(Then::Add(x)), d),
+        Some(norm) => {
+            let y = project(g, h, w, bias, None, d);
+            let normed = rms_norm(g, y, norm, eps, d);
+            layers::binary(g, x, normed, Binary::Add, d)
+        }
     }
 }
 

@@ -131,8 +131,13 @@ pub struct Layer {
     /// RMSNorm weights over each head of q and k (`[head_dim]`, Qwen3).
     pub q_norm: Option<Tensor>,
     pub k_norm: Option<Tensor>,
+    /// Gemma's norms on the attention's output and the MLP's output.
+    pub attn_out_norm: Option<Tensor>,
+    pub mlp_out_norm: Option<Tensor>,
     /// Whether the layer applies RoPE (SmolLM3 skips it on some).
     pub rope: bool,
+    /// Whether it is a sliding-window layer (Gemma 3's local RoPE).
+    pub sliding: bool,
     pub q: Proj,
     pub k: Proj,
     pub v: Proj,
@@ -281,6 +286,10 @@ pub fn expected_tensors(c: &LlamaConfig) -> Vec<(String, Vec<usize>)> {
             add("self_attn.o_proj.bias", vec![hidden]);
         }
         add("post_attention_layernorm.weight", vec![hidden]);
+        if c.sandwich_norms {
+            add("pre_feedforward_layernorm.weight", vec![hidden]);
+            add("post_feedforward_layernorm.weight", vec![hidden]);
+        }
         add("mlp.gate_proj.weight", vec![inter, hidden]);
         add("mlp.up_proj.weight", vec![inter, hidden]);
         add("mlp.down_proj.weight", vec![hidden, inter]);
@@ -337,6 +346,17 @@ impl LlamaWeights {
         let opt = |present: bool, name: &str, shape: &[usize]| -> Result<Option<Tensor>> {
             present.then(|| up(name, shape)).transpose()
         };
+        // RMSNorm weights, with Gemma's 1 added (it scales by 1 + w).
+        let norm = |name: &str, len: usize| -> Result<Tensor> {
+            let mut w = ckpt.read_f32(name, &[len])?;
+            if c.norm_offset != 0.0 {
+                w.iter_mut().for_each(|v| *v += c.norm_offset);
+            }
+            Tensor::from_f32(gpu, &[len], &w, dtype)
+        };
+        let opt_norm = |present: bool, name: &str, len: usize| -> Result<Option<Tensor>> {
+            present.then(|| norm(name, len)).transpose()
+        };
         let (hidden, inter) = (c.hidden_size, c.intermediate_size);
         let (q, kv) = (c.num_heads * c.head_dim, c.num_kv_heads * c.head_dim);
         let proj =
@@ -390,11 +410,22 @@ impl LlamaWeights {
                     ],
                 ),
             };
+            // Gemma: post_attention_layernorm normalises the attention's output, and the MLP
+            // has its own pre- and post-norms.
+            let sandwich = c.sandwich_norms;
+            let pre_mlp_norm = if sandwich {
+                n("pre_feedforward_layernorm.weight")
+            } else {
+                n("post_attention_layernorm.weight")
+            };
             layers.push(Layer {
-                input_norm: up(&n("input_layernorm.weight"), &[hidden])?,
-                q_norm: opt(c.qk_norm, &n("self_attn.q_norm.weight"), &[c.head_dim])?,
-                k_norm: opt(c.qk_norm, &n("self_attn.k_norm.weight"), &[c.head_dim])?,
+                input_norm: norm(&n("input_layernorm.weight"), hidden)?,
+                q_norm: opt_norm(c.qk_norm, &n("self_attn.q_norm.weight"), c.head_dim)?,
+                k_norm: opt_norm(c.qk_norm, &n("self_attn.k_norm.weight"), c.head_dim)?,
+                attn_out_norm: opt_norm(sandwich, &n("post_attention_layernorm.weight"), hidden)?,
+                mlp_out_norm: opt_norm(sandwich, &n("post_feedforward_layernorm.weight"), hidden)?,
                 rope: c.rope_layers[i],
+                sliding: c.sliding_layers[i],
                 q: wq,
                 k: wk,
                 v: wv,
@@ -403,7 +434,7 @@ impl LlamaWeights {
                 k_bias: bk,
                 v_bias: bv,
                 o_bias: opt(c.o_bias, &n("self_attn.o_proj.bias"), &[hidden])?,
-                post_norm: up(&n("post_attention_layernorm.weight"), &[hidden])?,
+                post_norm: norm(&pre_mlp_norm, hidden)?,
                 gate: proj(&n("mlp.gate_proj.weight"), [inter, hidden])?,
                 up: proj(&n("mlp.up_proj.weight"), [inter, hidden])?,
                 down: proj(&n("mlp.down_proj.weight"), [hidden, inter])?,
@@ -424,7 +455,7 @@ impl LlamaWeights {
         Ok(LlamaWeights {
             embed,
             layers,
-            norm: up("model.norm.weight", &[hidden])?,
+            norm: norm("model.norm.weight", hidden)?,
             lm_head,
         })
     }

@@ -122,8 +122,12 @@ pub(super) fn matmul_cases(dtype: DType) -> Vec<Entry> {
         };
         list.push(entry(coop, false, BenchTier::Large));
     }
-    // Fused epilogues (residual add, SwiGLU) on every kernel.
-    for epilogue in [EpilogueKind::Add, EpilogueKind::SiluMul] {
+    // Fused epilogues (residual add, SwiGLU, GeGLU) on every kernel.
+    for epilogue in [
+        EpilogueKind::Add,
+        EpilogueKind::SiluMul,
+        EpilogueKind::GeluTanhMul,
+    ] {
         for (path, m, n, k, layout) in [
             (Path::Tiled, 7, 33, 17, BLayout::NK),
             (Path::Tiled, 65, 66, 70, BLayout::KN),
@@ -156,6 +160,7 @@ pub(super) fn matmul_cases(dtype: DType) -> Vec<Entry> {
         (300, 257, false, EpilogueKind::Add),
         (129, 1000, true, EpilogueKind::SiluMul),
         (64, 4096, false, EpilogueKind::None),
+        (33, 100, false, EpilogueKind::GeluTanhMul),
     ] {
         let spec = MatmulSpec {
             norm: true,
@@ -240,7 +245,11 @@ fn coop_cases() -> Vec<Entry> {
             ..coop(5, 33, 17, layout)
         };
         list.push(entry(shared, true, BenchTier::No));
-        for epilogue in [EpilogueKind::Add, EpilogueKind::SiluMul] {
+        for epilogue in [
+            EpilogueKind::Add,
+            EpilogueKind::SiluMul,
+            EpilogueKind::GeluTanhMul,
+        ] {
             for (m, n, k, bias) in [(129, 131, 40, true), (1, 65, 33, false), (64, 7, 100, true)] {
                 let spec = MatmulSpec {
                     epilogue,
@@ -316,6 +325,11 @@ pub(super) fn packed_cases() -> Vec<Entry> {
         ));
         list.push(entry(
             fused(Matmul, 9, 70, k_few, EpilogueKind::SiluMul),
+            true,
+            BenchTier::No,
+        ));
+        list.push(entry(
+            fused(Gemv, 1, 40, k_few, EpilogueKind::GeluTanhMul),
             true,
             BenchTier::No,
         ));
