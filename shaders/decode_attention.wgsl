@@ -21,9 +21,20 @@ struct Params {
     kv_capacity: u32,
     n_splits: u32,
     scale: f32,
+    // Gemma 2's attention-logit cap c (0 = none): a logit s becomes c·tanh(s / c).
+    softcap: f32,
     _pad0: u32,
     _pad1: u32,
-    _pad2: u32,
+}
+
+// A (scaled) logit, soft-capped where p.softcap asks (tanh written with exp(-2|x|)).
+fn capped(s: f32) -> f32 {
+    if (p.softcap <= 0.0) {
+        return s;
+    }
+    let x = s / p.softcap;
+    let t = exp(-2.0 * abs(x));
+    return p.softcap * sign(x) * (1.0 - t) / (1.0 + t);
 }
 
 // struct Step: shaders/lib/step.wgsl.
@@ -101,7 +112,7 @@ fn decode_partial(@builtin(workgroup_id) wg: vec3<u32>,
         for (var d = 0u; d < HEAD_DIM; d++) {
             s = fma(q_row[d], f32(k[row + d]), s);
         }
-        score = s;
+        score = capped(s);
     }
     let m = tree_max(score, lid);
     var w = 0.0;

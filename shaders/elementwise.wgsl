@@ -1,5 +1,6 @@
 // Elementwise ops on flat tensors, f32 arithmetic whatever the storage type `elem` is.
-//   unary:  out[i] = f(a[i]); UNARY_OP 0 scale (alpha * a), 1 silu, 2 gelu_erf, 3 gelu_tanh
+//   unary:  out[i] = f(a[i]); UNARY_OP 0 scale (alpha * a), 1 silu, 2 gelu_erf, 3 gelu_tanh,
+//           4 softcap (alpha * tanh(a / alpha))
 //   binary: out[i] = f(a[i], b[i % len_b]); BINARY_OP 0 add, 1 mul, 2 swiglu (silu(a) * b)
 // The op is an override constant, so each op is its own pipeline with the switch folded away.
 // In the binary ops `b` repeats over `a`'s leading dimensions (a bias row, or the same shape).
@@ -55,12 +56,20 @@ fn gelu_tanh_f(x: f32) -> f32 {
     return x / (1.0 + exp(-2.0 * u));
 }
 
+// p.alpha · tanh(x / p.alpha), tanh written with exp(-2|u|) so that no argument overflows.
+fn softcap_f(x: f32) -> f32 {
+    let u = x / p.alpha;
+    let t = exp(-2.0 * abs(u));
+    return p.alpha * sign(u) * (1.0 - t) / (1.0 + t);
+}
+
 fn unary_op(x: f32) -> f32 {
     switch UNARY_OP {
         case 0u: { return p.alpha * x; }
         case 1u: { return silu(x); }
         case 2u: { return gelu_erf_f(x); }
-        default: { return gelu_tanh_f(x); }
+        case 3u: { return gelu_tanh_f(x); }
+        default: { return softcap_f(x); }
     }
 }
 

@@ -106,7 +106,7 @@ fn flash_attention(@builtin(workgroup_id) wg: vec3<u32>,
             for (var d = 0u; d < HEAD_DIM; d++) {
                 s = fma(q_tile[r * stride + d], kv_tile[j * stride + d], s);
             }
-            s_tile[e] = s;
+            s_tile[e] = capped(s);
         }
         workgroupBarrier();
 

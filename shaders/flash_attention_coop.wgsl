@@ -119,7 +119,7 @@ fn flash_attention_coop(@builtin(workgroup_id) wg: vec3<u32>,
             for (var j = 0u; j < f; j++) {
                 let key = k0 + j;
                 if (key < end && (p.causal == 0u || key <= last_key)) {
-                    m = max(m, s_s[s_frag + r * f + j] * p.scale);
+                    m = max(m, capped(s_s[s_frag + r * f + j] * p.scale));
                 }
             }
             var sum = 0.0;
@@ -127,7 +127,7 @@ fn flash_attention_coop(@builtin(workgroup_id) wg: vec3<u32>,
                 let key = k0 + j;
                 var w = 0.0;
                 if (key < end && (p.causal == 0u || key <= last_key)) {
-                    w = exp(s_s[s_frag + r * f + j] * p.scale - m);
+                    w = exp(capped(s_s[s_frag + r * f + j] * p.scale) - m);
                 }
                 p_s[s_frag + r * f + j] = f16(w);
                 sum += w;

@@ -328,7 +328,7 @@ fn decode_stacks_qkv_and_fuses_what_it_can() {
 /// themselves, are errors that name the key (one per case).
 #[test]
 fn unsupported_variants_of_the_newer_architectures_name_the_key() {
-    let cases: [(&str, &str, &str, &str); 6] = [
+    let cases: [(&str, &str, &str, &str); 9] = [
         // Phi-4-mini rotates 3/4 of each head.
         (
             "phi3_longrope",
@@ -363,6 +363,27 @@ fn unsupported_variants_of_the_newer_architectures_name_the_key() {
             "\"no_rope_layers\": [\n    1,\n    0,\n    1\n  ]",
             "\"no_rope_layers\": [1, 2]",
             "no_rope_layers",
+        ),
+        // Gemma 3's bidirectional (encoder) attention.
+        (
+            "gemma3_text",
+            "\"use_bidirectional_attention\": false",
+            "\"use_bidirectional_attention\": true",
+            "use_bidirectional_attention",
+        ),
+        // Gemma's MLP with another activation.
+        (
+            "gemma2_softcap",
+            "\"hidden_activation\": \"gelu_pytorch_tanh\"",
+            "\"hidden_activation\": \"relu\"",
+            "hidden_activation",
+        ),
+        // A soft-cap must be positive.
+        (
+            "gemma2_softcap",
+            "\"final_logit_softcapping\": 15.0",
+            "\"final_logit_softcapping\": -1.0",
+            "final_logit_softcapping",
         ),
         // Qwen3 declaring q/k/v biases its checkpoint lacks.
         (

@@ -30,7 +30,8 @@ import torch
 from safetensors.torch import save_file
 from transformers import (LlamaConfig, LlamaForCausalLM, MistralConfig, MistralForCausalLM,
                           Qwen2Config, Qwen2ForCausalLM, Qwen3Config, Qwen3ForCausalLM,
-                          Gemma3ForCausalLM, Gemma3TextConfig, Phi3Config, Phi3ForCausalLM,
+                          Gemma2Config, Gemma2ForCausalLM, Gemma3ForCausalLM, Gemma3TextConfig,
+                          Phi3Config, Phi3ForCausalLM,
                           SmolLM3Config, SmolLM3ForCausalLM)
 
 OUT = pathlib.Path(__file__).resolve().parent.parent / "tests" / "fixtures"
@@ -102,6 +103,15 @@ FIXTURES = {
                                                             rope_theta=1e6),
                                      "sliding_attention": dict(rope_type="default",
                                                                rope_theta=1e4)})),
+    # Gemma 2: as Gemma 3 without q/k norms and with one RoPE, plus soft-capping of the
+    # attention logits and the final logits, both tight enough here (2, 3) to bend them.
+    "gemma2_softcap": dict(cls=(Gemma2Config, Gemma2ForCausalLM), dtype=torch.float32,
+                           random_norms=True, norm_mean=0.0,
+                           cfg=dict(num_attention_heads=4, num_key_value_heads=2, head_dim=16,
+                                    num_hidden_layers=2, query_pre_attn_scalar=24,
+                                    tie_word_embeddings=False, sliding_window=512,
+                                    pad_token_id=0, attn_logit_softcapping=3.0,
+                                    final_logit_softcapping=15.0)),
     # SmolLM3: RoPE skipped on the layers no_rope_layers marks 0 (here the second of three).
     "smollm3_nope": dict(cls=(SmolLM3Config, SmolLM3ForCausalLM), dtype=torch.float32,
                          random_norms=True,

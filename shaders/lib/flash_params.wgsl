@@ -7,6 +7,18 @@ struct Params {
     kv_capacity: u32,
     causal: u32,
     scale: f32,
+    // Gemma 2's attention-logit cap c (0 = none): a logit s becomes c·tanh(s / c).
+    softcap: f32,
     _pad0: u32,
-    _pad1: u32,
+}
+
+// A (scaled) logit, soft-capped where p.softcap asks: c·tanh(s / c), tanh written with
+// exp(-2|x|) so that no argument overflows.
+fn capped(s: f32) -> f32 {
+    if (p.softcap <= 0.0) {
+        return s;
+    }
+    let x = s / p.softcap;
+    let t = exp(-2.0 * abs(x));
+    return p.softcap * sign(x) * (1.0 - t) / (1.0 + t);
 }

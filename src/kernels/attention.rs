@@ -79,6 +79,37 @@ impl AttentionDims {
     }
 }
 
+/// How q·k becomes an attention logit: times `scale`, then, with a cap c, c·tanh(s / c)
+/// (Gemma 2's attention-logit soft-capping). An `f32` converts to an uncapped scale.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Scores {
+    pub scale: f32,
+    pub softcap: Option<f32>,
+}
+
+impl From<f32> for Scores {
+    fn from(scale: f32) -> Self {
+        Scores {
+            scale,
+            softcap: None,
+        }
+    }
+}
+
+impl Scores {
+    /// The shaders' `softcap` (0 = none), checked finite and positive.
+    fn cap(&self, op: &'static str) -> Result<f32> {
+        match self.softcap {
+            None => Ok(0.0),
+            Some(c) if c.is_finite() && c > 0.0 => Ok(c),
+            Some(c) => Err(Error::shape(
+                op,
+                format!("a logit soft-cap must be finite and positive, not {c}"),
+            )),
+        }
+    }
+}
+
 #[repr(C)]
 #[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
 struct FlashParams {
@@ -88,7 +119,8 @@ struct FlashParams {
     kv_capacity: u32,
     causal: u32,
     scale: f32,
-    _pad: [u32; 2],
+    softcap: f32,
+    _pad: u32,
 }
 
 #[repr(C)]
@@ -99,7 +131,8 @@ struct DecodeParams {
     kv_capacity: u32,
     n_splits: u32,
     scale: f32,
-    _pad: [u32; 3],
+    softcap: f32,
+    _pad: [u32; 2],
 }
 
 /// Query rows and keys per flash-attention block for `head_dim`, the largest that fit
@@ -278,18 +311,19 @@ pub fn attention<'a>(
     v: &'a Tensor,
     past: Position<'a>,
     causal: bool,
-    scale: f32,
+    scores: impl Into<Scores>,
     out: &'a Tensor,
 ) -> Result<KernelCall<'a>> {
+    let scores = scores.into();
     if q.shape().get(1) == Some(&1) {
         // A single query is the last position: the causal mask hides nothing from it.
-        decode_attention(gpu, q, k, v, past, scale, out)
+        decode_attention(gpu, q, k, v, past, scores, out)
     } else {
-        flash_attention(gpu, q, k, v, past, causal, scale, out)
+        flash_attention(gpu, q, k, v, past, causal, scores, out)
     }
 }
 
-/// Tiled flash attention (any `q_len`), `softmax(q·kᵀ·scale + mask)·v`.
+/// Tiled flash attention (any `q_len`), `softmax(scores(q·kᵀ) + mask)·v`.
 #[allow(clippy::too_many_arguments)]
 pub fn flash_attention<'a>(
     gpu: &Gpu,
@@ -298,10 +332,10 @@ pub fn flash_attention<'a>(
     v: &'a Tensor,
     past: Position<'a>,
     causal: bool,
-    scale: f32,
+    scores: impl Into<Scores>,
     out: &'a Tensor,
 ) -> Result<KernelCall<'a>> {
-    flash_attention_with(gpu, q, k, v, past, causal, scale, out, FlashPath::Auto)
+    flash_attention_with(gpu, q, k, v, past, causal, scores, out, FlashPath::Auto)
 }
 
 /// [`flash_attention`] on the kernel `path` names.
@@ -313,11 +347,12 @@ pub fn flash_attention_with<'a>(
     v: &'a Tensor,
     past: Position<'a>,
     causal: bool,
-    scale: f32,
+    scores: impl Into<Scores>,
     out: &'a Tensor,
     path: FlashPath,
 ) -> Result<KernelCall<'a>> {
     let op = "flash attention";
+    let scores = scores.into();
     let dtype = same_dtype(op, &[q, k, v, out])?;
     let q_len = q.shape().get(1).copied().unwrap_or(0);
     let d = dims(q, k, v, past.max() + q_len, out)?;
@@ -334,8 +369,9 @@ pub fn flash_attention_with<'a>(
         n_kv_heads: to_u32(op, "n_kv_heads", d.n_kv_heads)?,
         kv_capacity: to_u32(op, "kv_capacity", d.kv_capacity)?,
         causal: u32::from(causal),
-        scale,
-        _pad: [0; 2],
+        scale: scores.scale,
+        softcap: scores.cap(op)?,
+        _pad: 0,
     };
     // Query rows per workgroup, and the variant.
     let (rows, key) = match coop {
@@ -404,10 +440,11 @@ pub fn decode_attention<'a>(
     k: &'a Tensor,
     v: &'a Tensor,
     past: Position<'a>,
-    scale: f32,
+    scores: impl Into<Scores>,
     out: &'a Tensor,
 ) -> Result<KernelCall<'a>> {
     let op = "decode attention";
+    let scores = scores.into();
     let dtype = same_dtype(op, &[q, k, v, out])?;
     let d = dims(q, k, v, past.max() + 1, out)?;
     if d.q_len != 1 {
@@ -423,8 +460,9 @@ pub fn decode_attention<'a>(
         n_kv_heads: to_u32(op, "n_kv_heads", d.n_kv_heads)?,
         kv_capacity: to_u32(op, "kv_capacity", d.kv_capacity)?,
         n_splits: to_u32(op, "splits", n_splits)?,
-        scale,
-        _pad: [0; 3],
+        scale: scores.scale,
+        softcap: scores.cap(op)?,
+        _pad: [0; 2],
     };
     let partial_o = Tensor::empty(gpu, &[d.batch, d.n_heads, n_splits, d.head_dim], DType::F32)?;
     let partial_ml = Tensor::empty(gpu, &[d.batch, d.n_heads, n_splits, 2], DType::F32)?;
@@ -448,8 +486,9 @@ pub fn decode_attention<'a>(
     Ok(partial.then(combine).owning([partial_o, partial_ml]))
 }
 
-/// f64 reference: `softmax(q·kᵀ·scale + mask)·v` per batch and query head, in the layouts of
-/// the module documentation (`k`, `v` with `d.kv_capacity` positions per batch).
+/// f64 reference: `softmax(cap(q·kᵀ·scale) + mask)·v` per batch and query head (cap(s) =
+/// c·tanh(s / c) with a `softcap` c, else s), in the layouts of the module documentation
+/// (`k`, `v` with `d.kv_capacity` positions per batch).
 pub fn reference(
     d: &AttentionDims,
     q: &[f64],
@@ -457,7 +496,9 @@ pub fn reference(
     v: &[f64],
     causal: bool,
     scale: f64,
+    softcap: Option<f64>,
 ) -> Vec<f64> {
+    let cap = |s: f64| softcap.map_or(s, |c| c * (s / c).tanh());
     let (hd, group) = (d.head_dim, d.n_heads / d.n_kv_heads);
     let past = d.kv_len - d.q_len;
     let mut out = vec![0.0; q.len()];
@@ -471,7 +512,7 @@ pub fn reference(
                 let scores: Vec<f64> = (0..visible)
                     .map(|j| {
                         let kr = kv_row(b, j, kh);
-                        (0..hd).map(|x| q[q_row + x] * k[kr + x]).sum::<f64>() * scale
+                        cap((0..hd).map(|x| q[q_row + x] * k[kr + x]).sum::<f64>() * scale)
                     })
                     .collect();
                 let max = scores.iter().copied().fold(f64::NEG_INFINITY, f64::max);

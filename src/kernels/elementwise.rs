@@ -24,6 +24,8 @@ pub enum Unary {
     GeluErf,
     /// `0.5 x (1 + tanh(√(2/π)(x + 0.044715 x³)))`, the tanh approximation.
     GeluTanh,
+    /// `c · tanh(x / c)`: soft-capping at `c` (Gemma 2's final logits).
+    SoftCap(f32),
 }
 
 /// `out[i] = f(a[i], b[i % len(b)])`.
@@ -42,6 +44,7 @@ impl Unary {
             Unary::Silu => "silu",
             Unary::GeluErf => "gelu_erf",
             Unary::GeluTanh => "gelu_tanh",
+            Unary::SoftCap(_) => "softcap",
         }
     }
     /// The shader's `UNARY_OP` value.
@@ -51,11 +54,12 @@ impl Unary {
             Unary::Silu => 1,
             Unary::GeluErf => 2,
             Unary::GeluTanh => 3,
+            Unary::SoftCap(_) => 4,
         }
     }
     fn alpha(self) -> f32 {
         match self {
-            Unary::Scale(alpha) => alpha,
+            Unary::Scale(alpha) | Unary::SoftCap(alpha) => alpha,
             _ => 0.0,
         }
     }
@@ -113,6 +117,7 @@ pub(crate) fn pipeline_keys() -> Vec<PipelineKey> {
         Unary::Silu,
         Unary::GeluErf,
         Unary::GeluTanh,
+        Unary::SoftCap(1.0),
     ];
     let binary = [Binary::Add, Binary::Mul, Binary::SwiGlu];
     let mut keys = Vec::new();
@@ -210,6 +215,7 @@ pub fn reference_unary(op: Unary, x: &[f64]) -> Vec<f64> {
             let u = (2.0 / std::f64::consts::PI).sqrt() * (v + 0.044715 * v * v * v);
             0.5 * v * (1.0 + u.tanh())
         }
+        Unary::SoftCap(c) => f64::from(c) * (v / f64::from(c)).tanh(),
     };
     x.iter().map(|&v| f(v)).collect()
 }

@@ -35,6 +35,8 @@ pub struct AttentionSpec {
     pub head_dim: usize,
     pub causal: bool,
     pub kernel: AttentionKernel,
+    /// Gemma 2's attention-logit soft-cap.
+    pub softcap: Option<f32>,
 }
 
 impl AttentionSpec {
@@ -50,6 +52,7 @@ impl AttentionSpec {
             head_dim,
             causal,
             kernel: AttentionKernel::Flash,
+            softcap: None,
         }
     }
 
@@ -100,6 +103,9 @@ impl CaseSpec for AttentionSpec {
         }
         if self.kernel != AttentionKernel::Decode {
             s += if self.causal { " causal" } else { " full" };
+        }
+        if let Some(c) = self.softcap {
+            s += &format!(" softcap={c}");
         }
         if self.kernel == AttentionKernel::FlashCoop {
             s += " coop";
@@ -158,12 +164,16 @@ impl CaseSpec for AttentionSpec {
 
     fn reference(&self, inputs: &[HostTensor]) -> Vec<f64> {
         let [q, k, v] = [&inputs[0].data, &inputs[1].data, &inputs[2].data];
-        attention::reference(&self.dims(), q, k, v, self.causal, self.scale())
+        let softcap = self.softcap.map(f64::from);
+        attention::reference(&self.dims(), q, k, v, self.causal, self.scale(), softcap)
     }
 
     fn call<'a>(&self, gpu: &Gpu, inputs: &'a [Tensor], out: &'a Tensor) -> Result<KernelCall<'a>> {
         let [q, k, v] = [&inputs[0], &inputs[1], &inputs[2]];
-        let scale = self.scale() as f32;
+        let scale = attention::Scores {
+            scale: self.scale() as f32,
+            softcap: self.softcap,
+        };
         let past = Position::Fixed(self.kv_len - self.q_len);
         match self.kernel {
             AttentionKernel::Flash | AttentionKernel::FlashCoop => {

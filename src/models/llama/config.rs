@@ -23,6 +23,9 @@ pub enum Architecture {
     /// `Phi3ForCausalLM`: q, k, v fused in `qkv_proj`, gate and up in `gate_up_proj`;
     /// longrope scaling.
     Phi3,
+    /// `Gemma2ForCausalLM`: as Gemma 3 without q/k norms and with one RoPE, and with
+    /// attention-logit and final-logit soft-capping.
+    Gemma2,
     /// `Gemma3ForCausalLM` (text only): (1 + w) norms, four per layer, q/k head norms,
     /// embeddings scaled by √hidden, GeGLU MLP, `query_pre_attn_scalar`, sliding-window
     /// layers with their own RoPE base.
@@ -47,6 +50,7 @@ impl Architecture {
             "Qwen3ForCausalLM" => Some(Architecture::Qwen3),
             "SmolLM3ForCausalLM" => Some(Architecture::SmolLM3),
             "Phi3ForCausalLM" => Some(Architecture::Phi3),
+            "Gemma2ForCausalLM" => Some(Architecture::Gemma2),
             "Gemma3ForCausalLM" => Some(Architecture::Gemma3),
             _ => None,
         }
@@ -101,6 +105,9 @@ pub struct LlamaConfig {
     pub sliding_layers: Vec<bool>,
     /// The RoPE of the sliding-window layers where it differs (Gemma 3's local base).
     pub rope_local: Option<RopeConfig>,
+    /// Gemma 2's caps c on attention logits and on the final logits: s ↦ c·tanh(s / c).
+    pub attn_softcap: Option<f32>,
+    pub final_softcap: Option<f32>,
 }
 
 impl LlamaConfig {
@@ -111,7 +118,7 @@ impl LlamaConfig {
 
     pub fn from_json(c: &ConfigJson) -> Result<LlamaConfig> {
         let architecture = architecture(c)?;
-        let gemma = architecture == Architecture::Gemma3;
+        let gemma = matches!(architecture, Architecture::Gemma2 | Architecture::Gemma3);
         let activation = activation(c, gemma)?;
         let hidden_size = c.in_range("hidden_size", c.usize("hidden_size")?, 1..=MAX_WIDTH)?;
         let num_heads = c.in_range(
@@ -135,7 +142,7 @@ impl LlamaConfig {
                 )));
             }
         };
-        let (rope, rope_local) = if gemma {
+        let (rope, rope_local) = if architecture == Architecture::Gemma3 {
             gemma_rope(c, head_dim)?
         } else {
             (rope_config(c, head_dim)?, None)
@@ -147,7 +154,9 @@ impl LlamaConfig {
         };
         let sliding_window = match architecture {
             Architecture::Mistral | Architecture::Phi3 => c.opt_usize("sliding_window")?,
-            Architecture::Gemma3 if sliding_layers_named(c)? => c.opt_usize("sliding_window")?,
+            Architecture::Gemma2 | Architecture::Gemma3 if sliding_layers_named(c)? => {
+                c.opt_usize("sliding_window")?
+            }
             Architecture::Qwen2 | Architecture::Qwen3 | Architecture::SmolLM3
                 if c.bool_or("use_sliding_window", false)? =>
             {
@@ -175,7 +184,7 @@ impl LlamaConfig {
         };
         let sliding_layers = if gemma {
             gemma_checks(c)?;
-            layer_kinds(c, num_layers)?
+            layer_kinds(c, num_layers, architecture)?
         } else {
             vec![false; num_layers]
         };
@@ -227,6 +236,8 @@ impl LlamaConfig {
             attention_scale,
             sliding_layers,
             rope_local,
+            attn_softcap: softcap(c, "attn_logit_softcapping", gemma)?,
+            final_softcap: softcap(c, "final_logit_softcapping", gemma)?,
         };
         Ok(config)
     }
@@ -252,15 +263,17 @@ fn activation(c: &ConfigJson, gemma: bool) -> Result<Activation> {
     }
 }
 
-/// What Gemma 3 configs may say that tessera does not run yet, refused by name.
-fn gemma_checks(c: &ConfigJson) -> Result<()> {
-    for key in ["attn_logit_softcapping", "final_logit_softcapping"] {
-        if let Some(v) = c.opt_f64(key)? {
-            return Err(c.error(format!(
-                "{key} {v} is not supported yet (Gemma 2's capping)"
-            )));
-        }
+/// A soft-cap (Gemma's `attn_logit_softcapping` / `final_logit_softcapping`): null or absent
+/// is none; a value must be positive. Other architectures have none.
+fn softcap(c: &ConfigJson, key: &str, gemma: bool) -> Result<Option<f32>> {
+    match c.opt_f64(key)? {
+        Some(v) if gemma => Ok(Some(c.positive(key, v, MAX_ROPE)? as f32)),
+        _ => Ok(None),
     }
+}
+
+/// What Gemma configs may say that tessera does not run, refused by name.
+fn gemma_checks(c: &ConfigJson) -> Result<()> {
     if c.bool_or("use_bidirectional_attention", false)? {
         return Err(c.error("use_bidirectional_attention is not supported (a causal decoder)"));
     }
@@ -270,12 +283,13 @@ fn gemma_checks(c: &ConfigJson) -> Result<()> {
 /// Whether any layer is a sliding-window one (the window then bounds the context).
 fn sliding_layers_named(c: &ConfigJson) -> Result<bool> {
     let layers = c.opt_usize("num_hidden_layers")?.unwrap_or(0);
-    Ok(layer_kinds(c, layers)?.iter().any(|&s| s))
+    let arch = architecture(c)?;
+    Ok(layer_kinds(c, layers, arch)?.iter().any(|&s| s))
 }
 
-/// Gemma 3's layer kinds: `layer_types` ("sliding_attention" / "full_attention" per layer),
-/// else every `sliding_window_pattern`-th layer (default 6) global.
-fn layer_kinds(c: &ConfigJson, layers: usize) -> Result<Vec<bool>> {
+/// Gemma's layer kinds: `layer_types` ("sliding_attention" / "full_attention" per layer),
+/// else every `sliding_window_pattern`-th layer global (default 6; Gemma 2 alternates, 2).
+fn layer_kinds(c: &ConfigJson, layers: usize, arch: Architecture) -> Result<Vec<bool>> {
     if let Some(kinds) = c.string_list("layer_types")? {
         if kinds.len() < layers {
             return Err(c.error(format!(
@@ -294,7 +308,8 @@ fn layer_kinds(c: &ConfigJson, layers: usize) -> Result<Vec<bool>> {
     }
     let pattern = c.in_range(
         "sliding_window_pattern",
-        c.opt_usize("sliding_window_pattern")?.unwrap_or(6),
+        c.opt_usize("sliding_window_pattern")?
+            .unwrap_or(if arch == Architecture::Gemma2 { 2 } else { 6 }),
         1..=MAX_LAYERS,
     )?;
     Ok((0..layers).map(|i| (i + 1) % pattern != 0).collect())
@@ -420,11 +435,12 @@ fn architecture(c: &ConfigJson) -> Result<Architecture> {
             Some("qwen3") => "Qwen3ForCausalLM",
             Some("smollm3") => "SmolLM3ForCausalLM",
             Some("phi3") => "Phi3ForCausalLM",
+            Some("gemma2") => "Gemma2ForCausalLM",
             Some("gemma3_text") => "Gemma3ForCausalLM",
             Some(other) => {
                 return Err(c.error(format!(
                     "no architectures, and model_type {other:?} is not one tessera runs \
-                     (llama, mistral, qwen2, qwen3, smollm3, phi3, gemma3_text)"
+                     (llama, mistral, qwen2, qwen3, smollm3, phi3, gemma2, gemma3_text)"
                 )));
             }
             None => {
@@ -438,7 +454,7 @@ fn architecture(c: &ConfigJson) -> Result<Architecture> {
         c.error(format!(
             "unknown architecture {name:?}; tessera runs LlamaForCausalLM, \
              MistralForCausalLM, Qwen2ForCausalLM, Qwen3ForCausalLM, SmolLM3ForCausalLM, \
-             Phi3ForCausalLM and Gemma3ForCausalLM"
+             Phi3ForCausalLM, Gemma2ForCausalLM and Gemma3ForCausalLM"
         ))
     })
 }

@@ -27,7 +27,7 @@ use crate::tensor::{DType, Tensor};
 use super::LlamaConfig;
 use super::config::Activation;
 use super::weights::{Layer, LlamaWeights, Proj, RowSplit, Stacked};
-use crate::kernels::elementwise::{Binary, Unary};
+use crate::kernels::elementwise::{self, Binary, Unary};
 
 /// The context used when neither the caller nor a smaller model limit says otherwise: KV caches
 /// for a 128k-position model would not fit most devices.
@@ -279,8 +279,14 @@ impl Llama {
             gather::gather(c.gpu, c.tensor(0), c.tensor(1), 0, c.tensor(2))
         });
         let normed = rms_norm(&mut g, last, &self.weights.norm, eps, d);
-        for ((_, part), logits) in self.weights.output().parts.iter().zip(&self.logit_parts) {
-            let out = g.external(logits);
+        // Gemma 2 caps the logits: the projection writes a temporary, the cap the logits.
+        let vocab = self.config.vocab_size;
+        let uncapped = self.config.final_softcap.map(|_| g.temp(&[1, vocab], d));
+        for ((first, part), logits) in self.weights.output().parts.iter().zip(&self.logit_parts) {
+            let out = match uncapped {
+                Some(all) => g.slice(all, *first, &[1, part.rows()])?,
+                None => g.external(logits),
+            };
             match part {
                 Proj::Dense(w) => {
                     let w = g.external(w);
@@ -315,6 +321,12 @@ impl Llama {
                 }
             }
         }
+        if let (Some(cap), Some(uncapped)) = (self.config.final_softcap, uncapped) {
+            let logits = g.external(&self.logits);
+            g.node("final softcap", &[uncapped, logits], move |c| {
+                elementwise::unary(c.gpu, Unary::SoftCap(cap), c.tensor(0), c.tensor(1))
+            });
+        }
         g.compile(self.capacity - seq)
     }
 }
@@ -335,7 +347,10 @@ impl Llama {
         let d = self.dtype;
         let (heads, kv_heads, head_dim) = (c.num_heads, c.num_kv_heads, c.head_dim);
         let eps = c.rms_norm_eps as f32;
-        let scale = c.attention_scale as f32;
+        let scores = attention::Scores {
+            scale: c.attention_scale as f32,
+            softcap: c.attn_softcap,
+        };
 
         // The packed GEMV fuses no norm: layers with packed projections compute it once.
         let fuse = seq == 1 && self.fused_norms && !layer.has_packed();
@@ -392,7 +407,7 @@ impl Llama {
         let a4 = g.reshape(a, &[1, seq, heads, head_dim])?;
         g.node("attention", &[q4, ck, cv, a4], move |c| {
             let (q, k, v, out) = (c.tensor(0), c.tensor(1), c.tensor(2), c.tensor(3));
-            attention::attention(c.gpu, q, k, v, c.position(), true, scale, out)
+            attention::attention(c.gpu, q, k, v, c.position(), true, scores, out)
         });
         // The residual adds and the gated activation ride in the projections' stores
         // (Gemma normalises the attention's and the MLP's outputs first, then adds).

@@ -43,6 +43,18 @@ fn scalar_attention_cases() -> Vec<(AttentionSpec, bool, BenchTier)> {
     for head_dim in [32, 256] {
         list.push((flash(33, (4, 2), head_dim, true), true, BenchTier::No));
     }
+    // Gemma 2's logit soft-cap, tight enough (2) to bend most logits: prefill and decode.
+    for spec in [
+        flash(37, (4, 2), 64, true),
+        flash(9, (8, 2), 128, false),
+        decode(300, (4, 1), 64),
+    ] {
+        let capped = AttentionSpec {
+            softcap: Some(2.0),
+            ..spec
+        };
+        list.push((capped, true, BenchTier::No));
+    }
     // Chunked prefill: the queries are the last q_len of kv_len positions.
     for head_dim in [64, 128] {
         for (q_len, kv_len) in [(1, 1024), (7, 100), (64, 1024), (129, 1000)] {

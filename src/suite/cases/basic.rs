@@ -69,6 +69,7 @@ pub(super) fn elementwise_cases() -> Vec<Entry> {
         Unary::Silu,
         Unary::GeluErf,
         Unary::GeluTanh,
+        Unary::SoftCap(3.0),
     ] {
         for len in ELEMENTWISE_LENGTHS {
             list.push(entry(UnarySpec { op, len }, true, BenchTier::No));
