@@ -31,6 +31,8 @@ from safetensors.torch import save_file
 from transformers import (LlamaConfig, LlamaForCausalLM, MistralConfig, MistralForCausalLM,
                           Qwen2Config, Qwen2ForCausalLM, Qwen3Config, Qwen3ForCausalLM,
                           Gemma2Config, Gemma2ForCausalLM, Gemma3ForCausalLM, Gemma3TextConfig,
+                          MixtralConfig, MixtralForCausalLM, Qwen2MoeConfig, Qwen2MoeForCausalLM,
+                          Qwen3MoeConfig, Qwen3MoeForCausalLM,
                           Phi3Config, Phi3ForCausalLM,
                           SmolLM3Config, SmolLM3ForCausalLM)
 
@@ -112,6 +114,26 @@ FIXTURES = {
                                     tie_word_embeddings=False, sliding_window=512,
                                     pad_token_id=0, attn_logit_softcapping=3.0,
                                     final_logit_softcapping=15.0)),
+    # Mixtral: every MLP a mixture, top-2 of 4 experts, renormalised.
+    "mixtral_moe": dict(cls=(MixtralConfig, MixtralForCausalLM), dtype=torch.float32,
+                        cfg=dict(num_attention_heads=4, num_key_value_heads=2,
+                                 num_local_experts=4, num_experts_per_tok=2,
+                                 sliding_window=None)),
+    # Qwen3-MoE: q/k head norms, top-1 of 4 experts (k = 1), renormalised.
+    "qwen3_moe_top1": dict(cls=(Qwen3MoeConfig, Qwen3MoeForCausalLM), dtype=torch.float32,
+                           random_norms=True,
+                           cfg=dict(num_attention_heads=4, num_key_value_heads=2, head_dim=16,
+                                    num_experts=4, num_experts_per_tok=1,
+                                    moe_intermediate_size=48, norm_topk_prob=True)),
+    # Qwen2-MoE: qkv biases, top-2 of 4 without renormalising, a gated shared expert, and
+    # the second layer a dense MLP (mlp_only_layers).
+    "qwen2_moe_shared": dict(cls=(Qwen2MoeConfig, Qwen2MoeForCausalLM), dtype=torch.float32,
+                             cfg=dict(num_attention_heads=4, num_key_value_heads=2,
+                                      num_experts=4, num_experts_per_tok=2,
+                                      moe_intermediate_size=48,
+                                      shared_expert_intermediate_size=80,
+                                      norm_topk_prob=False, mlp_only_layers=[1],
+                                      tie_word_embeddings=False)),
     # SmolLM3: RoPE skipped on the layers no_rope_layers marks 0 (here the second of three).
     "smollm3_nope": dict(cls=(SmolLM3Config, SmolLM3ForCausalLM), dtype=torch.float32,
                          random_norms=True,

@@ -13,6 +13,7 @@ pub mod gather;
 pub mod group_norm;
 pub mod kv_cache;
 pub mod matmul;
+pub mod moe;
 pub mod norm;
 pub mod packed;
 pub mod peak;
@@ -358,6 +359,7 @@ pub fn all_pipeline_keys() -> Vec<PipelineKey> {
     keys.extend(scheduler_step::pipeline_keys());
     keys.extend(peak::pipeline_keys());
     keys.extend(packed::pipeline_keys());
+    keys.extend(moe::pipeline_keys());
     keys
 }
 

@@ -16,6 +16,7 @@ pub mod check;
 pub mod compare;
 mod matmul;
 pub mod models;
+mod moe;
 mod quant;
 pub mod tune;
 mod unet;
@@ -33,6 +34,7 @@ pub use basic::{
 };
 pub use cases::cases;
 pub use matmul::MatmulSpec;
+pub use moe::{MoeGemvSpec, MoeRouteSpec};
 pub use quant::{PackedGatherSpec, PackedLinearSpec};
 pub use unet::{Conv2dSpec, GroupNormSpec, SchedulerStepSpec, SpatialSpec, TimestepSpec};
 

@@ -23,6 +23,12 @@ pub enum Architecture {
     /// `Phi3ForCausalLM`: q, k, v fused in `qkv_proj`, gate and up in `gate_up_proj`;
     /// longrope scaling.
     Phi3,
+    /// `MixtralForCausalLM`: every MLP a mixture of experts (top-2 of 8, renormalised).
+    Mixtral,
+    /// `Qwen2MoeForCausalLM`: Qwen2 with mixture-of-experts MLPs and a gated shared expert.
+    Qwen2Moe,
+    /// `Qwen3MoeForCausalLM`: Qwen3 with mixture-of-experts MLPs.
+    Qwen3Moe,
     /// `Gemma2ForCausalLM`: as Gemma 3 without q/k norms and with one RoPE, and with
     /// attention-logit and final-logit soft-capping.
     Gemma2,
@@ -30,6 +36,21 @@ pub enum Architecture {
     /// embeddings scaled by √hidden, GeGLU MLP, `query_pre_attn_scalar`, sliding-window
     /// layers with their own RoPE base.
     Gemma3,
+}
+
+/// A mixture-of-experts MLP: a router picks `top_k` of `experts` expert MLPs per token.
+#[derive(Clone, Debug, PartialEq)]
+pub struct MoeConfig {
+    pub experts: usize,
+    pub top_k: usize,
+    /// Whether the chosen experts' probabilities are renormalised to sum 1.
+    pub renormalize: bool,
+    /// Each expert's intermediate size.
+    pub expert_intermediate: usize,
+    /// Qwen2-MoE's shared expert (its intermediate size), gated by a sigmoid.
+    pub shared_intermediate: Option<usize>,
+    /// Per layer: a mixture of experts (else a dense MLP of `intermediate_size`).
+    pub sparse_layers: Vec<bool>,
 }
 
 /// The activation on an MLP's gate.
@@ -51,6 +72,9 @@ impl Architecture {
             "SmolLM3ForCausalLM" => Some(Architecture::SmolLM3),
             "Phi3ForCausalLM" => Some(Architecture::Phi3),
             "Gemma2ForCausalLM" => Some(Architecture::Gemma2),
+            "MixtralForCausalLM" => Some(Architecture::Mixtral),
+            "Qwen2MoeForCausalLM" => Some(Architecture::Qwen2Moe),
+            "Qwen3MoeForCausalLM" => Some(Architecture::Qwen3Moe),
             "Gemma3ForCausalLM" => Some(Architecture::Gemma3),
             _ => None,
         }
@@ -108,6 +132,8 @@ pub struct LlamaConfig {
     /// Gemma 2's caps c on attention logits and on the final logits: s ↦ c·tanh(s / c).
     pub attn_softcap: Option<f32>,
     pub final_softcap: Option<f32>,
+    /// Mixture-of-experts MLPs (Mixtral, Qwen2-MoE, Qwen3-MoE).
+    pub moe: Option<MoeConfig>,
 }
 
 impl LlamaConfig {
@@ -149,15 +175,21 @@ impl LlamaConfig {
         };
         let attention_bias = c.bool_or("attention_bias", false)?;
         let (qkv_bias, o_bias) = match architecture {
-            Architecture::Qwen2 => (true, false),
+            Architecture::Qwen2 | Architecture::Qwen2Moe => (true, false),
             _ => (attention_bias, attention_bias),
         };
         let sliding_window = match architecture {
-            Architecture::Mistral | Architecture::Phi3 => c.opt_usize("sliding_window")?,
+            Architecture::Mistral | Architecture::Phi3 | Architecture::Mixtral => {
+                c.opt_usize("sliding_window")?
+            }
             Architecture::Gemma2 | Architecture::Gemma3 if sliding_layers_named(c)? => {
                 c.opt_usize("sliding_window")?
             }
-            Architecture::Qwen2 | Architecture::Qwen3 | Architecture::SmolLM3
+            Architecture::Qwen2
+            | Architecture::Qwen3
+            | Architecture::SmolLM3
+            | Architecture::Qwen2Moe
+            | Architecture::Qwen3Moe
                 if c.bool_or("use_sliding_window", false)? =>
             {
                 c.opt_usize("sliding_window")?
@@ -227,7 +259,10 @@ impl LlamaConfig {
             o_bias,
             mlp_bias: c.bool_or("mlp_bias", false)?,
             sliding_window,
-            qk_norm: matches!(architecture, Architecture::Qwen3 | Architecture::Gemma3),
+            qk_norm: matches!(
+                architecture,
+                Architecture::Qwen3 | Architecture::Gemma3 | Architecture::Qwen3Moe
+            ),
             rope_layers,
             activation,
             norm_offset: if gemma { 1.0 } else { 0.0 },
@@ -238,6 +273,7 @@ impl LlamaConfig {
             rope_local,
             attn_softcap: softcap(c, "attn_logit_softcapping", gemma)?,
             final_softcap: softcap(c, "final_logit_softcapping", gemma)?,
+            moe: moe_config(c, architecture, num_layers)?,
         };
         Ok(config)
     }
@@ -261,6 +297,68 @@ fn activation(c: &ConfigJson, gemma: bool) -> Result<Activation> {
         ))),
         _ => Ok(activation),
     }
+}
+
+/// The mixture-of-experts settings of the MoE architectures (`None` for the others):
+/// Mixtral's `num_local_experts` / `num_experts_per_tok` (renormalised, every layer), the Qwen
+/// MoEs' `num_experts`, `norm_topk_prob`, `moe_intermediate_size`, `decoder_sparse_step`,
+/// `mlp_only_layers` and Qwen2-MoE's `shared_expert_intermediate_size`.
+fn moe_config(c: &ConfigJson, arch: Architecture, layers: usize) -> Result<Option<MoeConfig>> {
+    let mixtral = arch == Architecture::Mixtral;
+    if !matches!(
+        arch,
+        Architecture::Mixtral | Architecture::Qwen2Moe | Architecture::Qwen3Moe
+    ) {
+        return Ok(None);
+    }
+    // transformers 5 writes num_local_experts for Qwen3-MoE too; 4.x wrote num_experts.
+    let experts_key = if mixtral || !c.has("num_experts") {
+        "num_local_experts"
+    } else {
+        "num_experts"
+    };
+    let experts = c.in_range(experts_key, c.usize(experts_key)?, 1..=MAX_EXPERTS)?;
+    let top_k = c.in_range(
+        "num_experts_per_tok",
+        c.usize("num_experts_per_tok")?,
+        1..=experts.min(crate::kernels::moe::MAX_TOP_K),
+    )?;
+    let expert_intermediate = if mixtral {
+        c.usize("intermediate_size")?
+    } else {
+        c.usize("moe_intermediate_size")?
+    };
+    let expert_intermediate = c.in_range(
+        "moe_intermediate_size",
+        expert_intermediate,
+        1..=MAX_WIDTH * 16,
+    )?;
+    let shared_intermediate = match arch {
+        Architecture::Qwen2Moe => match c.opt_usize("shared_expert_intermediate_size")? {
+            Some(0) | None => None,
+            Some(n) => {
+                Some(c.in_range("shared_expert_intermediate_size", n, 1..=MAX_WIDTH * 16)?)
+            }
+        },
+        _ => None,
+    };
+    let step = c.in_range(
+        "decoder_sparse_step",
+        c.opt_usize("decoder_sparse_step")?.unwrap_or(1),
+        1..=MAX_LAYERS,
+    )?;
+    let dense_only = c.usize_list("mlp_only_layers")?;
+    let sparse_layers = (0..layers)
+        .map(|i| !dense_only.contains(&i) && (i + 1) % step == 0)
+        .collect();
+    Ok(Some(MoeConfig {
+        experts,
+        top_k,
+        renormalize: mixtral || c.bool_or("norm_topk_prob", false)?,
+        expert_intermediate,
+        shared_intermediate,
+        sparse_layers,
+    }))
 }
 
 /// A soft-cap (Gemma's `attn_logit_softcapping` / `final_logit_softcapping`): null or absent
@@ -415,6 +513,7 @@ const MAX_WIDTH: usize = 1 << 16;
 const MAX_HEADS: usize = 1 << 10;
 const MAX_HEAD_DIM: usize = 1 << 10;
 const MAX_LAYERS: usize = 1 << 10;
+const MAX_EXPERTS: usize = 1 << 12;
 const MAX_VOCAB: usize = 1 << 24;
 const MAX_POSITIONS: usize = 1 << 24;
 /// An epsilon above this is no longer a guard against division by zero (and 1e300 is inf
@@ -436,11 +535,15 @@ fn architecture(c: &ConfigJson) -> Result<Architecture> {
             Some("smollm3") => "SmolLM3ForCausalLM",
             Some("phi3") => "Phi3ForCausalLM",
             Some("gemma2") => "Gemma2ForCausalLM",
+            Some("mixtral") => "MixtralForCausalLM",
+            Some("qwen2_moe") => "Qwen2MoeForCausalLM",
+            Some("qwen3_moe") => "Qwen3MoeForCausalLM",
             Some("gemma3_text") => "Gemma3ForCausalLM",
             Some(other) => {
                 return Err(c.error(format!(
                     "no architectures, and model_type {other:?} is not one tessera runs \
-                     (llama, mistral, qwen2, qwen3, smollm3, phi3, gemma2, gemma3_text)"
+                     (llama, mistral, qwen2, qwen3, smollm3, phi3, gemma2, gemma3_text, mixtral, \
+                     qwen2_moe, qwen3_moe)"
                 )));
             }
             None => {
@@ -454,7 +557,8 @@ fn architecture(c: &ConfigJson) -> Result<Architecture> {
         c.error(format!(
             "unknown architecture {name:?}; tessera runs LlamaForCausalLM, \
              MistralForCausalLM, Qwen2ForCausalLM, Qwen3ForCausalLM, SmolLM3ForCausalLM, \
-             Phi3ForCausalLM, Gemma2ForCausalLM and Gemma3ForCausalLM"
+             Phi3ForCausalLM, Gemma2ForCausalLM, Gemma3ForCausalLM, MixtralForCausalLM, \
+             Qwen2MoeForCausalLM and Qwen3MoeForCausalLM"
         ))
     })
 }

@@ -21,12 +21,12 @@ use crate::kernels::kv_cache::{KvCache, write_rows};
 use crate::kernels::matmul::{self, BLayout, Epilogue};
 use crate::kernels::packed::{self, PackedView};
 use crate::kernels::quantize::QuantRecipe;
-use crate::kernels::{attention, gather, norm, rope};
+use crate::kernels::{attention, gather, moe, norm, rope};
 use crate::tensor::{DType, Tensor};
 
 use super::LlamaConfig;
 use super::config::Activation;
-use super::weights::{Layer, LlamaWeights, Proj, RowSplit, Stacked};
+use super::weights::{DenseMlp, Layer, LlamaWeights, Mlp, MoeWeights, Proj, RowSplit, Stacked};
 use crate::kernels::elementwise::{self, Binary, Unary};
 
 /// The context used when neither the caller nor a smaller model limit says otherwise: KV caches
@@ -422,25 +422,109 @@ impl Llama {
             d,
         );
 
+        let mlp = match &layer.mlp {
+            Mlp::Dense(mlp) => mlp,
+            Mlp::Experts(moe) => {
+                let h = rms_norm(g, x, &layer.post_norm, eps, d);
+                return self.experts(g, x, h, moe, seq);
+            }
+        };
         let h = Normed::new(g, x, &layer.post_norm, eps, d, fuse);
-        let gate = h.linear(g, &layer.gate, layer.gate_bias.as_ref(), None);
-        let up = Some(match c.activation {
-            Activation::Silu => Then::SiluMul(gate),
-            Activation::GeluTanh => Then::GeluTanhMul(gate),
-        });
-        let act = h.linear(g, &layer.up, layer.up_bias.as_ref(), up);
-        let down_bias = layer.down_bias.as_ref();
+        let act = gated(g, &h, mlp, c.activation);
+        let down_bias = mlp.down_bias.as_ref();
         Ok(residual(
             g,
             x,
             act,
-            &layer.down,
+            &mlp.down,
             down_bias,
             &layer.mlp_out_norm,
             eps,
             d,
         ))
     }
+
+    /// `x + Σ_j w_j · expert_j(h)` over each token's top-k experts (and Qwen2-MoE's gated
+    /// shared expert): routed on the GPU, each expert GEMV reading only its expert's rows.
+    fn experts(&self, g: &mut Graph, x: Id, h: Id, moe: &MoeWeights, seq: usize) -> Result<Id> {
+        let c = &self.config;
+        let m = c.moe.as_ref().expect("an expert layer has a config");
+        let d = self.dtype;
+        let (k, experts, ei, hidden) = (m.top_k, m.experts, m.expert_intermediate, c.hidden_size);
+        let logits = layers::linear(g, h, &moe.router, None, d);
+        let ids = g.temp(&[seq, k], DType::U32);
+        let weights = g.temp(&[seq, k], DType::F32);
+        let renormalize = m.renormalize;
+        g.node("moe route", &[logits, ids, weights], move |c| {
+            moe::route(c.gpu, c.tensor(0), k, renormalize, c.tensor(1), c.tensor(2))
+        });
+        let pairs = seq * k;
+        // One expert GEMV over every (token, slot) pair: x read per token (x_div = k) or per
+        // pair (1), then `step`.
+        let expert = |g: &mut Graph, w: &Tensor, x: Id, x_div: usize, rows: usize, step: Step| {
+            let w = g.external(w);
+            let out = g.temp(&[pairs, rows], d);
+            let mut operands = vec![w, ids, x, out, weights];
+            if let Step::Gated(gate, _) = step {
+                operands.push(gate);
+            }
+            g.node("moe expert", &operands, move |c| {
+                let weighted = (step == Step::Weighted).then(|| c.tensor(4));
+                let epilogue = match step {
+                    Step::Gated(_, Activation::Silu) => Epilogue::SiluMul(c.tensor(5)),
+                    Step::Gated(_, Activation::GeluTanh) => Epilogue::GeluTanhMul(c.tensor(5)),
+                    _ => Epilogue::None,
+                };
+                let (w, ids, x, out) = (c.tensor(0), c.tensor(1), c.tensor(2), c.tensor(3));
+                moe::expert_gemv(c.gpu, w, experts, ids, x, x_div, weighted, epilogue, out)
+            });
+            out
+        };
+        let gate = expert(g, &moe.gate, h, k, ei, Step::Plain);
+        let act = expert(g, &moe.up, h, k, ei, Step::Gated(gate, c.activation));
+        let y = expert(g, &moe.down, act, 1, hidden, Step::Weighted);
+        let shared = match &moe.shared {
+            None => None,
+            Some(shared) => {
+                let normed = Normed::Computed { h, dtype: d };
+                let s = gated(g, &normed, &shared.mlp, Activation::Silu);
+                let s = project(g, s, &shared.mlp.down, None, None, d);
+                let gate_logit = layers::linear(g, h, &shared.gate_logit, None, d);
+                Some((s, gate_logit))
+            }
+        };
+        let out = g.temp(&[seq, hidden], d);
+        let mut operands = vec![x, y, out];
+        if let Some((s, gl)) = shared {
+            operands.extend([s, gl]);
+        }
+        let has_shared = shared.is_some();
+        g.node("moe combine", &operands, move |c| {
+            let shared = has_shared.then(|| (c.tensor(3), c.tensor(4)));
+            moe::combine(c.gpu, c.tensor(0), c.tensor(1), k, shared, c.tensor(2))
+        });
+        Ok(out)
+    }
+}
+
+/// What an expert GEMV does after its product.
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum Step {
+    Plain,
+    /// `act(gate) · product`: the up projection with the gate's output.
+    Gated(Id, Activation),
+    /// `router weight · product`: the down projection.
+    Weighted,
+}
+
+/// `act(gate · h) · (up · h)` for a dense gated MLP (the norm fused where `h` asks).
+fn gated(g: &mut Graph, h: &Normed<'_>, mlp: &DenseMlp, activation: Activation) -> Id {
+    let gate = h.linear(g, &mlp.gate, mlp.gate_bias.as_ref(), None);
+    let then = Some(match activation {
+        Activation::Silu => Then::SiluMul(gate),
+        Activation::GeluTanh => Then::GeluTanhMul(gate),
+    });
+    h.linear(g, &mlp.up, mlp.up_bias.as_ref(), then)
 }
 
 /// `x + project(h)`, or with an output norm `x + RMSNorm(project(h))` (Gemma).

@@ -147,16 +147,129 @@ pub struct Layer {
     pub v_bias: Option<Tensor>,
     pub o_bias: Option<Tensor>,
     pub post_norm: Tensor,
+    pub mlp: Mlp,
+    /// q, k and v stacked into one `[q + k + v, hidden]` weight (and bias) that `q`, `k`
+    /// and `v` are row views of, so decode projects all three with one GEMV. `None` where
+    /// the views would break the device's binding alignment or the stack one binding.
+    pub qkv: Option<Stacked>,
+}
+
+/// A layer's feed-forward block. (One per layer: the variants' sizes do not matter.)
+#[allow(clippy::large_enum_variant)]
+pub enum Mlp {
+    Dense(DenseMlp),
+    Experts(MoeWeights),
+}
+
+/// A gated MLP: down(act(gate · h) · (up · h)).
+pub struct DenseMlp {
     pub gate: Proj,
     pub up: Proj,
     pub down: Proj,
     pub gate_bias: Option<Tensor>,
     pub up_bias: Option<Tensor>,
     pub down_bias: Option<Tensor>,
-    /// q, k and v stacked into one `[q + k + v, hidden]` weight (and bias) that `q`, `k`
-    /// and `v` are row views of, so decode projects all three with one GEMV. `None` where
-    /// the views would break the device's binding alignment or the stack one binding.
-    pub qkv: Option<Stacked>,
+}
+
+/// A mixture-of-experts MLP: the router and every expert's projections stacked by expert
+/// (expert e's rows at e · rows), and Qwen2-MoE's gated shared expert.
+pub struct MoeWeights {
+    /// `[experts, hidden]`
+    pub router: Tensor,
+    /// `[experts · intermediate, hidden]`
+    pub gate: Tensor,
+    pub up: Tensor,
+    /// `[experts · hidden, intermediate]`
+    pub down: Tensor,
+    pub shared: Option<SharedExpert>,
+}
+
+/// Qwen2-MoE's shared expert: a SwiGLU MLP whose output is scaled by sigmoid(gate · h).
+pub struct SharedExpert {
+    pub mlp: DenseMlp,
+    /// `[1, hidden]`
+    pub gate_logit: Tensor,
+}
+
+/// The checkpoint names of layer `i`'s router, each expert's (gate, up, down) and the
+/// shared expert's (gate, up, down, gate logit) where it has one.
+pub fn moe_names(c: &LlamaConfig, i: usize) -> (String, Vec<[String; 3]>, Option<[String; 4]>) {
+    let n = |s: &str| format!("model.layers.{i}.{s}");
+    let experts = c.moe.as_ref().map_or(0, |m| m.experts);
+    if c.architecture == super::config::Architecture::Mixtral {
+        let e = |x: usize, w: &str| n(&format!("block_sparse_moe.experts.{x}.{w}.weight"));
+        return (
+            n("block_sparse_moe.gate.weight"),
+            (0..experts)
+                .map(|x| [e(x, "w1"), e(x, "w3"), e(x, "w2")])
+                .collect(),
+            None,
+        );
+    }
+    let e = |x: usize, w: &str| n(&format!("mlp.experts.{x}.{w}_proj.weight"));
+    let shared = c.moe.as_ref().and_then(|m| m.shared_intermediate).map(|_| {
+        [
+            n("mlp.shared_expert.gate_proj.weight"),
+            n("mlp.shared_expert.up_proj.weight"),
+            n("mlp.shared_expert.down_proj.weight"),
+            n("mlp.shared_expert_gate.weight"),
+        ]
+    });
+    (
+        n("mlp.gate.weight"),
+        (0..experts)
+            .map(|x| [e(x, "gate"), e(x, "up"), e(x, "down")])
+            .collect(),
+        shared,
+    )
+}
+
+/// Layer `i`'s router and experts (stacked by expert on the host, one upload each), and the
+/// shared expert.
+fn load_experts(
+    gpu: &Gpu,
+    ckpt: &Checkpoint,
+    c: &LlamaConfig,
+    i: usize,
+    dtype: DType,
+    proj: &dyn Fn(&str, [usize; 2]) -> Result<Proj>,
+) -> Result<MoeWeights> {
+    let m = c.moe.as_ref().expect("sparse layers have a config");
+    let (hidden, ei) = (c.hidden_size, m.expert_intermediate);
+    let (router, experts, shared) = moe_names(c, i);
+    let stack = |which: usize, shape: [usize; 2]| -> Result<Tensor> {
+        let mut values = Vec::with_capacity(m.experts * shape[0] * shape[1]);
+        for names in &experts {
+            values.extend(ckpt.read_f32(&names[which], &shape)?);
+        }
+        Tensor::from_f32(gpu, &[m.experts * shape[0], shape[1]], &values, dtype)
+    };
+    let shared = match (shared, m.shared_intermediate) {
+        (Some([g, u, d, gl]), Some(si)) => Some(SharedExpert {
+            mlp: DenseMlp {
+                gate: proj(&g, [si, hidden])?,
+                up: proj(&u, [si, hidden])?,
+                down: proj(&d, [hidden, si])?,
+                gate_bias: None,
+                up_bias: None,
+                down_bias: None,
+            },
+            gate_logit: ckpt.upload(gpu, &gl, &[1, hidden], dtype)?,
+        }),
+        _ => None,
+    };
+    Ok(MoeWeights {
+        router: ckpt.upload(gpu, &router, &[m.experts, hidden], dtype)?,
+        gate: stack(0, [ei, hidden])?,
+        up: stack(1, [ei, hidden])?,
+        down: stack(2, [hidden, ei])?,
+        shared,
+    })
+}
+
+/// Whether layer `i`'s MLP is a mixture of experts.
+fn is_sparse(c: &LlamaConfig, i: usize) -> bool {
+    c.moe.as_ref().is_some_and(|m| m.sparse_layers[i])
 }
 
 /// Weights stacked along their rows.
@@ -290,6 +403,29 @@ pub fn expected_tensors(c: &LlamaConfig) -> Vec<(String, Vec<usize>)> {
             add("pre_feedforward_layernorm.weight", vec![hidden]);
             add("post_feedforward_layernorm.weight", vec![hidden]);
         }
+        if is_sparse(c, i) {
+            let m = c.moe.as_ref().expect("sparse layers have a config");
+            let (router, experts, shared) = moe_names(c, i);
+            let ei = m.expert_intermediate;
+            list.push((router, vec![m.experts, hidden]));
+            for [g, u, d] in experts {
+                list.extend([
+                    (g, vec![ei, hidden]),
+                    (u, vec![ei, hidden]),
+                    (d, vec![hidden, ei]),
+                ]);
+            }
+            if let (Some([g, u, d, gl]), Some(si)) = (shared, m.shared_intermediate) {
+                list.extend([
+                    (g, vec![si, hidden]),
+                    (u, vec![si, hidden]),
+                    (d, vec![hidden, si]),
+                    (gl, vec![1, hidden]),
+                ]);
+            }
+            continue;
+        }
+        let mut add = |suffix: &str, shape: Vec<usize>| list.push((format!("{p}.{suffix}"), shape));
         add("mlp.gate_proj.weight", vec![inter, hidden]);
         add("mlp.up_proj.weight", vec![inter, hidden]);
         add("mlp.down_proj.weight", vec![hidden, inter]);
@@ -309,11 +445,14 @@ pub fn expected_tensors(c: &LlamaConfig) -> Vec<(String, Vec<usize>)> {
 impl Layer {
     /// Whether any projection is packed (the packed GEMV fuses no norm).
     pub fn has_packed(&self) -> bool {
-        [
-            &self.q, &self.k, &self.v, &self.o, &self.gate, &self.up, &self.down,
-        ]
-        .iter()
-        .any(|p| p.is_packed())
+        let mlp = match &self.mlp {
+            Mlp::Dense(m) => vec![&m.gate, &m.up, &m.down],
+            Mlp::Experts(_) => Vec::new(),
+        };
+        [&self.q, &self.k, &self.v, &self.o]
+            .into_iter()
+            .chain(mlp)
+            .any(Proj::is_packed)
     }
 }
 
@@ -410,6 +549,18 @@ impl LlamaWeights {
                     ],
                 ),
             };
+            let mlp = if is_sparse(c, i) {
+                Mlp::Experts(load_experts(gpu, ckpt, c, i, dtype, &proj)?)
+            } else {
+                Mlp::Dense(DenseMlp {
+                    gate: proj(&n("mlp.gate_proj.weight"), [inter, hidden])?,
+                    up: proj(&n("mlp.up_proj.weight"), [inter, hidden])?,
+                    down: proj(&n("mlp.down_proj.weight"), [hidden, inter])?,
+                    gate_bias: opt(c.mlp_bias, &n("mlp.gate_proj.bias"), &[inter])?,
+                    up_bias: opt(c.mlp_bias, &n("mlp.up_proj.bias"), &[inter])?,
+                    down_bias: opt(c.mlp_bias, &n("mlp.down_proj.bias"), &[hidden])?,
+                })
+            };
             // Gemma: post_attention_layernorm normalises the attention's output, and the MLP
             // has its own pre- and post-norms.
             let sandwich = c.sandwich_norms;
@@ -435,12 +586,7 @@ impl LlamaWeights {
                 v_bias: bv,
                 o_bias: opt(c.o_bias, &n("self_attn.o_proj.bias"), &[hidden])?,
                 post_norm: norm(&pre_mlp_norm, hidden)?,
-                gate: proj(&n("mlp.gate_proj.weight"), [inter, hidden])?,
-                up: proj(&n("mlp.up_proj.weight"), [inter, hidden])?,
-                down: proj(&n("mlp.down_proj.weight"), [hidden, inter])?,
-                gate_bias: opt(c.mlp_bias, &n("mlp.gate_proj.bias"), &[inter])?,
-                up_bias: opt(c.mlp_bias, &n("mlp.up_proj.bias"), &[inter])?,
-                down_bias: opt(c.mlp_bias, &n("mlp.down_proj.bias"), &[hidden])?,
+                mlp,
                 qkv,
             });
         }

@@ -5,6 +5,7 @@
 mod attention;
 mod basic;
 mod matmul;
+mod moe;
 mod unet;
 
 use std::sync::Arc;
@@ -22,6 +23,7 @@ pub fn cases() -> Vec<Case> {
             basic::row_cases(dtype),
             matmul::matmul_cases(dtype),
             matmul::packed_cases(),
+            moe::moe_cases(),
             attention::attention_cases(dtype),
             attention::rope_cases(),
             attention::kv_append_cases(),
@@ -121,6 +123,8 @@ mod tests {
             "gemv_quant",
             "matmul_quant",
             "gather_quant",
+            "moe_route",
+            "moe_gemv",
             "fma_peak",
             "gather",
             "transpose",

@@ -1,0 +1,274 @@
+//! Mixture-of-experts feed-forward kernels (`shaders/moe.wgsl`): routing on the GPU (the
+//! router's logits to each token's top-k experts and their weights), a GEMV per (token, slot)
+//! pair that reads only the chosen expert's rows of a stacked `[E·N, K]` weight, and the
+//! combine step that sums each token's k expert outputs onto the residual (with Qwen2-MoE's
+//! gated shared expert). No id comes back to the host: decode reads k experts' bytes a layer.
+
+use crate::error::{Error, Result};
+use crate::gpu::{Gpu, PipelineKey, ShaderSource};
+use crate::kernels::matmul::Epilogue;
+use crate::kernels::{KernelCall, expect_shape, prepare, same_dtype, to_u32};
+use crate::tensor::{DType, Tensor};
+
+const SHADER: ShaderSource = ShaderSource {
+    name: "moe.wgsl",
+    body: include_str!("../../shaders/moe.wgsl"),
+    library: &[include_str!("../../shaders/lib/epilogue.wgsl")],
+};
+const WG: u32 = 256;
+/// Output rows per GEMV workgroup (WG / the shader's LANES).
+const GEMV_ROWS: u32 = WG / 32;
+/// The most experts a token may pick (the shader's MAX_K).
+pub const MAX_TOP_K: usize = 32;
+
+#[repr(C)]
+#[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
+struct Params {
+    a: u32,
+    b: u32,
+    c: u32,
+    d: u32,
+    weighted: u32,
+    epilogue: u32,
+    pad: [u32; 2],
+}
+
+fn key(entry: &'static str, dtype: DType) -> PipelineKey {
+    PipelineKey::new(SHADER, entry, dtype, &[("WG", WG)])
+}
+
+pub(crate) fn pipeline_keys() -> Vec<PipelineKey> {
+    let mut keys = Vec::new();
+    for dtype in [DType::F32, DType::F16] {
+        for entry in ["moe_route", "moe_gemv", "moe_combine"] {
+            keys.push(key(entry, dtype));
+        }
+    }
+    keys
+}
+
+/// Each token's `top_k` experts from the router's `logits` (`[tokens, experts]`): softmax over
+/// all experts, the `top_k` most probable (ties to the lower id), their probabilities
+/// renormalised to sum 1 where `renormalize`. `ids`: `[tokens, top_k]` u32; `weights`:
+/// `[tokens, top_k]` f32.
+pub fn route<'a>(
+    gpu: &Gpu,
+    logits: &'a Tensor,
+    top_k: usize,
+    renormalize: bool,
+    ids: &'a Tensor,
+    weights: &'a Tensor,
+) -> Result<KernelCall<'a>> {
+    let op = "moe route";
+    let &[tokens, experts] = logits.shape() else {
+        return Err(Error::shape(
+            op,
+            format!("logits are {:?}, not [tokens, experts]", logits.shape()),
+        ));
+    };
+    if top_k == 0 || top_k > experts || top_k > MAX_TOP_K {
+        return Err(Error::shape(
+            op,
+            format!("top_k {top_k} must lie in 1 ..= the {experts} experts (at most {MAX_TOP_K})"),
+        ));
+    }
+    if logits.dtype() == DType::U32 || ids.dtype() != DType::U32 || weights.dtype() != DType::F32 {
+        return Err(Error::DType {
+            op,
+            detail: "float logits, u32 ids and f32 weights".into(),
+        });
+    }
+    expect_shape(op, "ids", ids, &[tokens, top_k])?;
+    expect_shape(op, "weights", weights, &[tokens, top_k])?;
+    let params = Params {
+        a: to_u32(op, "tokens", tokens)?,
+        b: to_u32(op, "experts", experts)?,
+        c: top_k as u32,
+        d: u32::from(renormalize),
+        weighted: 0,
+        epilogue: 0,
+        pad: [0; 2],
+    };
+    let grid = gpu.grid(op, (tokens as u64).div_ceil(u64::from(WG)))?;
+    let tensors = [(1, logits), (7, ids), (8, weights)];
+    prepare(
+        gpu,
+        &key("moe_route", logits.dtype()),
+        &params,
+        &tensors,
+        grid,
+    )
+}
+
+/// Per (token, slot) pair `p`, with its expert `e = ids[p]`:
+/// `y[p] = W_e · x[p / x_div]` (`W` the experts' `[n, k]` matrices stacked as `[E·n, k]`),
+/// times `weights[p]` where given, then `epilogue` (its operand `[pairs, n]`). `ids`:
+/// `[pairs]` u32 (any shape of that many); `x`: `[pairs / x_div, k]`; `y`: `[pairs, n]`.
+#[allow(clippy::too_many_arguments)]
+pub fn expert_gemv<'a>(
+    gpu: &Gpu,
+    w: &'a Tensor,
+    experts: usize,
+    ids: &'a Tensor,
+    x: &'a Tensor,
+    x_div: usize,
+    weights: Option<&'a Tensor>,
+    epilogue: Epilogue<'a>,
+    y: &'a Tensor,
+) -> Result<KernelCall<'a>> {
+    let op = "moe expert gemv";
+    let mut operands = vec![w, x, y];
+    operands.extend(epilogue.tensor());
+    let dtype = same_dtype(op, &operands)?;
+    let pairs = ids.len();
+    let (rows, k) = match w.shape() {
+        &[rows, k] if experts > 0 && rows % experts == 0 => (rows, k),
+        other => {
+            return Err(Error::shape(
+                op,
+                format!("the stacked weight is {other:?}, not [{experts} · n, k]"),
+            ));
+        }
+    };
+    let n = rows / experts;
+    if x_div == 0 || !pairs.is_multiple_of(x_div) || ids.dtype() != DType::U32 {
+        return Err(Error::shape(
+            op,
+            format!("{pairs} u32 ids in groups of {x_div}"),
+        ));
+    }
+    expect_shape(op, "x", x, &[pairs / x_div, k])?;
+    expect_shape(op, "y", y, &[pairs, n])?;
+    if let Some(weights) = weights
+        && (weights.dtype() != DType::F32 || weights.len() != pairs)
+    {
+        return Err(Error::shape(op, format!("weights must be {pairs} f32")));
+    }
+    if let Some(other) = epilogue.tensor() {
+        expect_shape(op, "epilogue operand", other, &[pairs, n])?;
+    }
+    let pairs_u32 = to_u32(op, "pairs", pairs)?;
+    if pairs_u32 > gpu.limits().max_compute_workgroups_per_dimension {
+        return Err(Error::TooManyWorkgroups {
+            what: format!("{op} over {pairs} pairs"),
+            groups: u64::from(pairs_u32),
+            limit: gpu.limits().max_compute_workgroups_per_dimension,
+        });
+    }
+    to_u32(op, "stacked weight", w.len())?;
+    let params = Params {
+        a: to_u32(op, "n", n)?,
+        b: to_u32(op, "k", k)?,
+        c: pairs_u32,
+        d: to_u32(op, "x_div", x_div)?,
+        weighted: u32::from(weights.is_some()),
+        epilogue: epilogue.kind().code(),
+        pad: [0; 2],
+    };
+    let spare_needed = weights.is_none() || epilogue.tensor().is_none();
+    let spare_f32 = if weights.is_none() {
+        Some(Tensor::empty(gpu, &[1], DType::F32)?)
+    } else {
+        None
+    };
+    let spare = if spare_needed {
+        Some(Tensor::empty(gpu, &[1], dtype)?)
+    } else {
+        None
+    };
+    let weights = weights
+        .or(spare_f32.as_ref())
+        .expect("a spare when no weights");
+    let other = epilogue
+        .tensor()
+        .or(spare.as_ref())
+        .expect("a spare when no operand");
+    let [gx, gy, _] = gpu.grid(op, u64::from(params.a.div_ceil(GEMV_ROWS)))?;
+    let tensors = [(1, x), (2, w), (3, ids), (4, weights), (5, y), (6, other)];
+    let call = prepare(
+        gpu,
+        &key("moe_gemv", dtype),
+        &params,
+        &tensors,
+        [gx, gy, pairs_u32],
+    )?;
+    Ok(call.owning(spare_f32.into_iter().chain(spare)))
+}
+
+/// `out[t] = residual[t] + Σ_j y[t·top_k + j]`, plus `sigmoid(gate[t]) · s[t]` for a gated
+/// shared expert `(s, gate)` (`[tokens, width]`, `[tokens, 1]`).
+pub fn combine<'a>(
+    gpu: &Gpu,
+    residual: &'a Tensor,
+    y: &'a Tensor,
+    top_k: usize,
+    shared: Option<(&'a Tensor, &'a Tensor)>,
+    out: &'a Tensor,
+) -> Result<KernelCall<'a>> {
+    let op = "moe combine";
+    let mut operands = vec![residual, y, out];
+    if let Some((s, g)) = shared {
+        operands.extend([s, g]);
+    }
+    let dtype = same_dtype(op, &operands)?;
+    let &[tokens, width] = residual.shape() else {
+        return Err(Error::shape(op, "the residual is not [tokens, width]"));
+    };
+    expect_shape(op, "expert outputs", y, &[tokens * top_k, width])?;
+    expect_shape(op, "output", out, &[tokens, width])?;
+    if let Some((s, g)) = shared {
+        expect_shape(op, "shared expert", s, &[tokens, width])?;
+        expect_shape(op, "shared gate", g, &[tokens, 1])?;
+    }
+    let len = to_u32(op, "output length", tokens * width)?;
+    let params = Params {
+        a: len,
+        b: to_u32(op, "width", width)?,
+        c: to_u32(op, "top_k", top_k)?,
+        d: u32::from(shared.is_some()),
+        weighted: 0,
+        epilogue: 0,
+        pad: [0; 2],
+    };
+    let spare = if shared.is_none() {
+        Some(Tensor::empty(gpu, &[1], dtype)?)
+    } else {
+        None
+    };
+    let (s, g) = shared.unwrap_or_else(|| {
+        let spare = spare.as_ref().expect("made when no shared expert");
+        (spare, spare)
+    });
+    let grid = gpu.grid(op, u64::from(len).div_ceil(u64::from(WG)))?;
+    let tensors = [(1, residual), (2, y), (5, out), (6, s), (9, g)];
+    let call = prepare(gpu, &key("moe_combine", dtype), &params, &tensors, grid)?;
+    Ok(call.owning(spare))
+}
+
+/// f64 reference of [`route`]: (ids, weights) per token, row-major.
+pub fn reference_route(
+    logits: &[f64],
+    experts: usize,
+    top_k: usize,
+    renormalize: bool,
+) -> (Vec<usize>, Vec<f64>) {
+    let mut ids = Vec::new();
+    let mut weights = Vec::new();
+    for row in logits.chunks(experts) {
+        let m = row.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+        let total: f64 = row.iter().map(|l| (l - m).exp()).sum();
+        let mut order: Vec<usize> = (0..experts).collect();
+        // Stable: equal logits (-0 and +0 included) keep the lower id first.
+        order.sort_by(|&a, &b| {
+            row[b]
+                .partial_cmp(&row[a])
+                .unwrap_or(std::cmp::Ordering::Equal)
+        });
+        let chosen = &order[..top_k];
+        let probs: Vec<f64> = chosen.iter().map(|&e| (row[e] - m).exp() / total).collect();
+        let sum: f64 = probs.iter().sum();
+        ids.extend_from_slice(chosen);
+        weights.extend(probs.iter().map(|p| if renormalize { p / sum } else { *p }));
+    }
+    (ids, weights)
+}

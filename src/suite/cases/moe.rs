@@ -1,0 +1,56 @@
+//! Cases for the mixture-of-experts kernels: routing (ties, k = E, k = 1, renormalised or
+//! not, Mixtral's 2 of 8, Qwen3-MoE's 8 of 128) and the expert GEMV (per-token and per-pair
+//! inputs, weighted, with the gated epilogues), plus a Mixtral-sized decode for bench.
+
+use super::{Entry, entry};
+use crate::kernels::matmul::EpilogueKind;
+use crate::suite::*;
+
+pub(super) fn moe_cases() -> Vec<Entry> {
+    let mut list = Vec::new();
+    let route = |tokens, experts, top_k, renormalize, ties| MoeRouteSpec {
+        tokens,
+        experts,
+        top_k,
+        renormalize,
+        ties,
+    };
+    for spec in [
+        route(1, 8, 2, true, false),
+        route(7, 8, 2, true, true),
+        route(5, 4, 4, false, false),
+        route(5, 4, 4, true, true),
+        route(3, 64, 1, false, false),
+        route(9, 128, 8, true, false),
+        route(65, 60, 4, false, true),
+        route(300, 16, 2, true, false),
+    ] {
+        list.push(entry(spec, true, BenchTier::No));
+    }
+    let gemv = |experts, tokens, top_k, n, k, per_token, weighted, epilogue| MoeGemvSpec {
+        experts,
+        tokens,
+        top_k,
+        n,
+        k,
+        per_token,
+        weighted,
+        epilogue,
+    };
+    for spec in [
+        gemv(8, 1, 2, 33, 64, true, false, EpilogueKind::None),
+        gemv(8, 3, 2, 96, 64, true, false, EpilogueKind::SiluMul),
+        gemv(4, 5, 2, 64, 96, false, true, EpilogueKind::None),
+        gemv(16, 2, 4, 300, 129, true, false, EpilogueKind::GeluTanhMul),
+        gemv(3, 7, 1, 9, 17, false, true, EpilogueKind::None),
+    ] {
+        list.push(entry(spec, true, BenchTier::No));
+    }
+    // Mixtral-like decode: one token, 2 of 8 experts (a 1024 × 2048 slice of each).
+    list.push(entry(
+        gemv(8, 1, 2, 1024, 2048, true, false, EpilogueKind::None),
+        false,
+        BenchTier::Quick,
+    ));
+    list
+}

@@ -1,0 +1,252 @@
+//! Case specifications for the mixture-of-experts kernels.
+
+use super::compare::Tolerance;
+use super::{CaseSpec, HostTensor, Random};
+use crate::error::Result;
+use crate::gpu::Gpu;
+use crate::kernels::matmul::{Epilogue, EpilogueKind};
+use crate::kernels::{KernelCall, moe};
+use crate::tensor::{DType, Tensor};
+
+/// Routing `tokens` rows of router logits over `experts` to the top `top_k`. The output is
+/// the routing as a `[tokens · top_k, experts]` one-hot matrix of weights (row `t·k + j`
+/// holds weight j of token t at its expert's column): the route kernel followed by the
+/// expert GEMV over identity experts, so a wrong id and a wrong weight both show. With
+/// `ties`, logits are drawn from a few values, so most rows hold equal logits.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct MoeRouteSpec {
+    pub tokens: usize,
+    pub experts: usize,
+    pub top_k: usize,
+    pub renormalize: bool,
+    pub ties: bool,
+}
+
+impl CaseSpec for MoeRouteSpec {
+    fn kernel(&self) -> &'static str {
+        "moe_route"
+    }
+
+    fn shape(&self) -> String {
+        let mut s = format!(
+            "tokens={} top{} of {}",
+            self.tokens, self.top_k, self.experts
+        );
+        if self.renormalize {
+            s += " renormalized";
+        }
+        if self.ties {
+            s += " ties";
+        }
+        s
+    }
+
+    fn traffic(&self) -> usize {
+        self.tokens * self.experts
+    }
+
+    /// Probabilities from f32 exp and sums.
+    fn compute_tolerance(&self) -> Tolerance {
+        Tolerance {
+            atol: 1e-6,
+            rtol: 1e-5,
+        }
+    }
+
+    /// The logits, then the identity experts stacked (`[experts · experts, 1]`... as
+    /// `[experts², 1]` rows of one column) and the one-valued input they read.
+    fn inputs(&self, random: Random<'_>) -> Result<Vec<HostTensor>> {
+        let mut logits = random(&[self.tokens, self.experts], -4.0, 4.0);
+        if self.ties {
+            // Values on a grid of 4: many equal logits per row.
+            for v in &mut logits.data {
+                *v = (*v / 2.0).round();
+            }
+        }
+        let e = self.experts;
+        let identity = HostTensor {
+            shape: vec![e * e, 1],
+            data: (0..e * e)
+                .map(|i| if i / e == i % e { 1.0 } else { 0.0 })
+                .collect(),
+            dtype: None,
+        };
+        let one = HostTensor {
+            shape: vec![self.tokens, 1],
+            data: vec![1.0; self.tokens],
+            dtype: None,
+        };
+        Ok(vec![logits, identity, one])
+    }
+
+    fn output_shape(&self, _: &[HostTensor]) -> Vec<usize> {
+        vec![self.tokens * self.top_k, self.experts]
+    }
+
+    fn reference(&self, inputs: &[HostTensor]) -> Vec<f64> {
+        let (ids, weights) =
+            moe::reference_route(&inputs[0].data, self.experts, self.top_k, self.renormalize);
+        let mut out = vec![0.0; ids.len() * self.experts];
+        for (p, (id, w)) in ids.iter().zip(&weights).enumerate() {
+            out[p * self.experts + id] = *w;
+        }
+        out
+    }
+
+    fn call<'a>(&self, gpu: &Gpu, inputs: &'a [Tensor], out: &'a Tensor) -> Result<KernelCall<'a>> {
+        let ids = Tensor::empty(gpu, &[self.tokens, self.top_k], DType::U32)?;
+        let weights = Tensor::empty(gpu, &[self.tokens, self.top_k], DType::F32)?;
+        let route = moe::route(
+            gpu,
+            &inputs[0],
+            self.top_k,
+            self.renormalize,
+            &ids,
+            &weights,
+        )?;
+        let expand = moe::expert_gemv(
+            gpu,
+            &inputs[1],
+            self.experts,
+            &ids,
+            &inputs[2],
+            self.top_k,
+            Some(&weights),
+            Epilogue::None,
+            out,
+        )?;
+        Ok(route.detach().then(expand.detach()).owning([ids, weights]))
+    }
+}
+
+/// The expert GEMV: `tokens · top_k` pairs, each against its expert's `[n, k]` rows of
+/// `experts` stacked, reading its token's row of x (`per_token`) or its own, optionally
+/// weighted and with an epilogue.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct MoeGemvSpec {
+    pub experts: usize,
+    pub tokens: usize,
+    pub top_k: usize,
+    pub n: usize,
+    pub k: usize,
+    pub per_token: bool,
+    pub weighted: bool,
+    pub epilogue: EpilogueKind,
+}
+
+impl MoeGemvSpec {
+    fn pairs(&self) -> usize {
+        self.tokens * self.top_k
+    }
+    fn x_div(&self) -> usize {
+        if self.per_token { self.top_k } else { 1 }
+    }
+}
+
+impl CaseSpec for MoeGemvSpec {
+    fn kernel(&self) -> &'static str {
+        "moe_gemv"
+    }
+
+    fn shape(&self) -> String {
+        let mut s = format!(
+            "E={} pairs={}x{} N={} K={}",
+            self.experts, self.tokens, self.top_k, self.n, self.k
+        );
+        if self.per_token {
+            s += " x/token";
+        }
+        if self.weighted {
+            s += " weighted";
+        }
+        match self.epilogue {
+            EpilogueKind::SiluMul => s += " swiglu",
+            EpilogueKind::GeluTanhMul => s += " geglu",
+            EpilogueKind::Add => s += " +residual",
+            EpilogueKind::None => {}
+        }
+        s
+    }
+
+    fn flops(&self) -> f64 {
+        2.0 * (self.pairs() * self.n * self.k) as f64
+    }
+
+    /// The chosen experts' rows (each pair reads its expert's), x and y.
+    fn traffic(&self) -> usize {
+        self.pairs() * (self.n * self.k + self.k + self.n)
+    }
+
+    fn compute_tolerance(&self) -> Tolerance {
+        let product = 4.0 * DType::F32.epsilon() * self.k as f64;
+        Tolerance {
+            atol: product,
+            rtol: 4e-6,
+        }
+    }
+
+    /// Stacked weights, ids (u32, some experts chosen twice by different tokens), x, the
+    /// weights (f32) and the epilogue's operand.
+    fn inputs(&self, random: Random<'_>) -> Result<Vec<HostTensor>> {
+        let w = random(&[self.experts * self.n, self.k], -1.0, 1.0);
+        let draws = random(&[self.pairs()], 0.0, self.experts as f64);
+        let ids = HostTensor {
+            shape: vec![self.pairs()],
+            data: draws
+                .data
+                .iter()
+                .map(|v| v.floor().min(self.experts as f64 - 1.0))
+                .collect(),
+            dtype: Some(DType::U32),
+        };
+        let x = random(&[self.pairs() / self.x_div(), self.k], -1.0, 1.0);
+        let mut weights = random(&[self.pairs()], 0.0, 1.0);
+        weights.dtype = Some(DType::F32);
+        let other = random(&[self.pairs(), self.n], -4.0, 4.0);
+        Ok(vec![w, ids, x, weights, other])
+    }
+
+    fn output_shape(&self, _: &[HostTensor]) -> Vec<usize> {
+        vec![self.pairs(), self.n]
+    }
+
+    fn reference(&self, inputs: &[HostTensor]) -> Vec<f64> {
+        let (w, ids, x, weights, other) = (
+            &inputs[0].data,
+            &inputs[1].data,
+            &inputs[2].data,
+            &inputs[3].data,
+            &inputs[4].data,
+        );
+        let mut out = Vec::with_capacity(self.pairs() * self.n);
+        for p in 0..self.pairs() {
+            let e = ids[p] as usize;
+            let xr = &x[(p / self.x_div()) * self.k..][..self.k];
+            for row in 0..self.n {
+                let wr = &w[(e * self.n + row) * self.k..][..self.k];
+                let mut v: f64 = wr.iter().zip(xr).map(|(a, b)| a * b).sum();
+                if self.weighted {
+                    v *= weights[p];
+                }
+                out.push(self.epilogue.reference(v, other[p * self.n + row]));
+            }
+        }
+        out
+    }
+
+    fn call<'a>(&self, gpu: &Gpu, inputs: &'a [Tensor], out: &'a Tensor) -> Result<KernelCall<'a>> {
+        let weights = self.weighted.then(|| &inputs[3]);
+        let epilogue = Epilogue::new(self.epilogue, &inputs[4]);
+        moe::expert_gemv(
+            gpu,
+            &inputs[0],
+            self.experts,
+            &inputs[1],
+            &inputs[2],
+            self.x_div(),
+            weights,
+            epilogue,
+            out,
+        )
+    }
+}
