@@ -391,9 +391,9 @@ fn bench_models_quick_writes_model_figures() {
         serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
     std::fs::remove_file(&path).ok();
     let rows = json["models"].as_array().unwrap();
-    // prefill, decode, decode with Q8_0 and with Q4_K weights and two UNet batches per dtype
-    // the adapter has
-    assert!(rows.len() == 6 || rows.len() == 12, "{rows:?}");
+    // prefill, decode, decode with Q8_0 and with Q4_K weights, a mixture-of-experts decode
+    // and two UNet batches per dtype the adapter has
+    assert!(rows.len() == 7 || rows.len() == 14, "{rows:?}");
 
     for row in rows {
         let rate = row["per_second"].as_f64().unwrap();
@@ -402,17 +402,19 @@ fn bench_models_quick_writes_model_figures() {
     }
     let phases: Vec<&str> = rows.iter().map(|r| r["phase"].as_str().unwrap()).collect();
     assert_eq!(
-        &phases[..6],
+        &phases[..7],
         [
             "prefill",
             "decode",
             "decode, Q8_0 weights",
             "decode, Q4_K weights",
+            "decode, 2 of 8 experts",
             "unet forward, batch 1",
             "unet forward, batch 2"
         ]
     );
     assert!(rows[1]["weight_gbytes_per_second"].as_f64().unwrap() > 0.0);
+    assert!(rows[4]["weight_gbytes_per_second"].as_f64().unwrap() > 0.0);
 }
 
 /// A GGUF file runs like a checkpoint directory (greedy tokens as transformers gave them for

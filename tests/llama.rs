@@ -400,3 +400,27 @@ fn unsupported_variants_of_the_newer_architectures_name_the_key() {
         assert!(err.contains(named), "{fixture}, {to}: {err}");
     }
 }
+
+/// A decode step through a mixture-of-experts layer reads the chosen experts' weights only:
+/// the expert GEMVs of the Mixtral fixture (2 layers, 2 of 4 experts, gate/up/down of
+/// 96 × 64 f32) state 2 · 3 · 2 · 96 · 64 · 4 bytes, half of what all experts hold, and the
+/// profile (`generate --profile`) reports them.
+#[test]
+fn expert_gemvs_read_only_the_chosen_experts() {
+    let gpu = common::gpu();
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/mixtral_moe");
+    let mut model = load(&gpu, &dir, DType::F32);
+    let c = model.config().clone();
+    let m = c.moe.clone().expect("a mixture of experts");
+    model.forward(&[3, 17, 42]).unwrap();
+    let profile = model.profile_decode(1).unwrap();
+    let expert = profile
+        .iter()
+        .find(|k| k.kernel.contains("moe_gemv"))
+        .expect("expert GEMVs in the decode step");
+    let per_matrix = (m.expert_intermediate * c.hidden_size * 4) as u64;
+    let chosen = (c.num_layers * 3 * m.top_k) as u64 * per_matrix;
+    assert_eq!(expert.weight_bytes, Some(chosen));
+    let every_expert = (c.num_layers * 3 * m.experts) as u64 * per_matrix;
+    assert_eq!(2 * chosen, every_expert, "2 of 4 experts");
+}

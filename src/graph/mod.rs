@@ -280,6 +280,8 @@ pub struct KernelTime {
     pub calls: usize,
     /// Seconds, summed over those calls.
     pub seconds: f64,
+    /// Bytes of weights those calls read, where their kernels state it.
+    pub weight_bytes: Option<u64>,
 }
 
 /// A compiled graph: prepared calls, placed buffers, the step uniform.
@@ -313,15 +315,21 @@ impl Plan {
                 .gpu
                 .time(call.label(), 1, repeats, &|pass| call.encode(pass))?
                 .median();
+            let bytes = call.weight_bytes();
             match totals.iter_mut().find(|k| k.kernel == call.label()) {
                 Some(k) => {
                     k.calls += 1;
                     k.seconds += seconds;
+                    k.weight_bytes = match (k.weight_bytes, bytes) {
+                        (None, None) => None,
+                        (a, b) => Some(a.unwrap_or(0) + b.unwrap_or(0)),
+                    };
                 }
                 None => totals.push(KernelTime {
                     kernel: call.label().to_string(),
                     calls: 1,
                     seconds,
+                    weight_bytes: bytes,
                 }),
             }
         }

@@ -47,6 +47,8 @@ pub struct KernelCall<'a> {
     dispatches: Vec<Dispatch>,
     /// Tensors the call made for itself (placeholders, scratch), freed with it.
     owned: Vec<Tensor>,
+    /// Bytes of weights the call reads, where the kernel states it (`--profile` shows them).
+    weight_bytes: Option<u64>,
     borrows: PhantomData<&'a Tensor>,
 }
 
@@ -77,6 +79,17 @@ impl<'a> KernelCall<'a> {
         &self.label
     }
 
+    /// Bytes of weights the call reads, where its kernel states them.
+    pub fn weight_bytes(&self) -> Option<u64> {
+        self.weight_bytes
+    }
+
+    /// The call, stating that it reads `bytes` of weights.
+    pub(crate) fn reading(mut self, bytes: u64) -> Self {
+        self.weight_bytes = Some(bytes);
+        self
+    }
+
     /// Keeps `tensor` alive as long as the call.
     pub(crate) fn owning(mut self, tensor: impl IntoIterator<Item = Tensor>) -> Self {
         self.owned.extend(tensor);
@@ -90,6 +103,7 @@ impl<'a> KernelCall<'a> {
             label: self.label,
             dispatches: self.dispatches,
             owned: self.owned,
+            weight_bytes: self.weight_bytes,
             borrows: PhantomData,
         }
     }
@@ -98,6 +112,10 @@ impl<'a> KernelCall<'a> {
     pub(crate) fn then(mut self, next: KernelCall<'_>) -> Self {
         self.dispatches.extend(next.dispatches);
         self.owned.extend(next.owned);
+        self.weight_bytes = match (self.weight_bytes, next.weight_bytes) {
+            (None, None) => None,
+            (a, b) => Some(a.unwrap_or(0) + b.unwrap_or(0)),
+        };
         self
     }
 }
@@ -207,6 +225,7 @@ pub(crate) fn prepare_with_uniform<'a>(
             workgroups,
         }],
         owned: Vec::new(),
+        weight_bytes: None,
         borrows: PhantomData,
     })
 }

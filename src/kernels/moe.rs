@@ -192,7 +192,11 @@ pub fn expert_gemv<'a>(
         &tensors,
         [gx, gy, pairs_u32],
     )?;
-    Ok(call.owning(spare_f32.into_iter().chain(spare)))
+    // Each pair reads its expert's n × k block, nothing of the other experts.
+    let read = (pairs * n * k * dtype.size()) as u64;
+    Ok(call
+        .owning(spare_f32.into_iter().chain(spare))
+        .reading(read))
 }
 
 /// `out[t] = residual[t] + Σ_j y[t·top_k + j]`, plus `sigmoid(gate[t]) · s[t]` for a gated

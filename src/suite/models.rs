@@ -33,6 +33,25 @@ const SMALL_LLAMA: &str = r#"{
   "vocab_size": 2048, "tie_word_embeddings": false, "bos_token_id": 1, "eos_token_id": 2
 }"#;
 
+/// mistralai/Mixtral-8x7B-v0.1's config.json with 2 of its 32 layers (each layer's eight
+/// experts are 1.4 G parameters).
+pub const MIXTRAL_8X7B_2_LAYERS: &str = r#"{
+  "architectures": ["MixtralForCausalLM"], "hidden_size": 4096, "intermediate_size": 14336,
+  "num_hidden_layers": 2, "num_attention_heads": 32, "num_key_value_heads": 8,
+  "num_local_experts": 8, "num_experts_per_tok": 2, "rms_norm_eps": 1e-05,
+  "rope_theta": 1000000.0, "max_position_embeddings": 32768, "vocab_size": 32000,
+  "tie_word_embeddings": false, "bos_token_id": 1, "eos_token_id": 2, "sliding_window": null
+}"#;
+
+/// A mixture-of-experts decoder small enough for a CPU adapter.
+const SMALL_MOE: &str = r#"{
+  "architectures": ["MixtralForCausalLM"], "hidden_size": 256, "intermediate_size": 688,
+  "num_hidden_layers": 4, "num_attention_heads": 8, "num_key_value_heads": 2,
+  "num_local_experts": 8, "num_experts_per_tok": 2, "rms_norm_eps": 1e-05,
+  "rope_theta": 10000.0, "max_position_embeddings": 512, "vocab_size": 2048,
+  "tie_word_embeddings": false, "bos_token_id": 1, "eos_token_id": 2
+}"#;
+
 /// google/ddpm-cifar10-32's unet config.json.
 pub const DDPM_CIFAR10_32: &str = r#"{
   "_class_name": "UNet2DModel", "act_fn": "silu", "attention_head_dim": null,
@@ -78,6 +97,7 @@ pub struct ModelRow {
 /// How big and how long.
 struct Plan {
     llama: (&'static str, &'static str),
+    moe: (&'static str, &'static str),
     prompt_tokens: usize,
     decode_tokens: usize,
     unet: (&'static str, &'static str),
@@ -89,6 +109,7 @@ fn plan(quick: bool) -> Plan {
     if quick {
         Plan {
             llama: ("small Llama (4 layers, hidden 256)", SMALL_LLAMA),
+            moe: ("small MoE (4 layers, 2 of 8 experts)", SMALL_MOE),
             prompt_tokens: 32,
             decode_tokens: 8,
             unet: ("small UNet (32/64 channels, 16x16)", SMALL_UNET),
@@ -98,6 +119,7 @@ fn plan(quick: bool) -> Plan {
     } else {
         Plan {
             llama: ("TinyLlama-1.1B", TINYLLAMA_1_1B),
+            moe: ("Mixtral-8x7B (2 of 32 layers)", MIXTRAL_8X7B_2_LAYERS),
             prompt_tokens: 512,
             decode_tokens: 128,
             unet: ("ddpm-cifar10-32", DDPM_CIFAR10_32),
@@ -122,6 +144,9 @@ pub fn bench_models(
         on_row(&row);
         rows.push(row);
     }
+    let row = bench_moe_decode(gpu, &plan, dtype)?;
+    on_row(&row);
+    rows.push(row);
     for row in bench_unet(gpu, &plan, dtype)? {
         on_row(&row);
         rows.push(row);
@@ -241,6 +266,54 @@ fn bench_packed_decode(gpu: &Gpu, plan: &Plan, dtype: DType, t: GgmlType) -> Res
         weight_gbytes_per_second: Some(read_per_token * rate / 1e9),
         detail: format!(
             "{} tokens in {seconds:.4} s, projections packed in {t:?}, logits read back each step",
+            plan.decode_tokens
+        ),
+    })
+}
+
+/// Decode tokens/s of a mixture-of-experts decoder; the bandwidth counts the bytes a token
+/// reads: every weight but the embedding and the unchosen experts (k of E experts a layer).
+fn bench_moe_decode(gpu: &Gpu, plan: &Plan, dtype: DType) -> Result<ModelRow> {
+    let (name, json) = plan.moe;
+    let config = LlamaConfig::from_json(&ConfigJson::parse(name, json)?)?;
+    let moe = config.moe.clone().expect("a mixture-of-experts config");
+    let active = moe.top_k as f64 / moe.experts as f64;
+    let mut parameters = 0u64;
+    let mut read_per_token = 0f64;
+    for (tensor, shape) in expected_tensors(&config) {
+        let n = shape.iter().product::<usize>() as u64;
+        parameters += n;
+        let bytes = (n * dtype.size() as u64) as f64;
+        if tensor.contains(".experts.") {
+            read_per_token += bytes * active;
+        } else if tensor != "model.embed_tokens.weight" {
+            read_per_token += bytes;
+        }
+    }
+    let options = LoadOptions {
+        dtype,
+        max_context: Some(plan.decode_tokens + 1),
+        ..LoadOptions::default()
+    };
+    let mut model = Llama::from_parts(gpu, config, &Checkpoint::synthetic(3), &options)?;
+    let vocab = model.config().vocab_size as u32;
+    model.forward(&[1])?; // compiles the decode plan
+    let start = Instant::now();
+    for i in 0..plan.decode_tokens as u32 {
+        model.forward(&[(i * 31) % vocab])?;
+    }
+    let seconds = start.elapsed().as_secs_f64();
+    let rate = plan.decode_tokens as f64 / seconds;
+    Ok(ModelRow {
+        model: name.to_string(),
+        dtype: dtype.to_string(),
+        phase: format!("decode, {} of {} experts", moe.top_k, moe.experts),
+        per_second: rate,
+        unit: "tokens/s",
+        parameters,
+        weight_gbytes_per_second: Some(read_per_token * rate / 1e9),
+        detail: format!(
+            "{} tokens in {seconds:.4} s, routed on the GPU, logits read back each step",
             plan.decode_tokens
         ),
     })

@@ -102,16 +102,18 @@ fn print_profile(what: &str, times: &[tessera::graph::KernelTime]) {
         total * 1e3
     );
     eprintln!(
-        "  {:<28} {:>6} {:>11} {:>7}",
-        "kernel", "calls", "ms", "share"
+        "  {:<28} {:>6} {:>11} {:>7} {:>14}",
+        "kernel", "calls", "ms", "share", "weights read"
     );
     for k in times {
+        let bytes = k.weight_bytes.map_or(String::new(), |b| format!("{b} B"));
         eprintln!(
-            "  {:<28} {:>6} {:>11.3} {:>6.1}%",
+            "  {:<28} {:>6} {:>11.3} {:>6.1}% {:>14}",
             k.kernel,
             k.calls,
             k.seconds * 1e3,
-            100.0 * k.seconds / total
+            100.0 * k.seconds / total,
+            bytes
         );
     }
 }
