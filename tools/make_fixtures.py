@@ -32,7 +32,7 @@ from transformers import (LlamaConfig, LlamaForCausalLM, MistralConfig, MistralF
                           Qwen2Config, Qwen2ForCausalLM, Qwen3Config, Qwen3ForCausalLM,
                           Gemma2Config, Gemma2ForCausalLM, Gemma3ForCausalLM, Gemma3TextConfig,
                           MixtralConfig, MixtralForCausalLM, Qwen2MoeConfig, Qwen2MoeForCausalLM,
-                          Qwen3MoeConfig, Qwen3MoeForCausalLM,
+                          OlmoeConfig, OlmoeForCausalLM, Qwen3MoeConfig, Qwen3MoeForCausalLM,
                           Phi3Config, Phi3ForCausalLM,
                           SmolLM3Config, SmolLM3ForCausalLM)
 
@@ -134,6 +134,11 @@ FIXTURES = {
                                       shared_expert_intermediate_size=80,
                                       norm_topk_prob=False, mlp_only_layers=[1],
                                       tie_word_embeddings=False)),
+    # OLMoE: RMSNorm over all of q and of k, top-2 of 4 experts, not renormalised.
+    "olmoe_moe": dict(cls=(OlmoeConfig, OlmoeForCausalLM), dtype=torch.float32,
+                      random_norms=True,
+                      cfg=dict(num_attention_heads=4, num_key_value_heads=2, num_experts=4,
+                               num_experts_per_tok=2, pad_token_id=0, eos_token_id=2)),
     # SmolLM3: RoPE skipped on the layers no_rope_layers marks 0 (here the second of three).
     "smollm3_nope": dict(cls=(SmolLM3Config, SmolLM3ForCausalLM), dtype=torch.float32,
                          random_norms=True,

@@ -29,6 +29,8 @@ pub enum Architecture {
     Qwen2Moe,
     /// `Qwen3MoeForCausalLM`: Qwen3 with mixture-of-experts MLPs.
     Qwen3Moe,
+    /// `OlmoeForCausalLM`: mixture-of-experts MLPs, RMSNorm over the whole q and k.
+    Olmoe,
     /// `Gemma2ForCausalLM`: as Gemma 3 without q/k norms and with one RoPE, and with
     /// attention-logit and final-logit soft-capping.
     Gemma2,
@@ -75,6 +77,7 @@ impl Architecture {
             "MixtralForCausalLM" => Some(Architecture::Mixtral),
             "Qwen2MoeForCausalLM" => Some(Architecture::Qwen2Moe),
             "Qwen3MoeForCausalLM" => Some(Architecture::Qwen3Moe),
+            "OlmoeForCausalLM" => Some(Architecture::Olmoe),
             "Gemma3ForCausalLM" => Some(Architecture::Gemma3),
             _ => None,
         }
@@ -112,6 +115,8 @@ pub struct LlamaConfig {
     /// RMSNorm over each head of q and k (weights `self_attn.{q,k}_norm.weight`, `[head_dim]`)
     /// before RoPE (Qwen3).
     pub qk_norm: bool,
+    /// With `qk_norm`: the norms span all of q and of k (`[heads · head_dim]`, OLMoE).
+    pub qk_norm_full: bool,
     /// Per layer: whether it applies RoPE (all but SmolLM3's NoPE layers).
     pub rope_layers: Vec<bool>,
     /// The MLP gate's activation.
@@ -261,8 +266,12 @@ impl LlamaConfig {
             sliding_window,
             qk_norm: matches!(
                 architecture,
-                Architecture::Qwen3 | Architecture::Gemma3 | Architecture::Qwen3Moe
+                Architecture::Qwen3
+                    | Architecture::Gemma3
+                    | Architecture::Qwen3Moe
+                    | Architecture::Olmoe
             ),
+            qk_norm_full: architecture == Architecture::Olmoe,
             rope_layers,
             activation,
             norm_offset: if gemma { 1.0 } else { 0.0 },
@@ -307,9 +316,15 @@ fn moe_config(c: &ConfigJson, arch: Architecture, layers: usize) -> Result<Optio
     let mixtral = arch == Architecture::Mixtral;
     if !matches!(
         arch,
-        Architecture::Mixtral | Architecture::Qwen2Moe | Architecture::Qwen3Moe
+        Architecture::Mixtral
+            | Architecture::Qwen2Moe
+            | Architecture::Qwen3Moe
+            | Architecture::Olmoe
     ) {
         return Ok(None);
+    }
+    if let Some(clip) = c.opt_f64("clip_qkv")? {
+        return Err(c.error(format!("clip_qkv {clip} is not supported")));
     }
     // transformers 5 writes num_local_experts for Qwen3-MoE too; 4.x wrote num_experts.
     let experts_key = if mixtral || !c.has("num_experts") {
@@ -323,7 +338,7 @@ fn moe_config(c: &ConfigJson, arch: Architecture, layers: usize) -> Result<Optio
         c.usize("num_experts_per_tok")?,
         1..=experts.min(crate::kernels::moe::MAX_TOP_K),
     )?;
-    let expert_intermediate = if mixtral {
+    let expert_intermediate = if mixtral || arch == Architecture::Olmoe {
         c.usize("intermediate_size")?
     } else {
         c.usize("moe_intermediate_size")?
@@ -538,12 +553,13 @@ fn architecture(c: &ConfigJson) -> Result<Architecture> {
             Some("mixtral") => "MixtralForCausalLM",
             Some("qwen2_moe") => "Qwen2MoeForCausalLM",
             Some("qwen3_moe") => "Qwen3MoeForCausalLM",
+            Some("olmoe") => "OlmoeForCausalLM",
             Some("gemma3_text") => "Gemma3ForCausalLM",
             Some(other) => {
                 return Err(c.error(format!(
                     "no architectures, and model_type {other:?} is not one tessera runs \
                      (llama, mistral, qwen2, qwen3, smollm3, phi3, gemma2, gemma3_text, mixtral, \
-                     qwen2_moe, qwen3_moe)"
+                     qwen2_moe, qwen3_moe, olmoe)"
                 )));
             }
             None => {
@@ -558,7 +574,7 @@ fn architecture(c: &ConfigJson) -> Result<Architecture> {
             "unknown architecture {name:?}; tessera runs LlamaForCausalLM, \
              MistralForCausalLM, Qwen2ForCausalLM, Qwen3ForCausalLM, SmolLM3ForCausalLM, \
              Phi3ForCausalLM, Gemma2ForCausalLM, Gemma3ForCausalLM, MixtralForCausalLM, \
-             Qwen2MoeForCausalLM and Qwen3MoeForCausalLM"
+             Qwen2MoeForCausalLM, Qwen3MoeForCausalLM and OlmoeForCausalLM"
         ))
     })
 }

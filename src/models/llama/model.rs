@@ -387,8 +387,10 @@ impl Llama {
         };
         // Qwen3: each head of q and k RMS-normalised (into new tensors, then rotated there).
         if let (Some(q_norm), Some(k_norm)) = (&layer.q_norm, &layer.k_norm) {
-            q4 = head_norm(g, q, q_norm, eps, [seq, heads, head_dim], d)?;
-            k4 = head_norm(g, k, k_norm, eps, [seq, kv_heads, head_dim], d)?;
+            // OLMoE normalises all of q and of k; Qwen3 and Gemma 3 each head.
+            let full = c.qk_norm_full;
+            q4 = head_norm(g, q, q_norm, eps, [seq, heads, head_dim], full, d)?;
+            k4 = head_norm(g, k, k_norm, eps, [seq, kv_heads, head_dim], full, d)?;
             rotated = vec![q4, k4];
         }
         if layer.rope {
@@ -687,16 +689,22 @@ fn gather_rows(g: &mut Graph, ids: Id, table: &RowSplit, out: Id) {
 }
 
 /// RMSNorm over each head of `x` (`[seq, heads · head_dim]`) with one `[head_dim]` weight,
-/// as `[1, seq, heads, head_dim]`.
+/// or with `full` over each whole row (`[heads · head_dim]` weight), as
+/// `[1, seq, heads, head_dim]`.
 fn head_norm(
     g: &mut Graph,
     x: Id,
     weight: &Tensor,
     eps: f32,
     [seq, heads, head_dim]: [usize; 3],
+    full: bool,
     dtype: DType,
 ) -> Result<Id> {
-    let rows = g.reshape(x, &[seq * heads, head_dim])?;
+    let rows = if full {
+        g.reshape(x, &[seq, heads * head_dim])?
+    } else {
+        g.reshape(x, &[seq * heads, head_dim])?
+    };
     let normed = rms_norm(g, rows, weight, eps, dtype);
     g.reshape(normed, &[1, seq, heads, head_dim])
 }

@@ -267,6 +267,15 @@ fn load_experts(
     })
 }
 
+/// The lengths of the q and k norm weights: a head's, or (OLMoE) all of q's and k's.
+pub fn qk_norm_sizes(c: &LlamaConfig) -> (usize, usize) {
+    if c.qk_norm_full {
+        (c.num_heads * c.head_dim, c.num_kv_heads * c.head_dim)
+    } else {
+        (c.head_dim, c.head_dim)
+    }
+}
+
 /// Whether layer `i`'s MLP is a mixture of experts.
 fn is_sparse(c: &LlamaConfig, i: usize) -> bool {
     c.moe.as_ref().is_some_and(|m| m.sparse_layers[i])
@@ -387,8 +396,9 @@ pub fn expected_tensors(c: &LlamaConfig) -> Vec<(String, Vec<usize>)> {
         add("self_attn.v_proj.weight", vec![kv, hidden]);
         add("self_attn.o_proj.weight", vec![hidden, q]);
         if c.qk_norm {
-            add("self_attn.q_norm.weight", vec![c.head_dim]);
-            add("self_attn.k_norm.weight", vec![c.head_dim]);
+            let (qn, kn) = qk_norm_sizes(c);
+            add("self_attn.q_norm.weight", vec![qn]);
+            add("self_attn.k_norm.weight", vec![kn]);
         }
         if c.qkv_bias {
             add("self_attn.q_proj.bias", vec![q]);
@@ -571,8 +581,8 @@ impl LlamaWeights {
             };
             layers.push(Layer {
                 input_norm: norm(&n("input_layernorm.weight"), hidden)?,
-                q_norm: opt_norm(c.qk_norm, &n("self_attn.q_norm.weight"), c.head_dim)?,
-                k_norm: opt_norm(c.qk_norm, &n("self_attn.k_norm.weight"), c.head_dim)?,
+                q_norm: opt_norm(c.qk_norm, &n("self_attn.q_norm.weight"), qk_norm_sizes(c).0)?,
+                k_norm: opt_norm(c.qk_norm, &n("self_attn.k_norm.weight"), qk_norm_sizes(c).1)?,
                 attn_out_norm: opt_norm(sandwich, &n("post_attention_layernorm.weight"), hidden)?,
                 mlp_out_norm: opt_norm(sandwich, &n("post_feedforward_layernorm.weight"), hidden)?,
                 rope: c.rope_layers[i],
