@@ -7,9 +7,10 @@ mod common;
 use tessera::suite::{self, Case};
 
 /// The families the tests below run, by kernel name prefix; "" takes the rest.
-const FAMILIES: [(&str, &[&str]); 6] = [
+const FAMILIES: [(&str, &[&str]); 7] = [
     ("matmul", &["matmul", "gemv", "norm_gemv"]),
     ("packed", &["gemv_quant", "matmul_quant", "gather_quant"]),
+    ("moe", &["moe_route", "moe_gemv", "moe_matmul"]),
     (
         "attention",
         &["flash_attn", "decode_attn", "rope", "kv_append"],
@@ -79,6 +80,12 @@ fn matmul_and_gemv_match_reference() {
 #[test]
 fn packed_quantized_kernels_match_reference() {
     check_family("packed");
+}
+
+/// Routing, the expert GEMV and the grouped expert matmul of the mixture-of-experts MLP.
+#[test]
+fn mixture_of_experts_kernels_match_reference() {
+    check_family("moe");
 }
 
 #[test]

@@ -20,6 +20,9 @@ const WG: u32 = 256;
 const GEMV_ROWS: u32 = WG / 32;
 /// The most experts a token may pick (the shader's MAX_K).
 pub const MAX_TOP_K: usize = 32;
+/// Tokens from which a forward pass groups its pairs by expert ([`group`],
+/// [`expert_matmul`]) rather than running a GEMV per pair.
+pub const GROUP_FROM_TOKENS: usize = 4;
 
 #[repr(C)]
 #[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
@@ -40,7 +43,13 @@ fn key(entry: &'static str, dtype: DType) -> PipelineKey {
 pub(crate) fn pipeline_keys() -> Vec<PipelineKey> {
     let mut keys = Vec::new();
     for dtype in [DType::F32, DType::F16] {
-        for entry in ["moe_route", "moe_gemv", "moe_combine"] {
+        for entry in [
+            "moe_route",
+            "moe_gemv",
+            "moe_combine",
+            "moe_group",
+            "moe_matmul",
+        ] {
             keys.push(key(entry, dtype));
         }
     }
@@ -197,6 +206,160 @@ pub fn expert_gemv<'a>(
     Ok(call
         .owning(spare_f32.into_iter().chain(spare))
         .reading(read))
+}
+
+/// The (token, slot) pairs of `ids` (`[pairs]` u32 expert ids) grouped by expert for the
+/// prompt's matmuls: `offsets` (`[experts + 1]` u32: expert e's pairs are
+/// `order[offsets[e] .. offsets[e + 1]]`) and `order` (`[pairs]` u32 pair indices). One
+/// workgroup counts, sums and places them (an atomic cursor per expert).
+pub fn group<'a>(
+    gpu: &Gpu,
+    ids: &'a Tensor,
+    experts: usize,
+    order: &'a Tensor,
+    offsets: &'a Tensor,
+) -> Result<KernelCall<'a>> {
+    let op = "moe group";
+    let pairs = ids.len();
+    if [ids, order, offsets]
+        .iter()
+        .any(|t| t.dtype() != DType::U32)
+    {
+        return Err(Error::DType {
+            op,
+            detail: "ids, order and offsets are u32".into(),
+        });
+    }
+    expect_shape(op, "order", order, &[pairs])?;
+    expect_shape(op, "offsets", offsets, &[experts + 1])?;
+    let counts = Tensor::empty(gpu, &[experts.max(1)], DType::U32)?;
+    let params = Params {
+        a: to_u32(op, "pairs", pairs)?,
+        b: to_u32(op, "experts", experts)?,
+        c: 0,
+        d: 0,
+        weighted: 0,
+        epilogue: 0,
+        pad: [0; 2],
+    };
+    let tensors = [(3, ids), (10, &counts), (11, order), (12, offsets)];
+    let call = prepare(
+        gpu,
+        &key("moe_group", DType::F32),
+        &params,
+        &tensors,
+        [1, 1, 1],
+    )?;
+    Ok(call.owning([counts]))
+}
+
+/// [`expert_gemv`] as one tiled matmul per expert over the pairs [`group`] gave it (a
+/// prompt: each expert's weights read once per 64 of its pairs, not once per pair).
+/// `tokens` bounds a group's rows: a token picks an expert at most once, as [`route`] picks
+/// them (rows of a group past `tokens` would be left unwritten).
+#[allow(clippy::too_many_arguments)]
+pub fn expert_matmul<'a>(
+    gpu: &Gpu,
+    w: &'a Tensor,
+    experts: usize,
+    grouping: (&'a Tensor, &'a Tensor),
+    tokens: usize,
+    x: &'a Tensor,
+    x_div: usize,
+    weights: Option<&'a Tensor>,
+    epilogue: Epilogue<'a>,
+    y: &'a Tensor,
+) -> Result<KernelCall<'a>> {
+    let op = "moe expert matmul";
+    let (order, offsets) = grouping;
+    let mut operands = vec![w, x, y];
+    operands.extend(epilogue.tensor());
+    let dtype = same_dtype(op, &operands)?;
+    let pairs = order.len();
+    let (rows, k) = match w.shape() {
+        &[rows, k] if experts > 0 && rows % experts == 0 => (rows, k),
+        other => {
+            return Err(Error::shape(
+                op,
+                format!("the stacked weight is {other:?}, not [{experts} · n, k]"),
+            ));
+        }
+    };
+    let n = rows / experts;
+    if x_div == 0 || !pairs.is_multiple_of(x_div) || order.dtype() != DType::U32 {
+        return Err(Error::shape(
+            op,
+            format!("{pairs} u32 pairs in groups of {x_div}"),
+        ));
+    }
+    expect_shape(op, "offsets", offsets, &[experts + 1])?;
+    expect_shape(op, "x", x, &[pairs / x_div, k])?;
+    expect_shape(op, "y", y, &[pairs, n])?;
+    if let Some(weights) = weights
+        && (weights.dtype() != DType::F32 || weights.len() != pairs)
+    {
+        return Err(Error::shape(op, format!("weights must be {pairs} f32")));
+    }
+    if let Some(other) = epilogue.tensor() {
+        expect_shape(op, "epilogue operand", other, &[pairs, n])?;
+    }
+    to_u32(op, "stacked weight", w.len())?;
+    let params = Params {
+        a: to_u32(op, "n", n)?,
+        b: to_u32(op, "k", k)?,
+        c: to_u32(op, "tokens", tokens)?,
+        d: to_u32(op, "x_div", x_div)?,
+        weighted: u32::from(weights.is_some()),
+        epilogue: epilogue.kind().code(),
+        pad: [0; 2],
+    };
+    let limit = gpu.limits().max_compute_workgroups_per_dimension;
+    let grid = [n.div_ceil(64), tokens.div_ceil(64).max(1), experts];
+    let grid: Vec<u32> = grid
+        .iter()
+        .map(|&g| match u32::try_from(g) {
+            Ok(g) if g <= limit => Ok(g),
+            _ => Err(Error::TooManyWorkgroups {
+                what: op.to_string(),
+                groups: g as u64,
+                limit,
+            }),
+        })
+        .collect::<Result<_>>()?;
+    let spare_f32 = if weights.is_none() {
+        Some(Tensor::empty(gpu, &[1], DType::F32)?)
+    } else {
+        None
+    };
+    let spare = if epilogue.tensor().is_none() {
+        Some(Tensor::empty(gpu, &[1], dtype)?)
+    } else {
+        None
+    };
+    let weights = weights
+        .or(spare_f32.as_ref())
+        .expect("a spare when no weights");
+    let other = epilogue
+        .tensor()
+        .or(spare.as_ref())
+        .expect("a spare when no operand");
+    let tensors = [
+        (1, x),
+        (2, w),
+        (4, weights),
+        (5, y),
+        (6, other),
+        (13, order),
+        (14, offsets),
+    ];
+    let call = prepare(
+        gpu,
+        &key("moe_matmul", dtype),
+        &params,
+        &tensors,
+        [grid[0], grid[1], grid[2]],
+    )?;
+    Ok(call.owning(spare_f32.into_iter().chain(spare)))
 }
 
 /// `out[t] = residual[t] + Σ_j y[t·top_k + j]`, plus `sigmoid(gate[t]) · s[t]` for a gated

@@ -121,7 +121,8 @@ impl CaseSpec for MoeRouteSpec {
 
 /// The expert GEMV: `tokens · top_k` pairs, each against its expert's `[n, k]` rows of
 /// `experts` stacked, reading its token's row of x (`per_token`) or its own, optionally
-/// weighted and with an epilogue.
+/// weighted and with an epilogue; with `grouped`, the prompt's path: the pairs grouped by
+/// expert, then one tiled matmul per expert.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct MoeGemvSpec {
     pub experts: usize,
@@ -132,6 +133,7 @@ pub struct MoeGemvSpec {
     pub per_token: bool,
     pub weighted: bool,
     pub epilogue: EpilogueKind,
+    pub grouped: bool,
 }
 
 impl MoeGemvSpec {
@@ -145,7 +147,11 @@ impl MoeGemvSpec {
 
 impl CaseSpec for MoeGemvSpec {
     fn kernel(&self) -> &'static str {
-        "moe_gemv"
+        if self.grouped {
+            "moe_matmul"
+        } else {
+            "moe_gemv"
+        }
     }
 
     fn shape(&self) -> String {
@@ -185,17 +191,19 @@ impl CaseSpec for MoeGemvSpec {
         }
     }
 
-    /// Stacked weights, ids (u32, some experts chosen twice by different tokens), x, the
-    /// weights (f32) and the epilogue's operand.
+    /// Stacked weights, ids (u32; a token's k experts distinct, as routing gives them:
+    /// a random first one and the next k - 1 after it), x, the weights (f32) and the
+    /// epilogue's operand.
     fn inputs(&self, random: Random<'_>) -> Result<Vec<HostTensor>> {
         let w = random(&[self.experts * self.n, self.k], -1.0, 1.0);
-        let draws = random(&[self.pairs()], 0.0, self.experts as f64);
+        let draws = random(&[self.tokens], 0.0, self.experts as f64);
         let ids = HostTensor {
             shape: vec![self.pairs()],
-            data: draws
-                .data
-                .iter()
-                .map(|v| v.floor().min(self.experts as f64 - 1.0))
+            data: (0..self.pairs())
+                .map(|p| {
+                    let first = draws.data[p / self.top_k].floor() as usize;
+                    ((first + p % self.top_k) % self.experts) as f64
+                })
                 .collect(),
             dtype: Some(DType::U32),
         };
@@ -237,6 +245,25 @@ impl CaseSpec for MoeGemvSpec {
     fn call<'a>(&self, gpu: &Gpu, inputs: &'a [Tensor], out: &'a Tensor) -> Result<KernelCall<'a>> {
         let weights = self.weighted.then(|| &inputs[3]);
         let epilogue = Epilogue::new(self.epilogue, &inputs[4]);
+        if self.grouped {
+            let order = Tensor::empty(gpu, &[self.pairs()], DType::U32)?;
+            let offsets = Tensor::empty(gpu, &[self.experts + 1], DType::U32)?;
+            let group = moe::group(gpu, &inputs[1], self.experts, &order, &offsets)?.detach();
+            let matmul = moe::expert_matmul(
+                gpu,
+                &inputs[0],
+                self.experts,
+                (&order, &offsets),
+                self.tokens,
+                &inputs[2],
+                self.x_div(),
+                weights,
+                epilogue,
+                out,
+            )?
+            .detach();
+            return Ok(group.then(matmul).owning([order, offsets]));
+        }
         moe::expert_gemv(
             gpu,
             &inputs[0],

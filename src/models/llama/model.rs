@@ -461,24 +461,46 @@ impl Llama {
             moe::route(c.gpu, c.tensor(0), k, renormalize, c.tensor(1), c.tensor(2))
         });
         let pairs = seq * k;
-        // One expert GEMV over every (token, slot) pair: x read per token (x_div = k) or per
-        // pair (1), then `step`.
+        // A prompt groups the pairs by expert and runs one matmul per expert; decode runs
+        // one GEMV per pair.
+        let grouping = (seq >= moe::GROUP_FROM_TOKENS).then(|| {
+            let order = g.temp(&[pairs], DType::U32);
+            let offsets = g.temp(&[experts + 1], DType::U32);
+            g.node("moe group", &[ids, order, offsets], move |c| {
+                moe::group(c.gpu, c.tensor(0), experts, c.tensor(1), c.tensor(2))
+            });
+            (order, offsets)
+        });
+        // The expert products for every (token, slot) pair: x read per token (x_div = k) or
+        // per pair (1), then `step`.
         let expert = |g: &mut Graph, w: &Tensor, x: Id, x_div: usize, rows: usize, step: Step| {
             let w = g.external(w);
             let out = g.temp(&[pairs, rows], d);
             let mut operands = vec![w, ids, x, out, weights];
+            operands.extend(grouping.map(|(o, f)| [o, f]).into_iter().flatten());
+            let gate_at = operands.len();
             if let Step::Gated(gate, _) = step {
                 operands.push(gate);
             }
+            let grouped = grouping.is_some();
             g.node("moe expert", &operands, move |c| {
                 let weighted = (step == Step::Weighted).then(|| c.tensor(4));
                 let epilogue = match step {
-                    Step::Gated(_, Activation::Silu) => Epilogue::SiluMul(c.tensor(5)),
-                    Step::Gated(_, Activation::GeluTanh) => Epilogue::GeluTanhMul(c.tensor(5)),
+                    Step::Gated(_, Activation::Silu) => Epilogue::SiluMul(c.tensor(gate_at)),
+                    Step::Gated(_, Activation::GeluTanh) => {
+                        Epilogue::GeluTanhMul(c.tensor(gate_at))
+                    }
                     _ => Epilogue::None,
                 };
                 let (w, ids, x, out) = (c.tensor(0), c.tensor(1), c.tensor(2), c.tensor(3));
-                moe::expert_gemv(c.gpu, w, experts, ids, x, x_div, weighted, epilogue, out)
+                if grouped {
+                    let grouping = (c.tensor(5), c.tensor(6));
+                    moe::expert_matmul(
+                        c.gpu, w, experts, grouping, seq, x, x_div, weighted, epilogue, out,
+                    )
+                } else {
+                    moe::expert_gemv(c.gpu, w, experts, ids, x, x_div, weighted, epilogue, out)
+                }
             });
             out
         };

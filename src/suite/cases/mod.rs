@@ -125,6 +125,7 @@ mod tests {
             "gather_quant",
             "moe_route",
             "moe_gemv",
+            "moe_matmul",
             "fma_peak",
             "gather",
             "transpose",

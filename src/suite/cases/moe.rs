@@ -36,6 +36,11 @@ pub(super) fn moe_cases() -> Vec<Entry> {
         per_token,
         weighted,
         epilogue,
+        grouped: false,
+    };
+    let grouped = |spec: MoeGemvSpec| MoeGemvSpec {
+        grouped: true,
+        ..spec
     };
     for spec in [
         gemv(8, 1, 2, 33, 64, true, false, EpilogueKind::None),
@@ -46,11 +51,31 @@ pub(super) fn moe_cases() -> Vec<Entry> {
     ] {
         list.push(entry(spec, true, BenchTier::No));
     }
+    // The grouped expert matmul of a prompt: tile edges (65, 63, 130 rows and columns), K
+    // not a multiple of its 16, a lone token, every token on one expert (k = E = 1), many
+    // experts idle (2 of 64 over 5 tokens).
+    for spec in [
+        gemv(4, 65, 2, 63, 70, true, false, EpilogueKind::None),
+        gemv(8, 130, 2, 96, 33, true, false, EpilogueKind::SiluMul),
+        gemv(4, 33, 2, 130, 64, false, true, EpilogueKind::None),
+        gemv(16, 9, 4, 64, 129, true, false, EpilogueKind::GeluTanhMul),
+        gemv(1, 70, 1, 17, 9, true, true, EpilogueKind::None),
+        gemv(64, 5, 2, 48, 40, false, true, EpilogueKind::None),
+        gemv(8, 1, 2, 33, 64, true, false, EpilogueKind::None),
+    ] {
+        list.push(entry(grouped(spec), true, BenchTier::No));
+    }
     // Mixtral-like decode: one token, 2 of 8 experts (a 1024 × 2048 slice of each).
     list.push(entry(
         gemv(8, 1, 2, 1024, 2048, true, false, EpilogueKind::None),
         false,
         BenchTier::Quick,
+    ));
+    // ... and a 256-token prompt through the same experts, grouped.
+    list.push(entry(
+        grouped(gemv(8, 256, 2, 1024, 2048, true, false, EpilogueKind::None)),
+        false,
+        BenchTier::Full,
     ));
     list
 }
