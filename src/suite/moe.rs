@@ -178,9 +178,15 @@ impl CaseSpec for MoeGemvSpec {
         2.0 * (self.pairs() * self.n * self.k) as f64
     }
 
-    /// The chosen experts' rows (each pair reads its expert's), x and y.
+    /// x, y and the weights: each pair's expert's rows for the GEMV; for the grouped matmul
+    /// every expert's once (a lower bound: it reads them once per 64 of their pairs).
     fn traffic(&self) -> usize {
-        self.pairs() * (self.n * self.k + self.k + self.n)
+        let weights = if self.grouped {
+            self.experts * self.n * self.k
+        } else {
+            self.pairs() * self.n * self.k
+        };
+        weights + self.pairs() * (self.k + self.n)
     }
 
     fn compute_tolerance(&self) -> Tolerance {
