@@ -26,7 +26,8 @@ from gguf.quants import dequantize, quantize
 from safetensors.torch import save_file
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 from transformers import (AutoModelForCausalLM, AutoTokenizer, LlamaConfig, LlamaForCausalLM,
-                          Qwen2Config, Qwen2ForCausalLM, Qwen3Config, Qwen3ForCausalLM)
+                          Qwen2Config, Qwen2ForCausalLM, Qwen3Config, Qwen3ForCausalLM,
+                          Qwen3MoeConfig, Qwen3MoeForCausalLM)
 
 # The same prompt, greedy loop and margin rule as the safetensors fixtures.
 from make_fixtures import MIN_MARGIN, PROMPT, greedy, margin
@@ -66,6 +67,13 @@ FIXTURES = {
     "qwen3_q8_0": dict(arch="qwen3", cls=(Qwen3Config, Qwen3ForCausalLM), weights=T.Q8_0,
                        cfg=dict(vocab_size=384, head_dim=128, tie_word_embeddings=True),
                        random_norms=True, tokenizer="qwen2"),
+    # Qwen3-MoE as llama.cpp writes it (qwen3moe: stacked expert tensors), Q8_0. Experts of
+    # 768 as transformers' GGUF loader assumes (it does not read expert_feed_forward_length).
+    "qwen3moe_q8_0": dict(arch="qwen3moe", cls=(Qwen3MoeConfig, Qwen3MoeForCausalLM),
+                          weights=T.Q8_0, random_norms=True,
+                          cfg=dict(head_dim=128, num_experts=4, num_experts_per_tok=2,
+                                   moe_intermediate_size=768, norm_topk_prob=True,
+                                   tie_word_embeddings=False)),
     "llama_q4_k_m": dict(arch="llama", cls=(LlamaConfig, LlamaForCausalLM), weights=T.Q4_K,
                          types={"attn_v.weight": T.Q6_K, "ffn_down.weight": T.Q6_K,
                                 "output.weight": T.Q6_K},
@@ -272,6 +280,32 @@ def write_gguf(path, spec, config, state, tokenizer=None):
              "self_attn.q_norm.weight": "attn_q_norm.weight",
              "self_attn.k_norm.weight": "attn_k_norm.weight",
              "mlp.up_proj.weight": "ffn_up.weight", "mlp.down_proj.weight": "ffn_down.weight"}
+    experts = getattr(config, "num_experts", None)
+    if experts:
+        # Mixture of experts as llama.cpp writes it: the router, and each projection of all
+        # experts as one 3-D tensor (transformers holds gate and up fused, gate first).
+        w.add_expert_count(experts)
+        w.add_expert_used_count(config.num_experts_per_tok)
+        w.add_expert_feed_forward_length(config.moe_intermediate_size)
+        moe_state = {}
+        for name, tensor in state.items():
+            if name.endswith("mlp.experts.gate_up_proj"):
+                i = name.split(".")[2]
+                gate, up = tensor.chunk(2, dim=1)
+                moe_state[f"blk.{i}.ffn_gate_exps.weight"] = gate
+                moe_state[f"blk.{i}.ffn_up_exps.weight"] = up
+            elif name.endswith("mlp.experts.down_proj"):
+                moe_state[f"blk.{name.split('.')[2]}.ffn_down_exps.weight"] = tensor
+            elif name.endswith("mlp.gate.weight"):
+                moe_state[f"blk.{name.split('.')[2]}.ffn_gate_inp.weight"] = tensor
+        for gguf_name, tensor in moe_state.items():
+            data = tensor.float().numpy()
+            t = spec["weights"]
+            if t != T.F32 and not gguf_name.endswith("ffn_gate_inp.weight"):
+                w.add_tensor(gguf_name, quantize_as(data, t), raw_dtype=t)
+            else:
+                w.add_tensor(gguf_name, np.ascontiguousarray(data, dtype=np.float32))
+        state = {k: v for k, v in state.items() if ".mlp." not in k}
     for name, tensor in state.items():
         if name == "lm_head.weight" and config.tie_word_embeddings:
             continue

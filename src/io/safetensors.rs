@@ -403,12 +403,14 @@ impl Checkpoint {
 
     /// This checkpoint with names that read rows of a fused tensor: `(name, source, first
     /// row, rows)` each. A slice reads like a stored tensor (as f32, packed, quantized); the
-    /// source must be 2-D and hold the rows, which is checked when the slice is read.
+    /// source (2-D, or more: rows of its last dimension) must hold the rows, which is checked
+    /// when the slice is read.
     pub fn with_row_slices(mut self, slices: Vec<(String, String, usize, usize)>) -> Checkpoint {
         for (name, source, first, rows) in slices {
+            // A source of more dimensions is rows of its last one (stacked experts).
             let cols = self
                 .shape(&source)
-                .and_then(|s| s.get(1).copied())
+                .and_then(|s| s.last().copied())
                 .unwrap_or(0);
             self.slices.insert(
                 name,
@@ -435,8 +437,11 @@ impl Checkpoint {
                 hint: format!(" (it holds {name})"),
             })?
             .to_vec();
-        match source_shape[..] {
-            [rows, cols] if slice.first + slice.shape[0] <= rows && cols == slice.shape[1] => {
+        // A source of more dimensions is rows of its last one (stacked experts).
+        let cols = source_shape.last().copied().unwrap_or(0);
+        let rows: usize = source_shape.iter().rev().skip(1).product();
+        match source_shape.len() {
+            2.. if slice.first + slice.shape[0] <= rows && cols == slice.shape[1] => {
                 Ok(Some((slice, source_shape)))
             }
             _ => Err(Error::Checkpoint {

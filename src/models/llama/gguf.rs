@@ -45,12 +45,13 @@ fn architecture(g: &Gguf) -> Result<(&str, &'static str)> {
         "llama" => "LlamaForCausalLM",
         "qwen2" => "Qwen2ForCausalLM",
         "qwen3" => "Qwen3ForCausalLM",
+        "qwen3moe" => "Qwen3MoeForCausalLM",
         other => {
             return Err(error(
                 g,
                 format!(
                     "general.architecture {other:?} is not supported from GGUF (llama, qwen2, \
-                     qwen3)"
+                     qwen3, qwen3moe)"
                 ),
             ));
         }
@@ -105,6 +106,22 @@ pub fn config(g: &Gguf) -> Result<LlamaConfig> {
         "tie_word_embeddings".into(),
         g.tensor("output.weight").is_none().into(),
     );
+    // Mixture of experts (qwen3moe): llama.cpp renormalises the chosen experts' weights.
+    for (gguf_key, hf_key) in [
+        ("expert_count", "num_experts"),
+        ("expert_used_count", "num_experts_per_tok"),
+        ("expert_feed_forward_length", "moe_intermediate_size"),
+    ] {
+        if let Some(n) = g
+            .get(&format!("{arch}.{gguf_key}"))
+            .and_then(GgufValue::as_u64)
+        {
+            json.insert(hf_key.into(), n.into());
+        }
+    }
+    if arch == "qwen3moe" {
+        json.insert("norm_topk_prob".into(), true.into());
+    }
     if let Some(kind) = g
         .get(&format!("{arch}.rope.scaling.type"))
         .and_then(GgufValue::as_str)
@@ -222,8 +239,30 @@ pub fn tensors(config: &LlamaConfig) -> Vec<(String, FromGguf)> {
                 None,
             ),
         ];
+        let sparse = config.moe.as_ref().is_some_and(|m| m.sparse_layers[i]);
         for (hf_name, gguf_name, shape, heads) in layer {
+            if sparse && hf_name.starts_with("mlp.") {
+                continue;
+            }
             list.push(entry(hf(hf_name), gg(gguf_name), shape, heads));
+        }
+        if let (true, Some(m)) = (sparse, &config.moe) {
+            // The router, and each projection of every expert as one 3-D tensor, which
+            // `expert_slices` cuts into the experts' checkpoint names.
+            let (e, ei) = (m.experts, m.expert_intermediate);
+            list.push(entry(
+                hf("mlp.gate.weight"),
+                gg("ffn_gate_inp.weight"),
+                vec![e, hidden],
+                None,
+            ));
+            for (stack, gguf_name, shape) in [
+                ("gate", "ffn_gate_exps.weight", vec![e, ei, hidden]),
+                ("up", "ffn_up_exps.weight", vec![e, ei, hidden]),
+                ("down", "ffn_down_exps.weight", vec![e, hidden, ei]),
+            ] {
+                list.push(entry(expert_stack(i, stack), gg(gguf_name), shape, None));
+            }
         }
         if config.qkv_bias {
             for (hf_name, gguf_name, rows, heads) in [
@@ -305,6 +344,32 @@ fn rope_factors(g: &Gguf, config: &LlamaConfig) -> Result<Option<Vec<f64>>> {
     Ok(Some(values))
 }
 
+/// The checkpoint name given to layer `i`'s stacked `which` (gate, up, down) expert tensor.
+fn expert_stack(i: usize, which: &str) -> String {
+    format!("model.layers.{i}.mlp.experts.{which}_stack")
+}
+
+/// Each expert's projections as row slices of the stacked tensors (for
+/// [`Checkpoint::with_row_slices`]).
+fn expert_slices(config: &LlamaConfig) -> Vec<(String, String, usize, usize)> {
+    let Some(m) = &config.moe else {
+        return Vec::new();
+    };
+    let mut list = Vec::new();
+    for i in (0..config.num_layers).filter(|&i| m.sparse_layers[i]) {
+        let (_, experts, _) = super::weights::moe_names(config, i);
+        for (e, names) in experts.into_iter().enumerate() {
+            let [gate, up, down] = names;
+            let ei = m.expert_intermediate;
+            let hidden = config.hidden_size;
+            list.push((gate, expert_stack(i, "gate"), e * ei, ei));
+            list.push((up, expert_stack(i, "up"), e * ei, ei));
+            list.push((down, expert_stack(i, "down"), e * hidden, hidden));
+        }
+    }
+    list
+}
+
 /// The configuration and a checkpoint over the tensors of the GGUF file at `path`.
 pub fn open(path: &Path) -> Result<(LlamaConfig, Checkpoint)> {
     let g = Gguf::open(path)?;
@@ -313,5 +378,9 @@ pub fn open(path: &Path) -> Result<(LlamaConfig, Checkpoint)> {
         config.rope.scaling = RopeScaling::Factors(factors);
     }
     let tensors = GgufTensors::new(g, tensors(&config))?;
-    Ok((config, Checkpoint::from_gguf(tensors)))
+    let slices = expert_slices(&config);
+    Ok((
+        config,
+        Checkpoint::from_gguf(tensors).with_row_slices(slices),
+    ))
 }
