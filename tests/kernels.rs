@@ -10,7 +10,10 @@ use tessera::suite::{self, Case};
 const FAMILIES: [(&str, &[&str]); 7] = [
     ("matmul", &["matmul", "gemv", "norm_gemv"]),
     ("packed", &["gemv_quant", "matmul_quant", "gather_quant"]),
-    ("moe", &["moe_route", "moe_gemv", "moe_matmul"]),
+    (
+        "moe",
+        &["moe_route", "moe_gemv", "moe_matmul", "moe_gemv_quant"],
+    ),
     (
         "attention",
         &["flash_attn", "decode_attn", "rope", "kv_append"],

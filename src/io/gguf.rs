@@ -431,12 +431,13 @@ impl GgufTensors {
         self.tensors.get(name).map(|t| t.shape.as_slice())
     }
 
-    /// The block type of `name` if it is a 2-D tensor in a type the packed kernels read.
+    /// The block type of `name` if it is a 2-D tensor (or a stack of them, rows of its last
+    /// dimension) in a type the packed kernels read.
     pub fn packed_type(&self, name: &str) -> Option<GgmlType> {
         let from = self.tensors.get(name)?;
         let t = self.gguf.tensor(&from.source)?;
         crate::kernels::quant::packed_format(t.ggml_type).ok()?;
-        (from.shape.len() == 2).then_some(t.ggml_type)
+        (from.shape.len() >= 2).then_some(t.ggml_type)
     }
 
     /// The GGUF block type and bytes of `name` (rows reordered as the checkpoint name expects),

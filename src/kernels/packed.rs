@@ -32,6 +32,11 @@ const GATHER: ShaderSource = ShaderSource {
     body: include_str!("../../shaders/gather_quant.wgsl"),
     library: &[QUANT_BLOCKS],
 };
+const EXPERTS: ShaderSource = ShaderSource {
+    name: "moe_quant.wgsl",
+    body: include_str!("../../shaders/moe_quant.wgsl"),
+    library: &[QUANT_BLOCKS, EPILOGUE],
+};
 const GEMV_WG: u32 = 256;
 const GATHER_WG: u32 = 256;
 /// Output rows per GEMV workgroup (the workgroup over the shader's LANES).
@@ -135,6 +140,30 @@ fn format_overrides(t: GgmlType) -> Result<[(&'static str, u32); 4]> {
     ])
 }
 
+#[repr(C)]
+#[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
+struct ExpertParams {
+    n: u32,
+    k: u32,
+    blocks: u32,
+    scale_words: u32,
+    x_div: u32,
+    weighted: u32,
+    epilogue: u32,
+    pad: u32,
+}
+
+fn expert_key(t: GgmlType, dtype: DType) -> Result<PipelineKey> {
+    let mut overrides = format_overrides(t)?.to_vec();
+    overrides.push(("WG", GEMV_WG));
+    Ok(PipelineKey::new(
+        EXPERTS,
+        "moe_gemv_quant",
+        dtype,
+        &overrides,
+    ))
+}
+
 fn gather_key(t: GgmlType, dtype: DType) -> Result<PipelineKey> {
     let mut overrides = format_overrides(t)?.to_vec();
     overrides.push(("WG", GATHER_WG));
@@ -163,6 +192,7 @@ pub(crate) fn pipeline_keys() -> Vec<PipelineKey> {
         }
         for dtype in [DType::F32, DType::F16] {
             keys.push(gather_key(t, dtype).expect("packed types have a format"));
+            keys.push(expert_key(t, dtype).expect("packed types have a format"));
         }
     }
     keys
@@ -375,6 +405,113 @@ pub fn gather<'a>(
         &tensors,
         grid,
     )
+}
+
+/// The mixture-of-experts expert GEMV ([`crate::kernels::moe::expert_gemv`]) with the
+/// experts kept packed: `w` is the experts' `[n, k]` matrices stacked as one packed
+/// `[experts · n, k]` weight; per pair `p`, `y[p] = W_{ids[p]} · x[p / x_div]`, times
+/// `weights[p]` where given, then `epilogue`. Only the chosen experts' blocks are read.
+#[allow(clippy::too_many_arguments)]
+pub fn expert_gemv<'a>(
+    gpu: &Gpu,
+    w: PackedView<'a>,
+    experts: usize,
+    ids: &'a Tensor,
+    x: &'a Tensor,
+    x_div: usize,
+    weights: Option<&'a Tensor>,
+    epilogue: Epilogue<'a>,
+    y: &'a Tensor,
+) -> Result<KernelCall<'a>> {
+    let op = "quantized moe expert gemv";
+    let mut operands = vec![x, y];
+    operands.extend(epilogue.tensor());
+    let dtype = same_dtype(op, &operands)?;
+    if dtype == DType::U32 {
+        return Err(Error::DType {
+            op,
+            detail: "x and y must be f32 or f16".into(),
+        });
+    }
+    let (f, blocks, scale_words) = check_weight(op, &w)?;
+    if experts == 0 || !w.rows.is_multiple_of(experts) {
+        return Err(Error::shape(
+            op,
+            format!("{} rows are not {experts} experts' stacked rows", w.rows),
+        ));
+    }
+    let (n, k) = (w.rows / experts, w.cols);
+    let pairs = ids.len();
+    if x_div == 0 || !pairs.is_multiple_of(x_div) || ids.dtype() != DType::U32 {
+        return Err(Error::shape(
+            op,
+            format!("{pairs} u32 ids in groups of {x_div}"),
+        ));
+    }
+    expect_shape(op, "x", x, &[pairs / x_div, k])?;
+    expect_shape(op, "y", y, &[pairs, n])?;
+    if let Some(weights) = weights
+        && (weights.dtype() != DType::F32 || weights.len() != pairs)
+    {
+        return Err(Error::shape(op, format!("weights must be {pairs} f32")));
+    }
+    if let Some(other) = epilogue.tensor() {
+        expect_shape(op, "epilogue operand", other, &[pairs, n])?;
+    }
+    let pairs_u32 = to_u32(op, "pairs", pairs)?;
+    let limit = gpu.limits().max_compute_workgroups_per_dimension;
+    if pairs_u32 > limit {
+        return Err(Error::TooManyWorkgroups {
+            what: format!("{op} over {pairs} pairs"),
+            groups: u64::from(pairs_u32),
+            limit,
+        });
+    }
+    let params = ExpertParams {
+        n: to_u32(op, "n", n)?,
+        k: to_u32(op, "k", k)?,
+        blocks,
+        scale_words,
+        x_div: to_u32(op, "x_div", x_div)?,
+        weighted: u32::from(weights.is_some()),
+        epilogue: epilogue.kind().code(),
+        pad: 0,
+    };
+    let spare_f32 = if weights.is_none() {
+        Some(Tensor::empty(gpu, &[1], DType::F32)?)
+    } else {
+        None
+    };
+    let spare = if epilogue.tensor().is_none() {
+        Some(Tensor::empty(gpu, &[1], dtype)?)
+    } else {
+        None
+    };
+    let weights = weights
+        .or(spare_f32.as_ref())
+        .expect("a spare when no weights");
+    let other = epilogue
+        .tensor()
+        .or(spare.as_ref())
+        .expect("a spare when no operand");
+    let [gx, gy, _] = gpu.grid(op, u64::from(params.n.div_ceil(GEMV_ROWS)))?;
+    let tensors = [
+        (1, x),
+        (2, w.scales),
+        (3, w.quants),
+        (4, y),
+        (5, ids),
+        (6, other),
+        (7, weights),
+    ];
+    let key = expert_key(w.ggml_type, dtype)?;
+    let call = prepare(gpu, &key, &params, &tensors, [gx, gy, pairs_u32])?;
+    // Each pair reads its expert's n rows of blocks.
+    let block_bytes = w.ggml_type.block().1;
+    let read = (pairs * n * (k / f.block)) as u64 * block_bytes;
+    Ok(call
+        .owning(spare_f32.into_iter().chain(spare))
+        .reading(read))
 }
 
 /// f64 reference: `x · Wᵀ` with `W` the dequantized `[n, k]` weight and `x` `[m, k]`

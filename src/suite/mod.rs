@@ -35,7 +35,7 @@ pub use basic::{
 pub use cases::cases;
 pub use matmul::MatmulSpec;
 pub use moe::{MoeGemvSpec, MoeRouteSpec};
-pub use quant::{PackedGatherSpec, PackedLinearSpec};
+pub use quant::{PackedExpertSpec, PackedGatherSpec, PackedLinearSpec};
 pub use unet::{Conv2dSpec, GroupNormSpec, SchedulerStepSpec, SpatialSpec, TimestepSpec};
 
 use crate::error::Result;

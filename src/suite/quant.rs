@@ -318,3 +318,143 @@ impl CaseSpec for PackedGatherSpec {
         packed::gather(gpu, &inputs[0], table, self.row_start, out)
     }
 }
+
+/// The mixture-of-experts expert GEMV with packed experts: `tokens · top_k` pairs, each
+/// against its expert's `[n, k]` block rows of `experts` stacked, x per token, optionally
+/// weighted and with an epilogue. A token's experts are distinct, as routing gives them.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct PackedExpertSpec {
+    pub ggml_type: GgmlType,
+    pub experts: usize,
+    pub tokens: usize,
+    pub top_k: usize,
+    pub n: usize,
+    pub k: usize,
+    pub weighted: bool,
+    pub epilogue: EpilogueKind,
+}
+
+impl PackedExpertSpec {
+    fn pairs(&self) -> usize {
+        self.tokens * self.top_k
+    }
+}
+
+impl CaseSpec for PackedExpertSpec {
+    fn kernel(&self) -> &'static str {
+        "moe_gemv_quant"
+    }
+
+    fn shape(&self) -> String {
+        let mut s = format!(
+            "{:?} E={} pairs={}x{} N={} K={}",
+            self.ggml_type, self.experts, self.tokens, self.top_k, self.n, self.k
+        );
+        if self.weighted {
+            s += " weighted";
+        }
+        match self.epilogue {
+            EpilogueKind::SiluMul => s += " swiglu",
+            EpilogueKind::GeluTanhMul => s += " geglu",
+            EpilogueKind::Add => s += " +residual",
+            EpilogueKind::None => {}
+        }
+        s
+    }
+
+    fn flops(&self) -> f64 {
+        2.0 * (self.pairs() * self.n * self.k) as f64
+    }
+
+    fn traffic(&self) -> usize {
+        self.pairs() * (self.k + self.n)
+    }
+
+    /// The chosen experts' packed rows, x and y.
+    fn traffic_bytes(&self, dtype: DType) -> f64 {
+        let (block, block_bytes) = self.ggml_type.block();
+        let weights = (self.pairs() * self.n * self.k) as f64 / block as f64 * block_bytes as f64;
+        weights + (self.traffic() * dtype.size()) as f64
+    }
+
+    /// As the packed GEMV's, with a gate of |g| ≤ 4 on the gated epilogues.
+    fn compute_tolerance(&self) -> Tolerance {
+        Tolerance {
+            atol: 4.0 * max_weight(self.ggml_type) * DType::F32.epsilon() * self.k as f64,
+            rtol: 4e-6,
+        }
+    }
+
+    /// Stacked blocks (scales, quants), ids, x, weights (f32), the epilogue's operand.
+    fn inputs(&self, random: Random<'_>) -> Result<Vec<HostTensor>> {
+        let (scales, quants) = random_blocks(self.ggml_type, self.experts * self.n, self.k, random);
+        let draws = random(&[self.tokens], 0.0, self.experts as f64);
+        let ids = HostTensor {
+            shape: vec![self.pairs()],
+            data: (0..self.pairs())
+                .map(|p| {
+                    let first = draws.data[p / self.top_k].floor() as usize;
+                    ((first + p % self.top_k) % self.experts) as f64
+                })
+                .collect(),
+            dtype: Some(DType::U32),
+        };
+        let x = random(&[self.tokens, self.k], -1.0, 1.0);
+        let mut weights = random(&[self.pairs()], 0.0, 1.0);
+        weights.dtype = Some(DType::F32);
+        let other = random(&[self.pairs(), self.n], -4.0, 4.0);
+        Ok(vec![scales, quants, ids, x, weights, other])
+    }
+
+    fn output_shape(&self, _: &[HostTensor]) -> Vec<usize> {
+        vec![self.pairs(), self.n]
+    }
+
+    fn reference(&self, inputs: &[HostTensor]) -> Vec<f64> {
+        let rows = self.experts * self.n;
+        let w = dequantized(self.ggml_type, rows, self.k, &inputs[0], &inputs[1]);
+        let (ids, x, weights, other) = (
+            &inputs[2].data,
+            &inputs[3].data,
+            &inputs[4].data,
+            &inputs[5].data,
+        );
+        let mut out = Vec::with_capacity(self.pairs() * self.n);
+        for p in 0..self.pairs() {
+            let e = ids[p] as usize;
+            let xr = &x[(p / self.top_k) * self.k..][..self.k];
+            for row in 0..self.n {
+                let wr = &w[(e * self.n + row) * self.k..][..self.k];
+                let mut v: f64 = wr.iter().zip(xr).map(|(a, b)| a * b).sum();
+                if self.weighted {
+                    v *= weights[p];
+                }
+                out.push(self.epilogue.reference(v, other[p * self.n + row]));
+            }
+        }
+        out
+    }
+
+    fn call<'a>(&self, gpu: &Gpu, inputs: &'a [Tensor], out: &'a Tensor) -> Result<KernelCall<'a>> {
+        let w = PackedView {
+            ggml_type: self.ggml_type,
+            rows: self.experts * self.n,
+            cols: self.k,
+            scales: &inputs[0],
+            quants: &inputs[1],
+        };
+        let weights = self.weighted.then(|| &inputs[4]);
+        let epilogue = Epilogue::new(self.epilogue, &inputs[5]);
+        packed::expert_gemv(
+            gpu,
+            w,
+            self.experts,
+            &inputs[2],
+            &inputs[3],
+            self.top_k,
+            weights,
+            epilogue,
+            out,
+        )
+    }
+}

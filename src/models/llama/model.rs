@@ -473,18 +473,28 @@ impl Llama {
         });
         // The expert products for every (token, slot) pair: x read per token (x_div = k) or
         // per pair (1), then `step`.
-        let expert = |g: &mut Graph, w: &Tensor, x: Id, x_div: usize, rows: usize, step: Step| {
-            let w = g.external(w);
+        // Operands: the weight (dense: the stack; packed: scales, quants), ids, x, out,
+        // weights, then the grouping and the gate where used.
+        let expert = |g: &mut Graph, w: &Proj, x: Id, x_div: usize, rows: usize, step: Step| {
             let out = g.temp(&[pairs, rows], d);
-            let mut operands = vec![w, ids, x, out, weights];
+            let (mut operands, packed) = match w {
+                Proj::Dense(t) => (vec![g.external(t)], None),
+                Proj::Packed(p) => (
+                    vec![g.external(&p.scales), g.external(&p.quants)],
+                    Some((p.ggml_type, p.rows, p.cols)),
+                ),
+            };
+            let at = operands.len();
+            operands.extend([ids, x, out, weights]);
+            // Packed experts run one GEMV per pair, a prompt too.
+            let grouping = grouping.filter(|_| packed.is_none());
             operands.extend(grouping.map(|(o, f)| [o, f]).into_iter().flatten());
             let gate_at = operands.len();
             if let Step::Gated(gate, _) = step {
                 operands.push(gate);
             }
-            let grouped = grouping.is_some();
             g.node("moe expert", &operands, move |c| {
-                let weighted = (step == Step::Weighted).then(|| c.tensor(4));
+                let weighted = (step == Step::Weighted).then(|| c.tensor(at + 3));
                 let epilogue = match step {
                     Step::Gated(_, Activation::Silu) => Epilogue::SiluMul(c.tensor(gate_at)),
                     Step::Gated(_, Activation::GeluTanh) => {
@@ -492,14 +502,31 @@ impl Llama {
                     }
                     _ => Epilogue::None,
                 };
-                let (w, ids, x, out) = (c.tensor(0), c.tensor(1), c.tensor(2), c.tensor(3));
-                if grouped {
-                    let grouping = (c.tensor(5), c.tensor(6));
-                    moe::expert_matmul(
-                        c.gpu, w, experts, grouping, seq, x, x_div, weighted, epilogue, out,
-                    )
-                } else {
-                    moe::expert_gemv(c.gpu, w, experts, ids, x, x_div, weighted, epilogue, out)
+                let (ids, x, out) = (c.tensor(at), c.tensor(at + 1), c.tensor(at + 2));
+                match (packed, grouping) {
+                    (Some((ggml_type, rows, cols)), _) => {
+                        let w = PackedView {
+                            ggml_type,
+                            rows,
+                            cols,
+                            scales: c.tensor(0),
+                            quants: c.tensor(1),
+                        };
+                        packed::expert_gemv(
+                            c.gpu, w, experts, ids, x, x_div, weighted, epilogue, out,
+                        )
+                    }
+                    (None, Some(_)) => {
+                        let grouping = (c.tensor(at + 4), c.tensor(at + 5));
+                        let w = c.tensor(0);
+                        moe::expert_matmul(
+                            c.gpu, w, experts, grouping, seq, x, x_div, weighted, epilogue, out,
+                        )
+                    }
+                    (None, None) => {
+                        let w = c.tensor(0);
+                        moe::expert_gemv(c.gpu, w, experts, ids, x, x_div, weighted, epilogue, out)
+                    }
                 }
             });
             out

@@ -172,15 +172,16 @@ pub struct DenseMlp {
 }
 
 /// A mixture-of-experts MLP: the router and every expert's projections stacked by expert
-/// (expert e's rows at e · rows), and Qwen2-MoE's gated shared expert.
+/// (expert e's rows at e · rows; dense, or packed blocks from a GGUF file's stacked expert
+/// tensors), and Qwen2-MoE's gated shared expert.
 pub struct MoeWeights {
     /// `[experts, hidden]`
     pub router: Tensor,
     /// `[experts · intermediate, hidden]`
-    pub gate: Tensor,
-    pub up: Tensor,
+    pub gate: Proj,
+    pub up: Proj,
     /// `[experts · hidden, intermediate]`
-    pub down: Tensor,
+    pub down: Proj,
     pub shared: Option<SharedExpert>,
 }
 
@@ -226,23 +227,45 @@ pub fn moe_names(c: &LlamaConfig, i: usize) -> (String, Vec<[String; 3]>, Option
 
 /// Layer `i`'s router and experts (stacked by expert on the host, one upload each), and the
 /// shared expert.
+#[allow(clippy::too_many_arguments)]
 fn load_experts(
     gpu: &Gpu,
     ckpt: &Checkpoint,
     c: &LlamaConfig,
     i: usize,
     dtype: DType,
+    packed: bool,
     proj: &dyn Fn(&str, [usize; 2]) -> Result<Proj>,
 ) -> Result<MoeWeights> {
     let m = c.moe.as_ref().expect("sparse layers have a config");
     let (hidden, ei) = (c.hidden_size, m.expert_intermediate);
     let (router, experts, shared) = moe_names(c, i);
-    let stack = |which: usize, shape: [usize; 2]| -> Result<Tensor> {
-        let mut values = Vec::with_capacity(m.experts * shape[0] * shape[1]);
+    // A GGUF file's stacked expert tensor stays packed where its type allows; otherwise the
+    // experts are read one by one and stacked here.
+    let stack = |which: usize, shape: [usize; 2]| -> Result<Proj> {
+        let stacked = format!(
+            "model.layers.{i}.mlp.experts.{}_stack",
+            ["gate", "up", "down"][which]
+        );
+        let rows = m.experts * shape[0];
+        if packed
+            && ckpt.shape(&stacked).is_some()
+            && let Some((t, bytes)) =
+                ckpt.read_packed(&stacked, &[m.experts, shape[0], shape[1]])?
+        {
+            let relaid = quant::relay(t, &bytes, rows, shape[1])?;
+            return Ok(Proj::Packed(PackedWeight::upload(gpu, t, &relaid)?));
+        }
+        let mut values = Vec::with_capacity(rows * shape[1]);
         for names in &experts {
             values.extend(ckpt.read_f32(&names[which], &shape)?);
         }
-        Tensor::from_f32(gpu, &[m.experts * shape[0], shape[1]], &values, dtype)
+        Ok(Proj::Dense(Tensor::from_f32(
+            gpu,
+            &[rows, shape[1]],
+            &values,
+            dtype,
+        )?))
     };
     let shared = match (shared, m.shared_intermediate) {
         (Some([g, u, d, gl]), Some(si)) => Some(SharedExpert {
@@ -560,7 +583,7 @@ impl LlamaWeights {
                 ),
             };
             let mlp = if is_sparse(c, i) {
-                Mlp::Experts(load_experts(gpu, ckpt, c, i, dtype, &proj)?)
+                Mlp::Experts(load_experts(gpu, ckpt, c, i, dtype, packed, &proj)?)
             } else {
                 Mlp::Dense(DenseMlp {
                     gate: proj(&n("mlp.gate_proj.weight"), [inter, hidden])?,

@@ -126,6 +126,7 @@ mod tests {
             "moe_route",
             "moe_gemv",
             "moe_matmul",
+            "moe_gemv_quant",
             "fma_peak",
             "gather",
             "transpose",

@@ -65,6 +65,28 @@ pub(super) fn moe_cases() -> Vec<Entry> {
     ] {
         list.push(entry(grouped(spec), true, BenchTier::No));
     }
+    // Packed experts, every block type: a token's 2 of 8, a prompt's pairs with SwiGLU, and
+    // weighted down projections.
+    for ggml_type in crate::kernels::quant::GgmlType::PACKED {
+        let k = ggml_type.block().0 as usize * 2;
+        for (tokens, top_k, n, weighted, epilogue) in [
+            (1, 2, 33, false, EpilogueKind::None),
+            (5, 2, 17, false, EpilogueKind::SiluMul),
+            (3, 4, 40, true, EpilogueKind::None),
+        ] {
+            let spec = PackedExpertSpec {
+                ggml_type,
+                experts: 8,
+                tokens,
+                top_k,
+                n,
+                k,
+                weighted,
+                epilogue,
+            };
+            list.push(entry(spec, true, BenchTier::No));
+        }
+    }
     // Mixtral-like decode: one token, 2 of 8 experts (a 1024 × 2048 slice of each).
     list.push(entry(
         gemv(8, 1, 2, 1024, 2048, true, false, EpilogueKind::None),
