@@ -23,8 +23,10 @@ struct Params {
     scale: f32,
     // Gemma 2's attention-logit cap c (0 = none): a logit s becomes c·tanh(s / c).
     softcap: f32,
+    // A sliding window of this many positions (0 = none): the query at position q sees keys
+    // q - window + 1 ..= q.
+    window: u32,
     _pad0: u32,
-    _pad1: u32,
 }
 
 // A (scaled) logit, soft-capped where p.softcap asks (tanh written with exp(-2|x|)).
@@ -105,8 +107,10 @@ fn decode_partial(@builtin(workgroup_id) wg: vec3<u32>,
     }
     workgroupBarrier();
 
+    // Keys in this split, and within the sliding window of the query (at kv_len - 1).
+    let visible = lid < count && (p.window == 0u || first + lid + p.window > step.position);
     var score = LOWEST;
-    if (lid < count) {
+    if (visible) {
         let row = ((batch * p.kv_capacity + first + lid) * p.n_kv_heads + kv_head) * HEAD_DIM;
         var s = 0.0;
         for (var d = 0u; d < HEAD_DIM; d++) {
@@ -116,7 +120,7 @@ fn decode_partial(@builtin(workgroup_id) wg: vec3<u32>,
     }
     let m = tree_max(score, lid);
     var w = 0.0;
-    if (lid < count) {
+    if (visible) {
         w = exp(score - m);
     }
     weights[lid] = w;

@@ -117,7 +117,7 @@ fn flash_attention(@builtin(workgroup_id) wg: vec3<u32>,
             var m = m_old;
             for (var j = 0u; j < BK; j++) {
                 let key = k0 + j;
-                if (key < end && (p.causal == 0u || key <= last_key)) {
+                if (key < end && (p.causal == 0u || key <= last_key) && in_window(key, last_key)) {
                     m = max(m, s_tile[lid * BK + j]);
                 }
             }
@@ -125,7 +125,7 @@ fn flash_attention(@builtin(workgroup_id) wg: vec3<u32>,
             for (var j = 0u; j < BK; j++) {
                 let key = k0 + j;
                 var w = 0.0;
-                if (key < end && (p.causal == 0u || key <= last_key)) {
+                if (key < end && (p.causal == 0u || key <= last_key) && in_window(key, last_key)) {
                     w = exp(s_tile[lid * BK + j] - m);
                 }
                 s_tile[lid * BK + j] = w;

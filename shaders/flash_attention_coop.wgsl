@@ -118,7 +118,7 @@ fn flash_attention_coop(@builtin(workgroup_id) wg: vec3<u32>,
             var m = m_old;
             for (var j = 0u; j < f; j++) {
                 let key = k0 + j;
-                if (key < end && (p.causal == 0u || key <= last_key)) {
+                if (key < end && (p.causal == 0u || key <= last_key) && in_window(key, last_key)) {
                     m = max(m, capped(s_s[s_frag + r * f + j] * p.scale));
                 }
             }
@@ -126,7 +126,7 @@ fn flash_attention_coop(@builtin(workgroup_id) wg: vec3<u32>,
             for (var j = 0u; j < f; j++) {
                 let key = k0 + j;
                 var w = 0.0;
-                if (key < end && (p.causal == 0u || key <= last_key)) {
+                if (key < end && (p.causal == 0u || key <= last_key) && in_window(key, last_key)) {
                     w = exp(capped(s_s[s_frag + r * f + j] * p.scale) - m);
                 }
                 p_s[s_frag + r * f + j] = f16(w);

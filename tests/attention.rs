@@ -116,7 +116,7 @@ fn a_cache_filled_by_prefill_then_decode_steps_matches_the_reference() {
         n_kv_heads: kv_heads,
         head_dim: d,
     };
-    let want = attention::reference(&dims, &q_host, &all_k, &all_v, true, scale, None);
+    let want = attention::reference(&dims, &q_host, &all_k, &all_v, true, scale, None, None);
     let tol = Tolerance {
         atol: 1e-6,
         rtol: 2e-6,

@@ -72,6 +72,11 @@ FIXTURES = {
                                     sliding_window=None,
                                     rope_parameters=dict(rope_type="linear", rope_theta=10000.0,
                                                          factor=2.0))),
+    # Mistral with a sliding window of 8 positions: 31 positions in all, so from the 9th on
+    # each query sees only its last 8 keys.
+    "mistral_window": dict(cls=(MistralConfig, MistralForCausalLM), dtype=torch.float32,
+                           cfg=dict(num_attention_heads=4, num_key_value_heads=2,
+                                    sliding_window=8)),
     # Qwen3: RMSNorm per head on q and k before RoPE, head_dim apart from hidden / heads.
     "qwen3_qk_norm": dict(cls=(Qwen3Config, Qwen3ForCausalLM), dtype=torch.float32,
                           random_norms=True,

@@ -9,7 +9,14 @@ struct Params {
     scale: f32,
     // Gemma 2's attention-logit cap c (0 = none): a logit s becomes c·tanh(s / c).
     softcap: f32,
-    _pad0: u32,
+    // A sliding window of this many positions (0 = none): a query at position q sees keys
+    // q - window + 1 ..= q.
+    window: u32,
+}
+
+// Whether `key` lies within the sliding window of the query at position `query`.
+fn in_window(key: u32, query: u32) -> bool {
+    return p.window == 0u || key + p.window > query;
 }
 
 // A (scaled) logit, soft-capped where p.softcap asks: c·tanh(s / c), tanh written with

@@ -79,12 +79,15 @@ impl AttentionDims {
     }
 }
 
-/// How q·k becomes an attention logit: times `scale`, then, with a cap c, c·tanh(s / c)
-/// (Gemma 2's attention-logit soft-capping). An `f32` converts to an uncapped scale.
+/// How q·k becomes an attention logit, and which keys a query sees: times `scale`, then,
+/// with a cap c, c·tanh(s / c) (Gemma 2's attention-logit soft-capping); with a `window` of
+/// W positions, the query at position q sees only keys q - W + 1 ..= q (sliding-window
+/// layers). An `f32` converts to an uncapped, unwindowed scale.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct Scores {
     pub scale: f32,
     pub softcap: Option<f32>,
+    pub window: Option<usize>,
 }
 
 impl From<f32> for Scores {
@@ -92,11 +95,21 @@ impl From<f32> for Scores {
         Scores {
             scale,
             softcap: None,
+            window: None,
         }
     }
 }
 
 impl Scores {
+    /// The shaders' `window` (0 = none).
+    fn window(&self, op: &'static str) -> Result<u32> {
+        match self.window {
+            None => Ok(0),
+            Some(0) => Err(Error::shape(op, "a sliding window of 0 positions")),
+            Some(w) => to_u32(op, "sliding window", w),
+        }
+    }
+
     /// The shaders' `softcap` (0 = none), checked finite and positive.
     fn cap(&self, op: &'static str) -> Result<f32> {
         match self.softcap {
@@ -120,7 +133,7 @@ struct FlashParams {
     causal: u32,
     scale: f32,
     softcap: f32,
-    _pad: u32,
+    window: u32,
 }
 
 #[repr(C)]
@@ -132,7 +145,8 @@ struct DecodeParams {
     n_splits: u32,
     scale: f32,
     softcap: f32,
-    _pad: [u32; 2],
+    window: u32,
+    _pad: u32,
 }
 
 /// Query rows and keys per flash-attention block for `head_dim`, the largest that fit
@@ -371,7 +385,7 @@ pub fn flash_attention_with<'a>(
         causal: u32::from(causal),
         scale: scores.scale,
         softcap: scores.cap(op)?,
-        _pad: 0,
+        window: scores.window(op)?,
     };
     // Query rows per workgroup, and the variant.
     let (rows, key) = match coop {
@@ -462,7 +476,8 @@ pub fn decode_attention<'a>(
         n_splits: to_u32(op, "splits", n_splits)?,
         scale: scores.scale,
         softcap: scores.cap(op)?,
-        _pad: [0; 2],
+        window: scores.window(op)?,
+        _pad: 0,
     };
     let partial_o = Tensor::empty(gpu, &[d.batch, d.n_heads, n_splits, d.head_dim], DType::F32)?;
     let partial_ml = Tensor::empty(gpu, &[d.batch, d.n_heads, n_splits, 2], DType::F32)?;
@@ -488,7 +503,9 @@ pub fn decode_attention<'a>(
 
 /// f64 reference: `softmax(cap(q·kᵀ·scale) + mask)·v` per batch and query head (cap(s) =
 /// c·tanh(s / c) with a `softcap` c, else s), in the layouts of the module documentation
-/// (`k`, `v` with `d.kv_capacity` positions per batch).
+/// (`k`, `v` with `d.kv_capacity` positions per batch); with a sliding `window`, query i
+/// sees keys from its position - window + 1.
+#[allow(clippy::too_many_arguments)]
 pub fn reference(
     d: &AttentionDims,
     q: &[f64],
@@ -497,6 +514,7 @@ pub fn reference(
     causal: bool,
     scale: f64,
     softcap: Option<f64>,
+    window: Option<usize>,
 ) -> Vec<f64> {
     let cap = |s: f64| softcap.map_or(s, |c| c * (s / c).tanh());
     let (hd, group) = (d.head_dim, d.n_heads / d.n_kv_heads);
@@ -509,7 +527,9 @@ pub fn reference(
                 let q_row = ((b * d.q_len + i) * d.n_heads + h) * hd;
                 let kh = h / group;
                 let visible = if causal { past + i + 1 } else { d.kv_len };
-                let scores: Vec<f64> = (0..visible)
+                // A sliding window hides the keys before query position - window + 1.
+                let from = window.map_or(0, |w| (past + i + 1).saturating_sub(w));
+                let scores: Vec<f64> = (from..visible)
                     .map(|j| {
                         let kr = kv_row(b, j, kh);
                         cap((0..hd).map(|x| q[q_row + x] * k[kr + x]).sum::<f64>() * scale)
@@ -522,7 +542,7 @@ pub fn reference(
                     let acc: f64 = weights
                         .iter()
                         .enumerate()
-                        .map(|(j, w)| w * v[kv_row(b, j, kh) + x])
+                        .map(|(j, w)| w * v[kv_row(b, from + j, kh) + x])
                         .sum();
                     out[q_row + x] = acc / total;
                 }

@@ -37,6 +37,8 @@ pub struct AttentionSpec {
     pub kernel: AttentionKernel,
     /// Gemma 2's attention-logit soft-cap.
     pub softcap: Option<f32>,
+    /// A sliding window (Mistral, Gemma's local layers).
+    pub window: Option<usize>,
 }
 
 impl AttentionSpec {
@@ -53,6 +55,7 @@ impl AttentionSpec {
             causal,
             kernel: AttentionKernel::Flash,
             softcap: None,
+            window: None,
         }
     }
 
@@ -106,6 +109,9 @@ impl CaseSpec for AttentionSpec {
         }
         if let Some(c) = self.softcap {
             s += &format!(" softcap={c}");
+        }
+        if let Some(w) = self.window {
+            s += &format!(" window={w}");
         }
         if self.kernel == AttentionKernel::FlashCoop {
             s += " coop";
@@ -165,7 +171,16 @@ impl CaseSpec for AttentionSpec {
     fn reference(&self, inputs: &[HostTensor]) -> Vec<f64> {
         let [q, k, v] = [&inputs[0].data, &inputs[1].data, &inputs[2].data];
         let softcap = self.softcap.map(f64::from);
-        attention::reference(&self.dims(), q, k, v, self.causal, self.scale(), softcap)
+        attention::reference(
+            &self.dims(),
+            q,
+            k,
+            v,
+            self.causal,
+            self.scale(),
+            softcap,
+            self.window,
+        )
     }
 
     fn call<'a>(&self, gpu: &Gpu, inputs: &'a [Tensor], out: &'a Tensor) -> Result<KernelCall<'a>> {
@@ -173,6 +188,7 @@ impl CaseSpec for AttentionSpec {
         let scale = attention::Scores {
             scale: self.scale() as f32,
             softcap: self.softcap,
+            window: self.window,
         };
         let past = Position::Fixed(self.kv_len - self.q_len);
         match self.kernel {

@@ -109,9 +109,11 @@ pub struct LlamaConfig {
     pub o_bias: bool,
     /// Biases on the MLP projections (Llama with `mlp_bias`).
     pub mlp_bias: bool,
-    /// Attention window (Mistral, Qwen2/Qwen3/SmolLM3 with `use_sliding_window`); `None`
-    /// means full.
+    /// Attention window (Mistral, Phi-3, Gemma's local layers, the Qwens and SmolLM3 with
+    /// `use_sliding_window`); `None` means full.
     pub sliding_window: Option<usize>,
+    /// Per layer: its attention window (`sliding_window` on the layers that slide).
+    pub layer_windows: Vec<Option<usize>>,
     /// RMSNorm over each head of q and k (weights `self_attn.{q,k}_norm.weight`, `[head_dim]`)
     /// before RoPE (Qwen3).
     pub qk_norm: bool,
@@ -263,6 +265,13 @@ impl LlamaConfig {
             qkv_bias,
             o_bias,
             mlp_bias: c.bool_or("mlp_bias", false)?,
+            layer_windows: layer_windows(
+                c,
+                architecture,
+                sliding_window,
+                &sliding_layers,
+                &rope_layers,
+            )?,
             sliding_window,
             qk_norm: matches!(
                 architecture,
@@ -391,6 +400,44 @@ fn gemma_checks(c: &ConfigJson) -> Result<()> {
         return Err(c.error("use_bidirectional_attention is not supported (a causal decoder)"));
     }
     Ok(())
+}
+
+/// Which layers attend within `window`: those `layer_types` calls "sliding_attention" where
+/// the config lists them, else by architecture: every layer (Mistral, Phi-3, Mixtral),
+/// Gemma's sliding layers, the Qwens' layers from `max_window_layers` (default 28) on,
+/// SmolLM3's NoPE layers.
+fn layer_windows(
+    c: &ConfigJson,
+    arch: Architecture,
+    window: Option<usize>,
+    gemma_sliding: &[bool],
+    rope_layers: &[bool],
+) -> Result<Vec<Option<usize>>> {
+    let layers = rope_layers.len();
+    let Some(window) = window else {
+        return Ok(vec![None; layers]);
+    };
+    let sliding: Vec<bool> = match arch {
+        Architecture::Gemma2 | Architecture::Gemma3 => gemma_sliding.to_vec(),
+        _ => match c.string_list("layer_types")? {
+            Some(kinds) if kinds.len() >= layers => kinds[..layers]
+                .iter()
+                .map(|k| k == "sliding_attention")
+                .collect(),
+            _ => match arch {
+                Architecture::Qwen2
+                | Architecture::Qwen3
+                | Architecture::Qwen2Moe
+                | Architecture::Qwen3Moe => {
+                    let from = c.opt_usize("max_window_layers")?.unwrap_or(28);
+                    (0..layers).map(|i| i >= from).collect()
+                }
+                Architecture::SmolLM3 => rope_layers.iter().map(|r| !r).collect(),
+                _ => vec![true; layers],
+            },
+        },
+    };
+    Ok(sliding.iter().map(|&s| s.then_some(window)).collect())
 }
 
 /// Whether any layer is a sliding-window one (the window then bounds the context).

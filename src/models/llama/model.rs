@@ -350,6 +350,7 @@ impl Llama {
         let scores = attention::Scores {
             scale: c.attention_scale as f32,
             softcap: c.attn_softcap,
+            window: layer.window,
         };
 
         // The packed GEMV fuses no norm: layers with packed projections compute it once.
@@ -793,17 +794,6 @@ fn context_capacity(gpu: &Gpu, c: &LlamaConfig, options: &LoadOptions) -> Result
         Some(n) => n,
         None => c.max_position_embeddings.min(DEFAULT_MAX_CONTEXT).min(fits),
     };
-    // Attention here sees every cached position: within a sliding window that is exact.
-    match c.sliding_window {
-        Some(window) if window < capacity => {
-            if options.max_context.is_some() {
-                return Err(Error::Invalid(format!(
-                    "--max-context {capacity} exceeds the model's sliding window of {window}, \
-                     which tessera does not implement"
-                )));
-            }
-            Ok(window)
-        }
-        _ => Ok(capacity),
-    }
+    // Sliding-window layers mask the keys outside their window (the cache holds them all).
+    Ok(capacity)
 }

@@ -138,6 +138,8 @@ pub struct Layer {
     pub rope: bool,
     /// Whether it is a sliding-window layer (Gemma 3's local RoPE).
     pub sliding: bool,
+    /// The attention window of the layer, if it has one.
+    pub window: Option<usize>,
     pub q: Proj,
     pub k: Proj,
     pub v: Proj,
@@ -610,6 +612,7 @@ impl LlamaWeights {
                 mlp_out_norm: opt_norm(sandwich, &n("post_feedforward_layernorm.weight"), hidden)?,
                 rope: c.rope_layers[i],
                 sliding: c.sliding_layers[i],
+                window: c.layer_windows[i],
                 q: wq,
                 k: wk,
                 v: wv,

@@ -43,6 +43,29 @@ fn scalar_attention_cases() -> Vec<(AttentionSpec, bool, BenchTier)> {
     for head_dim in [32, 256] {
         list.push((flash(33, (4, 2), head_dim, true), true, BenchTier::No));
     }
+    // Sliding windows shorter than the keys: a prefill (window inside a block and across
+    // blocks), a chunked prefill, and decode with the window inside one split and across
+    // splits (300 keys, window 260).
+    for (spec, window) in [
+        (flash(37, (4, 2), 64, true), 5),
+        (flash(70, (8, 2), 128, true), 40),
+        (
+            AttentionSpec {
+                kv_len: 100,
+                kv_capacity: 100,
+                ..flash(7, (4, 2), 64, true)
+            },
+            16,
+        ),
+        (decode(40, (4, 1), 64), 8),
+        (decode(300, (4, 2), 64), 260),
+    ] {
+        let windowed = AttentionSpec {
+            window: Some(window),
+            ..spec
+        };
+        list.push((windowed, true, BenchTier::No));
+    }
     // Gemma 2's logit soft-cap, tight enough (2) to bend most logits: prefill and decode.
     for spec in [
         flash(37, (4, 2), 64, true),
