@@ -27,7 +27,8 @@ from safetensors.torch import save_file
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 from transformers import (AutoModelForCausalLM, AutoTokenizer, LlamaConfig, LlamaForCausalLM,
                           Qwen2Config, Qwen2ForCausalLM, Qwen3Config, Qwen3ForCausalLM,
-                          Qwen3MoeConfig, Qwen3MoeForCausalLM)
+                          Qwen3MoeConfig, Qwen3MoeForCausalLM, Gemma2Config, Gemma2ForCausalLM,
+                          Gemma3ForCausalLM, Gemma3TextConfig)
 
 # The same prompt, greedy loop and margin rule as the safetensors fixtures.
 from make_fixtures import MIN_MARGIN, PROMPT, greedy, margin
@@ -74,6 +75,24 @@ FIXTURES = {
                           cfg=dict(head_dim=128, num_experts=4, num_experts_per_tok=2,
                                    moe_intermediate_size=768, norm_topk_prob=True,
                                    tie_word_embeddings=False)),
+    # Gemma 2 and 3 as llama.cpp writes them: norms stored as 1 + w, Gemma's norm names, the
+    # window and (Gemma 2) the caps in the metadata. head_dim 256 and the caps 50 / 30 are what
+    # transformers' GGUF loader assumes (it reads neither query_pre_attn_scalar nor the caps).
+    "gemma2_q8_0": dict(arch="gemma2", cls=(Gemma2Config, Gemma2ForCausalLM), weights=T.Q8_0,
+                        random_norms=True, norm_mean=0.0,
+                        cfg=dict(head_dim=256, num_attention_heads=2, num_key_value_heads=1,
+                                 query_pre_attn_scalar=256, sliding_window=512,
+                                 attn_logit_softcapping=50.0, final_logit_softcapping=30.0,
+                                 pad_token_id=0, tie_word_embeddings=True,
+                                 initializer_range=0.05),
+                        min_margin=0.01),
+    "gemma3_q8_0": dict(arch="gemma3", cls=(Gemma3TextConfig, Gemma3ForCausalLM),
+                        weights=T.Q8_0, random_norms=True, norm_mean=0.0,
+                        cfg=dict(head_dim=256, num_attention_heads=2, num_key_value_heads=1,
+                                 query_pre_attn_scalar=256, sliding_window=512,
+                                 pad_token_id=0, tie_word_embeddings=True,
+                                 initializer_range=0.05),
+                        min_margin=0.01),
     "llama_q4_k_m": dict(arch="llama", cls=(LlamaConfig, LlamaForCausalLM), weights=T.Q4_K,
                          types={"attn_v.weight": T.Q6_K, "ffn_down.weight": T.Q6_K,
                                 "output.weight": T.Q6_K},
@@ -248,6 +267,11 @@ def llama3_rope_factors(config):
 def write_gguf(path, spec, config, state, tokenizer=None):
     arch = spec["arch"]
     w = GGUFWriter(str(path), arch)
+    if arch.startswith("gemma"):
+        w.add_sliding_window(config.sliding_window)
+        if arch == "gemma2":
+            w.add_attn_logit_softcapping(config.attn_logit_softcapping)
+            w.add_final_logit_softcapping(config.final_logit_softcapping)
     if spec.get("rope_freqs"):
         w.add_tensor("rope_freqs.weight", llama3_rope_factors(config))
     if tokenizer is not None:
@@ -263,7 +287,9 @@ def write_gguf(path, spec, config, state, tokenizer=None):
         w.add_key_length(head_dim)
         w.add_value_length(head_dim)
     w.add_layer_norm_rms_eps(config.rms_norm_eps)
-    w.add_rope_freq_base(getattr(config, "rope_theta", None) or config.rope_parameters["rope_theta"])
+    rope = config.rope_parameters
+    rope = rope.get("full_attention", rope)  # Gemma 3: the global layers' base
+    w.add_rope_freq_base(getattr(config, "rope_theta", None) or rope["rope_theta"])
     w.add_vocab_size(config.vocab_size)
     if tokenizer is None:
         w.add_bos_token_id(config.bos_token_id)
@@ -278,6 +304,8 @@ def write_gguf(path, spec, config, state, tokenizer=None):
              "self_attn.q_proj.bias": "attn_q.bias", "self_attn.k_proj.bias": "attn_k.bias",
              "self_attn.v_proj.bias": "attn_v.bias", "mlp.gate_proj.weight": "ffn_gate.weight",
              "self_attn.q_norm.weight": "attn_q_norm.weight",
+             "pre_feedforward_layernorm.weight": "ffn_norm.weight",
+             "post_feedforward_layernorm.weight": "post_ffw_norm.weight",
              "self_attn.k_norm.weight": "attn_k_norm.weight",
              "mlp.up_proj.weight": "ffn_up.weight", "mlp.down_proj.weight": "ffn_down.weight"}
     experts = getattr(config, "num_experts", None)
@@ -315,6 +343,11 @@ def write_gguf(path, spec, config, state, tokenizer=None):
         else:
             gguf_name = names[name]
         data = tensor.float().numpy()
+        if arch.startswith("gemma") and "norm" in name:
+            data = data + 1.0  # llama.cpp stores Gemma's (1 + w)
+        if arch.startswith("gemma") and name.endswith("post_attention_layernorm.weight"):
+            # Gemma's is the attention output's norm; ffn_norm is its MLP's input norm.
+            gguf_name = gguf_name.replace("ffn_norm", "post_attention_norm")
         if arch == "llama" and rest_of(name) in ("self_attn.q_proj.weight", "self_attn.k_proj.weight"):
             data = permute(data, heads if "q_proj" in name else kv_heads)
         t = spec.get("types", {}).get(gguf_name.split(".", 2)[-1] if gguf_name.startswith("blk.")
@@ -356,7 +389,7 @@ def make(name, spec):
             with torch.no_grad():
                 for param_name, p in model.named_parameters():
                     if "norm" in param_name:
-                        p.normal_(1.0, 0.3)
+                        p.normal_(spec.get("norm_mean", 1.0), 0.3)
         write_gguf(path, spec, config, model.state_dict(), tokenizer)
         prompt = PROMPT
         if tokenizer is not None:
@@ -367,7 +400,8 @@ def make(name, spec):
                                                    dtype=torch.float32,
                                                    attn_implementation="eager").eval()
         tokens, rows = greedy(ref, prompt)
-        if margin(rows) >= MIN_MARGIN:
+        # A clear margin, and a continuation that is not one token repeated.
+        if margin(rows) >= spec.get("min_margin", MIN_MARGIN) and len(set(tokens)) > 4:
             break
     else:
         raise SystemExit(f"{name}: no seed gives greedy margins of {MIN_MARGIN}")

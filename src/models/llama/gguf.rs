@@ -46,12 +46,14 @@ fn architecture(g: &Gguf) -> Result<(&str, &'static str)> {
         "qwen2" => "Qwen2ForCausalLM",
         "qwen3" => "Qwen3ForCausalLM",
         "qwen3moe" => "Qwen3MoeForCausalLM",
+        "gemma2" => "Gemma2ForCausalLM",
+        "gemma3" => "Gemma3ForCausalLM",
         other => {
             return Err(error(
                 g,
                 format!(
                     "general.architecture {other:?} is not supported from GGUF (llama, qwen2, \
-                     qwen3, qwen3moe)"
+                     qwen3, qwen3moe, gemma2, gemma3)"
                 ),
             ));
         }
@@ -121,6 +123,30 @@ pub fn config(g: &Gguf) -> Result<LlamaConfig> {
     }
     if arch == "qwen3moe" {
         json.insert("norm_topk_prob".into(), true.into());
+    }
+    // Gemma: the window, the caps, and q·k scaled by the head size as llama.cpp does.
+    for (gguf_key, hf_key) in [
+        ("attention.sliding_window", "sliding_window"),
+        ("attn_logit_softcapping", "attn_logit_softcapping"),
+        ("final_logit_softcapping", "final_logit_softcapping"),
+    ] {
+        let Some(value) = g.get(&format!("{arch}.{gguf_key}")) else {
+            continue;
+        };
+        let number = match value.as_u64() {
+            Some(n) => serde_json::Value::from(n),
+            None => value
+                .as_f64()
+                .and_then(serde_json::Number::from_f64)
+                .map(serde_json::Value::Number)
+                .ok_or_else(|| error(g, format!("{arch}.{gguf_key} should be a number")))?,
+        };
+        json.insert(hf_key.into(), number);
+    }
+    if arch.starts_with("gemma")
+        && let Some(d) = json.get("head_dim").cloned()
+    {
+        json.insert("query_pre_attn_scalar".into(), d);
     }
     if let Some(kind) = g
         .get(&format!("{arch}.rope.scaling.type"))
@@ -244,7 +270,21 @@ pub fn tensors(config: &LlamaConfig) -> Vec<(String, FromGguf)> {
             if sparse && hf_name.starts_with("mlp.") {
                 continue;
             }
+            // Gemma: post_attention_layernorm is the attention output's norm; ffn_norm the
+            // MLP's input norm (pre_feedforward_layernorm); post_ffw_norm its output's.
+            let gguf_name = match (config.sandwich_norms, hf_name) {
+                (true, "post_attention_layernorm.weight") => "post_attention_norm.weight",
+                _ => gguf_name,
+            };
             list.push(entry(hf(hf_name), gg(gguf_name), shape, heads));
+        }
+        if config.sandwich_norms {
+            for (hf_name, gguf_name) in [
+                ("pre_feedforward_layernorm.weight", "ffn_norm.weight"),
+                ("post_feedforward_layernorm.weight", "post_ffw_norm.weight"),
+            ] {
+                list.push(entry(hf(hf_name), gg(gguf_name), vec![hidden], None));
+            }
         }
         if let (true, Some(m)) = (sparse, &config.moe) {
             // The router, and each projection of every expert as one 3-D tensor, which
@@ -374,6 +414,10 @@ fn expert_slices(config: &LlamaConfig) -> Vec<(String, String, usize, usize)> {
 pub fn open(path: &Path) -> Result<(LlamaConfig, Checkpoint)> {
     let g = Gguf::open(path)?;
     let mut config = config(&g)?;
+    // llama.cpp's converter stores Gemma's norm weights as 1 + w already.
+    if config.sandwich_norms {
+        config.norm_offset = 0.0;
+    }
     if let Some(factors) = rope_factors(&g, &config)? {
         config.rope.scaling = RopeScaling::Factors(factors);
     }
