@@ -258,6 +258,17 @@ fn load_experts(
             let relaid = quant::relay(t, &bytes, rows, shape[1])?;
             return Ok(Proj::Packed(PackedWeight::upload(gpu, t, &relaid)?));
         }
+        // The stack must fit one binding: checked before its values are read.
+        let bytes = (rows * shape[1] * dtype.size()) as u64;
+        let limit = gpu.limits().max_storage_buffer_binding_size;
+        if bytes > limit {
+            return Err(Error::TooLarge {
+                what: format!("the {} experts' stacked {stacked}", m.experts),
+                bytes,
+                limit_name: "max_storage_buffer_binding_size",
+                limit,
+            });
+        }
         let mut values = Vec::with_capacity(rows * shape[1]);
         for names in &experts {
             values.extend(ckpt.read_f32(&names[which], &shape)?);
