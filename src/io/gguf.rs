@@ -640,6 +640,100 @@ mod tests {
         }
     }
 
+    fn kv_string(s: &str) -> (u32, Vec<u8>) {
+        (8, string(s))
+    }
+
+    fn kv_u32(v: u32) -> (u32, Vec<u8>) {
+        (4, v.to_le_bytes().to_vec())
+    }
+
+    fn kv_strings(items: &[&str]) -> (u32, Vec<u8>) {
+        let mut out = 8u32.to_le_bytes().to_vec();
+        out.extend_from_slice(&(items.len() as u64).to_le_bytes());
+        for s in items {
+            out.extend(string(s));
+        }
+        (9, out)
+    }
+
+    /// A metadata entry for the tests: key, (type id, encoded value).
+    type Kv<'a> = (&'a str, (u32, Vec<u8>));
+
+    /// The tokenizer in a file's metadata: each broken field is an error naming its key.
+    #[test]
+    fn broken_tokenizer_metadata_is_named() {
+        use crate::io::gguf_tokenizer::tokenizer_json;
+        let with = |extra: Vec<Kv<'_>>| {
+            let mut b = Builder::valid();
+            b.kv.push(("tokenizer.ggml.model".into(), 8, string("gpt2")));
+            for (key, (kind, value)) in extra {
+                b.kv.retain(|(k, _, _)| k != key);
+                b.kv.push((key.into(), kind, value));
+            }
+            let g = b.open().unwrap();
+            tokenizer_json(&g)
+                .map(|j| j.is_some())
+                .map_err(|e| e.to_string())
+        };
+        // Valid: tokens a, b and the merge "a b".
+        assert_eq!(
+            with(vec![("tokenizer.ggml.merges", kv_strings(&["a b"]))]),
+            Ok(true)
+        );
+        let cases: Vec<(Vec<Kv<'_>>, &str)> = vec![
+            (vec![], "tokenizer.ggml.merges: missing"),
+            (
+                vec![("tokenizer.ggml.merges", kv_strings(&["a b c"]))],
+                "tokenizer.ggml.merges",
+            ),
+            (
+                vec![
+                    ("tokenizer.ggml.merges", kv_strings(&["a b"])),
+                    ("tokenizer.ggml.bos_token_id", kv_u32(7)),
+                ],
+                "tokenizer.ggml.bos_token_id: token 7 of 2",
+            ),
+            (
+                vec![("tokenizer.ggml.model", kv_string("t5"))],
+                "tokenizer type \"t5\"",
+            ),
+            (
+                vec![("tokenizer.ggml.model", kv_string("llama"))],
+                "tokenizer.ggml.scores: missing",
+            ),
+            (
+                vec![("tokenizer.ggml.tokens", kv_u32(3))],
+                "tokenizer.ggml.tokens: not an array",
+            ),
+            (
+                vec![
+                    ("tokenizer.ggml.merges", kv_strings(&["a b"])),
+                    (
+                        "tokenizer.ggml.token_type",
+                        (9, {
+                            let mut v = 5u32.to_le_bytes().to_vec();
+                            v.extend_from_slice(&1u64.to_le_bytes());
+                            v.extend_from_slice(&1i32.to_le_bytes());
+                            v
+                        }),
+                    ),
+                ],
+                "tokenizer.ggml.token_type: 1 entries for 2 tokens",
+            ),
+        ];
+        for (extra, want) in cases {
+            let err = with(extra).expect_err(want);
+            assert!(err.contains(want), "{err} (wanted {want})");
+        }
+        // No tokenizer.ggml.model: no tokenizer, not an error.
+        assert!(
+            tokenizer_json(&Builder::valid().open().unwrap())
+                .unwrap()
+                .is_none()
+        );
+    }
+
     #[test]
     fn a_valid_file_reads_back() {
         let g = Builder::valid().open().unwrap();
