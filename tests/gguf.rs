@@ -101,7 +101,7 @@ fn a_file_from_the_gguf_package_reads_as_the_package_reads_it() {
 
 /// The decoder fixtures: F32, each block type, a Q4_K_M-like mix; those named `_bpe_` /
 /// `_spm_`, `llama_q5_k`, `llama_q4_k_m` and `qwen3_q8_0` carry a tokenizer.
-const FIXTURES: [&str; 14] = [
+const FIXTURES: [&str; 15] = [
     "llama_f32",
     "llama_q8_0",
     "qwen2_q4_0",
@@ -116,6 +116,7 @@ const FIXTURES: [&str; 14] = [
     "qwen3moe_q8_0",
     "gemma2_q8_0",
     "gemma3_q8_0",
+    "phi3_q8_0",
 ];
 
 /// Texts with transformers' ids and decodings (NAME.tokenizer.json).

@@ -28,7 +28,7 @@ from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 from transformers import (AutoModelForCausalLM, AutoTokenizer, LlamaConfig, LlamaForCausalLM,
                           Qwen2Config, Qwen2ForCausalLM, Qwen3Config, Qwen3ForCausalLM,
                           Qwen3MoeConfig, Qwen3MoeForCausalLM, Gemma2Config, Gemma2ForCausalLM,
-                          Gemma3ForCausalLM, Gemma3TextConfig)
+                          Gemma3ForCausalLM, Gemma3TextConfig, Phi3Config, Phi3ForCausalLM)
 
 # The same prompt, greedy loop and margin rule as the safetensors fixtures.
 from make_fixtures import MIN_MARGIN, PROMPT, greedy, margin
@@ -93,6 +93,11 @@ FIXTURES = {
                                  pad_token_id=0, tie_word_embeddings=True,
                                  initializer_range=0.05),
                         min_margin=0.01),
+    # Phi-3 as llama.cpp writes it: q, k, v fused in attn_qkv and gate, up in ffn_up. No
+    # rope scaling (Phi-3-mini-4k's): transformers' GGUF loader does not read longrope.
+    "phi3_q8_0": dict(arch="phi3", cls=(Phi3Config, Phi3ForCausalLM), weights=T.Q8_0,
+                      random_norms=True,
+                      cfg=dict(pad_token_id=0, sliding_window=None, tie_word_embeddings=False)),
     "llama_q4_k_m": dict(arch="llama", cls=(LlamaConfig, LlamaForCausalLM), weights=T.Q4_K,
                          types={"attn_v.weight": T.Q6_K, "ffn_down.weight": T.Q6_K,
                                 "output.weight": T.Q6_K},
@@ -294,6 +299,8 @@ def write_gguf(path, spec, config, state, tokenizer=None):
     if tokenizer is None:
         w.add_bos_token_id(config.bos_token_id)
         w.add_eos_token_id(config.eos_token_id)
+        if arch == "phi3":
+            w.add_pad_token_id(config.pad_token_id)
     w.add_file_type(1)
     heads, kv_heads = config.num_attention_heads, config.num_key_value_heads
     names = {"model.embed_tokens.weight": "token_embd.weight", "model.norm.weight": "output_norm.weight",
@@ -305,6 +312,8 @@ def write_gguf(path, spec, config, state, tokenizer=None):
              "self_attn.v_proj.bias": "attn_v.bias", "mlp.gate_proj.weight": "ffn_gate.weight",
              "self_attn.q_norm.weight": "attn_q_norm.weight",
              "pre_feedforward_layernorm.weight": "ffn_norm.weight",
+             "self_attn.qkv_proj.weight": "attn_qkv.weight",
+             "mlp.gate_up_proj.weight": "ffn_up.weight",
              "post_feedforward_layernorm.weight": "post_ffw_norm.weight",
              "self_attn.k_norm.weight": "attn_k_norm.weight",
              "mlp.up_proj.weight": "ffn_up.weight", "mlp.down_proj.weight": "ffn_down.weight"}

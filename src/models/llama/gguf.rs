@@ -48,12 +48,13 @@ fn architecture(g: &Gguf) -> Result<(&str, &'static str)> {
         "qwen3moe" => "Qwen3MoeForCausalLM",
         "gemma2" => "Gemma2ForCausalLM",
         "gemma3" => "Gemma3ForCausalLM",
+        "phi3" => "Phi3ForCausalLM",
         other => {
             return Err(error(
                 g,
                 format!(
                     "general.architecture {other:?} is not supported from GGUF (llama, qwen2, \
-                     qwen3, qwen3moe, gemma2, gemma3)"
+                     qwen3, qwen3moe, gemma2, gemma3, phi3)"
                 ),
             ));
         }
@@ -266,8 +267,36 @@ pub fn tensors(config: &LlamaConfig) -> Vec<(String, FromGguf)> {
             ),
         ];
         let sparse = config.moe.as_ref().is_some_and(|m| m.sparse_layers[i]);
+        // Phi-3 keeps q, k, v in attn_qkv and gate, up in ffn_up: the fused tensors under
+        // their Hugging Face names, which the decoder cuts into row slices.
+        let phi3 = config.architecture == Architecture::Phi3;
+        if phi3 {
+            list.push(entry(
+                hf("self_attn.qkv_proj.weight"),
+                gg("attn_qkv.weight"),
+                vec![q_rows + 2 * kv_rows, hidden],
+                None,
+            ));
+            list.push(entry(
+                hf("mlp.gate_up_proj.weight"),
+                gg("ffn_up.weight"),
+                vec![2 * inter, hidden],
+                None,
+            ));
+        }
         for (hf_name, gguf_name, shape, heads) in layer {
             if sparse && hf_name.starts_with("mlp.") {
+                continue;
+            }
+            let fused = matches!(
+                hf_name,
+                "self_attn.q_proj.weight"
+                    | "self_attn.k_proj.weight"
+                    | "self_attn.v_proj.weight"
+                    | "mlp.gate_proj.weight"
+                    | "mlp.up_proj.weight"
+            );
+            if phi3 && fused {
                 continue;
             }
             // Gemma: post_attention_layernorm is the attention output's norm; ffn_norm the
@@ -414,6 +443,16 @@ fn expert_slices(config: &LlamaConfig) -> Vec<(String, String, usize, usize)> {
 pub fn open(path: &Path) -> Result<(LlamaConfig, Checkpoint)> {
     let g = Gguf::open(path)?;
     let mut config = config(&g)?;
+    // Phi-3's longrope stored as factor tensors (the 128k-context files) is not read yet:
+    // refused rather than run without its scaling.
+    for name in ["rope_factors_long.weight", "rope_factors_short.weight"] {
+        if g.tensor(name).is_some() {
+            return Err(error(
+                &g,
+                format!("{name} (longrope stored as tensors) is not supported yet"),
+            ));
+        }
+    }
     // llama.cpp's converter stores Gemma's norm weights as 1 + w already.
     if config.sandwich_norms {
         config.norm_offset = 0.0;
