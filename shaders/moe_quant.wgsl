@@ -32,9 +32,9 @@ const LANES: u32 = 32u;
 @group(0) @binding(6) var<storage, read> other: array<elem>;
 @group(0) @binding(7) var<storage, read> weights: array<f32>;
 
-var<workgroup> partial: array<f32, WG>;
 
-// dequant8: shaders/lib/quant_blocks.wgsl; epilogue: shaders/lib/epilogue.wgsl.
+// packed_row_dot, lane_group_sum: shaders/lib/packed_row.wgsl; epilogue:
+// shaders/lib/epilogue.wgsl.
 
 @compute @workgroup_size(WG)
 fn moe_gemv_quant(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
@@ -45,27 +45,12 @@ fn moe_gemv_quant(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups)
     var sum = 0.0;
     if (out_row < p.n) {
         let row = ids[pair] * p.n + out_row;
-        let head0 = row * p.scale_words;
-        let quant0 = row * p.blocks * QWORDS;
         let xb = (pair / p.x_div) * p.k;
-        for (var c = lane; c < p.k / 8u; c += LANES) {
-            let w = dequant8(head0, quant0, c);
-            let i = xb + 8u * c;
-            let x_lo = vec4<f32>(f32(x[i]), f32(x[i + 1u]), f32(x[i + 2u]), f32(x[i + 3u]));
-            let x_hi = vec4<f32>(f32(x[i + 4u]), f32(x[i + 5u]), f32(x[i + 6u]), f32(x[i + 7u]));
-            sum += dot(w.lo, x_lo) + dot(w.hi, x_hi);
-        }
+        sum = packed_row_dot(row * p.scale_words, row * p.blocks * QWORDS, xb, p.k, lane);
     }
-    partial[lid] = sum;
-    workgroupBarrier();
-    for (var stride = LANES / 2u; stride > 0u; stride /= 2u) {
-        if (lane < stride) {
-            partial[lid] += partial[lid + stride];
-        }
-        workgroupBarrier();
-    }
+    let total = lane_group_sum(lid, sum);
     if (lane == 0u && out_row < p.n) {
-        var v = partial[lid];
+        var v = total;
         if (p.weighted != 0u) {
             v *= weights[pair];
         }

@@ -320,10 +320,7 @@ impl Plan {
                 Some(k) => {
                     k.calls += 1;
                     k.seconds += seconds;
-                    k.weight_bytes = match (k.weight_bytes, bytes) {
-                        (None, None) => None,
-                        (a, b) => Some(a.unwrap_or(0) + b.unwrap_or(0)),
-                    };
+                    k.weight_bytes = crate::kernels::sum_bytes(k.weight_bytes, bytes);
                 }
                 None => totals.push(KernelTime {
                     kernel: call.label().to_string(),

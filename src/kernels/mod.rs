@@ -26,6 +26,14 @@ pub mod spatial;
 pub mod timestep;
 pub mod transpose;
 
+/// Two calls' stated weight bytes together (unknown only when neither states any).
+pub(crate) fn sum_bytes(a: Option<u64>, b: Option<u64>) -> Option<u64> {
+    match (a, b) {
+        (None, None) => None,
+        (a, b) => Some(a.unwrap_or(0) + b.unwrap_or(0)),
+    }
+}
+
 /// The per-run position uniform (`shaders/lib/step.wgsl`) of the kernels that read one.
 pub(crate) const STEP: &str = include_str!("../../shaders/lib/step.wgsl");
 
@@ -112,10 +120,7 @@ impl<'a> KernelCall<'a> {
     pub(crate) fn then(mut self, next: KernelCall<'_>) -> Self {
         self.dispatches.extend(next.dispatches);
         self.owned.extend(next.owned);
-        self.weight_bytes = match (self.weight_bytes, next.weight_bytes) {
-            (None, None) => None,
-            (a, b) => Some(a.unwrap_or(0) + b.unwrap_or(0)),
-        };
+        self.weight_bytes = sum_bytes(self.weight_bytes, next.weight_bytes);
         self
     }
 }

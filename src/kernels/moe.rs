@@ -109,6 +109,68 @@ pub fn route<'a>(
     )
 }
 
+/// Checks the operands of an expert product over the (token, slot) pairs that `pairs`
+/// (u32 ids or a grouping's order) counts: `experts` `[n, k]` matrices stacked in `rows`
+/// rows, `x` `[pairs / x_div, k]`, `y` `[pairs, n]`, f32 `weights` `[pairs]`, the epilogue's
+/// operand `[pairs, n]`. Returns n. (Shared by the dense and the packed expert kernels.)
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn check_expert_operands(
+    op: &'static str,
+    experts: usize,
+    (rows, k): (usize, usize),
+    pairs: &Tensor,
+    x_div: usize,
+    x: &Tensor,
+    weights: Option<&Tensor>,
+    epilogue: &Epilogue<'_>,
+    y: &Tensor,
+) -> Result<usize> {
+    if experts == 0 || !rows.is_multiple_of(experts) {
+        return Err(Error::shape(
+            op,
+            format!("{rows} rows are not {experts} experts' stacked [n, k] matrices"),
+        ));
+    }
+    let n = rows / experts;
+    let count = pairs.len();
+    if x_div == 0 || !count.is_multiple_of(x_div) || pairs.dtype() != DType::U32 {
+        return Err(Error::shape(
+            op,
+            format!("{count} u32 ids in groups of {x_div}"),
+        ));
+    }
+    expect_shape(op, "x", x, &[count / x_div, k])?;
+    expect_shape(op, "y", y, &[count, n])?;
+    if let Some(weights) = weights
+        && (weights.dtype() != DType::F32 || weights.len() != count)
+    {
+        return Err(Error::shape(op, format!("weights must be {count} f32")));
+    }
+    if let Some(other) = epilogue.tensor() {
+        expect_shape(op, "epilogue operand", other, &[count, n])?;
+    }
+    Ok(n)
+}
+
+/// Placeholders for the optional operands a call leaves out (the shaders never read them):
+/// an f32 one for absent weights, one of `dtype` for an absent epilogue operand.
+pub(crate) fn spares(
+    gpu: &Gpu,
+    dtype: DType,
+    weights: Option<&Tensor>,
+    epilogue: &Epilogue<'_>,
+) -> Result<(Option<Tensor>, Option<Tensor>)> {
+    let weights = match weights {
+        None => Some(Tensor::empty(gpu, &[1], DType::F32)?),
+        Some(_) => None,
+    };
+    let other = match epilogue.tensor() {
+        None => Some(Tensor::empty(gpu, &[1], dtype)?),
+        Some(_) => None,
+    };
+    Ok((weights, other))
+}
+
 /// Per (token, slot) pair `p`, with its expert `e = ids[p]`:
 /// `y[p] = W_e · x[p / x_div]` (`W` the experts' `[n, k]` matrices stacked as `[E·n, k]`),
 /// times `weights[p]` where given, then `epilogue` (its operand `[pairs, n]`). `ids`:
@@ -130,32 +192,11 @@ pub fn expert_gemv<'a>(
     operands.extend(epilogue.tensor());
     let dtype = same_dtype(op, &operands)?;
     let pairs = ids.len();
-    let (rows, k) = match w.shape() {
-        &[rows, k] if experts > 0 && rows % experts == 0 => (rows, k),
-        other => {
-            return Err(Error::shape(
-                op,
-                format!("the stacked weight is {other:?}, not [{experts} · n, k]"),
-            ));
-        }
+    let (rows, k) = match *w.shape() {
+        [rows, k] => (rows, k),
+        _ => return Err(Error::shape(op, format!("the stacked weight is {w:?}"))),
     };
-    let n = rows / experts;
-    if x_div == 0 || !pairs.is_multiple_of(x_div) || ids.dtype() != DType::U32 {
-        return Err(Error::shape(
-            op,
-            format!("{pairs} u32 ids in groups of {x_div}"),
-        ));
-    }
-    expect_shape(op, "x", x, &[pairs / x_div, k])?;
-    expect_shape(op, "y", y, &[pairs, n])?;
-    if let Some(weights) = weights
-        && (weights.dtype() != DType::F32 || weights.len() != pairs)
-    {
-        return Err(Error::shape(op, format!("weights must be {pairs} f32")));
-    }
-    if let Some(other) = epilogue.tensor() {
-        expect_shape(op, "epilogue operand", other, &[pairs, n])?;
-    }
+    let n = check_expert_operands(op, experts, (rows, k), ids, x_div, x, weights, &epilogue, y)?;
     let pairs_u32 = to_u32(op, "pairs", pairs)?;
     if pairs_u32 > gpu.limits().max_compute_workgroups_per_dimension {
         return Err(Error::TooManyWorkgroups {
@@ -174,17 +215,7 @@ pub fn expert_gemv<'a>(
         epilogue: epilogue.kind().code(),
         pad: [0; 2],
     };
-    let spare_needed = weights.is_none() || epilogue.tensor().is_none();
-    let spare_f32 = if weights.is_none() {
-        Some(Tensor::empty(gpu, &[1], DType::F32)?)
-    } else {
-        None
-    };
-    let spare = if spare_needed {
-        Some(Tensor::empty(gpu, &[1], dtype)?)
-    } else {
-        None
-    };
+    let (spare_f32, spare) = spares(gpu, dtype, weights, &epilogue)?;
     let weights = weights
         .or(spare_f32.as_ref())
         .expect("a spare when no weights");
@@ -275,34 +306,22 @@ pub fn expert_matmul<'a>(
     let mut operands = vec![w, x, y];
     operands.extend(epilogue.tensor());
     let dtype = same_dtype(op, &operands)?;
-    let pairs = order.len();
-    let (rows, k) = match w.shape() {
-        &[rows, k] if experts > 0 && rows % experts == 0 => (rows, k),
-        other => {
-            return Err(Error::shape(
-                op,
-                format!("the stacked weight is {other:?}, not [{experts} · n, k]"),
-            ));
-        }
+    let (rows, k) = match *w.shape() {
+        [rows, k] => (rows, k),
+        _ => return Err(Error::shape(op, format!("the stacked weight is {w:?}"))),
     };
-    let n = rows / experts;
-    if x_div == 0 || !pairs.is_multiple_of(x_div) || order.dtype() != DType::U32 {
-        return Err(Error::shape(
-            op,
-            format!("{pairs} u32 pairs in groups of {x_div}"),
-        ));
-    }
+    let n = check_expert_operands(
+        op,
+        experts,
+        (rows, k),
+        order,
+        x_div,
+        x,
+        weights,
+        &epilogue,
+        y,
+    )?;
     expect_shape(op, "offsets", offsets, &[experts + 1])?;
-    expect_shape(op, "x", x, &[pairs / x_div, k])?;
-    expect_shape(op, "y", y, &[pairs, n])?;
-    if let Some(weights) = weights
-        && (weights.dtype() != DType::F32 || weights.len() != pairs)
-    {
-        return Err(Error::shape(op, format!("weights must be {pairs} f32")));
-    }
-    if let Some(other) = epilogue.tensor() {
-        expect_shape(op, "epilogue operand", other, &[pairs, n])?;
-    }
     to_u32(op, "stacked weight", w.len())?;
     let params = Params {
         a: to_u32(op, "n", n)?,
@@ -326,16 +345,7 @@ pub fn expert_matmul<'a>(
             }),
         })
         .collect::<Result<_>>()?;
-    let spare_f32 = if weights.is_none() {
-        Some(Tensor::empty(gpu, &[1], DType::F32)?)
-    } else {
-        None
-    };
-    let spare = if epilogue.tensor().is_none() {
-        Some(Tensor::empty(gpu, &[1], dtype)?)
-    } else {
-        None
-    };
+    let (spare_f32, spare) = spares(gpu, dtype, weights, &epilogue)?;
     let weights = weights
         .or(spare_f32.as_ref())
         .expect("a spare when no weights");

@@ -9,6 +9,7 @@
 use crate::error::{Error, Result};
 use crate::gpu::{Gpu, PipelineKey, ShaderSource};
 use crate::kernels::matmul::Epilogue;
+use crate::kernels::moe::{check_expert_operands, spares};
 use crate::kernels::quant::{self, GgmlType, PackedFormat, Relaid};
 use crate::kernels::{KernelCall, expect_shape, prepare, same_dtype, to_u32};
 use crate::tensor::{DType, Tensor};
@@ -16,11 +17,12 @@ use crate::tensor::{DType, Tensor};
 const QUANT_BLOCKS: &str = include_str!("../../shaders/lib/quant_blocks.wgsl");
 const EPILOGUE: &str = include_str!("../../shaders/lib/epilogue.wgsl");
 const LINEAR: &str = include_str!("../../shaders/lib/packed_linear.wgsl");
+const ROW: &str = include_str!("../../shaders/lib/packed_row.wgsl");
 
 const GEMV: ShaderSource = ShaderSource {
     name: "gemv_quant.wgsl",
     body: include_str!("../../shaders/gemv_quant.wgsl"),
-    library: &[LINEAR, QUANT_BLOCKS, EPILOGUE],
+    library: &[LINEAR, QUANT_BLOCKS, ROW, EPILOGUE],
 };
 const MATMUL: ShaderSource = ShaderSource {
     name: "matmul_quant.wgsl",
@@ -35,7 +37,7 @@ const GATHER: ShaderSource = ShaderSource {
 const EXPERTS: ShaderSource = ShaderSource {
     name: "moe_quant.wgsl",
     body: include_str!("../../shaders/moe_quant.wgsl"),
-    library: &[QUANT_BLOCKS, EPILOGUE],
+    library: &[QUANT_BLOCKS, ROW, EPILOGUE],
 };
 const GEMV_WG: u32 = 256;
 const GATHER_WG: u32 = 256;
@@ -434,30 +436,19 @@ pub fn expert_gemv<'a>(
         });
     }
     let (f, blocks, scale_words) = check_weight(op, &w)?;
-    if experts == 0 || !w.rows.is_multiple_of(experts) {
-        return Err(Error::shape(
-            op,
-            format!("{} rows are not {experts} experts' stacked rows", w.rows),
-        ));
-    }
-    let (n, k) = (w.rows / experts, w.cols);
+    let k = w.cols;
+    let n = check_expert_operands(
+        op,
+        experts,
+        (w.rows, k),
+        ids,
+        x_div,
+        x,
+        weights,
+        &epilogue,
+        y,
+    )?;
     let pairs = ids.len();
-    if x_div == 0 || !pairs.is_multiple_of(x_div) || ids.dtype() != DType::U32 {
-        return Err(Error::shape(
-            op,
-            format!("{pairs} u32 ids in groups of {x_div}"),
-        ));
-    }
-    expect_shape(op, "x", x, &[pairs / x_div, k])?;
-    expect_shape(op, "y", y, &[pairs, n])?;
-    if let Some(weights) = weights
-        && (weights.dtype() != DType::F32 || weights.len() != pairs)
-    {
-        return Err(Error::shape(op, format!("weights must be {pairs} f32")));
-    }
-    if let Some(other) = epilogue.tensor() {
-        expect_shape(op, "epilogue operand", other, &[pairs, n])?;
-    }
     let pairs_u32 = to_u32(op, "pairs", pairs)?;
     let limit = gpu.limits().max_compute_workgroups_per_dimension;
     if pairs_u32 > limit {
@@ -477,16 +468,7 @@ pub fn expert_gemv<'a>(
         epilogue: epilogue.kind().code(),
         pad: 0,
     };
-    let spare_f32 = if weights.is_none() {
-        Some(Tensor::empty(gpu, &[1], DType::F32)?)
-    } else {
-        None
-    };
-    let spare = if epilogue.tensor().is_none() {
-        Some(Tensor::empty(gpu, &[1], dtype)?)
-    } else {
-        None
-    };
+    let (spare_f32, spare) = spares(gpu, dtype, weights, &epilogue)?;
     let weights = weights
         .or(spare_f32.as_ref())
         .expect("a spare when no weights");

@@ -1,6 +1,7 @@
 //! Case specification for matmul and GEMV.
 
 use super::compare::Tolerance;
+use super::epilogue_suffix;
 use super::{CaseSpec, HostTensor, Random};
 use crate::error::Result;
 use crate::gpu::Gpu;
@@ -94,12 +95,7 @@ impl CaseSpec for MatmulSpec {
         if self.norm {
             s += " rms_norm";
         }
-        match self.epilogue {
-            EpilogueKind::Add => s += " +residual",
-            EpilogueKind::SiluMul => s += " swiglu",
-            EpilogueKind::GeluTanhMul => s += " geglu",
-            EpilogueKind::None => {}
-        }
+        s += epilogue_suffix(self.epilogue);
         match self.path {
             Path::Tiled if self.m == 1 => s += " tiled",
             Path::Tiled if self.m >= 128 && self.n >= 128 => s += " tiled",

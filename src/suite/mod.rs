@@ -268,3 +268,14 @@ impl Prepared {
         Ok(Prepared { host, inputs, out })
     }
 }
+
+/// The case-name suffix of a fused matmul epilogue (" +residual", " swiglu", " geglu").
+pub(crate) fn epilogue_suffix(kind: crate::kernels::matmul::EpilogueKind) -> &'static str {
+    use crate::kernels::matmul::EpilogueKind;
+    match kind {
+        EpilogueKind::None => "",
+        EpilogueKind::Add => " +residual",
+        EpilogueKind::SiluMul => " swiglu",
+        EpilogueKind::GeluTanhMul => " geglu",
+    }
+}

@@ -1,6 +1,7 @@
 //! Case specifications for the mixture-of-experts kernels.
 
 use super::compare::Tolerance;
+use super::epilogue_suffix;
 use super::{CaseSpec, HostTensor, Random};
 use crate::error::Result;
 use crate::gpu::Gpu;
@@ -165,12 +166,7 @@ impl CaseSpec for MoeGemvSpec {
         if self.weighted {
             s += " weighted";
         }
-        match self.epilogue {
-            EpilogueKind::SiluMul => s += " swiglu",
-            EpilogueKind::GeluTanhMul => s += " geglu",
-            EpilogueKind::Add => s += " +residual",
-            EpilogueKind::None => {}
-        }
+        s += epilogue_suffix(self.epilogue);
         s
     }
 
@@ -202,17 +198,7 @@ impl CaseSpec for MoeGemvSpec {
     /// epilogue's operand.
     fn inputs(&self, random: Random<'_>) -> Result<Vec<HostTensor>> {
         let w = random(&[self.experts * self.n, self.k], -1.0, 1.0);
-        let draws = random(&[self.tokens], 0.0, self.experts as f64);
-        let ids = HostTensor {
-            shape: vec![self.pairs()],
-            data: (0..self.pairs())
-                .map(|p| {
-                    let first = draws.data[p / self.top_k].floor() as usize;
-                    ((first + p % self.top_k) % self.experts) as f64
-                })
-                .collect(),
-            dtype: Some(DType::U32),
-        };
+        let ids = routed_ids(self.tokens, self.top_k, self.experts, random);
         let x = random(&[self.pairs() / self.x_div(), self.k], -1.0, 1.0);
         let mut weights = random(&[self.pairs()], 0.0, 1.0);
         weights.dtype = Some(DType::F32);
@@ -232,20 +218,9 @@ impl CaseSpec for MoeGemvSpec {
             &inputs[3].data,
             &inputs[4].data,
         );
-        let mut out = Vec::with_capacity(self.pairs() * self.n);
-        for p in 0..self.pairs() {
-            let e = ids[p] as usize;
-            let xr = &x[(p / self.x_div()) * self.k..][..self.k];
-            for row in 0..self.n {
-                let wr = &w[(e * self.n + row) * self.k..][..self.k];
-                let mut v: f64 = wr.iter().zip(xr).map(|(a, b)| a * b).sum();
-                if self.weighted {
-                    v *= weights[p];
-                }
-                out.push(self.epilogue.reference(v, other[p * self.n + row]));
-            }
-        }
-        out
+        let shape = (self.n, self.k, self.x_div());
+        let weights = self.weighted.then_some(weights.as_slice());
+        expert_reference(w, ids, x, shape, weights, self.epilogue, other)
     }
 
     fn call<'a>(&self, gpu: &Gpu, inputs: &'a [Tensor], out: &'a Tensor) -> Result<KernelCall<'a>> {
@@ -282,4 +257,52 @@ impl CaseSpec for MoeGemvSpec {
             out,
         )
     }
+}
+
+/// Ids of `tokens · top_k` pairs as routing gives them: a token's experts distinct (a
+/// random first one and the next `top_k - 1` after it, modulo `experts`).
+pub(super) fn routed_ids(
+    tokens: usize,
+    top_k: usize,
+    experts: usize,
+    random: Random<'_>,
+) -> HostTensor {
+    let draws = random(&[tokens], 0.0, experts as f64);
+    HostTensor {
+        shape: vec![tokens * top_k],
+        data: (0..tokens * top_k)
+            .map(|p| {
+                let first = draws.data[p / top_k].floor() as usize;
+                ((first + p % top_k) % experts) as f64
+            })
+            .collect(),
+        dtype: Some(DType::U32),
+    }
+}
+
+/// f64 reference of an expert product: per pair p, `W_{ids[p]} · x[p / x_div]` (`W` the
+/// experts' `(n, k)` matrices stacked, row-major), times `weights[p]` where given, then
+/// `epilogue` with `other[p, ·]`.
+pub(super) fn expert_reference(
+    w: &[f64],
+    ids: &[f64],
+    x: &[f64],
+    (n, k, x_div): (usize, usize, usize),
+    weights: Option<&[f64]>,
+    epilogue: EpilogueKind,
+    other: &[f64],
+) -> Vec<f64> {
+    let mut out = Vec::with_capacity(ids.len() * n);
+    for (p, &e) in ids.iter().enumerate() {
+        let xr = &x[(p / x_div) * k..][..k];
+        for row in 0..n {
+            let wr = &w[(e as usize * n + row) * k..][..k];
+            let mut v: f64 = wr.iter().zip(xr).map(|(a, b)| a * b).sum();
+            if let Some(weights) = weights {
+                v *= weights[p];
+            }
+            out.push(epilogue.reference(v, other[p * n + row]));
+        }
+    }
+    out
 }

@@ -2,6 +2,7 @@
 //! kernels (GEMV and matmul) and the embedding gather.
 
 use super::compare::Tolerance;
+use super::epilogue_suffix;
 use super::{CaseSpec, HostTensor, Random};
 use crate::error::Result;
 use crate::gpu::Gpu;
@@ -148,12 +149,7 @@ impl CaseSpec for PackedLinearSpec {
         if self.bias {
             s += " +bias";
         }
-        match self.epilogue {
-            EpilogueKind::None => {}
-            EpilogueKind::Add => s += " +residual",
-            EpilogueKind::SiluMul => s += " swiglu",
-            EpilogueKind::GeluTanhMul => s += " geglu",
-        }
+        s += epilogue_suffix(self.epilogue);
         s
     }
 
@@ -353,12 +349,7 @@ impl CaseSpec for PackedExpertSpec {
         if self.weighted {
             s += " weighted";
         }
-        match self.epilogue {
-            EpilogueKind::SiluMul => s += " swiglu",
-            EpilogueKind::GeluTanhMul => s += " geglu",
-            EpilogueKind::Add => s += " +residual",
-            EpilogueKind::None => {}
-        }
+        s += epilogue_suffix(self.epilogue);
         s
     }
 
@@ -388,17 +379,7 @@ impl CaseSpec for PackedExpertSpec {
     /// Stacked blocks (scales, quants), ids, x, weights (f32), the epilogue's operand.
     fn inputs(&self, random: Random<'_>) -> Result<Vec<HostTensor>> {
         let (scales, quants) = random_blocks(self.ggml_type, self.experts * self.n, self.k, random);
-        let draws = random(&[self.tokens], 0.0, self.experts as f64);
-        let ids = HostTensor {
-            shape: vec![self.pairs()],
-            data: (0..self.pairs())
-                .map(|p| {
-                    let first = draws.data[p / self.top_k].floor() as usize;
-                    ((first + p % self.top_k) % self.experts) as f64
-                })
-                .collect(),
-            dtype: Some(DType::U32),
-        };
+        let ids = super::moe::routed_ids(self.tokens, self.top_k, self.experts, random);
         let x = random(&[self.tokens, self.k], -1.0, 1.0);
         let mut weights = random(&[self.pairs()], 0.0, 1.0);
         weights.dtype = Some(DType::F32);
@@ -419,20 +400,9 @@ impl CaseSpec for PackedExpertSpec {
             &inputs[4].data,
             &inputs[5].data,
         );
-        let mut out = Vec::with_capacity(self.pairs() * self.n);
-        for p in 0..self.pairs() {
-            let e = ids[p] as usize;
-            let xr = &x[(p / self.top_k) * self.k..][..self.k];
-            for row in 0..self.n {
-                let wr = &w[(e * self.n + row) * self.k..][..self.k];
-                let mut v: f64 = wr.iter().zip(xr).map(|(a, b)| a * b).sum();
-                if self.weighted {
-                    v *= weights[p];
-                }
-                out.push(self.epilogue.reference(v, other[p * self.n + row]));
-            }
-        }
-        out
+        let shape = (self.n, self.k, self.top_k);
+        let weights = self.weighted.then_some(weights.as_slice());
+        super::moe::expert_reference(&w, ids, x, shape, weights, self.epilogue, other)
     }
 
     fn call<'a>(&self, gpu: &Gpu, inputs: &'a [Tensor], out: &'a Tensor) -> Result<KernelCall<'a>> {
