@@ -250,10 +250,11 @@ fn load_experts(
             ["gate", "up", "down"][which]
         );
         let rows = m.experts * shape[0];
+        let stacked_shape = [m.experts, shape[0], shape[1]];
+        let has_stack = ckpt.shape(&stacked).is_some();
         if packed
-            && ckpt.shape(&stacked).is_some()
-            && let Some((t, bytes)) =
-                ckpt.read_packed(&stacked, &[m.experts, shape[0], shape[1]])?
+            && has_stack
+            && let Some((t, bytes)) = ckpt.read_packed(&stacked, &stacked_shape)?
         {
             let relaid = quant::relay(t, &bytes, rows, shape[1])?;
             return Ok(Proj::Packed(PackedWeight::upload(gpu, t, &relaid)?));
@@ -269,10 +270,16 @@ fn load_experts(
                 limit,
             });
         }
-        let mut values = Vec::with_capacity(rows * shape[1]);
-        for names in &experts {
-            values.extend(ckpt.read_f32(&names[which], &shape)?);
-        }
+        // A file's stack is read once (not once per expert slice of it).
+        let values = if has_stack {
+            ckpt.read_f32(&stacked, &stacked_shape)?
+        } else {
+            let mut values = Vec::with_capacity(rows * shape[1]);
+            for names in &experts {
+                values.extend(ckpt.read_f32(&names[which], &shape)?);
+            }
+            values
+        };
         Ok(Proj::Dense(Tensor::from_f32(
             gpu,
             &[rows, shape[1]],
