@@ -114,6 +114,10 @@ pub enum Error {
     #[error("{0}")]
     Invalid(String),
 
+    /// No room now (a full request queue); the same call may succeed later.
+    #[error("busy: {0}")]
+    Busy(String),
+
     /// NaN or infinity where numbers must be finite: an input, or a model's output (which
     /// then says the model or its input is broken).
     #[error(

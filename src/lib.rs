@@ -12,6 +12,7 @@ pub mod io;
 pub mod kernels;
 pub mod models;
 pub mod rng;
+pub mod serve;
 pub mod suite;
 pub mod tensor;
 

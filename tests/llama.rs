@@ -308,7 +308,7 @@ fn decode_stacks_qkv_and_fuses_what_it_can() {
     // f32, head_dim 16: k and v are 128 bytes of the stacked projection's output.
     let stacked = gpu.limits().min_storage_buffer_offset_alignment <= 128;
     for fused_norms in [false, true] {
-        let model = load_with(&gpu, &dir, DType::F32, Some(fused_norms));
+        let mut model = load_with(&gpu, &dir, DType::F32, Some(fused_norms));
         // Per layer: [norm], q/k/v (1 stacked or 3), rope (q|k in one call when stacked, else
         // q and k), kv append, attention, o (+ residual), [norm], gate, up (+ SwiGLU), down
         // (+ residual). Around them: embedding, last-position gather, final norm, output
@@ -317,7 +317,7 @@ fn decode_stacks_qkv_and_fuses_what_it_can() {
         let (qkv, rope) = if stacked { (1, 1) } else { (3, 2) };
         let want = layers * (norms + qkv + rope + 6) + 4;
         assert_eq!(
-            model.decode_calls(),
+            model.decode_calls().unwrap(),
             want,
             "fused norms {fused_norms}, stacked {stacked}"
         );

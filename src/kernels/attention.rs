@@ -102,7 +102,7 @@ impl From<f32> for Scores {
 
 impl Scores {
     /// The shaders' `window` (0 = none).
-    fn window(&self, op: &'static str) -> Result<u32> {
+    pub(crate) fn window(&self, op: &'static str) -> Result<u32> {
         match self.window {
             None => Ok(0),
             Some(0) => Err(Error::shape(op, "a sliding window of 0 positions")),
@@ -111,7 +111,7 @@ impl Scores {
     }
 
     /// The shaders' `softcap` (0 = none), checked finite and positive.
-    fn cap(&self, op: &'static str) -> Result<f32> {
+    pub(crate) fn cap(&self, op: &'static str) -> Result<f32> {
         match self.softcap {
             None => Ok(0.0),
             Some(c) if c.is_finite() && c > 0.0 => Ok(c),
@@ -300,7 +300,7 @@ fn rank4(op: &'static str, what: &str, t: &Tensor) -> Result<[usize; 4]> {
     })
 }
 
-fn max_grid(gpu: &Gpu, what: &str, counts: &[usize]) -> Result<Vec<u32>> {
+pub(crate) fn max_grid(gpu: &Gpu, what: &str, counts: &[usize]) -> Result<Vec<u32>> {
     let limit = gpu.limits().max_compute_workgroups_per_dimension;
     counts
         .iter()

@@ -16,6 +16,7 @@ pub mod matmul;
 pub mod moe;
 pub mod norm;
 pub mod packed;
+pub mod paged_kv;
 pub mod peak;
 pub mod quant;
 pub mod quantize;
@@ -384,6 +385,7 @@ pub fn all_pipeline_keys() -> Vec<PipelineKey> {
     keys.extend(peak::pipeline_keys());
     keys.extend(packed::pipeline_keys());
     keys.extend(moe::pipeline_keys());
+    keys.extend(paged_kv::pipeline_keys());
     keys
 }
 

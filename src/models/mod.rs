@@ -2,5 +2,6 @@
 //! diffusion UNet with its samplers.
 
 pub mod diffusion;
+pub mod kv_blocks;
 pub mod llama;
 pub mod sampling;

@@ -17,6 +17,7 @@ pub mod compare;
 mod matmul;
 pub mod models;
 mod moe;
+mod paged;
 mod quant;
 pub mod tune;
 mod unet;
@@ -35,6 +36,7 @@ pub use basic::{
 pub use cases::cases;
 pub use matmul::MatmulSpec;
 pub use moe::{MoeGemvSpec, MoeRouteSpec};
+pub use paged::{PagedAttentionSpec, PagedWriteSpec};
 pub use quant::{PackedExpertSpec, PackedGatherSpec, PackedLinearSpec};
 pub use unet::{Conv2dSpec, GroupNormSpec, SchedulerStepSpec, SpatialSpec, TimestepSpec};
 

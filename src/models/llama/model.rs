@@ -21,7 +21,7 @@ use crate::kernels::kv_cache::{KvCache, write_rows};
 use crate::kernels::matmul::{self, BLayout, Epilogue};
 use crate::kernels::packed::{self, PackedView};
 use crate::kernels::quantize::QuantRecipe;
-use crate::kernels::{attention, gather, moe, norm, rope};
+use crate::kernels::{Position, attention, gather, moe, norm, paged_kv, rope};
 use crate::tensor::{DType, Tensor};
 
 use super::LlamaConfig;
@@ -67,25 +67,121 @@ impl Default for LoadOptions {
     }
 }
 
-/// A loaded decoder with its KV caches.
+/// A loaded decoder. Its single-sequence state (contiguous KV caches, the decode plan) is
+/// made on the first [`Llama::forward`]; batches of sequences use a
+/// [`super::batch::PagedCache`] instead.
 pub struct Llama {
-    gpu: Gpu,
+    pub(super) gpu: Gpu,
     config: LlamaConfig,
-    dtype: DType,
+    pub(super) dtype: DType,
     capacity: usize,
     weights: LlamaWeights,
-    caches: Vec<KvCache>,
-    rope: Tensor,
+    /// Cos/sin rows for every position the model may see.
+    pub(super) rope: Tensor,
     /// The sliding-window layers' RoPE table where it differs (Gemma 3).
     rope_local: Option<Tensor>,
-    /// `[1, vocab]`: the logits of the last position of the latest run.
-    logits: Tensor,
-    /// Views of `logits`, one per part of the output projection.
-    logit_parts: Vec<Tensor>,
-    decode_ids: Tensor,
-    decode: Option<Plan>,
+    single: Option<Single>,
     position: usize,
     fused_norms: bool,
+}
+
+/// One sequence's state: a contiguous KV cache per layer, the logits of the last position
+/// and the decode plan compiled for them.
+struct Single {
+    caches: Vec<KvCache>,
+    logits: Logits,
+    decode_ids: Tensor,
+    decode: Plan,
+}
+
+/// Logits of `rows` positions, `[rows, vocab]`, as one tensor per part of the output
+/// projection (`[rows, part rows]`, from column `first`).
+pub(super) struct Logits {
+    rows: usize,
+    vocab: usize,
+    parts: Vec<(usize, Tensor)>,
+}
+
+impl Logits {
+    pub(super) fn new(gpu: &Gpu, output: &RowSplit, rows: usize, dtype: DType) -> Result<Logits> {
+        let parts = output
+            .parts
+            .iter()
+            .map(|(first, part)| Ok((*first, Tensor::empty(gpu, &[rows, part.rows()], dtype)?)))
+            .collect::<Result<Vec<_>>>()?;
+        let vocab = output.parts.iter().map(|(_, p)| p.rows()).sum();
+        Ok(Logits { rows, vocab, parts })
+    }
+
+    /// Every row, read back.
+    pub(super) fn read(&self) -> Result<Vec<Vec<f32>>> {
+        let mut rows = vec![vec![0.0f32; self.vocab]; self.rows];
+        for (first, part) in &self.parts {
+            let width = part.shape()[1];
+            for (row, values) in rows.iter_mut().zip(part.to_f32()?.chunks_exact(width)) {
+                row[*first..*first + width].copy_from_slice(values);
+            }
+        }
+        Ok(rows)
+    }
+}
+
+/// How a plan's layers reach their keys and values.
+pub(super) enum KvSource<'a> {
+    /// One sequence in contiguous caches, at the position in the plan's step buffer.
+    Contiguous(&'a [KvCache]),
+    /// Rows of many sequences in paged pools; their positions, pool slots, table runs and
+    /// the tables are inputs of the plan.
+    Paged {
+        pools: &'a PagedPools,
+        positions: &'a Tensor,
+        slots: &'a Tensor,
+        row_info: &'a Tensor,
+        table: &'a Tensor,
+    },
+}
+
+/// The key and value pools of a paged cache: per layer `[blocks · block_size, n_kv_heads,
+/// head_dim]`.
+pub(super) struct PagedPools {
+    pub(super) k: Vec<Tensor>,
+    pub(super) v: Vec<Tensor>,
+    pub(super) block_size: usize,
+}
+
+/// What a plan reads and writes besides the weights: `rows` token ids, where attention finds
+/// its keys, which rows get logits (`logit_rows`, u32) and where they go.
+pub(super) struct StepIo<'a> {
+    pub(super) ids: &'a Tensor,
+    pub(super) rows: usize,
+    pub(super) kv: KvSource<'a>,
+    pub(super) logit_rows: &'a Tensor,
+    pub(super) logits: &'a Logits,
+}
+
+/// A layer's keys and values inside a graph.
+#[derive(Clone, Copy)]
+enum LayerKv {
+    Contiguous {
+        k: Id,
+        v: Id,
+    },
+    Paged {
+        k: Id,
+        v: Id,
+        slots: Id,
+        row_info: Id,
+        table: Id,
+        block_size: usize,
+    },
+}
+
+/// The RoPE table a layer rotates with: the whole table at the step position (one
+/// sequence), or rows already gathered for each token's own position (a batch).
+#[derive(Clone, Copy)]
+struct RopeAt {
+    table: Id,
+    per_row: bool,
 }
 
 impl Llama {
@@ -114,53 +210,56 @@ impl Llama {
         gpu.require(dtype, "the decoder")?;
         let capacity = context_capacity(gpu, &config, options)?;
         let weights = LlamaWeights::load(gpu, ckpt, &config, dtype, options.packed_weights)?;
-        let caches = (0..config.num_layers)
-            .map(|_| {
-                KvCache::new(
-                    gpu,
-                    1,
-                    capacity,
-                    config.num_kv_heads,
-                    config.head_dim,
-                    dtype,
-                )
-            })
-            .collect::<Result<Vec<_>>>()?;
         let rope = rope::table_tensor(gpu, &config.rope, capacity)?;
         let rope_local = config
             .rope_local
             .as_ref()
             .map(|r| rope::table_tensor(gpu, r, capacity))
             .transpose()?;
-        let logits = Tensor::empty(gpu, &[1, config.vocab_size], dtype)?;
-        let logit_parts = weights
-            .output()
-            .parts
-            .iter()
-            .map(|(first, part)| logits.view(*first, &[1, part.rows()]))
-            .collect::<Result<Vec<_>>>()?;
-        let decode_ids = Tensor::from_u32(gpu, &[1], &[0])?;
-        let mut model = Llama {
+        Ok(Llama {
             gpu: gpu.clone(),
             config,
             dtype,
             capacity,
             weights,
-            caches,
             rope,
             rope_local,
-            logits,
-            logit_parts,
-            decode_ids,
-            decode: None,
+            single: None,
             position: 0,
             fused_norms: options
                 .fused_norms
                 .unwrap_or(gpu.report().device_type != "Cpu"),
-        };
-        let decode = model.plan(&model.decode_ids.share(), 1)?;
-        model.decode = Some(decode);
-        Ok(model)
+        })
+    }
+
+    /// The single-sequence state, made on first use.
+    fn single(&mut self) -> Result<&Single> {
+        if self.single.is_none() {
+            let c = &self.config;
+            let caches = (0..c.num_layers)
+                .map(|_| {
+                    let (kv_heads, head_dim) = (c.num_kv_heads, c.head_dim);
+                    KvCache::new(&self.gpu, 1, self.capacity, kv_heads, head_dim, self.dtype)
+                })
+                .collect::<Result<Vec<_>>>()?;
+            let logits = Logits::new(&self.gpu, self.weights.output(), 1, self.dtype)?;
+            let decode_ids = Tensor::from_u32(&self.gpu, &[1], &[0])?;
+            let last = Tensor::from_u32(&self.gpu, &[1], &[0])?;
+            let decode = self.plan(&StepIo {
+                ids: &decode_ids,
+                rows: 1,
+                kv: KvSource::Contiguous(&caches),
+                logit_rows: &last,
+                logits: &logits,
+            })?;
+            self.single = Some(Single {
+                caches,
+                logits,
+                decode_ids,
+                decode,
+            });
+        }
+        Ok(self.single.as_ref().expect("made above"))
     }
 
     pub fn config(&self) -> &LlamaConfig {
@@ -186,13 +285,41 @@ impl Llama {
         self.position = 0;
     }
 
+    /// Forgets the tokens seen after the first `position` (speculative decoding takes back
+    /// the draft tokens the target rejected).
+    pub fn truncate(&mut self, position: usize) {
+        self.position = self.position.min(position);
+    }
+
+    /// The weights of the output projection's parts (for logits buffers).
+    pub(super) fn output(&self) -> &RowSplit {
+        self.weights.output()
+    }
+
     /// Runs `tokens` after the ones already seen and returns the logits at the last of them.
     /// Several tokens (a prompt) go through one plan built for their number; one token
     /// re-runs the decode plan.
     pub fn forward(&mut self, tokens: &[u32]) -> Result<Vec<f32>> {
-        if tokens.is_empty() {
-            return Err(Error::Invalid("forward needs at least one token".into()));
-        }
+        let last = tokens.len().saturating_sub(1);
+        let mut logits = self.forward_rows(tokens, &[last])?;
+        Ok(logits.pop().expect("one row asked for"))
+    }
+
+    /// Runs `tokens` after the ones already seen and returns the logits at every one of them
+    /// (row `i`: the distribution of the token after `tokens[i]`); speculative decoding
+    /// verifies a draft with it.
+    pub fn forward_all(&mut self, tokens: &[u32]) -> Result<Vec<Vec<f32>>> {
+        let all: Vec<usize> = (0..tokens.len()).collect();
+        self.forward_rows(tokens, &all)
+    }
+
+    /// `Err` unless every token of `prompt` is inside the vocabulary.
+    pub fn check_prompt(&self, prompt: &[u32]) -> Result<()> {
+        self.check_tokens(prompt)
+    }
+
+    /// `Err` unless every token is inside the vocabulary.
+    pub(super) fn check_tokens(&self, tokens: &[u32]) -> Result<()> {
         if let Some(&bad) = tokens
             .iter()
             .find(|&&t| t as usize >= self.config.vocab_size)
@@ -202,6 +329,15 @@ impl Llama {
                 self.config.vocab_size
             )));
         }
+        Ok(())
+    }
+
+    /// [`Llama::forward`] keeping the logits of the rows `keep` (indices into `tokens`).
+    fn forward_rows(&mut self, tokens: &[u32], keep: &[usize]) -> Result<Vec<Vec<f32>>> {
+        if tokens.is_empty() {
+            return Err(Error::Invalid("forward needs at least one token".into()));
+        }
+        self.check_tokens(tokens)?;
         let end = self.position + tokens.len();
         if end > self.capacity {
             return Err(Error::Invalid(format!(
@@ -213,78 +349,133 @@ impl Llama {
                 self.config.max_position_embeddings
             )));
         }
-        if tokens.len() == 1 {
-            self.decode_ids.write_u32(tokens)?;
-            self.decode
-                .as_ref()
-                .expect("built at load")
-                .run(self.position)?;
+        let position = self.position;
+        let single = self.single()?;
+        let logits = if tokens.len() == 1 && keep == [0] {
+            single.decode_ids.write_u32(tokens)?;
+            single.decode.run(position)?;
+            single.logits.read()?
         } else {
-            let ids = Tensor::from_u32(&self.gpu, &[tokens.len()], tokens)?;
-            self.plan(&ids, tokens.len())?.run(self.position)?;
-        }
+            let rows: Vec<u32> = keep.iter().map(|&r| r as u32).collect();
+            let logits = Logits::new(&self.gpu, self.weights.output(), rows.len(), self.dtype)?;
+            let single = self.single.as_ref().expect("made above");
+            self.plan(&StepIo {
+                ids: &Tensor::from_u32(&self.gpu, &[tokens.len()], tokens)?,
+                rows: tokens.len(),
+                kv: KvSource::Contiguous(&single.caches),
+                logit_rows: &Tensor::from_u32(&self.gpu, &[rows.len()], &rows)?,
+                logits: &logits,
+            })?
+            .run(position)?;
+            logits.read()?
+        };
         self.position = end;
-        self.logits.to_f32()
+        Ok(logits)
     }
 
     /// Kernel calls in one decode step (what a GPU pays in dispatch overhead per token).
-    pub fn decode_calls(&self) -> usize {
-        self.decode.as_ref().map_or(0, Plan::len)
+    pub fn decode_calls(&mut self) -> Result<usize> {
+        Ok(self.single()?.decode.len())
     }
 
     /// Times each kernel of one decode step at the current position (see [`Plan::profile`]).
     /// The step writes the cache row at that position, which the next token overwrites.
-    pub fn profile_decode(&self, repeats: u32) -> Result<Vec<KernelTime>> {
+    pub fn profile_decode(&mut self, repeats: u32) -> Result<Vec<KernelTime>> {
         if self.position >= self.capacity {
             return Err(Error::Invalid(
                 "the context is full; there is no decode step to profile".into(),
             ));
         }
-        self.decode
-            .as_ref()
-            .expect("built at load")
-            .profile(self.position, repeats)
+        let position = self.position;
+        self.single()?.decode.profile(position, repeats)
     }
 
-    /// The forward pass over `seq` tokens read from `ids`, compiled for every position the
-    /// cache allows.
-    fn plan(&self, ids: &Tensor, seq: usize) -> Result<Plan> {
+    /// The forward pass over `io.rows` tokens: compiled for every position the cache allows
+    /// (one sequence), or for positions read from the plan's inputs (a paged batch).
+    pub(super) fn plan(&self, io: &StepIo<'_>) -> Result<Plan> {
         let d = self.dtype;
+        let seq = io.rows;
         let hidden = self.config.hidden_size;
         let eps = self.config.rms_norm_eps as f32;
         let mut g = Graph::new(&self.gpu);
 
-        let ids = g.external(ids);
+        let ids = g.external(io.ids);
         let mut x = g.temp(&[seq, hidden], d);
         gather_rows(&mut g, ids, &self.weights.embed, x);
         if let Some(scale) = self.config.embed_scale {
             x = layers::unary(&mut g, x, Unary::Scale(scale), d);
         }
-        let rope_global = g.external(&self.rope);
-        let rope_local = self.rope_local.as_ref().map(|t| g.external(t));
+        // A batch gathers each table's rows at its tokens' positions once for all layers.
+        let positions = match &io.kv {
+            KvSource::Contiguous(_) => None,
+            KvSource::Paged { positions, .. } => Some(g.external(positions)),
+        };
+        let mut rope_at = |table: &Tensor| -> RopeAt {
+            let table = g.external(table);
+            match positions {
+                None => RopeAt {
+                    table,
+                    per_row: false,
+                },
+                Some(positions) => {
+                    let rows = g.temp(&[seq, self.config.head_dim], DType::F32);
+                    g.node("rope rows", &[positions, table, rows], |c| {
+                        gather::gather(c.gpu, c.tensor(0), c.tensor(1), 0, c.tensor(2))
+                    });
+                    RopeAt {
+                        table: rows,
+                        per_row: true,
+                    }
+                }
+            }
+        };
+        let rope_global = rope_at(&self.rope);
+        let rope_local = self.rope_local.as_ref().map(&mut rope_at);
+        let paged_inputs = match &io.kv {
+            KvSource::Contiguous(_) => None,
+            KvSource::Paged {
+                slots,
+                row_info,
+                table,
+                ..
+            } => Some((g.external(slots), g.external(row_info), g.external(table))),
+        };
 
-        for (layer, cache) in self.weights.layers.iter().zip(&self.caches) {
+        for (i, layer) in self.weights.layers.iter().enumerate() {
             let rope_table = match (layer.sliding, rope_local) {
                 (true, Some(local)) => local,
                 _ => rope_global,
             };
-            x = self.layer(&mut g, x, rope_table, layer, cache, seq)?;
+            let kv = match (&io.kv, paged_inputs) {
+                (KvSource::Contiguous(caches), _) => LayerKv::Contiguous {
+                    k: g.external(&caches[i].k),
+                    v: g.external(&caches[i].v),
+                },
+                (KvSource::Paged { pools, .. }, Some((slots, row_info, table))) => LayerKv::Paged {
+                    k: g.external(&pools.k[i]),
+                    v: g.external(&pools.v[i]),
+                    slots,
+                    row_info,
+                    table,
+                    block_size: pools.block_size,
+                },
+                (KvSource::Paged { .. }, None) => unreachable!("paged inputs are added above"),
+            };
+            x = self.layer(&mut g, x, rope_table, layer, kv, seq)?;
         }
 
-        // Only the last position's logits are needed.
-        let last_index = Tensor::from_u32(&self.gpu, &[1], &[(seq - 1) as u32])?;
-        let last_index = g.external(&last_index);
-        let last = g.temp(&[1, hidden], d);
-        g.node("last position", &[last_index, x, last], |c| {
+        // Only the rows asked for get logits.
+        let kept = io.logits.rows;
+        let logit_rows = g.external(io.logit_rows);
+        let last = g.temp(&[kept, hidden], d);
+        g.node("logit rows", &[logit_rows, x, last], |c| {
             gather::gather(c.gpu, c.tensor(0), c.tensor(1), 0, c.tensor(2))
         });
         let normed = rms_norm(&mut g, last, &self.weights.norm, eps, d);
         // Gemma 2 caps the logits: the projection writes a temporary, the cap the logits.
-        let vocab = self.config.vocab_size;
-        let uncapped = self.config.final_softcap.map(|_| g.temp(&[1, vocab], d));
-        for ((first, part), logits) in self.weights.output().parts.iter().zip(&self.logit_parts) {
-            let out = match uncapped {
-                Some(all) => g.slice(all, *first, &[1, part.rows()])?,
+        for ((_, part), (_, logits)) in self.weights.output().parts.iter().zip(&io.logits.parts) {
+            let out = match self.config.final_softcap {
+                Some(_) => g.temp(&[kept, part.rows()], d),
                 None => g.external(logits),
             };
             match part {
@@ -320,14 +511,17 @@ impl Llama {
                     );
                 }
             }
+            if let Some(cap) = self.config.final_softcap {
+                let logits = g.external(logits);
+                g.node("final softcap", &[out, logits], move |c| {
+                    elementwise::unary(c.gpu, Unary::SoftCap(cap), c.tensor(0), c.tensor(1))
+                });
+            }
         }
-        if let (Some(cap), Some(uncapped)) = (self.config.final_softcap, uncapped) {
-            let logits = g.external(&self.logits);
-            g.node("final softcap", &[uncapped, logits], move |c| {
-                elementwise::unary(c.gpu, Unary::SoftCap(cap), c.tensor(0), c.tensor(1))
-            });
+        match io.kv {
+            KvSource::Contiguous(_) => g.compile(self.capacity - seq),
+            KvSource::Paged { .. } => g.compile(0),
         }
-        g.compile(self.capacity - seq)
     }
 }
 
@@ -338,9 +532,9 @@ impl Llama {
         &self,
         g: &mut Graph,
         x: Id,
-        rope_table: Id,
+        rope: RopeAt,
         layer: &Layer,
-        cache: &KvCache,
+        kv: LayerKv,
         seq: usize,
     ) -> Result<Id> {
         let c = &self.config;
@@ -395,23 +589,61 @@ impl Llama {
             rotated = vec![q4, k4];
         }
         if layer.rope {
+            let per_row = rope.per_row;
             for t in rotated {
-                g.node("rope", &[t, rope_table], |c| {
-                    rope::rope(c.gpu, c.tensor(0), c.tensor(1), c.position())
+                g.node("rope", &[t, rope.table], move |c| {
+                    // Rows gathered per token start at row 0; the whole table at the step.
+                    let at = if per_row {
+                        Position::Fixed(0)
+                    } else {
+                        c.position()
+                    };
+                    rope::rope(c.gpu, c.tensor(0), c.tensor(1), at)
                 });
             }
         }
-        let (ck, cv) = (g.external(&cache.k), g.external(&cache.v));
-        g.node("kv append", &[k4, v4, ck, cv], |c| {
-            let k = write_rows(c.gpu, c.tensor(0), c.tensor(2), c.position())?;
-            Ok(k.then(write_rows(c.gpu, c.tensor(1), c.tensor(3), c.position())?))
-        });
         let a = g.temp(&[seq, heads * head_dim], d);
         let a4 = g.reshape(a, &[1, seq, heads, head_dim])?;
-        g.node("attention", &[q4, ck, cv, a4], move |c| {
-            let (q, k, v, out) = (c.tensor(0), c.tensor(1), c.tensor(2), c.tensor(3));
-            attention::attention(c.gpu, q, k, v, c.position(), true, scores, out)
-        });
+        match kv {
+            LayerKv::Contiguous { k: ck, v: cv } => {
+                g.node("kv append", &[k4, v4, ck, cv], |c| {
+                    let k = write_rows(c.gpu, c.tensor(0), c.tensor(2), c.position())?;
+                    Ok(k.then(write_rows(c.gpu, c.tensor(1), c.tensor(3), c.position())?))
+                });
+                g.node("attention", &[q4, ck, cv, a4], move |c| {
+                    let (q, k, v, out) = (c.tensor(0), c.tensor(1), c.tensor(2), c.tensor(3));
+                    attention::attention(c.gpu, q, k, v, c.position(), true, scores, out)
+                });
+            }
+            LayerKv::Paged {
+                k: pk,
+                v: pv,
+                slots,
+                row_info,
+                table,
+                block_size,
+            } => {
+                g.node("kv write", &[k4, v4, slots, pk, pv], |c| {
+                    let slots = c.tensor(2);
+                    let k = paged_kv::write_rows(c.gpu, c.tensor(0), slots, c.tensor(3))?;
+                    Ok(k.then(paged_kv::write_rows(
+                        c.gpu,
+                        c.tensor(1),
+                        slots,
+                        c.tensor(4),
+                    )?))
+                });
+                g.node(
+                    "paged attention",
+                    &[q4, pk, pv, row_info, table, a4],
+                    move |c| {
+                        let (q, k, v) = (c.tensor(0), c.tensor(1), c.tensor(2));
+                        let (rows, table, out) = (c.tensor(3), c.tensor(4), c.tensor(5));
+                        paged_kv::attention(c.gpu, q, k, v, rows, table, block_size, scores, out)
+                    },
+                );
+            }
+        }
         // The residual adds and the gated activation ride in the projections' stores
         // (Gemma normalises the attention's and the MLP's outputs first, then adds).
         let x = residual(

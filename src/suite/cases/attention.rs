@@ -224,3 +224,74 @@ pub(super) fn kv_append_cases() -> Vec<Entry> {
         })
         .into()
 }
+
+/// Paged attention: decode rows of sequences of 1 key, a block ± 1 and a few tiles; prompt
+/// chunks beside decode rows; every head grouping; a window and a soft-cap; head sizes 32
+/// to 256; blocks of 1, 16 and 13 positions. And the row write into the pool.
+pub(super) fn paged_cases() -> Vec<Entry> {
+    let spec =
+        |seqs: &[(usize, usize)], heads: (usize, usize), head_dim, block_size| PagedAttentionSpec {
+            seqs: seqs.to_vec(),
+            n_heads: heads.0,
+            n_kv_heads: heads.1,
+            head_dim,
+            block_size,
+            softcap: None,
+            window: None,
+        };
+    let mixed: &[(usize, usize)] = &[(1, 1), (15, 1), (16, 1), (17, 1), (150, 1), (40, 9)];
+    let mut list: Vec<Entry> = HEAD_GROUPS
+        .iter()
+        .map(|&heads| entry(spec(mixed, heads, 64, 16), true, BenchTier::No))
+        .collect();
+    for head_dim in [32, 80, 128, 256] {
+        list.push(entry(
+            spec(mixed, (4, 2), head_dim, 16),
+            true,
+            BenchTier::No,
+        ));
+    }
+    list.push(entry(
+        spec(&[(5, 5), (9, 2), (3, 1)], (4, 2), 64, 1),
+        true,
+        BenchTier::No,
+    ));
+    list.push(entry(
+        spec(&[(70, 70), (33, 1)], (8, 2), 64, 13),
+        true,
+        BenchTier::No,
+    ));
+    list.push(entry(
+        PagedAttentionSpec {
+            window: Some(20),
+            ..spec(mixed, (4, 1), 64, 16)
+        },
+        true,
+        BenchTier::No,
+    ));
+    list.push(entry(
+        PagedAttentionSpec {
+            softcap: Some(2.0),
+            ..spec(mixed, (4, 2), 64, 16)
+        },
+        true,
+        BenchTier::No,
+    ));
+    // A decode step of 16 sequences of 1024 keys (the batched-decode bench shape).
+    let batch: Vec<(usize, usize)> = vec![(1024, 1); 16];
+    list.push(entry(
+        spec(&batch, (32, 4), 64, 16),
+        false,
+        BenchTier::Quick,
+    ));
+    for (rows, pool_rows) in [(1, 1), (7, 48), (64, 257)] {
+        let write = PagedWriteSpec {
+            rows,
+            pool_rows,
+            n_kv_heads: 3,
+            head_dim: 8,
+        };
+        list.push(entry(write, true, BenchTier::No));
+    }
+    list
+}

@@ -27,6 +27,7 @@ pub fn cases() -> Vec<Case> {
             attention::attention_cases(dtype),
             attention::rope_cases(),
             attention::kv_append_cases(),
+            attention::paged_cases(),
             unet::conv_cases(dtype),
             unet::group_norm_cases(dtype),
             unet::spatial_cases(),
