@@ -114,6 +114,10 @@ pub enum Error {
     #[error("{0}")]
     Invalid(String),
 
+    /// The caller asked to stop (a reply interrupted with Ctrl-C).
+    #[error("stopped")]
+    Stopped,
+
     /// No room now (a full request queue); the same call may succeed later.
     #[error("busy: {0}")]
     Busy(String),

@@ -51,9 +51,29 @@ mesa_is_new_enough() {
     [ "$major" -gt "$MIN_MAJOR" ] || { [ "$major" -eq "$MIN_MAJOR" ] && [ "$minor" -ge "$MIN_MINOR" ]; }
 }
 
+# Programs the tests run inside the root besides the test binaries: curl (the raw
+# server-sent-events client of tests/serve.rs).
+TOOLS="curl"
+
+install_tools() { # $1: the root
+    local missing="" tool
+    for tool in $TOOLS; do
+        chroot "$1" sh -c "command -v $tool" >/dev/null 2>&1 || missing="$missing $tool"
+    done
+    [ -z "$missing" ] && return 0
+    echo "tools/mesa26.sh: installing$missing in $1"
+    chroot "$1" apt-get update -qq >>"$ROOT.log" 2>&1 ||
+        die "apt-get update inside the root failed; see $ROOT.log"
+    # shellcheck disable=SC2086
+    chroot "$1" env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+        $missing >>"$ROOT.log" 2>&1 || die "installing$missing in the root failed; see $ROOT.log"
+    chroot "$1" apt-get clean
+}
+
 build() {
     [ "$(id -u)" -eq 0 ] || die "building the root needs root (debootstrap, chroot)"
     if [ -f "$ROOT/.tessera-ready" ] && mesa_is_new_enough; then
+        install_tools "$ROOT"
         echo "tools/mesa26.sh: $ROOT holds Mesa $(mesa_version) (reused)"
         return 0
     fi
@@ -75,6 +95,7 @@ build() {
     chroot "$ROOT.partial" env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
         --no-install-recommends -t trixie-backports mesa-vulkan-drivers libvulkan1 >>"$ROOT.log" 2>&1 ||
         die "installing mesa-vulkan-drivers from trixie-backports failed; see $ROOT.log"
+    install_tools "$ROOT.partial"
     chroot "$ROOT.partial" apt-get clean
     rm -rf "$ROOT"
     mv "$ROOT.partial" "$ROOT"

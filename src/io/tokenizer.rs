@@ -88,6 +88,17 @@ impl Tokenizer {
         Ok(encoding.get_ids().to_vec())
     }
 
+    /// The ids of `text` exactly as written, adding no special tokens (a rendered chat
+    /// template, which writes its own).
+    pub fn encode_plain(&self, text: &str) -> Result<Vec<u32>> {
+        let encoding = self
+            .contained("cannot encode the prompt", || {
+                self.inner.encode(text, false)
+            })?
+            .map_err(|e| self.error("cannot encode the prompt", e))?;
+        Ok(encoding.get_ids().to_vec())
+    }
+
     /// The text of `ids`, special tokens left out.
     pub fn decode(&self, ids: &[u32]) -> Result<String> {
         self.contained("cannot decode tokens", || self.inner.decode(ids, true))?

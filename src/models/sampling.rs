@@ -57,11 +57,19 @@ impl Sampler {
 
     /// The next token for `logits`.
     pub fn sample(&mut self, logits: &[f32]) -> Result<u32> {
+        let candidates = self.probabilities(logits)?;
+        Ok(self.draw(&candidates))
+    }
+
+    /// The distribution [`Sampler::sample`] draws from: the candidate tokens with their
+    /// probabilities (summing to 1), most likely first; one token with probability 1 when
+    /// greedy.
+    pub fn probabilities(&self, logits: &[f32]) -> Result<Vec<(u32, f64)>> {
         if logits.is_empty() || logits.iter().any(|l| l.is_nan()) {
             return Err(Error::Invalid("the model produced NaN logits".into()));
         }
         if self.config.temperature == 0.0 || self.config.top_k == Some(1) {
-            return Ok(argmax(logits));
+            return Ok(vec![(argmax(logits), 1.0)]);
         }
         let mut order: Vec<usize> = (0..logits.len()).collect();
         order.sort_by(|&a, &b| logits[b].total_cmp(&logits[a]).then(a.cmp(&b)));
@@ -89,14 +97,32 @@ impl Sampler {
             order.truncate(keep);
         }
         let total: f64 = probs.iter().sum();
+        Ok(order
+            .iter()
+            .zip(probs)
+            .map(|(&i, p)| (i as u32, p / total))
+            .collect())
+    }
+
+    /// A token drawn from `candidates` (weights need not sum to 1; at least one).
+    pub fn draw(&mut self, candidates: &[(u32, f64)]) -> u32 {
+        if let [(only, _)] = candidates {
+            return *only;
+        }
+        let total: f64 = candidates.iter().map(|c| c.1).sum();
         let mut u = self.rng.uniform(0.0, total);
-        for (p, &i) in probs.iter().zip(&order) {
-            if u < *p {
-                return Ok(i as u32);
+        for &(token, p) in candidates {
+            if u < p {
+                return token;
             }
             u -= p;
         }
-        Ok(*order.last().expect("at least one candidate") as u32)
+        candidates.last().expect("at least one candidate").0
+    }
+
+    /// A uniform draw in [0, 1) from the sampler's generator.
+    pub fn uniform(&mut self) -> f64 {
+        self.rng.uniform(0.0, 1.0)
     }
 }
 

@@ -122,6 +122,7 @@ pub struct Engine {
     waiting: VecDeque<Seq>,
     running: Vec<Seq>,
     next_id: SeqId,
+    cancelled: usize,
 }
 
 impl Engine {
@@ -140,6 +141,7 @@ impl Engine {
             waiting: VecDeque::new(),
             running: Vec::new(),
             next_id: 0,
+            cancelled: 0,
         })
     }
 
@@ -159,6 +161,11 @@ impl Engine {
     /// Sequences in the running batch.
     pub fn running(&self) -> usize {
         self.running.len()
+    }
+
+    /// Requests cancelled so far (by the caller, or by a listener that went away).
+    pub fn cancelled(&self) -> usize {
+        self.cancelled
     }
 
     pub fn is_idle(&self) -> bool {
@@ -397,6 +404,9 @@ impl Engine {
 
     fn finish(&mut self, mut seq: Seq, reason: FinishReason) {
         self.cache.release(seq.id);
+        if reason == FinishReason::Cancelled {
+            self.cancelled += 1;
+        }
         (seq.sink)(Event::Finished {
             reason,
             prompt_tokens: seq.request.prompt.len(),

@@ -53,6 +53,17 @@ pub struct GenerateArgs {
     /// Afterwards, time each kernel of one decode step and print the table to stderr.
     #[arg(long)]
     profile: bool,
+    /// Speculative decoding: this smaller model (same vocabulary) drafts tokens that the
+    /// model verifies several at a time. Greedy output is unchanged; --stats prints the
+    /// acceptance rate.
+    #[arg(long, value_name = "PATH")]
+    draft: Option<std::path::PathBuf>,
+    /// Tokens the draft proposes per verifying pass.
+    #[arg(long, default_value_t = 4, requires = "draft")]
+    draft_tokens: usize,
+    /// Quantize the draft model at load (q8_0, q4_0, q4_k).
+    #[arg(long, value_parser = ["q8_0", "q4_0", "q4_k"], requires = "draft")]
+    draft_quant: Option<String>,
 }
 
 /// The demo model `generate` uses when no `--model` is given.
@@ -133,6 +144,16 @@ pub fn generate(adapter: Option<&str>, args: &GenerateArgs) -> Result<bool> {
         ..LoadOptions::default()
     };
     let mut model = Llama::load(&gpu, &dir, &options)?;
+    let mut draft = match &args.draft {
+        Some(path) => {
+            let options = LoadOptions {
+                quantize: args.draft_quant.as_deref().map(str::parse).transpose()?,
+                ..options.clone()
+            };
+            Some(Llama::load(&gpu, path, &options)?)
+        }
+        None => None,
+    };
     let generate = GenerateOptions {
         max_tokens: args.max_tokens,
         sampler: SamplerConfig {
@@ -152,14 +173,24 @@ pub fn generate(adapter: Option<&str>, args: &GenerateArgs) -> Result<bool> {
         // The continuation reads on from the prompt.
         stdout.write(text)?;
     }
-    let generated = model.generate(&prompt, &generate, |token| {
+    let on_token = |token| {
         if !args.json
             && let Some(stream) = stream.as_mut()
         {
             stdout.write(&stream.push(token)?)?;
         }
         Ok(())
-    });
+    };
+    let mut speculation = None;
+    let generated = match draft.as_mut() {
+        None => model.generate(&prompt, &generate, on_token),
+        Some(draft) => model
+            .generate_speculative(draft, args.draft_tokens, &prompt, &generate, on_token)
+            .map(|(out, stats)| {
+                speculation = Some(stats);
+                out
+            }),
+    };
     // A reader that went away (`| head`) ends the generation quietly.
     if stdout.closed {
         return Ok(true);
@@ -181,6 +212,15 @@ pub fn generate(adapter: Option<&str>, args: &GenerateArgs) -> Result<bool> {
             "prompt_tokens_per_second": prompt_rate,
             "generation_tokens_per_second": decode_rate,
         });
+        let mut json = json;
+        if let Some(s) = speculation {
+            json["draft"] = serde_json::json!({
+                "drafted": s.drafted,
+                "accepted": s.accepted,
+                "acceptance_rate": s.acceptance_rate(),
+                "target_passes": s.target_passes,
+            });
+        }
         stdout.write(&format!("{json}\n"))?;
     } else if let Some(stream) = stream.as_mut() {
         stdout.write(&format!("{}\n", stream.finish()?))?;
@@ -205,6 +245,17 @@ pub fn generate(adapter: Option<&str>, args: &GenerateArgs) -> Result<bool> {
             out.stop,
             gpu.report().summary()
         );
+        if let Some(s) = speculation {
+            eprintln!(
+                "draft: {} of {} drafted tokens accepted (acceptance rate {:.1}%), {} target \
+                 passes for {} tokens",
+                s.accepted,
+                s.drafted,
+                100.0 * s.acceptance_rate(),
+                s.target_passes,
+                out.tokens.len()
+            );
+        }
     }
     if args.profile {
         let times = model.profile_decode(5)?;

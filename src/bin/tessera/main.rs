@@ -4,6 +4,7 @@
 mod diffusion;
 mod generate;
 mod kernels;
+mod serve;
 
 use std::process::ExitCode;
 
@@ -32,6 +33,11 @@ struct Cli {
 enum Command {
     /// Generate text with a LLaMA-family checkpoint (Llama, Mistral, Qwen2).
     Generate(generate::GenerateArgs),
+    /// Serve a decoder over OpenAI's HTTP API (completions, chat, streaming), many requests
+    /// batched together.
+    Serve(serve::ServeArgs),
+    /// Chat with a decoder in the terminal, through its chat template.
+    Chat(serve::ChatArgs),
     /// Sample images with a diffusers UNet2DModel and its DDPM / DDIM scheduler.
     Sample(diffusion::SampleArgs),
     /// Run one UNet forward on a safetensors input (tensor "sample") and write its output.
@@ -123,6 +129,8 @@ fn main() -> ExitCode {
     let adapter = cli.adapter.as_deref();
     let outcome = match cli.command {
         Command::Generate(args) => generate::generate(adapter, &args),
+        Command::Serve(args) => serve::serve(adapter, &args),
+        Command::Chat(args) => serve::chat(adapter, &args),
         Command::Sample(args) => diffusion::sample(adapter, &args),
         Command::UnetEps(args) => diffusion::unet_eps(adapter, &args),
         Command::Info { json } => kernels::info(json),

@@ -6,6 +6,7 @@ mod config;
 mod generate;
 pub mod gguf;
 mod model;
+mod speculative;
 mod weights;
 
 pub use crate::io::gguf::is_gguf;
@@ -13,4 +14,5 @@ pub use batch::{Chunk, DEFAULT_BLOCK_SIZE, PagedCache, PagedOptions};
 pub use config::{Architecture, LlamaConfig};
 pub use generate::{GenerateOptions, Generation};
 pub use model::{DEFAULT_MAX_CONTEXT, Llama, LoadOptions};
+pub use speculative::SpeculativeStats;
 pub use weights::expected_tensors;

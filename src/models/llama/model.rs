@@ -92,6 +92,18 @@ struct Single {
     logits: Logits,
     decode_ids: Tensor,
     decode: Plan,
+    /// Plans that keep every row's logits, by row count up to [`VERIFY_PLANS_UP_TO`]
+    /// (speculative decoding verifies a few draft tokens per pass).
+    verify: Vec<(usize, VerifyPlan)>,
+}
+
+/// Row counts whose all-rows plans are kept for reuse.
+const VERIFY_PLANS_UP_TO: usize = 16;
+
+struct VerifyPlan {
+    ids: Tensor,
+    logits: Logits,
+    plan: Plan,
 }
 
 /// Logits of `rows` positions, `[rows, vocab]`, as one tensor per part of the output
@@ -257,6 +269,7 @@ impl Llama {
                 logits,
                 decode_ids,
                 decode,
+                verify: Vec::new(),
             });
         }
         Ok(self.single.as_ref().expect("made above"))
@@ -351,10 +364,37 @@ impl Llama {
         }
         let position = self.position;
         let single = self.single()?;
-        let logits = if tokens.len() == 1 && keep == [0] {
+        let n = tokens.len();
+        let every_row = keep.len() == n && keep.iter().enumerate().all(|(i, &r)| i == r);
+        let logits = if n == 1 && keep == [0] {
             single.decode_ids.write_u32(tokens)?;
             single.decode.run(position)?;
             single.logits.read()?
+        } else if every_row && n <= VERIFY_PLANS_UP_TO {
+            if !single.verify.iter().any(|(rows, _)| *rows == n) {
+                let ids = Tensor::from_u32(&self.gpu, &[n], tokens)?;
+                let all: Vec<u32> = (0..n as u32).collect();
+                let logits = Logits::new(&self.gpu, self.weights.output(), n, self.dtype)?;
+                let single = self.single.as_ref().expect("made above");
+                let plan = self.plan(&StepIo {
+                    ids: &ids,
+                    rows: n,
+                    kv: KvSource::Contiguous(&single.caches),
+                    logit_rows: &Tensor::from_u32(&self.gpu, &[n], &all)?,
+                    logits: &logits,
+                })?;
+                let single = self.single.as_mut().expect("made above");
+                single.verify.push((n, VerifyPlan { ids, logits, plan }));
+            }
+            let single = self.single.as_ref().expect("made above");
+            let (_, verify) = single
+                .verify
+                .iter()
+                .find(|(rows, _)| *rows == n)
+                .expect("made above");
+            verify.ids.write_u32(tokens)?;
+            verify.plan.run(position)?;
+            verify.logits.read()?
         } else {
             let rows: Vec<u32> = keep.iter().map(|&r| r as u32).collect();
             let logits = Logits::new(&self.gpu, self.weights.output(), rows.len(), self.dtype)?;
