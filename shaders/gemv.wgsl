@@ -14,6 +14,9 @@
 //   decoder's norm fused into the projection after it: each workgroup first reduces x's sum of
 //   squares itself (x is one row, read from cache), then uses x[k] · norm_w[k] in the dot
 //   products and scales the sums by the inverse RMS.
+// gemv_nk_rows: gemv_nk over p.rows rows of x at once (a decode step of several sequences):
+//   each lane keeps one partial sum per row of a group of ROWS (4) rows, so a group reads W once
+//   instead of once per row; grid z is the row group, x and y rows are p.k and p.n apart.
 // Output groups lie on a 2-D workgroup grid (flat = x + y * nwg.x); z is the batch.
 
 struct Params {
@@ -26,6 +29,11 @@ struct Params {
     batch_stride_y: u32,
     // gemv_nk_norm only: RMSNorm's epsilon.
     eps: f32,
+    // gemv_nk_rows only: rows of x.
+    rows: u32,
+    _pad0: u32,
+    _pad1: u32,
+    _pad2: u32,
 }
 
 override WG: u32 = 256u;
@@ -33,6 +41,8 @@ override WG: u32 = 256u;
 // sets it when K is a multiple of 8 and W's offset allows.
 override PACKED: bool = false;
 const LANES: u32 = 32u;
+// Rows of x per gemv_nk_rows workgroup (the lanes of a vec4 of sums).
+const ROWS: u32 = 4u;
 const COLS: u32 = 64u;
 
 @group(0) @binding(0) var<uniform> p: Params;
@@ -180,5 +190,50 @@ fn gemv_nk_norm(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) n
     let total = row_total(lid, lane, sum);
     if (lane == 0u && n < p.n) {
         finish(n, wg.z, total * inv_rms);
+    }
+}
+
+@compute @workgroup_size(WG)
+fn gemv_nk_rows(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+                @builtin(local_invocation_index) lid: u32) {
+    let lane = lid % LANES;
+    let n = (wg.x + wg.y * nwg.x) * (WG / LANES) + lid / LANES;
+    let first = wg.z * ROWS;
+    let count = min(ROWS, p.rows - first);
+    let w_row = n * p.k;
+    // The group's four rows of x (rows past the end re-read the last one and are not
+    // stored), their sums one vec4 in registers.
+    let last = p.rows - 1u;
+    let base = vec4<u32>(first, min(first + 1u, last), min(first + 2u, last),
+                         min(first + 3u, last)) * p.k;
+
+    var sums = vec4<f32>();
+    if (n < p.n) {
+        if (PACKED) {
+            for (var i = lane; i < p.k / 8u; i += LANES) {
+                let m = w_packed[w_row / 8u + i];
+                let k0 = i * 8u;
+                for (var j = 0u; j < 4u; j++) {
+                    let a = base + vec4<u32>(k0 + j);
+                    let b = a + vec4<u32>(4u);
+                    let xa = vec4<f32>(f32(x[a.x]), f32(x[a.y]), f32(x[a.z]), f32(x[a.w]));
+                    let xb = vec4<f32>(f32(x[b.x]), f32(x[b.y]), f32(x[b.z]), f32(x[b.w]));
+                    sums = fma(xa, vec4<f32>(f32(m[0][j])), sums);
+                    sums = fma(xb, vec4<f32>(f32(m[1][j])), sums);
+                }
+            }
+        } else {
+            for (var kk = lane; kk < p.k; kk += LANES) {
+                let a = base + vec4<u32>(kk);
+                let xv = vec4<f32>(f32(x[a.x]), f32(x[a.y]), f32(x[a.z]), f32(x[a.w]));
+                sums = fma(xv, vec4<f32>(f32(w[w_row + kk])), sums);
+            }
+        }
+    }
+    for (var r = 0u; r < ROWS; r++) {
+        let total = row_total(lid, lane, sums[r]);
+        if (lane == 0u && n < p.n && r < count) {
+            finish(n, first + r, total);
+        }
     }
 }

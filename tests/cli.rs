@@ -391,9 +391,9 @@ fn bench_models_quick_writes_model_figures() {
         serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
     std::fs::remove_file(&path).ok();
     let rows = json["models"].as_array().unwrap();
-    // prefill, decode, decode with Q8_0 and with Q4_K weights, a mixture-of-experts decode
-    // and two UNet batches per dtype the adapter has
-    assert!(rows.len() == 7 || rows.len() == 14, "{rows:?}");
+    // prefill, decode, batched decode of 1, 4 and 16 sequences, decode with Q8_0 and with
+    // Q4_K weights, a mixture-of-experts decode and two UNet batches per dtype the adapter has
+    assert!(rows.len() == 10 || rows.len() == 20, "{rows:?}");
 
     for row in rows {
         let rate = row["per_second"].as_f64().unwrap();
@@ -402,10 +402,13 @@ fn bench_models_quick_writes_model_figures() {
     }
     let phases: Vec<&str> = rows.iter().map(|r| r["phase"].as_str().unwrap()).collect();
     assert_eq!(
-        &phases[..7],
+        &phases[..10],
         [
             "prefill",
             "decode",
+            "batched decode, 1 sequence",
+            "batched decode, 4 sequences",
+            "batched decode, 16 sequences",
             "decode, Q8_0 weights",
             "decode, Q4_K weights",
             "decode, 2 of 8 experts",
@@ -414,7 +417,17 @@ fn bench_models_quick_writes_model_figures() {
         ]
     );
     assert!(rows[1]["weight_gbytes_per_second"].as_f64().unwrap() > 0.0);
-    assert!(rows[4]["weight_gbytes_per_second"].as_f64().unwrap() > 0.0);
+    assert!(rows[7]["weight_gbytes_per_second"].as_f64().unwrap() > 0.0);
+    // The batched rows state their ratio to one sequence.
+    for row in &rows[3..5] {
+        assert!(
+            row["detail"]
+                .as_str()
+                .unwrap()
+                .contains("x the aggregate rate of one sequence"),
+            "{row}"
+        );
+    }
 }
 
 /// A GGUF file runs like a checkpoint directory (greedy tokens as transformers gave them for

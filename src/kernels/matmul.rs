@@ -87,7 +87,17 @@ pub enum Path {
     Coop,
     /// Only for M = 1.
     Gemv,
+    /// The tiled kernel with tiles of 4 × 256 (M ≤ 4) or 16 × 64 outputs: few rows.
+    Short,
+    /// The GEMV over several rows (M ≤ [`GEMV_ROWS_MAX`], a `[N, K]` weight, no batch): each
+    /// group of four rows reads the weight once. [`Path::Auto`] takes it for 2 ≤ M ≤ 16.
+    GemvRows,
 }
+
+/// The most rows [`Path::GemvRows`] takes (beyond, the tiled kernels' reuse wins).
+pub const GEMV_ROWS_MAX: usize = 16;
+/// Rows of x per `gemv_nk_rows` workgroup (the shader's `ROWS`).
+const GEMV_ROWS_GROUP: usize = 4;
 
 /// What a matmul does to each output value after the product and the bias, fused into its
 /// store, without its operand: see [`Epilogue`].
@@ -182,6 +192,8 @@ impl<'a> Epilogue<'a> {
 /// The tiled kernels, as chosen for one call.
 enum TiledKernel {
     Small,
+    /// 16 × 64 tiles: few rows (a decode step of several sequences).
+    Short,
     Wide,
     /// On the adapter's cooperative matrices.
     Coop(CoopFacts),
@@ -236,6 +248,8 @@ struct GemvParams {
     batch_stride_w: u32,
     batch_stride_y: u32,
     eps: f32,
+    rows: u32,
+    _pad: [u32; 3],
 }
 
 fn tiled_key(dtype: DType, layout: BLayout) -> PipelineKey {
@@ -243,6 +257,36 @@ fn tiled_key(dtype: DType, layout: BLayout) -> PipelineKey {
     let overrides = [
         ("WG_M", WG_M),
         ("WG_N", WG_N),
+        ("TILE_K", TILE_K),
+        ("B_NK", b_nk),
+    ];
+    PipelineKey::new(MATMUL, "matmul", dtype, &overrides)
+}
+
+/// Invocation rows of the short tiled variant's 16-row tiles.
+const SHORT_WG_M: u32 = 4;
+
+/// The short tiles' invocation grid (rows, columns) for `m` rows: 4 × 256 tiles up to four
+/// rows, 16 × 64 beyond.
+fn short_wg(m: u32) -> (u32, u32) {
+    if m <= TM { (1, 64) } else { (SHORT_WG_M, WG_N) }
+}
+
+/// Whether few-row products ([`Path::Auto`] with 2 ≤ M ≤ [`GEMV_ROWS_MAX`]) take the short
+/// tiles rather than the multi-row GEMV: on CPU adapters, where arithmetic bounds a decode
+/// step and the tiles' register blocking does more per load (on lavapipe, 16 rows cost 4×
+/// one row with short tiles and 14× with the multi-row GEMV); on GPUs, where a decode step
+/// is bound by reading the weights, the GEMV reads them once per four rows over N/8
+/// workgroups.
+fn few_rows_on_cpu(gpu: &Gpu) -> bool {
+    gpu.report().device_type == "Cpu"
+}
+
+fn short_key(dtype: DType, layout: BLayout, (wg_m, wg_n): (u32, u32)) -> PipelineKey {
+    let b_nk = u32::from(layout == BLayout::NK);
+    let overrides = [
+        ("WG_M", wg_m),
+        ("WG_N", wg_n),
         ("TILE_K", TILE_K),
         ("B_NK", b_nk),
     ];
@@ -325,10 +369,13 @@ pub(crate) fn pipeline_keys() -> Vec<PipelineKey> {
     for dtype in DType::ALL {
         for layout in [BLayout::KN, BLayout::NK] {
             keys.push(tiled_key(dtype, layout));
+            for m in [TM, TM * SHORT_WG_M] {
+                keys.push(short_key(dtype, layout, short_wg(m)));
+            }
             keys.push(wide_key(dtype, layout));
         }
         keys.push(gemv_kn_key(dtype));
-        for entry in ["gemv_nk", "gemv_nk_norm"] {
+        for entry in ["gemv_nk", "gemv_nk_norm", "gemv_nk_rows"] {
             for packed in [false, true] {
                 keys.push(gemv_nk_key(entry, dtype, packed));
             }
@@ -506,9 +553,29 @@ fn matmul_impl<'a>(
             ));
         }
     }
+    let rows_fit = (1..=GEMV_ROWS_MAX).contains(&d.m)
+        && d.batch == 1
+        && layout == BLayout::NK
+        && norm.is_none();
+    let gemv_rows = match path {
+        Path::Auto => rows_fit && d.m >= 2 && !few_rows_on_cpu(gpu),
+        Path::GemvRows if rows_fit => true,
+        Path::GemvRows => {
+            return Err(Error::shape(
+                op,
+                format!(
+                    "the multi-row GEMV takes 1 to {GEMV_ROWS_MAX} rows of one batch against \
+                     a [N, K] weight, not M = {} (batch {}) with {layout:?}",
+                    d.m, d.batch
+                ),
+            ));
+        }
+        _ => false,
+    };
     let use_gemv = match path {
+        _ if gemv_rows => true,
         Path::Auto => d.m == 1,
-        Path::Tiled | Path::Wide | Path::Coop => false,
+        Path::Tiled | Path::Wide | Path::Coop | Path::GemvRows | Path::Short => false,
         Path::Gemv if d.m == 1 => true,
         Path::Gemv => {
             return Err(Error::shape(
@@ -560,6 +627,8 @@ fn matmul_impl<'a>(
             batch_stride_w: if b_shared { 0 } else { stride(n, k)? },
             batch_stride_y: n,
             eps: norm.map_or(0.0, |(_, eps)| eps),
+            rows: m,
+            _pad: [0; 3],
         };
         let per_group = match layout {
             BLayout::NK => GEMV_NK_ROWS,
@@ -571,16 +640,27 @@ fn matmul_impl<'a>(
             (BLayout::NK, norm) => {
                 let entry = if norm.is_some() {
                     "gemv_nk_norm"
+                } else if gemv_rows {
+                    "gemv_nk_rows"
                 } else {
                     "gemv_nk"
                 };
                 let norm_w = spare_or(norm.map(|(w, _)| w));
                 let w_packed = spare_or(packed.then_some(b));
-                tensors.extend([(6, norm_w), (7, w_packed)]);
+                // The multi-row entry has no norm and no norm binding.
+                if !gemv_rows {
+                    tensors.push((6, norm_w));
+                }
+                tensors.push((7, w_packed));
                 gemv_nk_key(entry, dtype, packed)
             }
         };
-        prepare(gpu, &key, &params, &tensors, [x, y, batch])?
+        let z = if gemv_rows {
+            to_u32(op, "row groups", d.m.div_ceil(GEMV_ROWS_GROUP))?
+        } else {
+            batch
+        };
+        prepare(gpu, &key, &params, &tensors, [x, y, z])?
     } else {
         let params = TiledParams {
             m,
@@ -603,12 +683,18 @@ fn matmul_impl<'a>(
             None if path == Path::Wide || (path == Path::Auto && fills_wide_tile) => {
                 TiledKernel::Wide
             }
+            None if path == Path::Short
+                || (path == Path::Auto && rows_fit && d.m >= 2 && few_rows_on_cpu(gpu)) =>
+            {
+                TiledKernel::Short
+            }
             None => TiledKernel::Small,
         };
         let (tile_m, tile_n) = match kernel {
             TiledKernel::Coop(coop) => (coop_tile(coop.fragment), coop_tile(coop.fragment)),
             TiledKernel::Wide => (WIDE_TILE, WIDE_TILE),
             TiledKernel::Small => (WG_M * TM, WG_N * TN),
+            TiledKernel::Short => (short_wg(m).0 * TM, short_wg(m).1 * TN),
         };
         let (col_tiles, row_tiles) = (n.div_ceil(tile_n), m.div_ceil(tile_m));
         if row_tiles > max_z || col_tiles > max_z {
@@ -623,6 +709,7 @@ fn matmul_impl<'a>(
             TiledKernel::Coop(coop) => coop_key(layout, coop),
             TiledKernel::Wide => wide_key(dtype, layout),
             TiledKernel::Small => tiled_key(dtype, layout),
+            TiledKernel::Short => short_key(dtype, layout, short_wg(m)),
         };
         prepare(gpu, &key, &params, &tensors, grid)?
     };

@@ -70,7 +70,9 @@ impl CaseSpec for MatmulSpec {
         if self.norm {
             return "norm_gemv";
         }
-        if self.dims().m == 1 && matches!(self.path, Path::Auto | Path::Gemv) {
+        if self.path == Path::GemvRows {
+            "gemv_rows"
+        } else if self.dims().m == 1 && matches!(self.path, Path::Auto | Path::Gemv) {
             "gemv"
         } else {
             "matmul"
@@ -100,6 +102,7 @@ impl CaseSpec for MatmulSpec {
             Path::Tiled if self.m == 1 => s += " tiled",
             Path::Tiled if self.m >= 128 && self.n >= 128 => s += " tiled",
             Path::Wide => s += " wide",
+            Path::Short => s += " short",
             Path::Coop => s += " coop",
             _ => {}
         }

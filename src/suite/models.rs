@@ -13,7 +13,9 @@ use crate::gpu::Gpu;
 use crate::io::{Checkpoint, ConfigJson};
 use crate::kernels::quant::GgmlType;
 use crate::models::diffusion::{UNet, UNetConfig};
-use crate::models::llama::{Llama, LlamaConfig, LoadOptions, expected_tensors};
+use crate::models::llama::{
+    Chunk, Llama, LlamaConfig, LoadOptions, PagedOptions, expected_tensors,
+};
 use crate::tensor::DType;
 
 /// TinyLlama/TinyLlama-1.1B-Chat-v1.0's config.json (the keys tessera reads).
@@ -139,6 +141,10 @@ pub fn bench_models(
     let plan = plan(quick);
     let mut rows = bench_llama(gpu, &plan, dtype)?;
     rows.iter().for_each(&mut on_row);
+    for row in bench_batched_decode(gpu, &plan, dtype)? {
+        on_row(&row);
+        rows.push(row);
+    }
     for t in [GgmlType::Q8_0, GgmlType::Q4_K] {
         let row = bench_packed_decode(gpu, &plan, dtype, t)?;
         on_row(&row);
@@ -231,6 +237,96 @@ fn bench_llama(gpu: &Gpu, plan: &Plan, dtype: DType) -> Result<Vec<ModelRow>> {
             ),
         ),
     ])
+}
+
+/// Sequences decoded together in the batched-decode rows.
+pub const CONCURRENT_SEQUENCES: [usize; 3] = [1, 4, 16];
+
+/// Aggregate decode tokens/s of [`CONCURRENT_SEQUENCES`] sequences decoded together on a
+/// paged KV cache (one step = one token of every sequence, the projections one matmul over
+/// their rows, the logits of every sequence read back), after each sequence's prompt. The
+/// bandwidth counts the weights one step reads; the detail gives the ratio to one sequence.
+fn bench_batched_decode(gpu: &Gpu, plan: &Plan, dtype: DType) -> Result<Vec<ModelRow>> {
+    let (name, json) = plan.llama;
+    let config = LlamaConfig::from_json(&ConfigJson::parse(name, json)?)?;
+    let tensors = expected_tensors(&config);
+    let parameters: u64 = tensors
+        .iter()
+        .map(|(_, shape)| shape.iter().product::<usize>() as u64)
+        .sum();
+    let embedding = (config.vocab_size * config.hidden_size) as u64;
+    let read_per_step = (parameters - embedding) * dtype.size() as u64;
+    let (prompt_len, steps) = (plan.prompt_tokens.min(64), plan.decode_tokens);
+    let context = prompt_len + steps + 1;
+    let options = LoadOptions {
+        dtype,
+        max_context: Some(context),
+        ..LoadOptions::default()
+    };
+    let model = Llama::from_parts(gpu, config, &Checkpoint::synthetic(1), &options)?;
+    let vocab = model.config().vocab_size as u32;
+    let mut rows = Vec::new();
+    let mut single_rate = None;
+    for n in CONCURRENT_SEQUENCES {
+        let block_size = 16;
+        let paged = PagedOptions {
+            block_size,
+            blocks: Some(n * context.div_ceil(block_size)),
+        };
+        let mut cache = model.paged_cache(paged)?;
+        let prompts: Vec<Vec<u32>> = (0..n as u32)
+            .map(|s| {
+                (0..prompt_len as u32)
+                    .map(|i| (i * 7919 + s * 104_729) % vocab)
+                    .collect()
+            })
+            .collect();
+        for (s, prompt) in prompts.iter().enumerate() {
+            let chunk = Chunk {
+                seq: s as u64,
+                tokens: prompt,
+                logits: false,
+            };
+            model.forward_batch(&mut cache, &[chunk])?;
+        }
+        let tokens: Vec<[u32; 1]> = (0..n as u32).map(|s| [(s * 31) % vocab]).collect();
+        let step: Vec<Chunk<'_>> = tokens
+            .iter()
+            .enumerate()
+            .map(|(s, t)| Chunk {
+                seq: s as u64,
+                tokens: t,
+                logits: true,
+            })
+            .collect();
+        model.forward_batch(&mut cache, &step)?; // compiles the step plan
+        let start = Instant::now();
+        for _ in 0..steps {
+            model.forward_batch(&mut cache, &step)?;
+        }
+        let seconds = start.elapsed().as_secs_f64();
+        let rate = (n * steps) as f64 / seconds;
+        let single = *single_rate.get_or_insert(rate);
+        rows.push(ModelRow {
+            model: name.to_string(),
+            dtype: dtype.to_string(),
+            phase: format!(
+                "batched decode, {n} sequence{}",
+                if n == 1 { "" } else { "s" }
+            ),
+            per_second: rate,
+            unit: "tokens/s",
+            parameters,
+            weight_gbytes_per_second: Some(read_per_step as f64 * steps as f64 / seconds / 1e9),
+            detail: format!(
+                "{steps} steps of {n} tokens in {seconds:.4} s after {prompt_len}-token prompts, \
+                 paged KV cache, logits read back each step; {:.2}x the aggregate rate of one \
+                 sequence",
+                rate / single
+            ),
+        });
+    }
+    Ok(rows)
 }
 
 /// Decode tokens/s with the projections kept packed in `t` (the packed GEMV), activations in

@@ -153,6 +153,51 @@ pub(super) fn matmul_cases(dtype: DType) -> Vec<Entry> {
         };
         list.push(entry(batched, true, BenchTier::No));
     }
+    // The multi-row GEMV of batched decode: 1 to 16 rows (one and two row groups, a group
+    // ± 1), K packable or not, with bias and every epilogue.
+    for (m, n, k, bias, epilogue) in [
+        (1, 33, 17, false, EpilogueKind::None),
+        (2, 33, 17, true, EpilogueKind::None),
+        (7, 300, 129, false, EpilogueKind::Add),
+        (8, 65, 64, true, EpilogueKind::SiluMul),
+        (9, 129, 1000, false, EpilogueKind::GeluTanhMul),
+        (16, 257, 256, true, EpilogueKind::None),
+    ] {
+        let spec = MatmulSpec {
+            path: Path::GemvRows,
+            bias,
+            epilogue,
+            ..mm(m, n, k, BLayout::NK)
+        };
+        list.push(entry(spec, true, BenchTier::No));
+    }
+    // The short tiles (few rows on CPU adapters): 4 × 256 and 16 × 64 tiles, both layouts.
+    for (m, n, k, layout, epilogue) in [
+        (1, 300, 129, BLayout::NK, EpilogueKind::None),
+        (3, 257, 70, BLayout::NK, EpilogueKind::Add),
+        (4, 65, 33, BLayout::KN, EpilogueKind::None),
+        (5, 129, 64, BLayout::NK, EpilogueKind::SiluMul),
+        (16, 300, 100, BLayout::NK, EpilogueKind::GeluTanhMul),
+        (17, 64, 17, BLayout::KN, EpilogueKind::None),
+    ] {
+        let spec = MatmulSpec {
+            path: Path::Short,
+            bias: n % 2 == 1,
+            epilogue,
+            ..mm(m, n, k, layout)
+        };
+        list.push(entry(spec, true, BenchTier::No));
+    }
+    // A decode step of 4 and 16 sequences through a 4096 × 4096 projection, both ways.
+    for m in [4, 16] {
+        for path in [Path::GemvRows, Path::Short] {
+            let spec = MatmulSpec {
+                path,
+                ..mm(m, 4096, 4096, BLayout::NK)
+            };
+            list.push(entry(spec, false, BenchTier::Quick));
+        }
+    }
     // RMSNorm fused in front of a decode GEMV.
     for (n, k, bias, epilogue) in [
         (1, 1, false, EpilogueKind::None),
