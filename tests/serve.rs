@@ -542,6 +542,17 @@ fn the_chat_template_comes_from_the_model_directory() {
     .unwrap();
     let t = ChatTemplate::for_model(&dir).unwrap().unwrap();
     assert_eq!(t.render(&messages, true).unwrap(), "J>");
+    // A GGUF file's tokenizer.chat_template (tools/make_gguf_fixtures.py writes Qwen's
+    // ChatML into this one).
+    let gguf =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/gguf/qwen2_bpe_q5_1.gguf");
+    let t = ChatTemplate::for_model(&gguf)
+        .unwrap()
+        .expect("a template in the metadata");
+    assert_eq!(
+        t.render(&messages, true).unwrap(),
+        "<|im_start|>user\nhi<|im_end|>\n<|im_start|>assistant\n"
+    );
     // A broken one is an error naming the file.
     std::fs::write(dir.join("chat_template.jinja"), "{% if %}").unwrap();
     let err = ChatTemplate::for_model(&dir).err().unwrap().to_string();
@@ -589,4 +600,43 @@ fn chat_in_the_terminal_keeps_history_and_resets() {
         8,
     );
     assert_eq!(stdout, format!("{first}\n{second}\n{first}\n"));
+}
+
+#[test]
+fn ctrl_c_in_the_terminal_chat_stops_the_reply_not_the_chat() {
+    use std::io::Write;
+    let template =
+        std::env::temp_dir().join(format!("tessera-chat-int-{}.jinja", std::process::id()));
+    std::fs::write(&template, TEMPLATE).unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_tessera"))
+        .args([
+            "chat",
+            "--temperature",
+            "0",
+            "--max-tokens",
+            "480",
+            "--model",
+        ])
+        .arg(model_dir())
+        .arg("--chat-template")
+        .arg(&template)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    stdin.write_all(b"import os\n").unwrap();
+    // Wait for the reply to start, then interrupt it.
+    let mut stdout = child.stdout.take().unwrap();
+    let mut first = [0u8; 1];
+    stdout.read_exact(&mut first).unwrap();
+    assert_eq!(unsafe { libc::kill(child.id() as i32, libc::SIGINT) }, 0);
+    stdin.write_all(b"/exit\n").unwrap();
+    drop(stdin);
+    let mut rest = String::new();
+    stdout.read_to_string(&mut rest).unwrap();
+    let status = child.wait().unwrap();
+    assert!(status.success(), "the chat ended with {status}");
+    assert!(rest.contains(" [stopped]"), "{rest}");
 }

@@ -160,7 +160,12 @@ def train_tokenizer(kind):
         return dict(model="gpt2", pre="llama-bpe", tokens=tokens, merges=merges, types=types,
                     bos=0, eos=1, add_bos=True)
     return dict(model="gpt2", pre="qwen2", tokens=tokens, merges=merges, types=types,
-                bos=0, eos=0, add_bos=False)
+                bos=0, eos=0, add_bos=False, chat_template=CHATML)
+
+
+# Qwen's ChatML template (shortened): tests/serve.rs reads it back from the metadata.
+CHATML = ("{% for m in messages %}<|im_start|>{{ m.role }}\n{{ m.content }}<|im_end|>\n{% endfor %}"
+          "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}")
 
 
 def add_tokenizer(w, t):
@@ -175,6 +180,8 @@ def add_tokenizer(w, t):
     w.add_bos_token_id(t["bos"])
     w.add_eos_token_id(t["eos"])
     w.add_add_bos_token(t["add_bos"])
+    if "chat_template" in t:
+        w.add_chat_template(t["chat_template"])
 
 
 def _f16(x):
