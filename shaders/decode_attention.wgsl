@@ -29,22 +29,15 @@ struct Params {
     _pad0: u32,
 }
 
-// A (scaled) logit, soft-capped where p.softcap asks (tanh written with exp(-2|x|)).
-fn capped(s: f32) -> f32 {
-    if (p.softcap <= 0.0) {
-        return s;
-    }
-    let x = s / p.softcap;
-    let t = exp(-2.0 * abs(x));
-    return p.softcap * sign(x) * (1.0 - t) / (1.0 + t);
-}
-
 // struct Step: shaders/lib/step.wgsl.
 
 override HEAD_DIM: u32 = 64u;
 // Keys per split and invocations per workgroup; a power of two (tree reductions).
 override WG: u32 = 256u;
 const LOWEST: f32 = -3.4028234663852886e38;
+
+// capped(s): shaders/lib/softcap.wgsl; workgroup_sum, workgroup_max:
+// shaders/lib/workgroup_sum.wgsl.
 
 @group(0) @binding(0) var<uniform> p: Params;
 @group(0) @binding(1) var<storage, read> q: array<elem>;
@@ -59,35 +52,6 @@ const LOWEST: f32 = -3.4028234663852886e38;
 
 var<workgroup> q_row: array<f32, HEAD_DIM>;
 var<workgroup> weights: array<f32, WG>;
-var<workgroup> scratch: array<f32, WG>;
-
-fn tree_max(value: f32, lid: u32) -> f32 {
-    scratch[lid] = value;
-    workgroupBarrier();
-    for (var stride = WG / 2u; stride > 0u; stride /= 2u) {
-        if (lid < stride) {
-            scratch[lid] = max(scratch[lid], scratch[lid + stride]);
-        }
-        workgroupBarrier();
-    }
-    let result = scratch[0];
-    workgroupBarrier();
-    return result;
-}
-
-fn tree_sum(value: f32, lid: u32) -> f32 {
-    scratch[lid] = value;
-    workgroupBarrier();
-    for (var stride = WG / 2u; stride > 0u; stride /= 2u) {
-        if (lid < stride) {
-            scratch[lid] += scratch[lid + stride];
-        }
-        workgroupBarrier();
-    }
-    let result = scratch[0];
-    workgroupBarrier();
-    return result;
-}
 
 @compute @workgroup_size(WG)
 fn decode_partial(@builtin(workgroup_id) wg: vec3<u32>,
@@ -118,13 +82,13 @@ fn decode_partial(@builtin(workgroup_id) wg: vec3<u32>,
         }
         score = capped(s);
     }
-    let m = tree_max(score, lid);
+    let m = workgroup_max(score, lid);
     var w = 0.0;
     if (visible) {
         w = exp(score - m);
     }
     weights[lid] = w;
-    let l = tree_sum(w, lid);
+    let l = workgroup_sum(w, lid);
 
     let slot = (batch * p.n_heads + head) * p.n_splits + split;
     for (var d = lid; d < HEAD_DIM; d += WG) {

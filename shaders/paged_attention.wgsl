@@ -34,6 +34,9 @@ const OUT_PER_LANE: u32 = 4u;
 const LOWEST: f32 = -3.4028234663852886e38;
 const NO_ROW: u32 = 0xffffffffu;
 
+// capped(s): shaders/lib/softcap.wgsl; workgroup_sum, workgroup_max:
+// shaders/lib/workgroup_sum.wgsl.
+
 @group(0) @binding(0) var<uniform> p: Params;
 @group(0) @binding(1) var<storage, read> q: array<elem>;
 @group(0) @binding(2) var<storage, read> k: array<elem>;
@@ -45,44 +48,6 @@ const NO_ROW: u32 = 0xffffffffu;
 var<workgroup> q_row: array<f32, HEAD_DIM>;
 var<workgroup> weights: array<f32, WG>;
 var<workgroup> pool_row: array<u32, WG>;
-var<workgroup> scratch: array<f32, WG>;
-
-fn capped(s: f32) -> f32 {
-    if (p.softcap <= 0.0) {
-        return s;
-    }
-    let x = s / p.softcap;
-    let t = exp(-2.0 * abs(x));
-    return p.softcap * sign(x) * (1.0 - t) / (1.0 + t);
-}
-
-fn tree_max(value: f32, lid: u32) -> f32 {
-    scratch[lid] = value;
-    workgroupBarrier();
-    for (var stride = WG / 2u; stride > 0u; stride /= 2u) {
-        if (lid < stride) {
-            scratch[lid] = max(scratch[lid], scratch[lid + stride]);
-        }
-        workgroupBarrier();
-    }
-    let result = scratch[0];
-    workgroupBarrier();
-    return result;
-}
-
-fn tree_sum(value: f32, lid: u32) -> f32 {
-    scratch[lid] = value;
-    workgroupBarrier();
-    for (var stride = WG / 2u; stride > 0u; stride /= 2u) {
-        if (lid < stride) {
-            scratch[lid] += scratch[lid + stride];
-        }
-        workgroupBarrier();
-    }
-    let result = scratch[0];
-    workgroupBarrier();
-    return result;
-}
 
 // The pool row of key j of a sequence whose table starts at `first` (NO_ROW when the table
 // or the pool would be read past its end).
@@ -136,14 +101,14 @@ fn paged_attention(@builtin(workgroup_id) wg: vec3<u32>,
             score = capped(s);
         }
         pool_row[lid] = row;
-        let m_new = max(m, tree_max(score, lid));
+        let m_new = max(m, workgroup_max(score, lid));
         let alpha = exp(m - m_new);
         var w = 0.0;
         if (row != NO_ROW) {
             w = exp(score - m_new);
         }
         weights[lid] = w;
-        l = l * alpha + tree_sum(w, lid);
+        l = l * alpha + workgroup_sum(w, lid);
         m = m_new;
         let count = min(WG, end - tile);
         for (var i = 0u; i < OUT_PER_LANE; i++) {

@@ -20,25 +20,6 @@ fn fixture(name: &str) -> PathBuf {
         .join(name)
 }
 
-/// Every decoder fixture.
-fn decoder_fixtures() -> Vec<PathBuf> {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures");
-    let mut dirs: Vec<PathBuf> = std::fs::read_dir(&root)
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .filter(|p| p.join("config.json").is_file() && p.join("expected.safetensors").is_file())
-        .filter(|p| {
-            !p.file_name()
-                .unwrap()
-                .to_string_lossy()
-                .starts_with("unet_")
-        })
-        .collect();
-    dirs.sort();
-    assert!(dirs.len() >= 10, "fixtures missing in {}", root.display());
-    dirs
-}
-
 fn load(gpu: &Gpu, dir: &Path) -> Llama {
     let options = LoadOptions {
         dtype: DType::F32,
@@ -107,6 +88,18 @@ fn finish_of(events: &[Event]) -> Option<FinishReason> {
     })
 }
 
+/// Submits every request, each with a recorder; returns their logs.
+fn submit_all(engine: &mut Engine, requests: &[Request]) -> Vec<Arc<Mutex<Vec<Event>>>> {
+    requests
+        .iter()
+        .map(|r| {
+            let (sink, log) = recorder();
+            engine.submit(r.clone(), sink).unwrap();
+            log
+        })
+        .collect()
+}
+
 /// Runs `requests` through an engine, request `i` submitted before step `i · join_every`,
 /// and returns each one's events.
 fn batched(
@@ -140,7 +133,7 @@ fn batched(
 #[test]
 fn every_sequence_of_a_batch_of_1_3_and_8_generates_what_it_generates_alone() {
     let gpu = common::gpu();
-    for dir in decoder_fixtures() {
+    for dir in common::decoder_fixtures() {
         let name = dir.file_name().unwrap().to_string_lossy().to_string();
         for (n, join_every, chunk) in [(1, 0, 64), (3, 2, 5), (8, 1, 16)] {
             let mut model = load(&gpu, &dir);
@@ -173,12 +166,7 @@ fn requests_are_admitted_between_steps_up_to_the_running_limit() {
         ..EngineOptions::default()
     };
     let mut engine = Engine::new(model, options).unwrap();
-    let mut logs = Vec::new();
-    for r in &requests {
-        let (sink, log) = recorder();
-        engine.submit(r.clone(), sink).unwrap();
-        logs.push(log);
-    }
+    let logs = submit_all(&mut engine, &requests);
     let first = engine.step().unwrap();
     assert_eq!(
         (first.admitted, engine.running(), engine.waiting()),
@@ -252,12 +240,7 @@ fn a_full_pool_makes_a_request_wait_not_fail() {
         ..EngineOptions::default()
     };
     let mut engine = Engine::new(model, options).unwrap();
-    let mut logs = Vec::new();
-    for r in &requests {
-        let (sink, log) = recorder();
-        engine.submit(r.clone(), sink).unwrap();
-        logs.push(log);
-    }
+    let logs = submit_all(&mut engine, &requests);
     engine.step().unwrap();
     assert_eq!((engine.running(), engine.waiting()), (1, 2));
     engine.run_until_idle().unwrap();

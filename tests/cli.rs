@@ -430,6 +430,25 @@ fn bench_models_quick_writes_model_figures() {
     }
 }
 
+/// `bench --models --filter` times only the groups of rows it names, and names them when
+/// it matches none.
+#[test]
+fn bench_models_filter_selects_sections() {
+    let out = tessera(&["bench", "--models", "--quick", "--filter", "unet"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    assert!(stdout.contains("unet forward, batch 1"), "{stdout}");
+    assert!(!stdout.contains("decode"), "{stdout}");
+    let out = tessera(&["bench", "--models", "--quick", "--filter", "nothing"]);
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8(out.stderr).unwrap();
+    assert!(stderr.contains("batched decode"), "{stderr}");
+}
+
 /// A GGUF file runs like a checkpoint directory (greedy tokens as transformers gave them for
 /// this file: tests/fixtures/gguf/llama_q8_0.expected.safetensors); one that is not a decoder
 /// is refused, naming what is missing.

@@ -15,21 +15,7 @@ fn expected(dir: &Path) -> Expected {
 }
 
 fn fixtures() -> Vec<PathBuf> {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures");
-    let mut dirs: Vec<PathBuf> = std::fs::read_dir(&root)
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .filter(|p| p.join("expected.safetensors").is_file())
-        .filter(|p| {
-            !p.file_name()
-                .unwrap()
-                .to_string_lossy()
-                .starts_with("unet_")
-        })
-        .collect();
-    dirs.sort();
-    assert!(dirs.len() >= 5, "fixtures missing in {}", root.display());
-    dirs
+    common::decoder_fixtures()
 }
 
 fn load(gpu: &Gpu, dir: &Path, dtype: DType) -> Llama {

@@ -19,13 +19,4 @@ fn in_window(key: u32, query: u32) -> bool {
     return p.window == 0u || key + p.window > query;
 }
 
-// A (scaled) logit, soft-capped where p.softcap asks: c·tanh(s / c), tanh written with
-// exp(-2|x|) so that no argument overflows.
-fn capped(s: f32) -> f32 {
-    if (p.softcap <= 0.0) {
-        return s;
-    }
-    let x = s / p.softcap;
-    let t = exp(-2.0 * abs(x));
-    return p.softcap * sign(x) * (1.0 - t) / (1.0 + t);
-}
+// capped(s): shaders/lib/softcap.wgsl.

@@ -12,8 +12,8 @@
 use crate::error::{Error, Result};
 use crate::gpu::{CoopFacts, Gpu, PipelineKey, ShaderSource, Tunable};
 use crate::kernels::{
-    CoopRequest, KernelCall, Position, STEP, coop_choice, expect_shape, prepare, prepare_at,
-    same_dtype, to_u32,
+    CoopRequest, KernelCall, Position, SOFTCAP, STEP, WORKGROUP_SUM, coop_choice, expect_shape,
+    prepare, prepare_at, same_dtype, to_u32,
 };
 use crate::tensor::{DType, Tensor};
 
@@ -23,17 +23,17 @@ const FLASH_PARAMS: &str = include_str!("../../shaders/lib/flash_params.wgsl");
 const FLASH: ShaderSource = ShaderSource {
     name: "flash_attention.wgsl",
     body: include_str!("../../shaders/flash_attention.wgsl"),
-    library: &[FLASH_PARAMS, STEP],
+    library: &[FLASH_PARAMS, SOFTCAP, STEP],
 };
 const FLASH_COOP: ShaderSource = ShaderSource {
     name: "flash_attention_coop.wgsl",
     body: include_str!("../../shaders/flash_attention_coop.wgsl"),
-    library: &[FLASH_PARAMS, STEP],
+    library: &[FLASH_PARAMS, SOFTCAP, STEP],
 };
 const DECODE: ShaderSource = ShaderSource {
     name: "decode_attention.wgsl",
     body: include_str!("../../shaders/decode_attention.wgsl"),
-    library: &[STEP],
+    library: &[STEP, SOFTCAP, WORKGROUP_SUM],
 };
 
 /// Which kernel computes prefill attention.
@@ -516,7 +516,6 @@ pub fn reference(
     softcap: Option<f64>,
     window: Option<usize>,
 ) -> Vec<f64> {
-    let cap = |s: f64| softcap.map_or(s, |c| c * (s / c).tanh());
     let (hd, group) = (d.head_dim, d.n_heads / d.n_kv_heads);
     let past = d.kv_len - d.q_len;
     let mut out = vec![0.0; q.len()];
@@ -529,27 +528,42 @@ pub fn reference(
                 let visible = if causal { past + i + 1 } else { d.kv_len };
                 // A sliding window hides the keys before query position - window + 1.
                 let from = window.map_or(0, |w| (past + i + 1).saturating_sub(w));
-                let scores: Vec<f64> = (from..visible)
-                    .map(|j| {
-                        let kr = kv_row(b, j, kh);
-                        cap((0..hd).map(|x| q[q_row + x] * k[kr + x]).sum::<f64>() * scale)
-                    })
-                    .collect();
-                let max = scores.iter().copied().fold(f64::NEG_INFINITY, f64::max);
-                let weights: Vec<f64> = scores.iter().map(|s| (s - max).exp()).collect();
-                let total: f64 = weights.iter().sum();
-                for x in 0..hd {
-                    let acc: f64 = weights
-                        .iter()
-                        .enumerate()
-                        .map(|(j, w)| w * v[kv_row(b, from + j, kh) + x])
-                        .sum();
-                    out[q_row + x] = acc / total;
-                }
+                let rows: Vec<usize> = (from..visible).map(|j| kv_row(b, j, kh)).collect();
+                let query = &q[q_row..q_row + hd];
+                let attended = reference_row(query, k, v, &rows, scale, softcap);
+                out[q_row..q_row + hd].copy_from_slice(&attended);
             }
         }
     }
     out
+}
+
+/// f64 attention of one query row (`head_dim` values) over the keys and values starting at
+/// `rows` (element offsets into `k` and `v`): softmax of the scaled, soft-capped dot products,
+/// times the values. Shared by the references of every attention kernel.
+pub(crate) fn reference_row(
+    query: &[f64],
+    k: &[f64],
+    v: &[f64],
+    rows: &[usize],
+    scale: f64,
+    softcap: Option<f64>,
+) -> Vec<f64> {
+    let cap = |s: f64| softcap.map_or(s, |c| c * (s / c).tanh());
+    let hd = query.len();
+    let scores: Vec<f64> = rows
+        .iter()
+        .map(|&r| cap((0..hd).map(|x| query[x] * k[r + x]).sum::<f64>() * scale))
+        .collect();
+    let max = scores.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+    let weights: Vec<f64> = scores.iter().map(|s| (s - max).exp()).collect();
+    let total: f64 = weights.iter().sum();
+    (0..hd)
+        .map(|x| {
+            let acc: f64 = weights.iter().zip(rows).map(|(w, &r)| w * v[r + x]).sum();
+            acc / total
+        })
+        .collect()
 }
 
 #[cfg(test)]

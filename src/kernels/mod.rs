@@ -38,8 +38,12 @@ pub(crate) fn sum_bytes(a: Option<u64>, b: Option<u64>) -> Option<u64> {
 /// The per-run position uniform (`shaders/lib/step.wgsl`) of the kernels that read one.
 pub(crate) const STEP: &str = include_str!("../../shaders/lib/step.wgsl");
 
-/// The workgroup tree reduction (`shaders/lib/workgroup_sum.wgsl`) of the norm kernels.
+/// The workgroup tree reductions (`shaders/lib/workgroup_sum.wgsl`) of the norm and
+/// attention kernels.
 pub(crate) const WORKGROUP_SUM: &str = include_str!("../../shaders/lib/workgroup_sum.wgsl");
+
+/// The attention-logit soft-cap (`shaders/lib/softcap.wgsl`) of the attention kernels.
+pub(crate) const SOFTCAP: &str = include_str!("../../shaders/lib/softcap.wgsl");
 
 use std::marker::PhantomData;
 use std::sync::Arc;

@@ -19,7 +19,7 @@ use crate::tensor::{DType, Tensor};
 const ATTENTION: ShaderSource = ShaderSource {
     name: "paged_attention.wgsl",
     body: include_str!("../../shaders/paged_attention.wgsl"),
-    library: &[],
+    library: &[super::SOFTCAP, super::WORKGROUP_SUM],
 };
 const WRITE: ShaderSource = ShaderSource {
     name: "paged_kv_write.wgsl",
@@ -245,7 +245,6 @@ pub fn reference(
     softcap: Option<f64>,
     window: Option<usize>,
 ) -> Vec<f64> {
-    let cap = |s: f64| softcap.map_or(s, |c| c * (s / c).tanh());
     let (hd, group) = (d.head_dim, d.n_heads / d.n_kv_heads);
     let mut out = vec![0.0; q.len()];
     for (r, &(first, position)) in row_info.iter().enumerate() {
@@ -253,21 +252,12 @@ pub fn reference(
         let pool_row = |j: usize| table[first + j / d.block_size] * d.block_size + j % d.block_size;
         for h in 0..d.n_heads {
             let q_row = (r * d.n_heads + h) * hd;
-            let kv = |j: usize| (pool_row(j) * d.n_kv_heads + h / group) * hd;
-            let scores: Vec<f64> = (from..=position)
-                .map(|j| cap((0..hd).map(|x| q[q_row + x] * k[kv(j) + x]).sum::<f64>() * scale))
+            let rows: Vec<usize> = (from..=position)
+                .map(|j| (pool_row(j) * d.n_kv_heads + h / group) * hd)
                 .collect();
-            let max = scores.iter().copied().fold(f64::NEG_INFINITY, f64::max);
-            let weights: Vec<f64> = scores.iter().map(|s| (s - max).exp()).collect();
-            let total: f64 = weights.iter().sum();
-            for x in 0..hd {
-                let acc: f64 = weights
-                    .iter()
-                    .enumerate()
-                    .map(|(i, w)| w * v[kv(from + i) + x])
-                    .sum();
-                out[q_row + x] = acc / total;
-            }
+            let query = &q[q_row..q_row + hd];
+            let attended = super::attention::reference_row(query, k, v, &rows, scale, softcap);
+            out[q_row..q_row + hd].copy_from_slice(&attended);
         }
     }
     out

@@ -131,55 +131,86 @@ fn plan(quick: bool) -> Plan {
     }
 }
 
-/// Times the decoder and the UNet in `dtype`; `on_row` sees each figure as it is measured.
+/// The groups of rows `bench --models` times, in order (what `--filter` matches).
+pub const SECTIONS: [&str; 5] = [
+    "decoder",
+    "batched decode",
+    "packed decode",
+    "moe decode",
+    "unet",
+];
+
+/// Times the decoder and the UNet in `dtype` (only the [`SECTIONS`] whose name contains
+/// `filter`, when given); `on_row` sees each figure as it is measured.
 pub fn bench_models(
     gpu: &Gpu,
     quick: bool,
     dtype: DType,
+    filter: Option<&str>,
     mut on_row: impl FnMut(&ModelRow),
 ) -> Result<Vec<ModelRow>> {
     let plan = plan(quick);
-    let mut rows = bench_llama(gpu, &plan, dtype)?;
-    rows.iter().for_each(&mut on_row);
-    for row in bench_batched_decode(gpu, &plan, dtype)? {
-        on_row(&row);
-        rows.push(row);
+    let wanted = |section: &str| filter.is_none_or(|f| section.contains(f));
+    if !SECTIONS.iter().any(|s| wanted(s)) {
+        return Err(Error::Invalid(format!(
+            "no model benchmark matches {filter:?}; the sections are {}",
+            SECTIONS.join(", ")
+        )));
     }
-    for t in [GgmlType::Q8_0, GgmlType::Q4_K] {
-        let row = bench_packed_decode(gpu, &plan, dtype, t)?;
+    let mut rows = Vec::new();
+    let mut keep = |row: ModelRow, rows: &mut Vec<ModelRow>| {
         on_row(&row);
         rows.push(row);
+    };
+    if wanted("decoder") {
+        for row in bench_llama(gpu, &plan, dtype)? {
+            keep(row, &mut rows);
+        }
+    }
+    if wanted("batched decode") {
+        for row in bench_batched_decode(gpu, &plan, dtype)? {
+            keep(row, &mut rows);
+        }
+    }
+    if wanted("packed decode") {
+        for t in [GgmlType::Q8_0, GgmlType::Q4_K] {
+            keep(bench_packed_decode(gpu, &plan, dtype, t)?, &mut rows);
+        }
     }
     // The Mixtral-sized stack needs bindings of about a gigabyte: where the device has none
     // that large, the row is left out with the reason.
-    match bench_moe_decode(gpu, &plan, dtype) {
-        Ok(row) => {
-            on_row(&row);
-            rows.push(row);
+    if wanted("moe decode") {
+        match bench_moe_decode(gpu, &plan, dtype) {
+            Ok(row) => keep(row, &mut rows),
+            Err(e @ Error::TooLarge { .. }) => {
+                eprintln!("{}: left out: {e}", plan.moe.0);
+            }
+            Err(e) => return Err(e),
         }
-        Err(e @ Error::TooLarge { .. }) => {
-            eprintln!("{}: left out: {e}", plan.moe.0);
-        }
-        Err(e) => return Err(e),
     }
-    for row in bench_unet(gpu, &plan, dtype)? {
-        on_row(&row);
-        rows.push(row);
+    if wanted("unet") {
+        for row in bench_unet(gpu, &plan, dtype)? {
+            keep(row, &mut rows);
+        }
     }
     Ok(rows)
+}
+
+/// A dense decoder's parameters, and the bytes of weights one decode step reads in `dtype`:
+/// every weight but the embedding table (one row of it).
+fn dense_decode_bytes(config: &LlamaConfig, dtype: DType) -> (u64, u64) {
+    let parameters: u64 = expected_tensors(config)
+        .iter()
+        .map(|(_, shape)| shape.iter().product::<usize>() as u64)
+        .sum();
+    let embedding = (config.vocab_size * config.hidden_size) as u64;
+    (parameters, (parameters - embedding) * dtype.size() as u64)
 }
 
 fn bench_llama(gpu: &Gpu, plan: &Plan, dtype: DType) -> Result<Vec<ModelRow>> {
     let (name, json) = plan.llama;
     let config = LlamaConfig::from_json(&ConfigJson::parse(name, json)?)?;
-    let tensors = expected_tensors(&config);
-    let parameters: u64 = tensors
-        .iter()
-        .map(|(_, shape)| shape.iter().product::<usize>() as u64)
-        .sum();
-    // A decode step reads every weight but the embedding table (one row of it).
-    let embedding = (config.vocab_size * config.hidden_size) as u64;
-    let read_per_token = (parameters - embedding) * dtype.size() as u64;
+    let (parameters, read_per_token) = dense_decode_bytes(&config, dtype);
     let context = plan.prompt_tokens + plan.decode_tokens;
     let options = LoadOptions {
         dtype,
@@ -249,14 +280,9 @@ pub const CONCURRENT_SEQUENCES: [usize; 3] = [1, 4, 16];
 fn bench_batched_decode(gpu: &Gpu, plan: &Plan, dtype: DType) -> Result<Vec<ModelRow>> {
     let (name, json) = plan.llama;
     let config = LlamaConfig::from_json(&ConfigJson::parse(name, json)?)?;
-    let tensors = expected_tensors(&config);
-    let parameters: u64 = tensors
-        .iter()
-        .map(|(_, shape)| shape.iter().product::<usize>() as u64)
-        .sum();
-    let embedding = (config.vocab_size * config.hidden_size) as u64;
-    let read_per_step = (parameters - embedding) * dtype.size() as u64;
-    let (prompt_len, steps) = (plan.prompt_tokens.min(64), plan.decode_tokens);
+    let (parameters, read_per_step) = dense_decode_bytes(&config, dtype);
+    // Short prompts and 32 steps: what matters is the steps of many sequences at once.
+    let (prompt_len, steps) = (plan.prompt_tokens.min(16), plan.decode_tokens.min(32));
     let context = prompt_len + steps + 1;
     let options = LoadOptions {
         dtype,

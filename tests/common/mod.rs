@@ -147,3 +147,23 @@ impl Expected {
         }
     }
 }
+
+/// Every decoder fixture in tests/fixtures (a directory with `expected.safetensors` that is
+/// not a UNet's), sorted.
+pub fn decoder_fixtures() -> Vec<std::path::PathBuf> {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures");
+    let mut dirs: Vec<std::path::PathBuf> = std::fs::read_dir(&root)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.join("expected.safetensors").is_file())
+        .filter(|p| {
+            !p.file_name()
+                .unwrap()
+                .to_string_lossy()
+                .starts_with("unet_")
+        })
+        .collect();
+    dirs.sort();
+    assert!(dirs.len() >= 5, "fixtures missing in {}", root.display());
+    dirs
+}

@@ -249,6 +249,7 @@ pub fn run_model_bench(
     adapter: Option<&str>,
     quick: bool,
     json: Option<&std::path::Path>,
+    filter: Option<&str>,
     path: Option<&str>,
 ) -> Result<bool> {
     let config = BenchConfig::new(quick);
@@ -269,7 +270,7 @@ pub fn run_model_bench(
             println!("{dtype}: skipped, the adapter has no SHADER_F16");
             continue;
         }
-        let rows = bench_models(&gpu, quick, dtype, |r| {
+        let rows = bench_models(&gpu, quick, dtype, filter, |r| {
             let bandwidth = r
                 .weight_gbytes_per_second
                 .map_or(String::new(), |g| format!("{g:.2}"));

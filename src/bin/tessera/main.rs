@@ -91,7 +91,9 @@ enum Command {
         /// Time whole models instead of kernels: a TinyLlama-1.1B-shaped decoder (prefill and
         /// decode tokens/s) and a ddpm-cifar10-32-shaped UNet (steps/s at batch 1 and 64),
         /// synthetic weights, f32 and f16. With --quick, small shapes.
-        #[arg(long, conflicts_with = "filter")]
+        /// (With --filter: only the groups of rows whose name contains it: decoder, batched
+        /// decode, packed decode, moe decode, unet.)
+        #[arg(long)]
         models: bool,
         /// Force every automatic kernel choice to this path where it is a candidate
         /// (scalar, wide, coop); cases that name their path keep it.
@@ -153,10 +155,16 @@ fn main() -> ExitCode {
             quick,
             json,
             seed: _,
-            filter: _,
+            filter,
             models: true,
             path,
-        } => kernels::run_model_bench(adapter, quick, json.as_deref(), path.as_deref()),
+        } => kernels::run_model_bench(
+            adapter,
+            quick,
+            json.as_deref(),
+            filter.as_deref(),
+            path.as_deref(),
+        ),
         Command::Bench {
             quick,
             json,
