@@ -247,6 +247,12 @@ fn a_full_pool_makes_a_request_wait_not_fail() {
     for (i, (log, want)) in logs.iter().zip(&want).enumerate() {
         assert_eq!(&tokens_of(&log.lock().unwrap()), want, "request {i}");
     }
+    // A request for no tokens is refused.
+    let mut none = requests[0].clone();
+    none.max_tokens = 0;
+    let (sink, _) = recorder();
+    let err = engine.submit(none, sink).unwrap_err().to_string();
+    assert!(err.contains("max_tokens"), "{err}");
     // A request that could not fit even the empty pool is refused, not queued for ever.
     let mut huge = requests[0].clone();
     huge.max_tokens = 100;

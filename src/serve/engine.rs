@@ -179,6 +179,9 @@ impl Engine {
         if request.prompt.is_empty() {
             return Err(Error::Invalid("the prompt has no tokens".into()));
         }
+        if request.max_tokens == 0 {
+            return Err(Error::Invalid("max_tokens must be at least 1".into()));
+        }
         model.check_prompt(&request.prompt)?;
         let capacity = model.capacity();
         if request.prompt.len() >= capacity {
