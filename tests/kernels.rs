@@ -7,8 +7,8 @@ mod common;
 use tessera::suite::{self, Case};
 
 /// The families the tests below run, by kernel name prefix; "" takes the rest.
-const FAMILIES: [(&str, &[&str]); 7] = [
-    ("matmul", &["matmul", "gemv", "norm_gemv"]),
+const FAMILIES: [(&str, &[&str]); 8] = [
+    ("matmul", &["matmul", "gemv", "norm_gemv", "gemv_rows"]),
     ("packed", &["gemv_quant", "matmul_quant", "gather_quant"]),
     (
         "moe",
@@ -16,7 +16,26 @@ const FAMILIES: [(&str, &[&str]); 7] = [
     ),
     (
         "attention",
-        &["flash_attn", "decode_attn", "rope", "kv_append"],
+        &[
+            "flash_attn",
+            "decode_attn",
+            "rope",
+            "kv_append",
+            "paged_attn",
+            "paged_kv_write",
+        ],
+    ),
+    (
+        "training",
+        &[
+            "cross_entropy",
+            "cross_entropy_grad",
+            "rms_norm_grad_x",
+            "rms_norm_grad_w",
+            "swiglu_grad_gate",
+            "swiglu_grad_up",
+            "adamw",
+        ],
     ),
     (
         "unet",
@@ -91,9 +110,16 @@ fn mixture_of_experts_kernels_match_reference() {
     check_family("moe");
 }
 
+/// Flash, split-KV and paged attention, RoPE, the KV-cache append and the paged row write.
 #[test]
 fn attention_rope_and_kv_cache_match_reference() {
     check_family("attention");
+}
+
+/// The losses, gradients and optimizer step training runs.
+#[test]
+fn training_kernels_match_reference() {
+    check_family("training");
 }
 
 #[test]

@@ -25,6 +25,7 @@ pub mod scheduler_step;
 pub mod softmax;
 pub mod spatial;
 pub mod timestep;
+pub mod training;
 pub mod transpose;
 
 /// Two calls' stated weight bytes together (unknown only when neither states any).
@@ -390,6 +391,7 @@ pub fn all_pipeline_keys() -> Vec<PipelineKey> {
     keys.extend(packed::pipeline_keys());
     keys.extend(moe::pipeline_keys());
     keys.extend(paged_kv::pipeline_keys());
+    keys.extend(training::pipeline_keys());
     keys
 }
 

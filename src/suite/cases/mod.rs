@@ -6,6 +6,7 @@ mod attention;
 mod basic;
 mod matmul;
 mod moe;
+mod training;
 mod unet;
 
 use std::sync::Arc;
@@ -28,6 +29,7 @@ pub fn cases() -> Vec<Case> {
             attention::rope_cases(),
             attention::kv_append_cases(),
             attention::paged_cases(),
+            training::training_cases(dtype),
             unet::conv_cases(dtype),
             unet::group_norm_cases(dtype),
             unet::spatial_cases(),

@@ -1,0 +1,34 @@
+// Gradients of the gated activations, f32 arithmetic whatever `elem` is. With
+// y = silu(gate) · up and dy the gradient of y:
+//   swiglu_backward: dgate = dy · up · silu'(gate), silu'(g) = s(g) · (1 + g · (1 - s(g))),
+//                    dup   = dy · silu(gate),       s the logistic sigmoid.
+// Tiling: one invocation per element, WG per workgroup, on a 2-D grid (flat = x + y · nwg.x).
+
+struct Params {
+    len: u32,
+    _pad0: u32,
+    _pad1: u32,
+    _pad2: u32,
+}
+
+override WG: u32 = 256u;
+
+@group(0) @binding(0) var<uniform> p: Params;
+@group(0) @binding(1) var<storage, read> gate: array<elem>;
+@group(0) @binding(2) var<storage, read> up: array<elem>;
+@group(0) @binding(3) var<storage, read> dy: array<elem>;
+@group(0) @binding(4) var<storage, read_write> dgate: array<elem>;
+@group(0) @binding(5) var<storage, read_write> dup: array<elem>;
+
+@compute @workgroup_size(WG)
+fn swiglu_backward(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+                   @builtin(local_invocation_index) lid: u32) {
+    let i = (wg.x + wg.y * nwg.x) * WG + lid;
+    if (i >= p.len) { return; }
+    let g = f32(gate[i]);
+    // 1 / (1 + exp(-g)) is 0 for g < -88 (exp overflows to inf): the correct limit.
+    let s = 1.0 / (1.0 + exp(-g));
+    let d = f32(dy[i]);
+    dgate[i] = elem(d * f32(up[i]) * s * (1.0 + g * (1.0 - s)));
+    dup[i] = elem(d * g * s);
+}

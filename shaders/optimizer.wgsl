@@ -1,0 +1,46 @@
+// AdamW, one fused step over a flat f32 parameter tensor and its f32 moments, in place
+// (PyTorch's torch.optim.AdamW):
+//   g  = grad · grad_scale            (undoing a loss scale, applying a clipping factor)
+//   m  = β1 · m + (1 - β1) · g
+//   v  = β2 · v + (1 - β2) · g²
+//   p  = p · (1 - lr · weight_decay) - lr · (m / c1) / (sqrt(v / c2) + eps)
+// with the bias corrections c1 = 1 - β1^t, c2 = 1 - β2^t computed on the host for step t.
+// The gradient may be f16 (`elem`); parameters and moments are always f32 (master weights).
+// Tiling: one invocation per element, WG per workgroup, on a 2-D grid (flat = x + y · nwg.x).
+
+struct Params {
+    len: u32,
+    lr: f32,
+    beta1: f32,
+    beta2: f32,
+    eps: f32,
+    weight_decay: f32,
+    c1: f32,
+    c2: f32,
+    grad_scale: f32,
+    _pad0: u32,
+    _pad1: u32,
+    _pad2: u32,
+}
+
+override WG: u32 = 256u;
+
+@group(0) @binding(0) var<uniform> p: Params;
+@group(0) @binding(1) var<storage, read> grad: array<elem>;
+@group(0) @binding(2) var<storage, read_write> param: array<f32>;
+@group(0) @binding(3) var<storage, read_write> m: array<f32>;
+@group(0) @binding(4) var<storage, read_write> v: array<f32>;
+
+@compute @workgroup_size(WG)
+fn adamw(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+         @builtin(local_invocation_index) lid: u32) {
+    let i = (wg.x + wg.y * nwg.x) * WG + lid;
+    if (i >= p.len) { return; }
+    let g = f32(grad[i]) * p.grad_scale;
+    let m1 = p.beta1 * m[i] + (1.0 - p.beta1) * g;
+    let v1 = p.beta2 * v[i] + (1.0 - p.beta2) * g * g;
+    m[i] = m1;
+    v[i] = v1;
+    let update = (m1 / p.c1) / (sqrt(v1 / p.c2) + p.eps);
+    param[i] = param[i] * (1.0 - p.lr * p.weight_decay) - p.lr * update;
+}

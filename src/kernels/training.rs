@@ -1,0 +1,404 @@
+//! The kernels training needs beyond the forward ones: the cross-entropy loss with its
+//! gradient (`shaders/loss.wgsl`), RMSNorm's input and weight gradients
+//! (`shaders/norm_backward.wgsl`), SwiGLU's gradients (`shaders/activation_backward.wgsl`) and
+//! one fused AdamW step (`shaders/optimizer.wgsl`). Each has an f64 reference.
+
+use crate::error::{Error, Result};
+use crate::gpu::{Gpu, PipelineKey, ShaderSource};
+use crate::kernels::{KernelCall, expect_shape, last_dim, prepare, same_dtype, to_u32};
+use crate::tensor::{DType, Tensor};
+
+const LOSS: ShaderSource = ShaderSource {
+    name: "loss.wgsl",
+    body: include_str!("../../shaders/loss.wgsl"),
+    library: &[super::WORKGROUP_SUM],
+};
+const NORM_BACKWARD: ShaderSource = ShaderSource {
+    name: "norm_backward.wgsl",
+    body: include_str!("../../shaders/norm_backward.wgsl"),
+    library: &[super::WORKGROUP_SUM],
+};
+const ACTIVATION_BACKWARD: ShaderSource = ShaderSource {
+    name: "activation_backward.wgsl",
+    body: include_str!("../../shaders/activation_backward.wgsl"),
+    library: &[],
+};
+const OPTIMIZER: ShaderSource = ShaderSource {
+    name: "optimizer.wgsl",
+    body: include_str!("../../shaders/optimizer.wgsl"),
+    library: &[],
+};
+const WG: u32 = 256;
+
+fn key(shader: ShaderSource, entry: &'static str, dtype: DType) -> PipelineKey {
+    PipelineKey::new(shader, entry, dtype, &[("WG", WG)])
+}
+
+pub(crate) fn pipeline_keys() -> Vec<PipelineKey> {
+    let mut keys = Vec::new();
+    for dtype in DType::ALL {
+        keys.push(key(LOSS, "cross_entropy", dtype));
+        keys.push(key(NORM_BACKWARD, "rms_norm_backward", dtype));
+        keys.push(key(NORM_BACKWARD, "rms_norm_backward_weight", dtype));
+        keys.push(key(ACTIVATION_BACKWARD, "swiglu_backward", dtype));
+        keys.push(key(OPTIMIZER, "adamw", dtype));
+    }
+    keys
+}
+
+fn require(op: &'static str, what: &str, t: &Tensor, dtype: DType) -> Result<()> {
+    if t.dtype() != dtype {
+        return Err(Error::DType {
+            op,
+            detail: format!("{what} must be {dtype}, not {}", t.dtype()),
+        });
+    }
+    Ok(())
+}
+
+#[repr(C)]
+#[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
+struct LossParams {
+    rows: u32,
+    vocab: u32,
+    scale: f32,
+    _pad: u32,
+}
+
+/// Per row of `logits` (`[rows, vocab]`) against `targets` (`[rows]` u32): the loss
+/// `logsumexp - logit[target]` into `loss` (`[rows]` f32) and `scale · (softmax - onehot)`
+/// into `dlogits`. A target ≥ vocab (an ignored position) gives 0 loss and 0 gradient.
+pub fn cross_entropy<'a>(
+    gpu: &Gpu,
+    logits: &'a Tensor,
+    targets: &'a Tensor,
+    scale: f32,
+    loss: &'a Tensor,
+    dlogits: &'a Tensor,
+) -> Result<KernelCall<'a>> {
+    let op = "cross entropy";
+    let dtype = same_dtype(op, &[logits, dlogits])?;
+    require(op, "targets", targets, DType::U32)?;
+    require(op, "the loss", loss, DType::F32)?;
+    let vocab = last_dim(op, logits)?;
+    let rows = logits.len() / vocab.max(1);
+    expect_shape(op, "targets", targets, &[rows])?;
+    expect_shape(op, "the loss", loss, &[rows])?;
+    expect_shape(op, "dlogits", dlogits, logits.shape())?;
+    if !scale.is_finite() {
+        return Err(Error::shape(
+            op,
+            format!("the gradient scale {scale} is not finite"),
+        ));
+    }
+    let params = LossParams {
+        rows: to_u32(op, "rows", rows)?,
+        vocab: to_u32(op, "vocab", vocab)?,
+        scale,
+        _pad: 0,
+    };
+    let grid = gpu.grid(op, rows as u64)?;
+    let tensors = [(1, logits), (2, targets), (3, loss), (4, dlogits)];
+    prepare(
+        gpu,
+        &key(LOSS, "cross_entropy", dtype),
+        &params,
+        &tensors,
+        grid,
+    )
+}
+
+/// f64 reference of [`cross_entropy`]: (per-row losses, gradients).
+pub fn reference_cross_entropy(
+    logits: &[f64],
+    targets: &[usize],
+    scale: f64,
+) -> (Vec<f64>, Vec<f64>) {
+    let vocab = logits.len() / targets.len().max(1);
+    let mut losses = Vec::new();
+    let mut grads = Vec::new();
+    for (row, &t) in logits.chunks(vocab).zip(targets) {
+        let max = row.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+        let total: f64 = row.iter().map(|x| (x - max).exp()).sum();
+        let counted = t < vocab;
+        losses.push(if counted {
+            total.ln() + max - row[t]
+        } else {
+            0.0
+        });
+        grads.extend(row.iter().enumerate().map(|(j, x)| {
+            if counted {
+                scale * ((x - max).exp() / total - f64::from(u8::from(j == t)))
+            } else {
+                0.0
+            }
+        }));
+    }
+    (losses, grads)
+}
+
+#[repr(C)]
+#[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
+struct NormParams {
+    rows: u32,
+    cols: u32,
+    eps: f32,
+    _pad: u32,
+}
+
+fn norm_params(op: &'static str, x: &Tensor, eps: f32) -> Result<(NormParams, usize)> {
+    let cols = last_dim(op, x)?;
+    let rows = x.len() / cols.max(1);
+    Ok((
+        NormParams {
+            rows: to_u32(op, "rows", rows)?,
+            cols: to_u32(op, "row length", cols)?,
+            eps,
+            _pad: 0,
+        },
+        rows,
+    ))
+}
+
+/// RMSNorm's input gradient: `dx` from `x`, `weight` (`[dim]`) and `dy` (all `[.., dim]`),
+/// and each row's inverse RMS into `inv_rms` (`[rows]` f32) for
+/// [`rms_norm_backward_weight`].
+#[allow(clippy::too_many_arguments)]
+pub fn rms_norm_backward<'a>(
+    gpu: &Gpu,
+    x: &'a Tensor,
+    weight: &'a Tensor,
+    dy: &'a Tensor,
+    eps: f32,
+    dx: &'a Tensor,
+    inv_rms: &'a Tensor,
+) -> Result<KernelCall<'a>> {
+    let op = "rms_norm backward";
+    let dtype = same_dtype(op, &[x, weight, dy, dx])?;
+    require(op, "inv_rms", inv_rms, DType::F32)?;
+    let (params, rows) = norm_params(op, x, eps)?;
+    expect_shape(op, "weight", weight, &[params.cols as usize])?;
+    expect_shape(op, "dy", dy, x.shape())?;
+    expect_shape(op, "dx", dx, x.shape())?;
+    expect_shape(op, "inv_rms", inv_rms, &[rows])?;
+    let grid = gpu.grid(op, rows as u64)?;
+    let tensors = [(1, x), (2, weight), (3, dy), (4, dx), (5, inv_rms)];
+    prepare(
+        gpu,
+        &key(NORM_BACKWARD, "rms_norm_backward", dtype),
+        &params,
+        &tensors,
+        grid,
+    )
+}
+
+/// RMSNorm's weight gradient `dw` (`[dim]`): `Σ_rows dy · x · inv_rms`, with `inv_rms` as
+/// [`rms_norm_backward`] wrote it.
+pub fn rms_norm_backward_weight<'a>(
+    gpu: &Gpu,
+    x: &'a Tensor,
+    dy: &'a Tensor,
+    inv_rms: &'a Tensor,
+    dw: &'a Tensor,
+) -> Result<KernelCall<'a>> {
+    let op = "rms_norm weight backward";
+    let dtype = same_dtype(op, &[x, dy, dw])?;
+    require(op, "inv_rms", inv_rms, DType::F32)?;
+    let (params, rows) = norm_params(op, x, 0.0)?;
+    expect_shape(op, "dy", dy, x.shape())?;
+    expect_shape(op, "dw", dw, &[params.cols as usize])?;
+    expect_shape(op, "inv_rms", inv_rms, &[rows])?;
+    let grid = gpu.grid(op, (params.cols as usize).div_ceil(WG as usize) as u64)?;
+    let tensors = [(1, x), (3, dy), (6, inv_rms), (7, dw)];
+    let key = key(NORM_BACKWARD, "rms_norm_backward_weight", dtype);
+    prepare(gpu, &key, &params, &tensors, grid)
+}
+
+/// f64 reference of RMSNorm's gradients: (dx, dw).
+pub fn reference_rms_norm_backward(
+    x: &[f64],
+    weight: &[f64],
+    dy: &[f64],
+    eps: f64,
+) -> (Vec<f64>, Vec<f64>) {
+    let n = weight.len();
+    let mut dx = Vec::with_capacity(x.len());
+    let mut dw = vec![0.0; n];
+    for (row, drow) in x.chunks(n).zip(dy.chunks(n)) {
+        let r = 1.0 / (row.iter().map(|v| v * v).sum::<f64>() / n as f64 + eps).sqrt();
+        let dot: f64 = (0..n).map(|j| drow[j] * weight[j] * row[j]).sum();
+        let c = dot * r * r * r / n as f64;
+        for j in 0..n {
+            dx.push(r * weight[j] * drow[j] - row[j] * c);
+            dw[j] += drow[j] * row[j] * r;
+        }
+    }
+    (dx, dw)
+}
+
+#[repr(C)]
+#[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
+struct LenParams {
+    len: u32,
+    _pad: [u32; 3],
+}
+
+/// SwiGLU's gradients: for `y = silu(gate) · up`, `dgate` and `dup` from `dy` (all one shape).
+pub fn swiglu_backward<'a>(
+    gpu: &Gpu,
+    gate: &'a Tensor,
+    up: &'a Tensor,
+    dy: &'a Tensor,
+    dgate: &'a Tensor,
+    dup: &'a Tensor,
+) -> Result<KernelCall<'a>> {
+    let op = "swiglu backward";
+    let dtype = same_dtype(op, &[gate, up, dy, dgate, dup])?;
+    for (what, t) in [("up", up), ("dy", dy), ("dgate", dgate), ("dup", dup)] {
+        expect_shape(op, what, t, gate.shape())?;
+    }
+    let params = LenParams {
+        len: to_u32(op, "length", gate.len())?,
+        _pad: [0; 3],
+    };
+    let grid = gpu.grid(op, gate.len().div_ceil(WG as usize) as u64)?;
+    let tensors = [(1, gate), (2, up), (3, dy), (4, dgate), (5, dup)];
+    let key = key(ACTIVATION_BACKWARD, "swiglu_backward", dtype);
+    prepare(gpu, &key, &params, &tensors, grid)
+}
+
+/// f64 reference of [`swiglu_backward`]: (dgate, dup).
+pub fn reference_swiglu_backward(gate: &[f64], up: &[f64], dy: &[f64]) -> (Vec<f64>, Vec<f64>) {
+    let mut dgate = Vec::with_capacity(gate.len());
+    let mut dup = Vec::with_capacity(gate.len());
+    for ((&g, &u), &d) in gate.iter().zip(up).zip(dy) {
+        let s = 1.0 / (1.0 + (-g).exp());
+        dgate.push(d * u * s * (1.0 + g * (1.0 - s)));
+        dup.push(d * g * s);
+    }
+    (dgate, dup)
+}
+
+/// AdamW's settings (PyTorch's defaults apart from the learning rate).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct AdamW {
+    pub lr: f32,
+    pub beta1: f32,
+    pub beta2: f32,
+    pub eps: f32,
+    pub weight_decay: f32,
+}
+
+impl Default for AdamW {
+    fn default() -> Self {
+        AdamW {
+            lr: 1e-3,
+            beta1: 0.9,
+            beta2: 0.999,
+            eps: 1e-8,
+            weight_decay: 1e-2,
+        }
+    }
+}
+
+#[repr(C)]
+#[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
+struct AdamParams {
+    len: u32,
+    lr: f32,
+    beta1: f32,
+    beta2: f32,
+    eps: f32,
+    weight_decay: f32,
+    c1: f32,
+    c2: f32,
+    grad_scale: f32,
+    _pad: [u32; 3],
+}
+
+impl AdamW {
+    /// Bias corrections `1 - β1^t`, `1 - β2^t` of step `t` (from 1), in f64.
+    fn corrections(&self, step: u64) -> (f64, f64) {
+        let t = step.min(i32::MAX as u64) as i32;
+        (
+            1.0 - f64::from(self.beta1).powi(t),
+            1.0 - f64::from(self.beta2).powi(t),
+        )
+    }
+}
+
+/// One AdamW step `step` (from 1) on `param`, `m`, `v` (f32, one shape) in place, with
+/// `grad · grad_scale` (`grad` f32 or f16).
+#[allow(clippy::too_many_arguments)]
+pub fn adamw<'a>(
+    gpu: &Gpu,
+    settings: &AdamW,
+    step: u64,
+    grad: &'a Tensor,
+    grad_scale: f32,
+    param: &'a Tensor,
+    m: &'a Tensor,
+    v: &'a Tensor,
+) -> Result<KernelCall<'a>> {
+    let op = "adamw";
+    for (what, t) in [("the parameter", param), ("m", m), ("v", v)] {
+        require(op, what, t, DType::F32)?;
+        expect_shape(op, what, t, grad.shape())?;
+    }
+    if step == 0 {
+        return Err(Error::shape(op, "steps count from 1"));
+    }
+    let (c1, c2) = settings.corrections(step);
+    let params = AdamParams {
+        len: to_u32(op, "length", grad.len())?,
+        lr: settings.lr,
+        beta1: settings.beta1,
+        beta2: settings.beta2,
+        eps: settings.eps,
+        weight_decay: settings.weight_decay,
+        c1: c1 as f32,
+        c2: c2 as f32,
+        grad_scale,
+        _pad: [0; 3],
+    };
+    let grid = gpu.grid(op, grad.len().div_ceil(WG as usize) as u64)?;
+    let tensors = [(1, grad), (2, param), (3, m), (4, v)];
+    prepare(
+        gpu,
+        &key(OPTIMIZER, "adamw", grad.dtype()),
+        &params,
+        &tensors,
+        grid,
+    )
+}
+
+/// f64 reference of [`adamw`]: the new (param, m, v).
+#[allow(clippy::too_many_arguments)]
+pub fn reference_adamw(
+    settings: &AdamW,
+    step: u64,
+    grad: &[f64],
+    grad_scale: f64,
+    param: &[f64],
+    m: &[f64],
+    v: &[f64],
+) -> (Vec<f64>, Vec<f64>, Vec<f64>) {
+    let (c1, c2) = settings.corrections(step);
+    let (b1, b2) = (f64::from(settings.beta1), f64::from(settings.beta2));
+    let (lr, wd, eps) = (
+        f64::from(settings.lr),
+        f64::from(settings.weight_decay),
+        f64::from(settings.eps),
+    );
+    let mut out = (Vec::new(), Vec::new(), Vec::new());
+    for i in 0..grad.len() {
+        let g = grad[i] * grad_scale;
+        let m1 = b1 * m[i] + (1.0 - b1) * g;
+        let v1 = b2 * v[i] + (1.0 - b2) * g * g;
+        let update = (m1 / c1) / ((v1 / c2).sqrt() + eps);
+        out.0.push(param[i] * (1.0 - lr * wd) - lr * update);
+        out.1.push(m1);
+        out.2.push(v1);
+    }
+    out
+}

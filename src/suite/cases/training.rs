@@ -1,0 +1,72 @@
+//! Cases for the training kernels: awkward row lengths (1, primes, a workgroup ± 1), every
+//! output of each kernel.
+
+use super::{Entry, entry};
+use crate::suite::training::{
+    AdamWSpec, CrossEntropySpec, Output, RmsNormBackwardSpec, SwigluBackwardSpec,
+};
+use crate::suite::*;
+use crate::tensor::DType;
+
+pub(super) fn training_cases(dtype: DType) -> Vec<Entry> {
+    let mut list = Vec::new();
+    for (rows, vocab) in [(1, 1), (5, 258), (7, 255), (9, 257), (3, 1000)] {
+        // The per-row losses are f32 whatever the logits are: one set of cases, with f32.
+        let outputs: &[Output] = if dtype == DType::F32 {
+            &[Output::First, Output::Second]
+        } else {
+            &[Output::Second]
+        };
+        for &output in outputs {
+            let spec = CrossEntropySpec {
+                rows,
+                vocab,
+                output,
+            };
+            list.push(entry(spec, true, BenchTier::No));
+        }
+    }
+    for (rows, cols) in [(1, 1), (3, 17), (64, 192), (5, 1000)] {
+        for output in [Output::First, Output::Second] {
+            let spec = RmsNormBackwardSpec { rows, cols, output };
+            list.push(entry(spec, true, BenchTier::No));
+        }
+    }
+    for len in [1, 255, 4097] {
+        for output in [Output::First, Output::Second] {
+            list.push(entry(
+                SwigluBackwardSpec { len, output },
+                true,
+                BenchTier::No,
+            ));
+        }
+    }
+    for (len, step, grad_scale) in [
+        (1, 1, 1.0),
+        (257, 1, 0.5),
+        (1000, 7, 1.0),
+        (4097, 1000, 0.25),
+    ] {
+        let spec = AdamWSpec {
+            len,
+            step,
+            grad_scale,
+        };
+        list.push(entry(spec, true, BenchTier::No));
+    }
+    // The byte LM's shapes at batch 16 × 64 positions: loss, and one AdamW step over 1M
+    // parameters.
+    let ce = CrossEntropySpec {
+        rows: 1024,
+        vocab: 258,
+        output: Output::Second,
+    };
+    list.push(entry(ce, false, BenchTier::Quick));
+    let adamw = AdamWSpec {
+        len: 1 << 20,
+        step: 10,
+        grad_scale: 1.0,
+    };
+    list.push(entry(adamw, false, BenchTier::Quick));
+    list
+}

@@ -1,0 +1,343 @@
+//! Case specifications for the training kernels: the cross-entropy loss and its gradient,
+//! RMSNorm's and SwiGLU's gradients, and the AdamW step. A kernel with several outputs has a
+//! case per output; the others go to tensors the call owns.
+
+use super::compare::Tolerance;
+use super::{CaseSpec, HostTensor, Random};
+use crate::error::Result;
+use crate::gpu::Gpu;
+use crate::kernels::KernelCall;
+use crate::kernels::training::{self, AdamW};
+use crate::tensor::{DType, Tensor};
+
+/// Which output of a two-output kernel a case compares.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Output {
+    First,
+    Second,
+}
+
+fn words(shape: Vec<usize>, values: impl IntoIterator<Item = usize>) -> HostTensor {
+    HostTensor {
+        shape,
+        data: values.into_iter().map(|v| v as f64).collect(),
+        dtype: Some(DType::U32),
+    }
+}
+
+/// Cross entropy over `rows` rows of `vocab` logits, every fifth target ignored (u32::MAX);
+/// `First` compares the per-row losses (f32), `Second` the gradient.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct CrossEntropySpec {
+    pub rows: usize,
+    pub vocab: usize,
+    pub output: Output,
+}
+
+impl CrossEntropySpec {
+    /// 1 / the rows counted: the gradient of the mean loss.
+    fn scale(&self) -> f64 {
+        1.0 / self
+            .targets()
+            .iter()
+            .filter(|&&t| t < self.vocab)
+            .count()
+            .max(1) as f64
+    }
+
+    fn targets(&self) -> Vec<usize> {
+        (0..self.rows)
+            .map(|r| {
+                if r % 5 == 4 {
+                    u32::MAX as usize
+                } else {
+                    (r * 7919 + 13) % self.vocab
+                }
+            })
+            .collect()
+    }
+}
+
+impl CaseSpec for CrossEntropySpec {
+    fn kernel(&self) -> &'static str {
+        match self.output {
+            Output::First => "cross_entropy",
+            Output::Second => "cross_entropy_grad",
+        }
+    }
+
+    fn shape(&self) -> String {
+        format!("rows={} vocab={}", self.rows, self.vocab)
+    }
+
+    fn traffic(&self) -> usize {
+        2 * self.rows * self.vocab
+    }
+
+    /// A log-sum-exp over the row (terms ≤ 1 after the max, a few ulp each) and a softmax.
+    fn compute_tolerance(&self) -> Tolerance {
+        Tolerance {
+            atol: 2e-6,
+            rtol: 4e-6,
+        }
+    }
+
+    fn inputs(&self, random: Random<'_>) -> Result<Vec<HostTensor>> {
+        Ok(vec![
+            random(&[self.rows, self.vocab], -4.0, 4.0),
+            words(vec![self.rows], self.targets()),
+        ])
+    }
+
+    fn output_shape(&self, inputs: &[HostTensor]) -> Vec<usize> {
+        match self.output {
+            Output::First => vec![self.rows],
+            Output::Second => inputs[0].shape.clone(),
+        }
+    }
+
+    fn reference(&self, inputs: &[HostTensor]) -> Vec<f64> {
+        let (loss, grad) =
+            training::reference_cross_entropy(&inputs[0].data, &self.targets(), self.scale());
+        match self.output {
+            Output::First => loss,
+            Output::Second => grad,
+        }
+    }
+
+    fn call<'a>(&self, gpu: &Gpu, inputs: &'a [Tensor], out: &'a Tensor) -> Result<KernelCall<'a>> {
+        let (logits, targets) = (&inputs[0], &inputs[1]);
+        let scale = self.scale() as f32;
+        match self.output {
+            Output::First => {
+                let grad = Tensor::empty(gpu, logits.shape(), logits.dtype())?;
+                let call = training::cross_entropy(gpu, logits, targets, scale, out, &grad)?;
+                Ok(call.detach().owning([grad]))
+            }
+            Output::Second => {
+                let loss = Tensor::empty(gpu, &[self.rows], DType::F32)?;
+                let call = training::cross_entropy(gpu, logits, targets, scale, &loss, out)?;
+                Ok(call.detach().owning([loss]))
+            }
+        }
+    }
+}
+
+/// RMSNorm's gradients over `rows` rows of `cols`: `First` dx, `Second` dw.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct RmsNormBackwardSpec {
+    pub rows: usize,
+    pub cols: usize,
+    pub output: Output,
+}
+
+const EPS: f64 = 1e-5;
+
+impl CaseSpec for RmsNormBackwardSpec {
+    fn kernel(&self) -> &'static str {
+        match self.output {
+            Output::First => "rms_norm_grad_x",
+            Output::Second => "rms_norm_grad_w",
+        }
+    }
+
+    fn shape(&self) -> String {
+        format!("{}x{}", self.rows, self.cols)
+    }
+
+    fn traffic(&self) -> usize {
+        3 * self.rows * self.cols
+    }
+
+    /// Two row reductions (dx), a sum over the rows (dw): a few ulp per term of values near 1.
+    fn compute_tolerance(&self) -> Tolerance {
+        let terms = match self.output {
+            Output::First => 8.0,
+            Output::Second => self.rows as f64,
+        };
+        Tolerance {
+            atol: 1e-6 * terms.sqrt(),
+            rtol: 4e-6,
+        }
+    }
+
+    fn inputs(&self, random: Random<'_>) -> Result<Vec<HostTensor>> {
+        let shape = [self.rows, self.cols];
+        Ok(vec![
+            random(&shape, -2.0, 2.0),
+            random(&[self.cols], 0.5, 1.5),
+            random(&shape, -1.0, 1.0),
+        ])
+    }
+
+    fn output_shape(&self, inputs: &[HostTensor]) -> Vec<usize> {
+        match self.output {
+            Output::First => inputs[0].shape.clone(),
+            Output::Second => vec![self.cols],
+        }
+    }
+
+    fn reference(&self, inputs: &[HostTensor]) -> Vec<f64> {
+        let (dx, dw) = training::reference_rms_norm_backward(
+            &inputs[0].data,
+            &inputs[1].data,
+            &inputs[2].data,
+            EPS,
+        );
+        match self.output {
+            Output::First => dx,
+            Output::Second => dw,
+        }
+    }
+
+    fn call<'a>(&self, gpu: &Gpu, inputs: &'a [Tensor], out: &'a Tensor) -> Result<KernelCall<'a>> {
+        let (x, w, dy) = (&inputs[0], &inputs[1], &inputs[2]);
+        let inv_rms = Tensor::empty(gpu, &[self.rows], DType::F32)?;
+        let eps = EPS as f32;
+        match self.output {
+            Output::First => {
+                let call = training::rms_norm_backward(gpu, x, w, dy, eps, out, &inv_rms)?;
+                Ok(call.detach().owning([inv_rms]))
+            }
+            Output::Second => {
+                let dx = Tensor::empty(gpu, x.shape(), x.dtype())?;
+                let first = training::rms_norm_backward(gpu, x, w, dy, eps, &dx, &inv_rms)?;
+                let second = training::rms_norm_backward_weight(gpu, x, dy, &inv_rms, out)?;
+                Ok(first.then(second).detach().owning([dx, inv_rms]))
+            }
+        }
+    }
+}
+
+/// SwiGLU's gradients over `len` elements: `First` dgate, `Second` dup.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct SwigluBackwardSpec {
+    pub len: usize,
+    pub output: Output,
+}
+
+impl CaseSpec for SwigluBackwardSpec {
+    fn kernel(&self) -> &'static str {
+        match self.output {
+            Output::First => "swiglu_grad_gate",
+            Output::Second => "swiglu_grad_up",
+        }
+    }
+
+    fn shape(&self) -> String {
+        format!("n={}", self.len)
+    }
+
+    fn traffic(&self) -> usize {
+        5 * self.len
+    }
+
+    fn compute_tolerance(&self) -> Tolerance {
+        Tolerance {
+            atol: 1e-6,
+            rtol: 2e-6,
+        }
+    }
+
+    /// gate over [-12, 12] (both tails of the sigmoid), up and dy in [-1, 1].
+    fn inputs(&self, random: Random<'_>) -> Result<Vec<HostTensor>> {
+        Ok(vec![
+            random(&[self.len], -12.0, 12.0),
+            random(&[self.len], -1.0, 1.0),
+            random(&[self.len], -1.0, 1.0),
+        ])
+    }
+
+    fn reference(&self, inputs: &[HostTensor]) -> Vec<f64> {
+        let (dgate, dup) =
+            training::reference_swiglu_backward(&inputs[0].data, &inputs[1].data, &inputs[2].data);
+        match self.output {
+            Output::First => dgate,
+            Output::Second => dup,
+        }
+    }
+
+    fn call<'a>(&self, gpu: &Gpu, inputs: &'a [Tensor], out: &'a Tensor) -> Result<KernelCall<'a>> {
+        let (gate, up, dy) = (&inputs[0], &inputs[1], &inputs[2]);
+        let other = Tensor::empty(gpu, gate.shape(), gate.dtype())?;
+        let call = match self.output {
+            Output::First => training::swiglu_backward(gpu, gate, up, dy, out, &other)?,
+            Output::Second => training::swiglu_backward(gpu, gate, up, dy, &other, out)?,
+        };
+        Ok(call.detach().owning([other]))
+    }
+}
+
+/// One AdamW step over `len` parameters at step `step`, gradient in the case's dtype, the
+/// parameters (compared, updated in place) and moments in f32.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct AdamWSpec {
+    pub len: usize,
+    pub step: u64,
+    pub grad_scale: f32,
+}
+
+fn adamw_settings() -> AdamW {
+    AdamW {
+        lr: 3e-3,
+        weight_decay: 0.1,
+        ..AdamW::default()
+    }
+}
+
+impl CaseSpec for AdamWSpec {
+    fn kernel(&self) -> &'static str {
+        "adamw"
+    }
+
+    fn shape(&self) -> String {
+        format!(
+            "n={} step={} grad scale={}",
+            self.len, self.step, self.grad_scale
+        )
+    }
+
+    fn traffic(&self) -> usize {
+        7 * self.len
+    }
+
+    /// The update is lr · O(1): its f32 error (a division, a square root) is far below the
+    /// rounding of the parameter itself.
+    fn compute_tolerance(&self) -> Tolerance {
+        Tolerance {
+            atol: 1e-7,
+            rtol: 1e-7,
+        }
+    }
+
+    fn in_place(&self) -> bool {
+        true
+    }
+
+    /// The parameters (f32, updated in place), the gradient, m and v (f32).
+    fn inputs(&self, random: Random<'_>) -> Result<Vec<HostTensor>> {
+        let f32_of = |h: HostTensor| {
+            let data = h.data.iter().map(|&v| f64::from(v as f32)).collect();
+            HostTensor::f32_table(h.shape, data)
+        };
+        let n = [self.len];
+        Ok(vec![
+            f32_of(random(&n, -1.0, 1.0)),
+            random(&n, -1.0, 1.0),
+            f32_of(random(&n, -0.1, 0.1)),
+            f32_of(random(&n, 0.0, 0.01)),
+        ])
+    }
+
+    fn reference(&self, inputs: &[HostTensor]) -> Vec<f64> {
+        let [p, g, m, v] = [0, 1, 2, 3].map(|i| &inputs[i].data);
+        let grad_scale = f64::from(self.grad_scale);
+        training::reference_adamw(&adamw_settings(), self.step, g, grad_scale, p, m, v).0
+    }
+
+    fn call<'a>(&self, gpu: &Gpu, inputs: &'a [Tensor], out: &'a Tensor) -> Result<KernelCall<'a>> {
+        let (grad, m, v) = (&inputs[1], &inputs[2], &inputs[3]);
+        let settings = adamw_settings();
+        training::adamw(gpu, &settings, self.step, grad, self.grad_scale, out, m, v)
+    }
+}
