@@ -35,6 +35,9 @@ const FAMILIES: [(&str, &[&str]); 8] = [
             "swiglu_grad_gate",
             "swiglu_grad_up",
             "adamw",
+            "linear_grad_x",
+            "linear_grad_w",
+            "linear_grad_b",
         ],
     ),
     (

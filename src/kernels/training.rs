@@ -402,3 +402,84 @@ pub fn reference_adamw(
     }
     out
 }
+
+/// A Linear layer's input gradient: for `y = x · wᵀ (+ b)` (`w` `[N, K]`), `dx = dy · w`
+/// (`dy` `[M, N]`, `dx` `[M, K]`): the matmul with `w` read as `[K, N]`-major.
+pub fn linear_grad_input<'a>(
+    gpu: &Gpu,
+    dy: &'a Tensor,
+    w: &'a Tensor,
+    dx: &'a Tensor,
+) -> Result<KernelCall<'a>> {
+    super::matmul::matmul(gpu, dy, w, super::matmul::BLayout::KN, None, dx)
+}
+
+/// A Linear layer's weight gradient `dw = dyᵀ · x` (`[N, K]`), through `dy_t` (`[N, M]`,
+/// scratch the caller owns) so that the product reads both operands row-major.
+pub fn linear_grad_weight<'a>(
+    gpu: &Gpu,
+    dy: &'a Tensor,
+    x: &'a Tensor,
+    dy_t: &'a Tensor,
+    dw: &'a Tensor,
+) -> Result<KernelCall<'a>> {
+    let op = "linear weight gradient";
+    let &[m, n] = dy.shape() else {
+        return Err(Error::shape(
+            op,
+            format!("dy is {dy:?}, not [rows, outputs]"),
+        ));
+    };
+    expect_shape(op, "dy_t", dy_t, &[n, m])?;
+    // The transpose kernel takes a batch axis: views of one.
+    let (dy3, dy_t3) = (dy.reshape(&[1, m, n])?, dy_t.reshape(&[1, n, m])?);
+    let transpose = super::transpose::transpose(gpu, &dy3, &dy_t3)?;
+    let first: KernelCall<'a> = transpose.detach().owning([dy3, dy_t3]);
+    let product = super::matmul::matmul(gpu, dy_t, x, super::matmul::BLayout::KN, None, dw)?;
+    Ok(first.then(product))
+}
+
+/// A Linear layer's bias gradient `db = Σ_rows dy` (`[N]`, or `[1, N]`), as `ones · dy` with
+/// `ones` a `[1, M]` row of ones the caller owns.
+pub fn linear_grad_bias<'a>(
+    gpu: &Gpu,
+    dy: &'a Tensor,
+    ones: &'a Tensor,
+    db: &'a Tensor,
+) -> Result<KernelCall<'a>> {
+    let op = "linear bias gradient";
+    let n = last_dim(op, dy)?;
+    if db.len() != n {
+        return Err(Error::shape(
+            op,
+            format!("db {db:?} does not hold {n} values"),
+        ));
+    }
+    let db = db.reshape(&[1, n])?;
+    let call = super::matmul::matmul(gpu, ones, dy, super::matmul::BLayout::KN, None, &db)?;
+    Ok(call.detach().owning([db]))
+}
+
+/// f64 reference of a Linear layer's gradients (`x` `[M, K]`, `w` `[N, K]`, `dy` `[M, N]`):
+/// (dx, dw, db).
+pub fn reference_linear_backward(
+    x: &[f64],
+    w: &[f64],
+    dy: &[f64],
+    [m, n, k]: [usize; 3],
+) -> (Vec<f64>, Vec<f64>, Vec<f64>) {
+    let mut dx = vec![0.0; m * k];
+    let mut dw = vec![0.0; n * k];
+    let mut db = vec![0.0; n];
+    for r in 0..m {
+        for o in 0..n {
+            let g = dy[r * n + o];
+            db[o] += g;
+            for i in 0..k {
+                dx[r * k + i] += g * w[o * k + i];
+                dw[o * k + i] += g * x[r * k + i];
+            }
+        }
+    }
+    (dx, dw, db)
+}

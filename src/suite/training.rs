@@ -341,3 +341,106 @@ impl CaseSpec for AdamWSpec {
         training::adamw(gpu, &settings, self.step, grad, self.grad_scale, out, m, v)
     }
 }
+
+/// Which gradient of a Linear layer a case compares.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LinearGrad {
+    Input,
+    Weight,
+    Bias,
+}
+
+/// A Linear layer's gradients (`y = x · wᵀ + b`, `x` `[m, k]`, `w` `[n, k]`).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct LinearBackwardSpec {
+    pub m: usize,
+    pub n: usize,
+    pub k: usize,
+    pub grad: LinearGrad,
+}
+
+impl CaseSpec for LinearBackwardSpec {
+    fn kernel(&self) -> &'static str {
+        match self.grad {
+            LinearGrad::Input => "linear_grad_x",
+            LinearGrad::Weight => "linear_grad_w",
+            LinearGrad::Bias => "linear_grad_b",
+        }
+    }
+
+    fn shape(&self) -> String {
+        format!("M={} N={} K={}", self.m, self.n, self.k)
+    }
+
+    fn flops(&self) -> f64 {
+        match self.grad {
+            LinearGrad::Bias => (self.m * self.n) as f64,
+            _ => 2.0 * (self.m * self.n * self.k) as f64,
+        }
+    }
+
+    fn traffic(&self) -> usize {
+        self.m * self.k + self.n * self.k + self.m * self.n
+    }
+
+    /// Sums of products of values in [-1, 1]: the matmul's bound over the summed length.
+    fn compute_tolerance(&self) -> Tolerance {
+        let terms = match self.grad {
+            LinearGrad::Input => self.n,
+            LinearGrad::Weight | LinearGrad::Bias => self.m,
+        } as f64;
+        Tolerance {
+            atol: 2e-7 * terms.sqrt() + 1e-7,
+            rtol: 4e-6,
+        }
+    }
+
+    /// x, w, dy.
+    fn inputs(&self, random: Random<'_>) -> Result<Vec<HostTensor>> {
+        Ok(vec![
+            random(&[self.m, self.k], -1.0, 1.0),
+            random(&[self.n, self.k], -1.0, 1.0),
+            random(&[self.m, self.n], -1.0, 1.0),
+        ])
+    }
+
+    fn output_shape(&self, _inputs: &[HostTensor]) -> Vec<usize> {
+        match self.grad {
+            LinearGrad::Input => vec![self.m, self.k],
+            LinearGrad::Weight => vec![self.n, self.k],
+            LinearGrad::Bias => vec![self.n],
+        }
+    }
+
+    fn reference(&self, inputs: &[HostTensor]) -> Vec<f64> {
+        let (dx, dw, db) = training::reference_linear_backward(
+            &inputs[0].data,
+            &inputs[1].data,
+            &inputs[2].data,
+            [self.m, self.n, self.k],
+        );
+        match self.grad {
+            LinearGrad::Input => dx,
+            LinearGrad::Weight => dw,
+            LinearGrad::Bias => db,
+        }
+    }
+
+    fn call<'a>(&self, gpu: &Gpu, inputs: &'a [Tensor], out: &'a Tensor) -> Result<KernelCall<'a>> {
+        let (x, w, dy) = (&inputs[0], &inputs[1], &inputs[2]);
+        match self.grad {
+            LinearGrad::Input => training::linear_grad_input(gpu, dy, w, out),
+            LinearGrad::Weight => {
+                let dy_t = Tensor::empty(gpu, &[self.n, self.m], dy.dtype())?;
+                let call = training::linear_grad_weight(gpu, dy, x, &dy_t, out)?;
+                Ok(call.detach().owning([dy_t]))
+            }
+            LinearGrad::Bias => {
+                let ones = vec![1.0f32; self.m];
+                let ones = Tensor::from_f32(gpu, &[1, self.m], &ones, dy.dtype())?;
+                let call = training::linear_grad_bias(gpu, dy, &ones, out)?;
+                Ok(call.detach().owning([ones]))
+            }
+        }
+    }
+}

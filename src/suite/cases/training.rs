@@ -3,7 +3,8 @@
 
 use super::{Entry, entry};
 use crate::suite::training::{
-    AdamWSpec, CrossEntropySpec, Output, RmsNormBackwardSpec, SwigluBackwardSpec,
+    AdamWSpec, CrossEntropySpec, LinearBackwardSpec, LinearGrad, Output, RmsNormBackwardSpec,
+    SwigluBackwardSpec,
 };
 use crate::suite::*;
 use crate::tensor::DType;
@@ -53,6 +54,13 @@ pub(super) fn training_cases(dtype: DType) -> Vec<Entry> {
             grad_scale,
         };
         list.push(entry(spec, true, BenchTier::No));
+    }
+    // A Linear layer's three gradients: one row, odd sizes, a tile ± 1, one row of outputs.
+    for (m, n, k) in [(1, 7, 5), (33, 17, 65), (64, 65, 63), (130, 1, 33)] {
+        for grad in [LinearGrad::Input, LinearGrad::Weight, LinearGrad::Bias] {
+            let spec = LinearBackwardSpec { m, n, k, grad };
+            list.push(entry(spec, true, BenchTier::No));
+        }
     }
     // The byte LM's shapes at batch 16 × 64 positions: loss, and one AdamW step over 1M
     // parameters.
