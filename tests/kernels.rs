@@ -38,6 +38,7 @@ const FAMILIES: [(&str, &[&str]); 8] = [
             "linear_grad_x",
             "linear_grad_w",
             "linear_grad_b",
+            "embedding_grad",
         ],
     ),
     (

@@ -23,6 +23,11 @@ const ACTIVATION_BACKWARD: ShaderSource = ShaderSource {
     body: include_str!("../../shaders/activation_backward.wgsl"),
     library: &[],
 };
+const EMBEDDING_BACKWARD: ShaderSource = ShaderSource {
+    name: "embedding_backward.wgsl",
+    body: include_str!("../../shaders/embedding_backward.wgsl"),
+    library: &[],
+};
 const OPTIMIZER: ShaderSource = ShaderSource {
     name: "optimizer.wgsl",
     body: include_str!("../../shaders/optimizer.wgsl"),
@@ -42,6 +47,7 @@ pub(crate) fn pipeline_keys() -> Vec<PipelineKey> {
         keys.push(key(NORM_BACKWARD, "rms_norm_backward_weight", dtype));
         keys.push(key(ACTIVATION_BACKWARD, "swiglu_backward", dtype));
         keys.push(key(OPTIMIZER, "adamw", dtype));
+        keys.push(key(EMBEDDING_BACKWARD, "embedding_backward", dtype));
     }
     keys
 }
@@ -482,4 +488,106 @@ pub fn reference_linear_backward(
         }
     }
     (dx, dw, db)
+}
+
+/// The batch's positions grouped by token id, for [`embedding_backward`]: `order` lists the
+/// positions of id 0, then of id 1, ... (each in position order), and `offsets[v] ..
+/// offsets[v + 1]` is id v's run. `Err` for an id outside the vocabulary.
+pub fn group_by_id(ids: &[u32], vocab: usize) -> Result<(Vec<u32>, Vec<u32>)> {
+    let op = "embedding gradient";
+    to_u32(op, "positions", ids.len())?;
+    let mut offsets = vec![0u32; vocab + 1];
+    for &id in ids {
+        let v = id as usize;
+        if v >= vocab {
+            return Err(Error::shape(
+                op,
+                format!("token id {id} is outside the vocabulary of {vocab}"),
+            ));
+        }
+        offsets[v + 1] += 1;
+    }
+    for v in 0..vocab {
+        offsets[v + 1] += offsets[v];
+    }
+    let mut next = offsets.clone();
+    let mut order = vec![0u32; ids.len()];
+    for (i, &id) in ids.iter().enumerate() {
+        let slot = &mut next[id as usize];
+        order[*slot as usize] = i as u32;
+        *slot += 1;
+    }
+    Ok((order, offsets))
+}
+
+#[repr(C)]
+#[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
+struct EmbeddingParams {
+    vocab: u32,
+    width: u32,
+    positions: u32,
+    _pad: u32,
+}
+
+/// The embedding table's gradient `d_table` (`[vocab, width]`) from the output gradient
+/// `d_out` (`[positions, width]`) and the positions grouped by id ([`group_by_id`]: `order`
+/// `[positions]`, `offsets` `[vocab + 1]`, u32): each row sums its positions in order, with
+/// no atomics, so no update is lost and every run gives the same bits.
+pub fn embedding_backward<'a>(
+    gpu: &Gpu,
+    d_out: &'a Tensor,
+    order: &'a Tensor,
+    offsets: &'a Tensor,
+    d_table: &'a Tensor,
+) -> Result<KernelCall<'a>> {
+    let op = "embedding gradient";
+    let dtype = same_dtype(op, &[d_out, d_table])?;
+    require(op, "order", order, DType::U32)?;
+    require(op, "offsets", offsets, DType::U32)?;
+    let &[vocab, width] = d_table.shape() else {
+        return Err(Error::shape(
+            op,
+            format!("d_table is {d_table:?}, not [vocab, width]"),
+        ));
+    };
+    let positions = order.len();
+    expect_shape(op, "d_out", d_out, &[positions, width])?;
+    expect_shape(op, "offsets", offsets, &[vocab + 1])?;
+    let params = EmbeddingParams {
+        vocab: to_u32(op, "vocab", vocab)?,
+        width: to_u32(op, "width", width)?,
+        positions: to_u32(op, "positions", positions)?,
+        _pad: 0,
+    };
+    to_u32(op, "table elements", vocab * width)?;
+    let grid = gpu.grid(op, (vocab * width).div_ceil(WG as usize) as u64)?;
+    let tensors = [(1, d_out), (2, order), (3, offsets), (4, d_table)];
+    let key = key(EMBEDDING_BACKWARD, "embedding_backward", dtype);
+    prepare(gpu, &key, &params, &tensors, grid)
+}
+
+/// f64 reference of the embedding gradient: `d_table[ids[i]] += d_out[i]`.
+pub fn reference_embedding_backward(d_out: &[f64], ids: &[u32], vocab: usize) -> Vec<f64> {
+    let width = d_out.len() / ids.len().max(1);
+    let mut table = vec![0.0; vocab * width];
+    for (row, &id) in d_out.chunks(width.max(1)).zip(ids) {
+        for (j, g) in row.iter().enumerate() {
+            table[id as usize * width + j] += g;
+        }
+    }
+    table
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn positions_are_grouped_by_id_in_order_and_a_foreign_id_is_refused() {
+        let (order, offsets) = group_by_id(&[2, 0, 2, 2, 0], 4).unwrap();
+        assert_eq!(offsets, [0, 2, 2, 5, 5]);
+        assert_eq!(order, [1, 4, 0, 2, 3]);
+        let err = group_by_id(&[1, 4], 4).unwrap_err().to_string();
+        assert!(err.contains("token id 4"), "{err}");
+    }
 }

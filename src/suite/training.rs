@@ -444,3 +444,75 @@ impl CaseSpec for LinearBackwardSpec {
         }
     }
 }
+
+/// The embedding gradient: `positions` positions of a vocabulary of `vocab`, ids drawn so
+/// that some repeat many times (the lost-update case) and some rows get none.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct EmbeddingBackwardSpec {
+    pub positions: usize,
+    pub vocab: usize,
+    pub width: usize,
+}
+
+impl EmbeddingBackwardSpec {
+    /// Half the positions share id 1; the others spread over the even ids.
+    fn ids(&self) -> Vec<u32> {
+        (0..self.positions)
+            .map(|i| {
+                if i % 2 == 0 || self.vocab < 2 {
+                    (1 % self.vocab) as u32
+                } else {
+                    ((i * 7919) % self.vocab.div_ceil(2) * 2 % self.vocab) as u32
+                }
+            })
+            .collect()
+    }
+}
+
+impl CaseSpec for EmbeddingBackwardSpec {
+    fn kernel(&self) -> &'static str {
+        "embedding_grad"
+    }
+
+    fn shape(&self) -> String {
+        format!(
+            "positions={} vocab={} width={}",
+            self.positions, self.vocab, self.width
+        )
+    }
+
+    fn traffic(&self) -> usize {
+        (self.positions + self.vocab) * self.width
+    }
+
+    /// Sums of up to `positions` values in [-1, 1], in order.
+    fn compute_tolerance(&self) -> Tolerance {
+        Tolerance {
+            atol: 1e-7 * self.positions as f64,
+            rtol: 1e-6,
+        }
+    }
+
+    /// d_out, then the grouping (order, offsets) the host computes from the ids.
+    fn inputs(&self, random: Random<'_>) -> Result<Vec<HostTensor>> {
+        let (order, offsets) = training::group_by_id(&self.ids(), self.vocab)?;
+        let as_words = |v: Vec<u32>| v.into_iter().map(|w| w as usize);
+        Ok(vec![
+            random(&[self.positions, self.width], -1.0, 1.0),
+            words(vec![self.positions], as_words(order)),
+            words(vec![self.vocab + 1], as_words(offsets)),
+        ])
+    }
+
+    fn output_shape(&self, _inputs: &[HostTensor]) -> Vec<usize> {
+        vec![self.vocab, self.width]
+    }
+
+    fn reference(&self, inputs: &[HostTensor]) -> Vec<f64> {
+        training::reference_embedding_backward(&inputs[0].data, &self.ids(), self.vocab)
+    }
+
+    fn call<'a>(&self, gpu: &Gpu, inputs: &'a [Tensor], out: &'a Tensor) -> Result<KernelCall<'a>> {
+        training::embedding_backward(gpu, &inputs[0], &inputs[1], &inputs[2], out)
+    }
+}

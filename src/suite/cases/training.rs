@@ -3,8 +3,8 @@
 
 use super::{Entry, entry};
 use crate::suite::training::{
-    AdamWSpec, CrossEntropySpec, LinearBackwardSpec, LinearGrad, Output, RmsNormBackwardSpec,
-    SwigluBackwardSpec,
+    AdamWSpec, CrossEntropySpec, EmbeddingBackwardSpec, LinearBackwardSpec, LinearGrad, Output,
+    RmsNormBackwardSpec, SwigluBackwardSpec,
 };
 use crate::suite::*;
 use crate::tensor::DType;
@@ -61,6 +61,15 @@ pub(super) fn training_cases(dtype: DType) -> Vec<Entry> {
             let spec = LinearBackwardSpec { m, n, k, grad };
             list.push(entry(spec, true, BenchTier::No));
         }
+    }
+    // The embedding gradient: one position, a repeated id over many positions, rows with none.
+    for (positions, vocab, width) in [(1, 1, 1), (7, 5, 3), (1024, 258, 192), (300, 1000, 33)] {
+        let spec = EmbeddingBackwardSpec {
+            positions,
+            vocab,
+            width,
+        };
+        list.push(entry(spec, true, BenchTier::No));
     }
     // The byte LM's shapes at batch 16 × 64 positions: loss, and one AdamW step over 1M
     // parameters.
