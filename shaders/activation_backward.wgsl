@@ -1,7 +1,8 @@
 // Gradients of the gated activations, f32 arithmetic whatever `elem` is. With
 // y = silu(gate) · up and dy the gradient of y:
 //   swiglu_backward: dgate = dy · up · silu'(gate), silu'(g) = s(g) · (1 + g · (1 - s(g))),
-//                    dup   = dy · silu(gate),       s the logistic sigmoid.
+//                    dup   = dy · silu(gate),       s the logistic sigmoid;
+//   silu_backward:   dx = dy · silu'(x), x in `gate`, dx into `dgate`.
 // Tiling: one invocation per element, WG per workgroup, on a 2-D grid (flat = x + y · nwg.x).
 
 struct Params {
@@ -31,4 +32,15 @@ fn swiglu_backward(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups
     let d = f32(dy[i]);
     dgate[i] = elem(d * f32(up[i]) * s * (1.0 + g * (1.0 - s)));
     dup[i] = elem(d * g * s);
+}
+
+// silu_backward: dx = dy · silu'(x) (x in `gate`, dy in `dy`, dx into `dgate`).
+@compute @workgroup_size(WG)
+fn silu_backward(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+                 @builtin(local_invocation_index) lid: u32) {
+    let i = (wg.x + wg.y * nwg.x) * WG + lid;
+    if (i >= p.len) { return; }
+    let g = f32(gate[i]);
+    let s = 1.0 / (1.0 + exp(-g));
+    dgate[i] = elem(f32(dy[i]) * s * (1.0 + g * (1.0 - s)));
 }

@@ -6,7 +6,12 @@
 //   p  = p · (1 - lr · weight_decay) - lr · (m / c1) / (sqrt(v / c2) + eps)
 // with the bias corrections c1 = 1 - β1^t, c2 = 1 - β2^t computed on the host for step t.
 // The gradient may be f16 (`elem`); parameters and moments are always f32 (master weights).
-// Tiling: one invocation per element, WG per workgroup, on a 2-D grid (flat = x + y · nwg.x).
+// sum_of_squares: partial[g] = Σ grad² over workgroup g's CHUNK elements, for the global
+//   gradient norm (clipping) and the overflow check of loss scaling (a non-finite gradient
+//   makes its partial non-finite); the host adds the partials in f64.
+// Tiling, adamw: one invocation per element, WG per workgroup, on a 2-D grid
+// (flat = x + y · nwg.x). sum_of_squares: a workgroup per CHUNK = 8 · WG elements, a tree
+// sum in workgroup memory.
 
 struct Params {
     len: u32,
@@ -30,6 +35,11 @@ override WG: u32 = 256u;
 @group(0) @binding(2) var<storage, read_write> param: array<f32>;
 @group(0) @binding(3) var<storage, read_write> m: array<f32>;
 @group(0) @binding(4) var<storage, read_write> v: array<f32>;
+@group(0) @binding(5) var<storage, read_write> partial_sums: array<f32>;
+
+const ITEMS: u32 = 8u;
+
+// workgroup_sum: shaders/lib/workgroup_sum.wgsl.
 
 @compute @workgroup_size(WG)
 fn adamw(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
@@ -43,4 +53,24 @@ fn adamw(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec
     v[i] = v1;
     let update = (m1 / p.c1) / (sqrt(v1 / p.c2) + p.eps);
     param[i] = param[i] * (1.0 - p.lr * p.weight_decay) - p.lr * update;
+}
+
+@compute @workgroup_size(WG)
+fn sum_of_squares(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+                  @builtin(local_invocation_index) lid: u32) {
+    let group = wg.x + wg.y * nwg.x;
+    let first = group * ITEMS * WG;
+    if (first >= p.len) { return; }
+    var s = 0.0;
+    for (var i = 0u; i < ITEMS; i++) {
+        let at = first + i * WG + lid;
+        if (at < p.len) {
+            let g = f32(grad[at]);
+            s += g * g;
+        }
+    }
+    let total = workgroup_sum(s, lid);
+    if (lid == 0u) {
+        partial_sums[group] = total;
+    }
 }

@@ -39,6 +39,10 @@ const FAMILIES: [(&str, &[&str]); 8] = [
             "linear_grad_w",
             "linear_grad_b",
             "embedding_grad",
+            "silu_grad",
+            "mse",
+            "mse_grad",
+            "sum_of_squares",
         ],
     ),
     (

@@ -31,7 +31,7 @@ const EMBEDDING_BACKWARD: ShaderSource = ShaderSource {
 const OPTIMIZER: ShaderSource = ShaderSource {
     name: "optimizer.wgsl",
     body: include_str!("../../shaders/optimizer.wgsl"),
-    library: &[],
+    library: &[super::WORKGROUP_SUM],
 };
 const WG: u32 = 256;
 
@@ -47,6 +47,9 @@ pub(crate) fn pipeline_keys() -> Vec<PipelineKey> {
         keys.push(key(NORM_BACKWARD, "rms_norm_backward_weight", dtype));
         keys.push(key(ACTIVATION_BACKWARD, "swiglu_backward", dtype));
         keys.push(key(OPTIMIZER, "adamw", dtype));
+        keys.push(key(OPTIMIZER, "sum_of_squares", dtype));
+        keys.push(key(LOSS, "mse", dtype));
+        keys.push(key(ACTIVATION_BACKWARD, "silu_backward", dtype));
         keys.push(key(EMBEDDING_BACKWARD, "embedding_backward", dtype));
     }
     keys
@@ -576,6 +579,124 @@ pub fn reference_embedding_backward(d_out: &[f64], ids: &[u32], vocab: usize) ->
         }
     }
     table
+}
+
+/// SiLU's gradient: `dx = dy · silu'(x)` (one shape).
+pub fn silu_backward<'a>(
+    gpu: &Gpu,
+    x: &'a Tensor,
+    dy: &'a Tensor,
+    dx: &'a Tensor,
+) -> Result<KernelCall<'a>> {
+    let op = "silu backward";
+    let dtype = same_dtype(op, &[x, dy, dx])?;
+    expect_shape(op, "dy", dy, x.shape())?;
+    expect_shape(op, "dx", dx, x.shape())?;
+    let params = LenParams {
+        len: to_u32(op, "length", x.len())?,
+        _pad: [0; 3],
+    };
+    let grid = gpu.grid(op, x.len().div_ceil(WG as usize) as u64)?;
+    let key = key(ACTIVATION_BACKWARD, "silu_backward", dtype);
+    prepare(gpu, &key, &params, &[(1, x), (3, dy), (4, dx)], grid)
+}
+
+/// f64 reference of [`silu_backward`].
+pub fn reference_silu_backward(x: &[f64], dy: &[f64]) -> Vec<f64> {
+    x.iter()
+        .zip(dy)
+        .map(|(&g, &d)| {
+            let s = 1.0 / (1.0 + (-g).exp());
+            d * s * (1.0 + g * (1.0 - s))
+        })
+        .collect()
+}
+
+/// The squared error per row of `pred` against `target` (`[rows, cols]`): `Σ (pred -
+/// target)²` into `loss` (`[rows]` f32) and `scale · 2 · (pred - target)` into `grad`.
+pub fn mse<'a>(
+    gpu: &Gpu,
+    pred: &'a Tensor,
+    target: &'a Tensor,
+    scale: f32,
+    loss: &'a Tensor,
+    grad: &'a Tensor,
+) -> Result<KernelCall<'a>> {
+    let op = "mse";
+    let dtype = same_dtype(op, &[pred, target, grad])?;
+    require(op, "the loss", loss, DType::F32)?;
+    let cols = last_dim(op, pred)?;
+    let rows = pred.len() / cols.max(1);
+    expect_shape(op, "target", target, pred.shape())?;
+    expect_shape(op, "grad", grad, pred.shape())?;
+    expect_shape(op, "the loss", loss, &[rows])?;
+    if !scale.is_finite() {
+        return Err(Error::shape(
+            op,
+            format!("the gradient scale {scale} is not finite"),
+        ));
+    }
+    let params = LossParams {
+        rows: to_u32(op, "rows", rows)?,
+        vocab: to_u32(op, "row length", cols)?,
+        scale,
+        _pad: 0,
+    };
+    let grid = gpu.grid(op, rows as u64)?;
+    let tensors = [(1, pred), (3, loss), (4, grad), (5, target)];
+    prepare(gpu, &key(LOSS, "mse", dtype), &params, &tensors, grid)
+}
+
+/// f64 reference of [`mse`]: (per-row sums of squares, gradient).
+pub fn reference_mse(
+    pred: &[f64],
+    target: &[f64],
+    cols: usize,
+    scale: f64,
+) -> (Vec<f64>, Vec<f64>) {
+    let diff: Vec<f64> = pred.iter().zip(target).map(|(p, t)| p - t).collect();
+    let loss = diff
+        .chunks(cols)
+        .map(|r| r.iter().map(|d| d * d).sum())
+        .collect();
+    (loss, diff.iter().map(|d| scale * 2.0 * d).collect())
+}
+
+/// Elements one `sum_of_squares` workgroup adds (the shader's ITEMS · WG).
+pub const SQUARES_PER_GROUP: usize = 8 * WG as usize;
+
+/// The partial sums [`sum_of_squares`] writes for `len` elements.
+pub fn sum_of_squares_groups(len: usize) -> usize {
+    len.div_ceil(SQUARES_PER_GROUP)
+}
+
+/// Partial sums of `grad²` (`partials`: `[sum_of_squares_groups(len)]` f32), for the global
+/// gradient norm and the loss-scale overflow check (a non-finite element makes its partial
+/// non-finite). The caller adds the partials (in f64).
+pub fn sum_of_squares<'a>(
+    gpu: &Gpu,
+    grad: &'a Tensor,
+    partials: &'a Tensor,
+) -> Result<KernelCall<'a>> {
+    let op = "sum of squares";
+    require(op, "the partial sums", partials, DType::F32)?;
+    let groups = sum_of_squares_groups(grad.len());
+    expect_shape(op, "the partial sums", partials, &[groups])?;
+    let params = AdamParams {
+        len: to_u32(op, "length", grad.len())?,
+        lr: 0.0,
+        beta1: 0.0,
+        beta2: 0.0,
+        eps: 0.0,
+        weight_decay: 0.0,
+        c1: 1.0,
+        c2: 1.0,
+        grad_scale: 1.0,
+        _pad: [0; 3],
+    };
+    let grid = gpu.grid(op, groups as u64)?;
+    let key = key(OPTIMIZER, "sum_of_squares", grad.dtype());
+    prepare(gpu, &key, &params, &[(1, grad), (5, partials)], grid)
 }
 
 #[cfg(test)]

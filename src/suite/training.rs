@@ -516,3 +516,171 @@ impl CaseSpec for EmbeddingBackwardSpec {
         training::embedding_backward(gpu, &inputs[0], &inputs[1], &inputs[2], out)
     }
 }
+
+/// SiLU's gradient over `len` elements (x over both tails of the sigmoid).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct SiluBackwardSpec {
+    pub len: usize,
+}
+
+impl CaseSpec for SiluBackwardSpec {
+    fn kernel(&self) -> &'static str {
+        "silu_grad"
+    }
+
+    fn shape(&self) -> String {
+        format!("n={}", self.len)
+    }
+
+    fn traffic(&self) -> usize {
+        3 * self.len
+    }
+
+    fn compute_tolerance(&self) -> Tolerance {
+        Tolerance {
+            atol: 1e-6,
+            rtol: 2e-6,
+        }
+    }
+
+    fn inputs(&self, random: Random<'_>) -> Result<Vec<HostTensor>> {
+        Ok(vec![
+            random(&[self.len], -12.0, 12.0),
+            random(&[self.len], -1.0, 1.0),
+        ])
+    }
+
+    fn reference(&self, inputs: &[HostTensor]) -> Vec<f64> {
+        training::reference_silu_backward(&inputs[0].data, &inputs[1].data)
+    }
+
+    fn call<'a>(&self, gpu: &Gpu, inputs: &'a [Tensor], out: &'a Tensor) -> Result<KernelCall<'a>> {
+        training::silu_backward(gpu, &inputs[0], &inputs[1], out)
+    }
+}
+
+/// The squared error of `rows` rows of `cols`: `First` the per-row sums (f32), `Second` the
+/// gradient (scaled as for a mean).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct MseSpec {
+    pub rows: usize,
+    pub cols: usize,
+    pub output: Output,
+}
+
+impl MseSpec {
+    fn scale(&self) -> f64 {
+        1.0 / (self.rows * self.cols) as f64
+    }
+}
+
+impl CaseSpec for MseSpec {
+    fn kernel(&self) -> &'static str {
+        match self.output {
+            Output::First => "mse",
+            Output::Second => "mse_grad",
+        }
+    }
+
+    fn shape(&self) -> String {
+        format!("{}x{}", self.rows, self.cols)
+    }
+
+    fn traffic(&self) -> usize {
+        3 * self.rows * self.cols
+    }
+
+    /// A sum of up to `cols` squares of values below 4.
+    fn compute_tolerance(&self) -> Tolerance {
+        Tolerance {
+            atol: 1e-6,
+            rtol: 4e-6,
+        }
+    }
+
+    fn inputs(&self, random: Random<'_>) -> Result<Vec<HostTensor>> {
+        let shape = [self.rows, self.cols];
+        Ok(vec![random(&shape, -1.0, 1.0), random(&shape, -1.0, 1.0)])
+    }
+
+    fn output_shape(&self, inputs: &[HostTensor]) -> Vec<usize> {
+        match self.output {
+            Output::First => vec![self.rows],
+            Output::Second => inputs[0].shape.clone(),
+        }
+    }
+
+    fn reference(&self, inputs: &[HostTensor]) -> Vec<f64> {
+        let (loss, grad) =
+            training::reference_mse(&inputs[0].data, &inputs[1].data, self.cols, self.scale());
+        match self.output {
+            Output::First => loss,
+            Output::Second => grad,
+        }
+    }
+
+    fn call<'a>(&self, gpu: &Gpu, inputs: &'a [Tensor], out: &'a Tensor) -> Result<KernelCall<'a>> {
+        let (pred, target) = (&inputs[0], &inputs[1]);
+        let scale = self.scale() as f32;
+        match self.output {
+            Output::First => {
+                let grad = Tensor::empty(gpu, pred.shape(), pred.dtype())?;
+                let call = training::mse(gpu, pred, target, scale, out, &grad)?;
+                Ok(call.detach().owning([grad]))
+            }
+            Output::Second => {
+                let loss = Tensor::empty(gpu, &[self.rows], DType::F32)?;
+                let call = training::mse(gpu, pred, target, scale, &loss, out)?;
+                Ok(call.detach().owning([loss]))
+            }
+        }
+    }
+}
+
+/// The partial sums of squares of `len` gradient values (f32).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct SumOfSquaresSpec {
+    pub len: usize,
+}
+
+impl CaseSpec for SumOfSquaresSpec {
+    fn kernel(&self) -> &'static str {
+        "sum_of_squares"
+    }
+
+    fn shape(&self) -> String {
+        format!("n={}", self.len)
+    }
+
+    fn traffic(&self) -> usize {
+        self.len
+    }
+
+    /// Sums of up to 2048 squares below 1.
+    fn compute_tolerance(&self) -> Tolerance {
+        Tolerance {
+            atol: 1e-6,
+            rtol: 4e-6,
+        }
+    }
+
+    fn inputs(&self, random: Random<'_>) -> Result<Vec<HostTensor>> {
+        Ok(vec![random(&[self.len], -1.0, 1.0)])
+    }
+
+    fn output_shape(&self, _inputs: &[HostTensor]) -> Vec<usize> {
+        vec![training::sum_of_squares_groups(self.len)]
+    }
+
+    fn reference(&self, inputs: &[HostTensor]) -> Vec<f64> {
+        inputs[0]
+            .data
+            .chunks(training::SQUARES_PER_GROUP)
+            .map(|c| c.iter().map(|v| v * v).sum())
+            .collect()
+    }
+
+    fn call<'a>(&self, gpu: &Gpu, inputs: &'a [Tensor], out: &'a Tensor) -> Result<KernelCall<'a>> {
+        training::sum_of_squares(gpu, &inputs[0], out)
+    }
+}

@@ -3,8 +3,8 @@
 
 use super::{Entry, entry};
 use crate::suite::training::{
-    AdamWSpec, CrossEntropySpec, EmbeddingBackwardSpec, LinearBackwardSpec, LinearGrad, Output,
-    RmsNormBackwardSpec, SwigluBackwardSpec,
+    AdamWSpec, CrossEntropySpec, EmbeddingBackwardSpec, LinearBackwardSpec, LinearGrad, MseSpec,
+    Output, RmsNormBackwardSpec, SiluBackwardSpec, SumOfSquaresSpec, SwigluBackwardSpec,
 };
 use crate::suite::*;
 use crate::tensor::DType;
@@ -70,6 +70,25 @@ pub(super) fn training_cases(dtype: DType) -> Vec<Entry> {
             width,
         };
         list.push(entry(spec, true, BenchTier::No));
+    }
+    for len in [1, 255, 4097] {
+        list.push(entry(SiluBackwardSpec { len }, true, BenchTier::No));
+    }
+    for (rows, cols) in [(1, 1), (4, 3 * 16 * 16), (3, 1000)] {
+        let outputs: &[Output] = if dtype == DType::F32 {
+            &[Output::First, Output::Second]
+        } else {
+            &[Output::Second]
+        };
+        for &output in outputs {
+            list.push(entry(MseSpec { rows, cols, output }, true, BenchTier::No));
+        }
+    }
+    // The partial sums are f32 whatever the gradient is: one set of cases, with f32.
+    if dtype == DType::F32 {
+        for len in [1, 2047, 2049, 100_000] {
+            list.push(entry(SumOfSquaresSpec { len }, true, BenchTier::No));
+        }
     }
     // The byte LM's shapes at batch 16 × 64 positions: loss, and one AdamW step over 1M
     // parameters.
