@@ -43,6 +43,9 @@ const FAMILIES: [(&str, &[&str]); 8] = [
             "mse",
             "mse_grad",
             "sum_of_squares",
+            "attention_grad_q",
+            "attention_grad_k",
+            "attention_grad_v",
         ],
     ),
     (

@@ -52,6 +52,7 @@ pub(crate) fn pipeline_keys() -> Vec<PipelineKey> {
         keys.push(key(ACTIVATION_BACKWARD, "silu_backward", dtype));
         keys.push(key(EMBEDDING_BACKWARD, "embedding_backward", dtype));
     }
+    keys.extend(attention_backward_keys());
     keys
 }
 
@@ -697,6 +698,197 @@ pub fn sum_of_squares<'a>(
     let grid = gpu.grid(op, groups as u64)?;
     let key = key(OPTIMIZER, "sum_of_squares", grad.dtype());
     prepare(gpu, &key, &params, &[(1, grad), (5, partials)], grid)
+}
+
+const ATTENTION_BACKWARD: ShaderSource = ShaderSource {
+    name: "attention_backward.wgsl",
+    body: include_str!("../../shaders/attention_backward.wgsl"),
+    library: &[super::WORKGROUP_SUM],
+};
+/// Invocations per attention-backward workgroup (keys or queries per tile).
+const ATTENTION_BACKWARD_WG: u32 = 64;
+/// The largest head size the attention backward takes (the shader's OUT_PER_LANE · WG).
+pub const ATTENTION_BACKWARD_MAX_HEAD_DIM: usize = 4 * ATTENTION_BACKWARD_WG as usize;
+
+fn attention_backward_key(entry: &'static str, dtype: DType, head_dim: u32) -> PipelineKey {
+    let overrides = [("HEAD_DIM", head_dim), ("WG", ATTENTION_BACKWARD_WG)];
+    PipelineKey::new(ATTENTION_BACKWARD, entry, dtype, &overrides)
+}
+
+pub(crate) fn attention_backward_keys() -> Vec<PipelineKey> {
+    let mut keys = Vec::new();
+    for dtype in DType::ALL {
+        for d in super::attention::COMMON_HEAD_DIMS {
+            for entry in ["attention_backward_q", "attention_backward_kv"] {
+                keys.push(attention_backward_key(entry, dtype, d as u32));
+            }
+        }
+    }
+    keys
+}
+
+#[repr(C)]
+#[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
+struct AttentionBackwardParams {
+    q_len: u32,
+    kv_len: u32,
+    n_heads: u32,
+    n_kv_heads: u32,
+    causal: u32,
+    scale: f32,
+    _pad: [u32; 2],
+}
+
+/// The gradients of attention (`out = softmax(scale · q kᵀ) v`, causal or not, grouped-query
+/// heads) with respect to q, k and v, recomputing the scores instead of storing them: `out`
+/// is the forward's output, `dout` its gradient, `stats` (`[batch, n_heads, q_len, 2]` f32)
+/// scratch for each query's log-sum-exp and `dout · out`. Layouts as
+/// [`super::attention`]'s (`q`, `out`, `dout`, `dq` `[batch, q_len, n_heads, head_dim]`;
+/// `k`, `v`, `dk`, `dv` `[batch, kv_len, n_kv_heads, head_dim]`, every key used); under the
+/// causal mask query `i` sees keys up to `kv_len - q_len + i`.
+#[allow(clippy::too_many_arguments)]
+pub fn attention_backward<'a>(
+    gpu: &Gpu,
+    q: &'a Tensor,
+    k: &'a Tensor,
+    v: &'a Tensor,
+    out: &'a Tensor,
+    dout: &'a Tensor,
+    causal: bool,
+    scale: f32,
+    stats: &'a Tensor,
+    [dq, dk, dv]: [&'a Tensor; 3],
+) -> Result<KernelCall<'a>> {
+    let op = "attention backward";
+    let dtype = same_dtype(op, &[q, k, v, out, dout, dq, dk, dv])?;
+    require(op, "stats", stats, DType::F32)?;
+    let d = super::attention::dims(q, k, v, k.shape().get(1).copied().unwrap_or(0), out)?;
+    if d.kv_capacity != d.kv_len || d.q_len > d.kv_len {
+        return Err(Error::shape(
+            op,
+            format!(
+                "{} queries against {} keys: every key is used, queries are the last positions",
+                d.q_len, d.kv_len
+            ),
+        ));
+    }
+    for (what, t, like) in [
+        ("dout", dout, q),
+        ("dq", dq, q),
+        ("dk", dk, k),
+        ("dv", dv, k),
+    ] {
+        expect_shape(op, what, t, like.shape())?;
+    }
+    expect_shape(op, "stats", stats, &[d.batch, d.n_heads, d.q_len, 2])?;
+    if d.head_dim == 0 || d.head_dim > ATTENTION_BACKWARD_MAX_HEAD_DIM {
+        return Err(Error::shape(
+            op,
+            format!(
+                "head_dim {} is outside 1 ..= {ATTENTION_BACKWARD_MAX_HEAD_DIM}",
+                d.head_dim
+            ),
+        ));
+    }
+    if !scale.is_finite() {
+        return Err(Error::shape(op, format!("the scale {scale} is not finite")));
+    }
+    let params = AttentionBackwardParams {
+        q_len: to_u32(op, "q_len", d.q_len)?,
+        kv_len: to_u32(op, "kv_len", d.kv_len)?,
+        n_heads: to_u32(op, "n_heads", d.n_heads)?,
+        n_kv_heads: to_u32(op, "n_kv_heads", d.n_kv_heads)?,
+        causal: u32::from(causal),
+        scale,
+        _pad: [0; 2],
+    };
+    let head_dim = to_u32(op, "head_dim", d.head_dim)?;
+    let grid_q = super::attention::max_grid(gpu, op, &[d.q_len, d.n_heads, d.batch])?;
+    let grid_kv = super::attention::max_grid(gpu, op, &[d.kv_len, d.n_kv_heads, d.batch])?;
+    let first = prepare(
+        gpu,
+        &attention_backward_key("attention_backward_q", dtype, head_dim),
+        &params,
+        &[
+            (1, q),
+            (2, k),
+            (3, v),
+            (4, out),
+            (5, dout),
+            (6, stats),
+            (7, dq),
+        ],
+        [grid_q[0], grid_q[1], grid_q[2]],
+    )?;
+    let second = prepare(
+        gpu,
+        &attention_backward_key("attention_backward_kv", dtype, head_dim),
+        &params,
+        &[
+            (1, q),
+            (2, k),
+            (3, v),
+            (5, dout),
+            (8, stats),
+            (9, dk),
+            (10, dv),
+        ],
+        [grid_kv[0], grid_kv[1], grid_kv[2]],
+    )?;
+    Ok(first.then(second))
+}
+
+/// f64 reference of [`attention_backward`] (all keys used): (dq, dk, dv). As in the kernel
+/// (and FlashAttention-2), `D_i = dout_i · out_i` is taken from the forward output given.
+#[allow(clippy::too_many_arguments)]
+pub fn reference_attention_backward(
+    d: &super::attention::AttentionDims,
+    q: &[f64],
+    k: &[f64],
+    v: &[f64],
+    out: &[f64],
+    dout: &[f64],
+    causal: bool,
+    scale: f64,
+) -> (Vec<f64>, Vec<f64>, Vec<f64>) {
+    let (hd, group) = (d.head_dim, d.n_heads / d.n_kv_heads);
+    let past = d.kv_len - d.q_len;
+    let mut dq = vec![0.0; q.len()];
+    let mut dk = vec![0.0; k.len()];
+    let mut dv = vec![0.0; v.len()];
+    let qi = |b: usize, i: usize, h: usize| ((b * d.q_len + i) * d.n_heads + h) * hd;
+    let kj = |b: usize, j: usize, h: usize| ((b * d.kv_len + j) * d.n_kv_heads + h) * hd;
+    let dot = |a: &[f64], x: usize, b: &[f64], y: usize| {
+        (0..hd).map(|e| a[x + e] * b[y + e]).sum::<f64>()
+    };
+    for b in 0..d.batch {
+        for h in 0..d.n_heads {
+            let hk = h / group;
+            for i in 0..d.q_len {
+                let keys = if causal { past + i + 1 } else { d.kv_len };
+                let s: Vec<f64> = (0..keys)
+                    .map(|j| scale * dot(q, qi(b, i, h), k, kj(b, j, hk)))
+                    .collect();
+                let max = s.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+                let e: Vec<f64> = s.iter().map(|x| (x - max).exp()).collect();
+                let total: f64 = e.iter().sum();
+                let pr: Vec<f64> = e.iter().map(|x| x / total).collect();
+                let dp: Vec<f64> = (0..keys)
+                    .map(|j| dot(dout, qi(b, i, h), v, kj(b, j, hk)))
+                    .collect();
+                let delta = dot(dout, qi(b, i, h), out, qi(b, i, h));
+                for j in 0..keys {
+                    let ds = pr[j] * (dp[j] - delta);
+                    for x in 0..hd {
+                        dq[qi(b, i, h) + x] += scale * ds * k[kj(b, j, hk) + x];
+                        dk[kj(b, j, hk) + x] += scale * ds * q[qi(b, i, h) + x];
+                        dv[kj(b, j, hk) + x] += pr[j] * dout[qi(b, i, h) + x];
+                    }
+                }
+            }
+        }
+    }
+    (dq, dk, dv)
 }
 
 #[cfg(test)]

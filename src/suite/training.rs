@@ -684,3 +684,178 @@ impl CaseSpec for SumOfSquaresSpec {
         training::sum_of_squares(gpu, &inputs[0], out)
     }
 }
+
+/// Which gradient of attention a case compares.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AttentionGrad {
+    Q,
+    K,
+    V,
+}
+
+/// Attention's recomputing backward: `q` `[batch, q_len, heads.0, head_dim]` against every
+/// one of `kv_len` keys (`heads.1` kv heads), causal or not.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct AttentionBackwardSpec {
+    pub batch: usize,
+    pub q_len: usize,
+    pub kv_len: usize,
+    pub heads: (usize, usize),
+    pub head_dim: usize,
+    pub causal: bool,
+    pub grad: AttentionGrad,
+}
+
+impl AttentionBackwardSpec {
+    fn dims(&self) -> crate::kernels::attention::AttentionDims {
+        crate::kernels::attention::AttentionDims {
+            batch: self.batch,
+            q_len: self.q_len,
+            kv_len: self.kv_len,
+            kv_capacity: self.kv_len,
+            n_heads: self.heads.0,
+            n_kv_heads: self.heads.1,
+            head_dim: self.head_dim,
+        }
+    }
+
+    fn scale(&self) -> f64 {
+        1.0 / (self.head_dim as f64).sqrt()
+    }
+}
+
+impl CaseSpec for AttentionBackwardSpec {
+    fn kernel(&self) -> &'static str {
+        match self.grad {
+            AttentionGrad::Q => "attention_grad_q",
+            AttentionGrad::K => "attention_grad_k",
+            AttentionGrad::V => "attention_grad_v",
+        }
+    }
+
+    fn shape(&self) -> String {
+        let mut s = format!(
+            "q={} kv={} h={}/{} d={}",
+            self.q_len, self.kv_len, self.heads.0, self.heads.1, self.head_dim
+        );
+        if self.batch > 1 {
+            s += &format!(" b={}", self.batch);
+        }
+        s += if self.causal { " causal" } else { " full" };
+        s
+    }
+
+    fn flops(&self) -> f64 {
+        // Scores twice, dP, dQ, dK, dV: about 2.5 times the forward.
+        2.5 * self.dims().flops(self.causal)
+    }
+
+    fn traffic(&self) -> usize {
+        let q = self.batch * self.q_len * self.heads.0 * self.head_dim;
+        let kv = self.batch * self.kv_len * self.heads.1 * self.head_dim;
+        4 * q + 4 * kv
+    }
+
+    /// Sums over keys and queries of softmax-weighted products of values in [-1, 1].
+    fn compute_tolerance(&self) -> Tolerance {
+        let terms = (self.kv_len.max(self.q_len) * self.heads.0 / self.heads.1) as f64;
+        Tolerance {
+            atol: 1e-6 * terms.sqrt(),
+            rtol: 4e-6,
+        }
+    }
+
+    /// q, k, v, dout, then the forward's output (computed here in f64).
+    fn inputs(&self, random: Random<'_>) -> Result<Vec<HostTensor>> {
+        let q_shape = [self.batch, self.q_len, self.heads.0, self.head_dim];
+        let kv_shape = [self.batch, self.kv_len, self.heads.1, self.head_dim];
+        let q = random(&q_shape, -1.5, 1.5);
+        let k = random(&kv_shape, -1.5, 1.5);
+        let v = random(&kv_shape, -1.0, 1.0);
+        let dout = random(&q_shape, -1.0, 1.0);
+        let out = crate::kernels::attention::reference(
+            &self.dims(),
+            &q.data,
+            &k.data,
+            &v.data,
+            self.causal,
+            self.scale(),
+            None,
+            None,
+        );
+        // Rounded to the case's dtype, as the upload will round it, so that the kernel and the
+        // reference read the same values. `inputs` is not told the dtype: `random` rounded its
+        // draws to it, so f16 is when every draw of q is an f16 value (never by chance for a
+        // few thousand uniform f32 draws).
+        let f16 = q
+            .data
+            .iter()
+            .all(|&v| f64::from(half::f16::from_f64(v)) == v);
+        let round = |x: f64| -> f64 {
+            if f16 {
+                f64::from(half::f16::from_f64(x))
+            } else {
+                f64::from(x as f32)
+            }
+        };
+        let out = HostTensor {
+            shape: q_shape.to_vec(),
+            data: out.into_iter().map(round).collect(),
+            dtype: None,
+        };
+        Ok(vec![q, k, v, dout, out])
+    }
+
+    fn output_shape(&self, inputs: &[HostTensor]) -> Vec<usize> {
+        match self.grad {
+            AttentionGrad::Q => inputs[0].shape.clone(),
+            AttentionGrad::K | AttentionGrad::V => inputs[1].shape.clone(),
+        }
+    }
+
+    fn reference(&self, inputs: &[HostTensor]) -> Vec<f64> {
+        let [q, k, v, dout, out] = [0, 1, 2, 3, 4].map(|i| &inputs[i].data);
+        let (dq, dk, dv) = training::reference_attention_backward(
+            &self.dims(),
+            q,
+            k,
+            v,
+            out,
+            dout,
+            self.causal,
+            self.scale(),
+        );
+        match self.grad {
+            AttentionGrad::Q => dq,
+            AttentionGrad::K => dk,
+            AttentionGrad::V => dv,
+        }
+    }
+
+    fn call<'a>(&self, gpu: &Gpu, inputs: &'a [Tensor], out: &'a Tensor) -> Result<KernelCall<'a>> {
+        let [q, k, v, dout, forward] = [0, 1, 2, 3, 4].map(|i| &inputs[i]);
+        let stats = Tensor::empty(gpu, &[self.batch, self.heads.0, self.q_len, 2], DType::F32)?;
+        let spare_q = Tensor::empty(gpu, q.shape(), q.dtype())?;
+        let spare_k = Tensor::empty(gpu, k.shape(), k.dtype())?;
+        let spare_v = Tensor::empty(gpu, k.shape(), k.dtype())?;
+        let grads = match self.grad {
+            AttentionGrad::Q => [out, &spare_k, &spare_v],
+            AttentionGrad::K => [&spare_q, out, &spare_v],
+            AttentionGrad::V => [&spare_q, &spare_k, out],
+        };
+        let scale = self.scale() as f32;
+        let call = training::attention_backward(
+            gpu,
+            q,
+            k,
+            v,
+            forward,
+            dout,
+            self.causal,
+            scale,
+            &stats,
+            grads,
+        )?;
+        Ok(call.detach().owning([stats, spare_q, spare_k, spare_v]))
+    }
+}

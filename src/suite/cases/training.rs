@@ -3,8 +3,9 @@
 
 use super::{Entry, entry};
 use crate::suite::training::{
-    AdamWSpec, CrossEntropySpec, EmbeddingBackwardSpec, LinearBackwardSpec, LinearGrad, MseSpec,
-    Output, RmsNormBackwardSpec, SiluBackwardSpec, SumOfSquaresSpec, SwigluBackwardSpec,
+    AdamWSpec, AttentionBackwardSpec, AttentionGrad, CrossEntropySpec, EmbeddingBackwardSpec,
+    LinearBackwardSpec, LinearGrad, MseSpec, Output, RmsNormBackwardSpec, SiluBackwardSpec,
+    SumOfSquaresSpec, SwigluBackwardSpec,
 };
 use crate::suite::*;
 use crate::tensor::DType;
@@ -88,6 +89,39 @@ pub(super) fn training_cases(dtype: DType) -> Vec<Entry> {
     if dtype == DType::F32 {
         for len in [1, 2047, 2049, 100_000] {
             list.push(entry(SumOfSquaresSpec { len }, true, BenchTier::No));
+        }
+    }
+    // Attention's backward: every head grouping, causal and full, a query chunk after
+    // earlier keys, a tile ± 1 of keys, head sizes 32 to 128, a batch of two.
+    let attention = |q_len, kv_len, heads, head_dim, causal| AttentionBackwardSpec {
+        batch: 1,
+        q_len,
+        kv_len,
+        heads,
+        head_dim,
+        causal,
+        grad: AttentionGrad::Q,
+    };
+    let mut specs = Vec::new();
+    for heads in [(4, 4), (4, 2), (8, 2), (4, 1)] {
+        for causal in [true, false] {
+            specs.push(attention(37, 37, heads, 64, causal));
+        }
+    }
+    specs.push(attention(7, 65, (4, 2), 64, true));
+    specs.push(attention(63, 63, (2, 1), 32, true));
+    specs.push(attention(17, 17, (2, 2), 128, false));
+    specs.push(AttentionBackwardSpec {
+        batch: 2,
+        ..attention(9, 20, (4, 2), 80, true)
+    });
+    for spec in specs {
+        for grad in [AttentionGrad::Q, AttentionGrad::K, AttentionGrad::V] {
+            list.push(entry(
+                AttentionBackwardSpec { grad, ..spec },
+                true,
+                BenchTier::No,
+            ));
         }
     }
     // The byte LM's shapes at batch 16 × 64 positions: loss, and one AdamW step over 1M
