@@ -46,6 +46,7 @@ const FAMILIES: [(&str, &[&str]); 8] = [
             "attention_grad_q",
             "attention_grad_k",
             "attention_grad_v",
+            "rope_grad",
         ],
     ),
     (

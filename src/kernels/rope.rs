@@ -233,6 +233,21 @@ impl RopeConfig {
     }
 }
 
+/// The table that makes [`rope`] apply RoPE's gradient: each rotation is orthogonal (times
+/// LongRope's scale), so the gradient of `y = s·R x` is `dx = s·Rᵀ dy`, the rotation by the
+/// opposite angle: the same table with its sines negated (`table` as
+/// [`RopeConfig::table`] gives it, rows of `head_dim`).
+pub fn backward_table(table: &[f32], head_dim: usize) -> Vec<f32> {
+    let half = head_dim / 2;
+    let mut out = table.to_vec();
+    for row in out.chunks_exact_mut(head_dim) {
+        for sin in &mut row[half..] {
+            *sin = -*sin;
+        }
+    }
+    out
+}
+
 /// The cos/sin table of [`RopeConfig::table`] on the device: `[positions, head_dim]` f32.
 pub fn table_tensor(gpu: &Gpu, config: &RopeConfig, positions: usize) -> Result<Tensor> {
     let values = config.table(positions)?;
@@ -315,6 +330,29 @@ pub fn reference(
     n_heads: usize,
     position: usize,
 ) -> Vec<f64> {
+    rotate(config, x, seq, n_heads, position, 1.0)
+}
+
+/// f64 reference of RoPE's gradient: `dy` rotated by the opposite angles (times the scale).
+pub fn reference_backward(
+    config: &RopeConfig,
+    dy: &[f64],
+    seq: usize,
+    n_heads: usize,
+    position: usize,
+) -> Vec<f64> {
+    rotate(config, dy, seq, n_heads, position, -1.0)
+}
+
+/// `x` rotated by `direction` (1 or -1) times each position's angles, times the scale.
+fn rotate(
+    config: &RopeConfig,
+    x: &[f64],
+    seq: usize,
+    n_heads: usize,
+    position: usize,
+    direction: f64,
+) -> Vec<f64> {
     let freq = config.frequencies();
     let half = config.head_dim / 2;
     let mut out = x.to_vec();
@@ -322,7 +360,7 @@ pub fn reference(
         let t = position + (row / n_heads) % seq;
         for (i, f) in freq.at(t).iter().enumerate() {
             let (sin, cos) = (t as f64 * f).sin_cos();
-            let (sin, cos) = (freq.scale * sin, freq.scale * cos);
+            let (sin, cos) = (direction * freq.scale * sin, freq.scale * cos);
             let (x1, x2) = (chunk[i], chunk[half + i]);
             chunk[i] = x1 * cos - x2 * sin;
             chunk[half + i] = x2 * cos + x1 * sin;
@@ -334,6 +372,35 @@ pub fn reference(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The gradient is the transpose: <R x, y> = <x, Rᵀ y> for every schedule, LongRope's
+    /// scale included.
+    #[test]
+    fn the_backward_rotation_is_the_transpose() {
+        let config = RopeConfig {
+            theta: 10_000.0,
+            head_dim: 8,
+            scaling: RopeScaling::LongRope {
+                short: vec![1.0, 1.5, 2.0, 3.0],
+                long: vec![2.0, 3.0, 4.0, 5.0],
+                original_max_position_embeddings: 3,
+                attention_factor: 1.2,
+            },
+        };
+        let (seq, heads) = (5, 2);
+        let n = seq * heads * 8;
+        let x: Vec<f64> = (0..n).map(|i| ((i * 37) % 11) as f64 / 5.0 - 1.0).collect();
+        let y: Vec<f64> = (0..n).map(|i| ((i * 53) % 13) as f64 / 6.0 - 1.0).collect();
+        let rx = reference(&config, &x, seq, heads, 1);
+        let rty = reference_backward(&config, &y, seq, heads, 1);
+        let left: f64 = rx.iter().zip(&y).map(|(a, b)| a * b).sum();
+        let right: f64 = x.iter().zip(&rty).map(|(a, b)| a * b).sum();
+        assert!((left - right).abs() < 1e-12, "{left} vs {right}");
+        let table = config.table(seq + 1).unwrap();
+        let back = backward_table(&table, 8);
+        assert_eq!(back[0..4], table[0..4]);
+        assert_eq!(back[12], -table[12]);
+    }
 
     /// llama.cpp's converter stores Llama 3's scaling as per-frequency divisors
     /// 1 / ((1 - smooth) / factor + smooth) (1 for high, `factor` for low frequencies): the

@@ -214,6 +214,8 @@ pub struct RopeSpec {
     pub n_heads: usize,
     pub position: usize,
     pub config: RopeConfig,
+    /// RoPE's gradient (the same kernel with [`rope::backward_table`]) instead.
+    pub backward: bool,
 }
 
 impl RopeSpec {
@@ -224,7 +226,7 @@ impl RopeSpec {
 
 impl CaseSpec for RopeSpec {
     fn kernel(&self) -> &'static str {
-        "rope"
+        if self.backward { "rope_grad" } else { "rope" }
     }
 
     fn shape(&self) -> String {
@@ -268,7 +270,10 @@ impl CaseSpec for RopeSpec {
     /// `x`, then the cos/sin table (always f32).
     fn inputs(&self, random: Random<'_>) -> Result<Vec<HostTensor>> {
         let positions = self.position + self.seq;
-        let table = self.config.table(positions)?;
+        let mut table = self.config.table(positions)?;
+        if self.backward {
+            table = rope::backward_table(&table, self.config.head_dim);
+        }
         Ok(vec![
             random(&self.x_shape(), -1.0, 1.0),
             HostTensor::f32_table(
@@ -279,7 +284,12 @@ impl CaseSpec for RopeSpec {
     }
 
     fn reference(&self, inputs: &[HostTensor]) -> Vec<f64> {
-        rope::reference(
+        let reference = if self.backward {
+            rope::reference_backward
+        } else {
+            rope::reference
+        };
+        reference(
             &self.config,
             &inputs[0].data,
             self.seq,

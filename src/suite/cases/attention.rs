@@ -184,6 +184,7 @@ pub(super) fn rope_cases() -> Vec<Entry> {
         n_heads,
         position,
         config: config.clone(),
+        backward: false,
     };
     let mut list = Vec::new();
     for config in [&default, &linear, &llama3, &factors, &longrope] {
@@ -201,6 +202,14 @@ pub(super) fn rope_cases() -> Vec<Entry> {
     };
     list.push(entry(rope(2, 9, 5, 3, &odd), true, BenchTier::No));
     list.push(entry(rope(1, 6, 3, 5, &longrope), true, BenchTier::No));
+    // RoPE's gradient (the opposite rotation) under every schedule.
+    for config in [&default, &linear, &llama3, &factors, &longrope] {
+        let spec = RopeSpec {
+            backward: true,
+            ..rope(1, 9, 3, 2, config)
+        };
+        list.push(entry(spec, true, BenchTier::No));
+    }
     list.push(entry(
         rope(1, 2048, 32, 0, &llama3),
         false,
