@@ -75,6 +75,34 @@ struct LossParams {
     _pad: u32,
 }
 
+/// The checks and parameters both losses share: `x` `[rows, cols]`, the per-row `loss`
+/// (`[rows]` f32), the gradient shaped as `x`, a finite gradient scale.
+fn loss_params(
+    op: &'static str,
+    x: &Tensor,
+    loss: &Tensor,
+    grad: &Tensor,
+    scale: f32,
+) -> Result<LossParams> {
+    require(op, "the loss", loss, DType::F32)?;
+    let cols = last_dim(op, x)?;
+    let rows = x.len() / cols.max(1);
+    expect_shape(op, "the loss", loss, &[rows])?;
+    expect_shape(op, "the gradient", grad, x.shape())?;
+    if !scale.is_finite() {
+        return Err(Error::shape(
+            op,
+            format!("the gradient scale {scale} is not finite"),
+        ));
+    }
+    Ok(LossParams {
+        rows: to_u32(op, "rows", rows)?,
+        vocab: to_u32(op, "row length", cols)?,
+        scale,
+        _pad: 0,
+    })
+}
+
 /// Per row of `logits` (`[rows, vocab]`) against `targets` (`[rows]` u32): the loss
 /// `logsumexp - logit[target]` into `loss` (`[rows]` f32) and `scale · (softmax - onehot)`
 /// into `dlogits`. A target ≥ vocab (an ignored position) gives 0 loss and 0 gradient.
@@ -89,25 +117,9 @@ pub fn cross_entropy<'a>(
     let op = "cross entropy";
     let dtype = same_dtype(op, &[logits, dlogits])?;
     require(op, "targets", targets, DType::U32)?;
-    require(op, "the loss", loss, DType::F32)?;
-    let vocab = last_dim(op, logits)?;
-    let rows = logits.len() / vocab.max(1);
-    expect_shape(op, "targets", targets, &[rows])?;
-    expect_shape(op, "the loss", loss, &[rows])?;
-    expect_shape(op, "dlogits", dlogits, logits.shape())?;
-    if !scale.is_finite() {
-        return Err(Error::shape(
-            op,
-            format!("the gradient scale {scale} is not finite"),
-        ));
-    }
-    let params = LossParams {
-        rows: to_u32(op, "rows", rows)?,
-        vocab: to_u32(op, "vocab", vocab)?,
-        scale,
-        _pad: 0,
-    };
-    let grid = gpu.grid(op, rows as u64)?;
+    let params = loss_params(op, logits, loss, dlogits, scale)?;
+    expect_shape(op, "targets", targets, &[params.rows as usize])?;
+    let grid = gpu.grid(op, u64::from(params.rows))?;
     let tensors = [(1, logits), (2, targets), (3, loss), (4, dlogits)];
     prepare(
         gpu,
@@ -625,25 +637,9 @@ pub fn mse<'a>(
 ) -> Result<KernelCall<'a>> {
     let op = "mse";
     let dtype = same_dtype(op, &[pred, target, grad])?;
-    require(op, "the loss", loss, DType::F32)?;
-    let cols = last_dim(op, pred)?;
-    let rows = pred.len() / cols.max(1);
     expect_shape(op, "target", target, pred.shape())?;
-    expect_shape(op, "grad", grad, pred.shape())?;
-    expect_shape(op, "the loss", loss, &[rows])?;
-    if !scale.is_finite() {
-        return Err(Error::shape(
-            op,
-            format!("the gradient scale {scale} is not finite"),
-        ));
-    }
-    let params = LossParams {
-        rows: to_u32(op, "rows", rows)?,
-        vocab: to_u32(op, "row length", cols)?,
-        scale,
-        _pad: 0,
-    };
-    let grid = gpu.grid(op, rows as u64)?;
+    let params = loss_params(op, pred, loss, grad, scale)?;
+    let grid = gpu.grid(op, u64::from(params.rows))?;
     let tensors = [(1, pred), (3, loss), (4, grad), (5, target)];
     prepare(gpu, &key(LOSS, "mse", dtype), &params, &tensors, grid)
 }

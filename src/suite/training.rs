@@ -17,6 +17,38 @@ pub enum Output {
     Second,
 }
 
+impl Output {
+    /// The compared one of a reference's two outputs.
+    fn pick(self, (first, second): (Vec<f64>, Vec<f64>)) -> Vec<f64> {
+        match self {
+            Output::First => first,
+            Output::Second => second,
+        }
+    }
+}
+
+/// A loss kernel's call for a case comparing `output`: `run` gets (per-row losses, gradient),
+/// one of them `out`, the other a tensor the call owns (`[rows]` f32, or shaped as `like`).
+fn loss_call<'a>(
+    gpu: &Gpu,
+    output: Output,
+    rows: usize,
+    like: &Tensor,
+    out: &'a Tensor,
+    run: impl FnOnce(&Tensor, &Tensor) -> Result<KernelCall<'static>>,
+) -> Result<KernelCall<'a>> {
+    Ok(match output {
+        Output::First => {
+            let grad = Tensor::empty(gpu, like.shape(), like.dtype())?;
+            run(out, &grad)?.owning([grad])
+        }
+        Output::Second => {
+            let loss = Tensor::empty(gpu, &[rows], DType::F32)?;
+            run(&loss, out)?.owning([loss])
+        }
+    })
+}
+
 fn words(shape: Vec<usize>, values: impl IntoIterator<Item = usize>) -> HostTensor {
     HostTensor {
         shape,
@@ -97,29 +129,19 @@ impl CaseSpec for CrossEntropySpec {
     }
 
     fn reference(&self, inputs: &[HostTensor]) -> Vec<f64> {
-        let (loss, grad) =
-            training::reference_cross_entropy(&inputs[0].data, &self.targets(), self.scale());
-        match self.output {
-            Output::First => loss,
-            Output::Second => grad,
-        }
+        self.output.pick(training::reference_cross_entropy(
+            &inputs[0].data,
+            &self.targets(),
+            self.scale(),
+        ))
     }
 
     fn call<'a>(&self, gpu: &Gpu, inputs: &'a [Tensor], out: &'a Tensor) -> Result<KernelCall<'a>> {
         let (logits, targets) = (&inputs[0], &inputs[1]);
         let scale = self.scale() as f32;
-        match self.output {
-            Output::First => {
-                let grad = Tensor::empty(gpu, logits.shape(), logits.dtype())?;
-                let call = training::cross_entropy(gpu, logits, targets, scale, out, &grad)?;
-                Ok(call.detach().owning([grad]))
-            }
-            Output::Second => {
-                let loss = Tensor::empty(gpu, &[self.rows], DType::F32)?;
-                let call = training::cross_entropy(gpu, logits, targets, scale, &loss, out)?;
-                Ok(call.detach().owning([loss]))
-            }
-        }
+        loss_call(gpu, self.output, self.rows, logits, out, |loss, grad| {
+            Ok(training::cross_entropy(gpu, logits, targets, scale, loss, grad)?.detach())
+        })
     }
 }
 
@@ -178,16 +200,12 @@ impl CaseSpec for RmsNormBackwardSpec {
     }
 
     fn reference(&self, inputs: &[HostTensor]) -> Vec<f64> {
-        let (dx, dw) = training::reference_rms_norm_backward(
+        self.output.pick(training::reference_rms_norm_backward(
             &inputs[0].data,
             &inputs[1].data,
             &inputs[2].data,
             EPS,
-        );
-        match self.output {
-            Output::First => dx,
-            Output::Second => dw,
-        }
+        ))
     }
 
     fn call<'a>(&self, gpu: &Gpu, inputs: &'a [Tensor], out: &'a Tensor) -> Result<KernelCall<'a>> {
@@ -249,12 +267,11 @@ impl CaseSpec for SwigluBackwardSpec {
     }
 
     fn reference(&self, inputs: &[HostTensor]) -> Vec<f64> {
-        let (dgate, dup) =
-            training::reference_swiglu_backward(&inputs[0].data, &inputs[1].data, &inputs[2].data);
-        match self.output {
-            Output::First => dgate,
-            Output::Second => dup,
-        }
+        self.output.pick(training::reference_swiglu_backward(
+            &inputs[0].data,
+            &inputs[1].data,
+            &inputs[2].data,
+        ))
     }
 
     fn call<'a>(&self, gpu: &Gpu, inputs: &'a [Tensor], out: &'a Tensor) -> Result<KernelCall<'a>> {
@@ -611,29 +628,20 @@ impl CaseSpec for MseSpec {
     }
 
     fn reference(&self, inputs: &[HostTensor]) -> Vec<f64> {
-        let (loss, grad) =
-            training::reference_mse(&inputs[0].data, &inputs[1].data, self.cols, self.scale());
-        match self.output {
-            Output::First => loss,
-            Output::Second => grad,
-        }
+        self.output.pick(training::reference_mse(
+            &inputs[0].data,
+            &inputs[1].data,
+            self.cols,
+            self.scale(),
+        ))
     }
 
     fn call<'a>(&self, gpu: &Gpu, inputs: &'a [Tensor], out: &'a Tensor) -> Result<KernelCall<'a>> {
         let (pred, target) = (&inputs[0], &inputs[1]);
         let scale = self.scale() as f32;
-        match self.output {
-            Output::First => {
-                let grad = Tensor::empty(gpu, pred.shape(), pred.dtype())?;
-                let call = training::mse(gpu, pred, target, scale, out, &grad)?;
-                Ok(call.detach().owning([grad]))
-            }
-            Output::Second => {
-                let loss = Tensor::empty(gpu, &[self.rows], DType::F32)?;
-                let call = training::mse(gpu, pred, target, scale, &loss, out)?;
-                Ok(call.detach().owning([loss]))
-            }
-        }
+        loss_call(gpu, self.output, self.rows, pred, out, |loss, grad| {
+            Ok(training::mse(gpu, pred, target, scale, loss, grad)?.detach())
+        })
     }
 }
 
