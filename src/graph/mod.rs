@@ -1,10 +1,11 @@
 //! The executor. A model describes its forward pass once as a graph of kernel calls on
 //! symbolic tensors; [`Graph::compile`] gives every intermediate tensor a buffer by liveness
-//! (a buffer is reused once the last node touching its previous tenant has run) and prepares
+//! (tensors whose lifetimes, first node to last, do not overlap share a buffer) and prepares
 //! every pipeline and bind group up front; [`Plan::run`] writes the step position into one
 //! small uniform buffer, encodes all dispatches into one compute pass and submits once.
 //! Re-running a plan allocates nothing.
 
+pub mod autodiff;
 pub mod layers;
 
 use crate::error::{Error, Result};
@@ -165,9 +166,7 @@ impl Graph {
 
     /// Assigns buffers and prepares every call, for runs at positions up to `max_position`.
     pub fn compile(self, max_position: usize) -> Result<Plan> {
-        let last_use = self.last_uses();
-        let mut buffers: Vec<Tensor> = Vec::new();
-        let mut free: Vec<usize> = Vec::new();
+        let (buffers, slot_of) = self.buffer_layout()?;
         let mut resolved: Vec<Option<Tensor>> = self
             .values
             .iter()
@@ -176,19 +175,17 @@ impl Graph {
                 Value::Temp { .. } | Value::Alias { .. } => None,
             })
             .collect();
-        let mut slot_of: Vec<Option<usize>> = vec![None; self.values.len()];
         let step = StepBuffer::new(&self.gpu)?;
         let mut calls = Vec::with_capacity(self.nodes.len());
-        for (i, node) in self.nodes.iter().enumerate() {
+        for node in &self.nodes {
             for &Id(operand) in &node.operands {
                 let v = self.root(operand);
                 if resolved[v].is_none() {
                     let Value::Temp { shape, dtype } = &self.values[v] else {
                         unreachable!("externals are resolved from the start");
                     };
-                    let slot = self.place(shape, *dtype, &mut buffers, &mut free)?;
+                    let slot = slot_of[v].expect("every temporary has a buffer");
                     resolved[v] = Some(buffers[slot].view_as(shape, *dtype)?);
-                    slot_of[v] = Some(slot);
                 }
                 if let Value::Alias { first, shape, .. } = &self.values[operand] {
                     let root = resolved[v].as_ref().expect("resolved above");
@@ -214,14 +211,6 @@ impl Graph {
                 other => other,
             })?;
             calls.push(call.detach());
-            for &Id(operand) in &node.operands {
-                let v = self.root(operand);
-                if last_use[v] == Some(i)
-                    && let Some(slot) = slot_of[v].take()
-                {
-                    free.push(slot);
-                }
-            }
         }
         Ok(Plan {
             gpu: self.gpu,
@@ -233,42 +222,59 @@ impl Graph {
         })
     }
 
-    /// The index of the last node touching each value (through any of its aliases).
-    fn last_uses(&self) -> Vec<Option<usize>> {
-        let mut last = vec![None; self.values.len()];
+    /// Every intermediate tensor's buffer, knowing all lifetimes: a lifetime runs from a
+    /// tensor's first node to its last, and tensors whose lifetimes overlap get different
+    /// buffers (so no dispatch binds one buffer twice). Largest first, each tensor goes to
+    /// the smallest buffer free over its whole lifetime, or to a new buffer of its size
+    /// (greedy by size). Returns the buffers and each root temporary's buffer.
+    fn buffer_layout(&self) -> Result<(Vec<Tensor>, Vec<Option<usize>>)> {
+        let mut span: Vec<Option<(usize, usize)>> = vec![None; self.values.len()];
         for (i, node) in self.nodes.iter().enumerate() {
             for &Id(v) in &node.operands {
-                last[self.root(v)] = Some(i);
+                let v = self.root(v);
+                if let Value::Temp { .. } = self.values[v] {
+                    span[v] = Some(span[v].map_or((i, i), |(first, _)| (first, i)));
+                }
             }
         }
-        last
-    }
-
-    /// The smallest free plan buffer large enough for `shape`, or a new one.
-    fn place(
-        &self,
-        shape: &[usize],
-        dtype: DType,
-        buffers: &mut Vec<Tensor>,
-        free: &mut Vec<usize>,
-    ) -> Result<usize> {
-        let len: usize = shape.iter().product();
-        let bytes = len * dtype.size();
-        // The smallest free buffer that holds it.
-        let best = free
+        let mut order: Vec<(usize, usize)> = span
             .iter()
             .enumerate()
-            .filter(|&(_, &slot)| buffers[slot].bytes() as usize >= bytes)
-            .min_by_key(|&(_, &slot)| buffers[slot].bytes())
-            .map(|(at, _)| at);
-        Ok(match best {
-            Some(at) => free.swap_remove(at),
-            None => {
-                let words = bytes.div_ceil(4);
-                buffers.push(Tensor::empty(&self.gpu, &[words], DType::U32)?);
-                buffers.len() - 1
-            }
-        })
+            .filter(|(_, s)| s.is_some())
+            .map(|(v, _)| {
+                let Value::Temp { shape, dtype } = &self.values[v] else {
+                    unreachable!("spans are of temporaries");
+                };
+                (v, shape.iter().product::<usize>() * dtype.size())
+            })
+            .collect();
+        order.sort_by_key(|&(v, bytes)| (std::cmp::Reverse(bytes), v));
+        let overlap = |a: (usize, usize), b: (usize, usize)| a.0 <= b.1 && b.0 <= a.1;
+        // Per buffer: its size and the lifetimes of its tenants.
+        let mut slots: Vec<(usize, Vec<(usize, usize)>)> = Vec::new();
+        let mut slot_of = vec![None; self.values.len()];
+        for (v, bytes) in order {
+            let life = span[v].expect("ordered values have spans");
+            let free = slots
+                .iter()
+                .enumerate()
+                .filter(|(_, (size, tenants))| {
+                    *size >= bytes && tenants.iter().all(|&t| !overlap(t, life))
+                })
+                .min_by_key(|(_, (size, _))| *size)
+                .map(|(slot, _)| slot);
+            let slot = free.unwrap_or_else(|| {
+                slots.push((bytes, Vec::new()));
+                slots.len() - 1
+            });
+            slots[slot].1.push(life);
+            slot_of[v] = Some(slot);
+        }
+        let buffers = slots
+            .iter()
+            .map(|&(bytes, _)| Tensor::empty(&self.gpu, &[bytes.div_ceil(4).max(1)], DType::U32))
+            .collect::<Result<Vec<_>>>()?;
+        Ok((buffers, slot_of))
     }
 }
 

@@ -5,3 +5,4 @@ pub mod diffusion;
 pub mod kv_blocks;
 pub mod llama;
 pub mod sampling;
+pub mod train;

@@ -5,6 +5,7 @@ mod diffusion;
 mod generate;
 mod kernels;
 mod serve;
+mod train;
 
 use std::process::ExitCode;
 
@@ -38,6 +39,9 @@ enum Command {
     Serve(serve::ServeArgs),
     /// Chat with a decoder in the terminal, through its chat template.
     Chat(serve::ChatArgs),
+    /// Train a plain-Llama decoder on a text file (fresh byte-level weights or a given
+    /// checkpoint) and write a transformers checkpoint.
+    TrainLm(train::TrainLmArgs),
     /// Sample images with a diffusers UNet2DModel and its DDPM / DDIM scheduler.
     Sample(diffusion::SampleArgs),
     /// Run one UNet forward on a safetensors input (tensor "sample") and write its output.
@@ -133,6 +137,7 @@ fn main() -> ExitCode {
         Command::Generate(args) => generate::generate(adapter, &args),
         Command::Serve(args) => serve::serve(adapter, &args),
         Command::Chat(args) => serve::chat(adapter, &args),
+        Command::TrainLm(args) => train::train_lm(adapter, &args),
         Command::Sample(args) => diffusion::sample(adapter, &args),
         Command::UnetEps(args) => diffusion::unet_eps(adapter, &args),
         Command::Info { json } => kernels::info(json),

@@ -7,6 +7,8 @@ mod generate;
 pub mod gguf;
 mod model;
 mod speculative;
+pub mod train;
+pub mod train_run;
 mod weights;
 
 pub use crate::io::gguf::is_gguf;

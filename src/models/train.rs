@@ -1,0 +1,328 @@
+//! What training any model shares: trained tensors with their gradients and AdamW state,
+//! the optimizer step (global-norm clipping, then one fused AdamW call per tensor, skipped
+//! when a gradient is not finite), the learning-rate schedule, dynamic loss scaling, and
+//! the checkpoint files for the weights and the optimizer state.
+
+use std::collections::HashMap;
+use std::path::Path;
+
+use crate::error::{Error, Result};
+use crate::gpu::Gpu;
+use crate::kernels::training::{self, AdamW};
+use crate::kernels::{KernelCall, run_all};
+use crate::rng::Rng;
+use crate::tensor::{DType, Tensor};
+
+/// One trained tensor: its f32 value, the gradient the backward pass leaves, AdamW's first
+/// and second moments, and the partial sums of squares of the gradient.
+pub struct Parameter {
+    /// The checkpoint name (`model.layers.0.mlp.up_proj.weight`).
+    pub name: String,
+    pub value: Tensor,
+    pub grad: Tensor,
+    m: Tensor,
+    v: Tensor,
+    squares: Tensor,
+}
+
+impl Parameter {
+    /// A parameter holding `data` (f32, `shape`), with zero moments.
+    pub fn new(gpu: &Gpu, name: &str, shape: &[usize], data: &[f32]) -> Result<Parameter> {
+        let len: usize = shape.iter().product();
+        if data.len() != len {
+            return Err(Error::shape(
+                "parameter",
+                format!("{name}: {} values for {shape:?}", data.len()),
+            ));
+        }
+        let zeros = vec![0.0f32; len];
+        let groups = training::sum_of_squares_groups(len);
+        Ok(Parameter {
+            name: name.to_string(),
+            value: Tensor::from_f32(gpu, shape, data, DType::F32)?,
+            grad: Tensor::from_f32(gpu, shape, &zeros, DType::F32)?,
+            m: Tensor::from_f32(gpu, shape, &zeros, DType::F32)?,
+            v: Tensor::from_f32(gpu, shape, &zeros, DType::F32)?,
+            squares: Tensor::empty(gpu, &[groups], DType::F32)?,
+        })
+    }
+
+    pub fn shape(&self) -> &[usize] {
+        self.value.shape()
+    }
+}
+
+/// A named f32 tensor in host memory: a weight read from or written to a checkpoint.
+#[derive(Clone, Debug, PartialEq)]
+pub struct HostTensor {
+    pub name: String,
+    pub shape: Vec<usize>,
+    pub values: Vec<f32>,
+}
+
+/// Values drawn from N(0, std²) (Box-Muller on [`Rng`]), the initialisation transformers
+/// and diffusers give Linear and Embedding weights.
+pub fn normal(rng: &mut Rng, len: usize, std: f64) -> Vec<f32> {
+    (0..len)
+        .map(|_| {
+            let u1 = rng.uniform(f64::MIN_POSITIVE, 1.0);
+            let u2 = rng.uniform(0.0, 1.0);
+            (std * (-2.0 * u1.ln()).sqrt() * (std::f64::consts::TAU * u2).cos()) as f32
+        })
+        .collect()
+}
+
+/// Linear warm-up to the peak rate, then a cosine decay to `floor · peak` at `total` steps.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Schedule {
+    pub peak: f32,
+    pub warmup: u64,
+    pub total: u64,
+    pub floor: f32,
+}
+
+impl Schedule {
+    /// The learning rate of step `step` (from 1).
+    pub fn rate(&self, step: u64) -> f32 {
+        let peak = f64::from(self.peak);
+        if step <= self.warmup {
+            return (peak * step as f64 / self.warmup.max(1) as f64) as f32;
+        }
+        let span = self.total.saturating_sub(self.warmup).max(1);
+        let progress = ((step - self.warmup) as f64 / span as f64).min(1.0);
+        let cosine = 0.5 * (1.0 + (std::f64::consts::PI * progress).cos());
+        let floor = f64::from(self.floor);
+        (peak * (floor + (1.0 - floor) * cosine)) as f32
+    }
+}
+
+/// What one optimizer step did.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Update {
+    /// The global L2 norm of the (unscaled) gradients before clipping; not finite when the
+    /// step was skipped.
+    pub grad_norm: f64,
+    /// A gradient held an infinity or NaN: no parameter changed.
+    pub skipped: bool,
+    pub lr: f32,
+}
+
+/// AdamW over a model's parameters with clipping by global norm.
+#[derive(Clone, Debug)]
+pub struct Optimizer {
+    pub settings: AdamW,
+    /// Clip the global gradient norm to this (PyTorch's `clip_grad_norm_`), if set.
+    pub clip_norm: Option<f32>,
+    /// Steps taken (the next one is `steps + 1`).
+    pub steps: u64,
+}
+
+impl Optimizer {
+    pub fn new(settings: AdamW, clip_norm: Option<f32>) -> Optimizer {
+        Optimizer {
+            settings,
+            clip_norm,
+            steps: 0,
+        }
+    }
+
+    /// The global norm of the gradients in `params`, which hold `loss_scale` times the true
+    /// gradients; infinite when any element is not finite.
+    pub fn grad_norm(&self, gpu: &Gpu, params: &[Parameter], loss_scale: f32) -> Result<f64> {
+        let calls = params
+            .iter()
+            .map(|p| training::sum_of_squares(gpu, &p.grad, &p.squares))
+            .collect::<Result<Vec<_>>>()?;
+        run_all(gpu, &calls.iter().collect::<Vec<_>>())?;
+        let mut total = 0.0f64;
+        for p in params {
+            for s in p.squares.to_f32()? {
+                if !s.is_finite() {
+                    return Ok(f64::INFINITY);
+                }
+                total += f64::from(s);
+            }
+        }
+        Ok(total.sqrt() / f64::from(loss_scale))
+    }
+
+    /// One step at learning rate `lr` on gradients scaled by `loss_scale`: skipped (nothing
+    /// changes, the step count included) when a gradient is not finite.
+    pub fn step(
+        &mut self,
+        gpu: &Gpu,
+        params: &[Parameter],
+        lr: f32,
+        loss_scale: f32,
+    ) -> Result<Update> {
+        let grad_norm = self.grad_norm(gpu, params, loss_scale)?;
+        if !grad_norm.is_finite() {
+            return Ok(Update {
+                grad_norm,
+                skipped: true,
+                lr,
+            });
+        }
+        let clip = match self.clip_norm {
+            Some(max) => (f64::from(max) / (grad_norm + 1e-6)).min(1.0),
+            None => 1.0,
+        };
+        let settings = AdamW {
+            lr,
+            ..self.settings
+        };
+        let step = self.steps + 1;
+        let grad_scale = (clip / f64::from(loss_scale)) as f32;
+        let calls: Vec<KernelCall<'_>> = params
+            .iter()
+            .map(|p| {
+                training::adamw(
+                    gpu, &settings, step, &p.grad, grad_scale, &p.value, &p.m, &p.v,
+                )
+            })
+            .collect::<Result<_>>()?;
+        run_all(gpu, &calls.iter().collect::<Vec<_>>())?;
+        self.steps = step;
+        Ok(Update {
+            grad_norm,
+            skipped: false,
+            lr,
+        })
+    }
+}
+
+/// Dynamic loss scaling for f16 passes: the loss is multiplied by `scale` before the
+/// backward pass; a step whose gradients overflow is skipped and halves the scale, and
+/// `growth_interval` good steps in a row double it (PyTorch's `GradScaler` rules).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct LossScaler {
+    pub scale: f32,
+    pub growth_interval: u32,
+    good_steps: u32,
+}
+
+impl LossScaler {
+    pub fn new(scale: f32, growth_interval: u32) -> LossScaler {
+        LossScaler {
+            scale,
+            growth_interval,
+            good_steps: 0,
+        }
+    }
+
+    /// Takes the outcome of a step into account.
+    pub fn update(&mut self, skipped: bool) {
+        if skipped {
+            self.scale = (self.scale * 0.5).max(f32::MIN_POSITIVE);
+            self.good_steps = 0;
+        } else {
+            self.good_steps += 1;
+            if self.good_steps >= self.growth_interval {
+                self.scale = (self.scale * 2.0).min(f32::MAX / 2.0);
+                self.good_steps = 0;
+            }
+        }
+    }
+}
+
+/// The parameters' values.
+pub fn read_values(params: &[Parameter]) -> Result<Vec<HostTensor>> {
+    params
+        .iter()
+        .map(|p| {
+            Ok(HostTensor {
+                name: p.name.clone(),
+                shape: p.shape().to_vec(),
+                values: p.value.to_f32()?,
+            })
+        })
+        .collect()
+}
+
+/// Writes `tensors` as one safetensors file, in `dtype` (f32
+/// or f16), through a temporary file renamed into place so a crash leaves the old file.
+pub fn write_safetensors(
+    path: &Path,
+    tensors: &[HostTensor],
+    dtype: DType,
+    metadata: Option<HashMap<String, String>>,
+) -> Result<()> {
+    let (stored, bytes): (safetensors::Dtype, Vec<Vec<u8>>) = match dtype {
+        DType::F32 => (
+            safetensors::Dtype::F32,
+            tensors
+                .iter()
+                .map(|t| bytemuck::cast_slice(&t.values).to_vec())
+                .collect(),
+        ),
+        DType::F16 => (
+            safetensors::Dtype::F16,
+            tensors
+                .iter()
+                .map(|t| {
+                    let h: Vec<half::f16> =
+                        t.values.iter().map(|&x| half::f16::from_f32(x)).collect();
+                    bytemuck::cast_slice(&h).to_vec()
+                })
+                .collect(),
+        ),
+        other => {
+            return Err(Error::Invalid(format!(
+                "checkpoints are written in f32 or f16, not {other}"
+            )));
+        }
+    };
+    let views = tensors
+        .iter()
+        .zip(&bytes)
+        .map(|(t, data)| {
+            safetensors::tensor::TensorView::new(stored, t.shape.clone(), data)
+                .map(|view| (t.name.clone(), view))
+                .map_err(|e| Error::Invalid(format!("tensor {}: {e}", t.name)))
+        })
+        .collect::<Result<Vec<_>>>()?;
+    let serialized = safetensors::serialize(views, metadata)
+        .map_err(|e| Error::Invalid(format!("serializing {}: {e}", path.display())))?;
+    write_atomically(path, &serialized)
+}
+
+/// Writes `data` to `path` through `path.tmp` and a rename.
+pub fn write_atomically(path: &Path, data: &[u8]) -> Result<()> {
+    let io = |source: std::io::Error| Error::Io {
+        path: path.display().to_string(),
+        source,
+    };
+    let tmp = path.with_extension("tmp");
+    std::fs::write(&tmp, data).map_err(io)?;
+    std::fs::rename(&tmp, path).map_err(io)
+}
+
+/// Writes the optimizer's moments (`{name}.exp_avg`, `{name}.exp_avg_sq`, f32) to `path`.
+pub fn save_moments(path: &Path, params: &[Parameter]) -> Result<()> {
+    let mut tensors = Vec::new();
+    for p in params {
+        for (suffix, moment) in [("exp_avg", &p.m), ("exp_avg_sq", &p.v)] {
+            tensors.push(HostTensor {
+                name: format!("{}.{suffix}", p.name),
+                shape: p.shape().to_vec(),
+                values: moment.to_f32()?,
+            });
+        }
+    }
+    write_safetensors(path, &tensors, DType::F32, None)
+}
+
+/// Reads what [`save_moments`] wrote into `params`' moments.
+pub fn load_moments(path: &Path, params: &[Parameter]) -> Result<()> {
+    let checkpoint = crate::io::safetensors::Checkpoint::open_files(
+        &path.display().to_string(),
+        &[path.to_path_buf()],
+    )?;
+    for p in params {
+        let m = checkpoint.read_f32(&format!("{}.exp_avg", p.name), p.shape())?;
+        let v = checkpoint.read_f32(&format!("{}.exp_avg_sq", p.name), p.shape())?;
+        p.m.write_f32(&m)?;
+        p.v.write_f32(&v)?;
+    }
+    Ok(())
+}

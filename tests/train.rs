@@ -1,0 +1,246 @@
+//! Training the byte-level decoder against PyTorch (tests/fixtures/train_lm, written by
+//! tools/make_train_fixtures.py): the gradients of one batch against autograd, the same
+//! gradients with checkpointing in less memory, and the loss of 200 AdamW steps against
+//! torch.optim.AdamW's.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+
+use common::relative_l2;
+use tessera::kernels::training::AdamW;
+use tessera::models::llama::LlamaConfig;
+use tessera::models::llama::train::{self, LmShape, LmTrainer, TokenWindows};
+use tessera::models::train::{Optimizer, Schedule};
+
+fn fixture() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/train_lm")
+}
+
+struct Reference {
+    bytes: Vec<u8>,
+}
+
+impl Reference {
+    fn read() -> Reference {
+        let path = fixture().join("reference.safetensors");
+        Reference {
+            bytes: std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display())),
+        }
+    }
+
+    fn floats(&self, name: &str) -> Vec<f32> {
+        let file = safetensors::SafeTensors::deserialize(&self.bytes).unwrap();
+        let t = file.tensor(name).unwrap_or_else(|e| panic!("{name}: {e}"));
+        t.data()
+            .chunks_exact(4)
+            .map(|b| f32::from_le_bytes(b.try_into().unwrap()))
+            .collect()
+    }
+
+    fn ints(&self, name: &str) -> Vec<u32> {
+        let file = safetensors::SafeTensors::deserialize(&self.bytes).unwrap();
+        let t = file.tensor(name).unwrap();
+        t.data()
+            .chunks_exact(8)
+            .map(|b| i64::from_le_bytes(b.try_into().unwrap()) as u32)
+            .collect()
+    }
+}
+
+fn trainer(batch: usize, seq: usize, checkpointing: bool) -> LmTrainer {
+    let config = LlamaConfig::read(&fixture()).unwrap();
+    let weights = train::read_weights(&config, &fixture()).unwrap();
+    let shape = LmShape {
+        batch,
+        seq,
+        checkpointing,
+    };
+    let adamw = AdamW {
+        lr: 3e-3,
+        beta1: 0.9,
+        beta2: 0.95,
+        eps: 1e-8,
+        weight_decay: 0.1,
+    };
+    LmTrainer::new(
+        &common::gpu(),
+        &config,
+        &weights,
+        shape,
+        Optimizer::new(adamw, Some(1.0)),
+    )
+    .unwrap()
+}
+
+#[test]
+fn gradients_match_autograd() {
+    let reference = Reference::read();
+    let (ids, targets) = (reference.ints("ids"), reference.ints("targets"));
+    let want_loss = f64::from(reference.floats("loss")[0]);
+    for checkpointing in [false, true] {
+        let mut t = trainer(3, 21, checkpointing);
+        let loss = t.compute_gradients(&ids, &targets).unwrap();
+        assert!(
+            ((loss - want_loss) / want_loss).abs() < 1e-5,
+            "loss {loss} against autograd's {want_loss}"
+        );
+        let grads = t.gradients().unwrap();
+        assert_eq!(
+            grads.len(),
+            21,
+            "2 layers of 9 tensors, embeddings, norm, head"
+        );
+        for (name, got) in grads {
+            let want = reference.floats(&format!("grad.{name}"));
+            let err = relative_l2(&got, &want);
+            assert!(
+                err < 1e-4,
+                "{name} (checkpointing {checkpointing}): relative L2 {err:.2e}"
+            );
+        }
+    }
+}
+
+#[test]
+fn checkpointing_gives_the_same_gradients_in_less_memory() {
+    let corpus = std::fs::read(fixture().join("corpus.txt")).unwrap();
+    let tokens: Vec<u32> = corpus.iter().map(|&b| u32::from(b)).collect();
+    let (ids, targets) = TokenWindows::new(tokens, 48, 3).unwrap().next_batch(4);
+    let mut plain = trainer(4, 48, false);
+    let mut checkpointed = trainer(4, 48, true);
+    let a = plain.compute_gradients(&ids, &targets).unwrap();
+    let b = checkpointed.compute_gradients(&ids, &targets).unwrap();
+    assert_eq!(a, b, "the recomputed forward pass gives the same loss");
+    for ((name, x), (_, y)) in plain
+        .gradients()
+        .unwrap()
+        .into_iter()
+        .zip(checkpointed.gradients().unwrap())
+    {
+        assert_eq!(x, y, "{name}: recomputation changes no bit");
+    }
+    let (without, with) = (plain.scratch_bytes(), checkpointed.scratch_bytes());
+    eprintln!("scratch: {without} bytes without checkpointing, {with} with");
+    assert!(
+        with < without,
+        "checkpointing holds {with} bytes of intermediates, not less than {without}"
+    );
+}
+
+#[test]
+fn loss_curve_follows_pytorch_for_200_steps() {
+    let reference = Reference::read();
+    let want = reference.floats("curve");
+    let corpus = std::fs::read(fixture().join("corpus.txt")).unwrap();
+    let tokens: Vec<u32> = corpus.iter().map(|&b| u32::from(b)).collect();
+    let mut windows = TokenWindows::new(tokens, 32, 0).unwrap();
+    let mut t = trainer(4, 32, false);
+    let schedule = Schedule {
+        peak: 3e-3,
+        warmup: 20,
+        total: 200,
+        floor: 0.1,
+    };
+    let mut worst = (0usize, 0.0f64);
+    for (step, &want) in (1..=200u64).zip(&want) {
+        let (ids, targets) = windows.next_batch(4);
+        let (loss, update) = t.step(&ids, &targets, schedule.rate(step)).unwrap();
+        assert!(!update.skipped, "step {step} skipped");
+        let rel = ((loss - f64::from(want)) / f64::from(want)).abs();
+        if rel > worst.1 {
+            worst = (step as usize, rel);
+        }
+    }
+    eprintln!("worst step {} off by {:.2e} (relative)", worst.0, worst.1);
+    assert!(
+        worst.1 < 0.01,
+        "step {}'s loss is {:.2}% off PyTorch's",
+        worst.0,
+        worst.1 * 100.0
+    );
+}
+
+fn train_lm(args: &[&str]) -> String {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_tessera"))
+        .arg("train-lm")
+        .args(args)
+        .output()
+        .unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(out.status.success(), "train-lm {args:?} failed: {text}");
+    text
+}
+
+#[test]
+fn train_lm_resumes_exactly_where_it_stopped() {
+    let corpus = fixture().join("corpus.txt");
+    let init = fixture();
+    let tmp = std::env::temp_dir().join(format!("tessera-train-lm-{}", std::process::id()));
+    let (straight, split) = (tmp.join("straight"), tmp.join("split"));
+    let common = |out: &Path, steps: &str| -> Vec<String> {
+        [
+            "--data",
+            corpus.to_str().unwrap(),
+            "--out",
+            out.to_str().unwrap(),
+            "--steps",
+            steps,
+            "--batch",
+            "2",
+            "--seq",
+            "24",
+            "--warmup",
+            "3",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect()
+    };
+    let run = |args: Vec<String>| train_lm(&args.iter().map(String::as_str).collect::<Vec<_>>());
+    let mut first = common(&straight, "8");
+    first.extend(["--init".to_string(), init.to_str().unwrap().to_string()]);
+    run(first);
+    let mut half = common(&split, "8");
+    half.extend([
+        "--init".to_string(),
+        init.to_str().unwrap().to_string(),
+        "--stop-at".to_string(),
+        "5".to_string(),
+    ]);
+    run(half);
+    let mut rest = common(&split, "8");
+    rest.push("--resume".to_string());
+    let said = run(rest);
+    assert!(said.contains("steps 6..8"), "{said}");
+    for file in ["model.safetensors", "optimizer.safetensors"] {
+        let a = std::fs::read(straight.join(file)).unwrap();
+        let b = std::fs::read(split.join(file)).unwrap();
+        assert!(a == b, "{file}: 8 steps straight and 5 + 3 resumed differ");
+    }
+    let log = std::fs::read_to_string(split.join("loss.csv")).unwrap();
+    assert_eq!(log.lines().count(), 9, "a header and 8 steps: {log}");
+    // The checkpoint loads for inference.
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_tessera"))
+        .args(["generate", "--model", split.to_str().unwrap()])
+        .args([
+            "--tokens",
+            "100,101,102",
+            "--max-tokens",
+            "4",
+            "--temperature",
+            "0",
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    std::fs::remove_dir_all(&tmp).unwrap();
+}
