@@ -88,11 +88,12 @@ pub fn train_lm(adapter: Option<&str>, args: &TrainLmArgs) -> Result<bool> {
     let done = summary.steps - summary.start_step;
     match (summary.first_loss, summary.last_loss) {
         (Some(first), Some(last)) => println!(
-            "trained {} parameters for steps {}..{} ({done} steps, {:.2} steps/s): loss {first:.4} -> {last:.4}; wrote {}",
+            "trained {} parameters for steps {}..{} ({done} steps, {:.2} steps/s, {:.1} MiB of activations and gradients): loss {first:.4} -> {last:.4}; wrote {}",
             summary.parameters,
             summary.start_step + 1,
             summary.steps,
             done as f64 / summary.seconds.max(1e-9),
+            summary.scratch_bytes as f64 / (1 << 20) as f64,
             args.out.display()
         ),
         _ => println!(

@@ -72,6 +72,8 @@ pub struct LmRunSummary {
     pub start_step: u64,
     pub steps: u64,
     pub parameters: usize,
+    /// Bytes of the plan's activations and gradients.
+    pub scratch_bytes: u64,
     pub first_loss: Option<f64>,
     pub last_loss: Option<f64>,
     pub seconds: f64,
@@ -318,6 +320,7 @@ pub fn run(
         start_step,
         steps: state.step,
         parameters: trainer.parameters().iter().map(|p| p.value.len()).sum(),
+        scratch_bytes: trainer.scratch_bytes(),
         first_loss,
         last_loss,
         seconds: started.elapsed().as_secs_f64(),
