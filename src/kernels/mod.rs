@@ -24,6 +24,7 @@ pub mod rope;
 pub mod scheduler_step;
 pub mod softmax;
 pub mod spatial;
+pub mod spatial_backward;
 pub mod timestep;
 pub mod training;
 pub mod transpose;
@@ -392,6 +393,7 @@ pub fn all_pipeline_keys() -> Vec<PipelineKey> {
     keys.extend(moe::pipeline_keys());
     keys.extend(paged_kv::pipeline_keys());
     keys.extend(training::pipeline_keys());
+    keys.extend(spatial_backward::pipeline_keys());
     keys
 }
 

@@ -19,6 +19,7 @@ pub mod models;
 mod moe;
 mod paged;
 mod quant;
+pub mod spatial_backward;
 pub mod training;
 pub mod tune;
 mod unet;

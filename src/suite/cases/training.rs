@@ -2,6 +2,10 @@
 //! output of each kernel.
 
 use super::{Entry, entry};
+use crate::kernels::conv2d::Conv2dOptions;
+use crate::suite::spatial_backward::{
+    Conv2dBackwardSpec, Grad, GroupNormBackwardSpec, SpatialBackwardSpec, SpatialGrad,
+};
 use crate::suite::training::{
     AdamWSpec, AttentionBackwardSpec, AttentionGrad, CrossEntropySpec, EmbeddingBackwardSpec,
     LinearBackwardSpec, LinearGrad, MseSpec, Output, RmsNormBackwardSpec, SiluBackwardSpec,
@@ -138,5 +142,78 @@ pub(super) fn training_cases(dtype: DType) -> Vec<Entry> {
         grad_scale: 1.0,
     };
     list.push(entry(adamw, false, BenchTier::Quick));
+    list.extend(spatial_backward_cases());
+    list
+}
+
+/// The NCHW gradients: a convolution's at a 1x1 kernel, odd sizes with padding, stride 2 on
+/// odd sizes with and without padding, and the digits UNet's widest 3x3; GroupNorm's at one
+/// element, odd groups, a workgroup ± 1 and the UNet's planes; the small ops at one element
+/// and odd sizes.
+fn spatial_backward_cases() -> Vec<Entry> {
+    let mut list = Vec::new();
+    let convs = [
+        (1, 1, 1, 1, 1, 1, 1, 0),
+        (2, 3, 5, 7, 6, 3, 1, 1),
+        (2, 4, 6, 9, 9, 3, 2, 1),
+        (3, 5, 2, 8, 8, 1, 1, 0),
+        (1, 2, 3, 5, 5, 3, 2, 0),
+        (4, 32, 64, 16, 16, 3, 1, 1),
+    ];
+    for (batch, c_in, c_out, h, w, k, stride, pad) in convs {
+        for grad in [Grad::Input, Grad::Weight, Grad::Bias] {
+            let spec = Conv2dBackwardSpec {
+                batch,
+                c_in,
+                c_out,
+                h,
+                w,
+                k,
+                options: Conv2dOptions::symmetric(stride, pad),
+                grad,
+            };
+            list.push(entry(spec, true, BenchTier::No));
+        }
+    }
+    for (batch, channels, groups, spatial) in
+        [(1, 1, 1, 1), (2, 6, 3, 7), (2, 8, 2, 257), (3, 32, 8, 256)]
+    {
+        for silu in [false, true] {
+            for grad in [Grad::Input, Grad::Weight, Grad::Bias] {
+                let spec = GroupNormBackwardSpec {
+                    batch,
+                    channels,
+                    groups,
+                    spatial,
+                    silu,
+                    grad,
+                };
+                list.push(entry(spec, true, BenchTier::No));
+            }
+        }
+    }
+    let spatial = |op, batch, channels, channels_b, h, w| SpatialBackwardSpec {
+        op,
+        batch,
+        channels,
+        channels_b,
+        h,
+        w,
+    };
+    let specs = [
+        spatial(SpatialGrad::Upsample, 1, 1, 0, 1, 1),
+        spatial(SpatialGrad::Upsample, 2, 3, 0, 5, 7),
+        spatial(SpatialGrad::AvgPool, 1, 1, 0, 2, 2),
+        spatial(SpatialGrad::AvgPool, 2, 3, 0, 7, 9),
+        spatial(SpatialGrad::ChannelSum, 1, 1, 0, 1, 1),
+        spatial(SpatialGrad::ChannelSum, 2, 3, 0, 5, 7),
+        spatial(SpatialGrad::ChannelSum, 2, 64, 0, 16, 16),
+        spatial(SpatialGrad::Split(true), 1, 1, 1, 1, 1),
+        spatial(SpatialGrad::Split(true), 2, 3, 5, 4, 5),
+        spatial(SpatialGrad::Split(false), 2, 3, 5, 4, 5),
+    ];
+    for spec in specs {
+        list.push(entry(spec, true, BenchTier::No));
+    }
     list
 }

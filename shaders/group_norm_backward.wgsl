@@ -1,0 +1,131 @@
+// GroupNorm's gradients (with the optional fused SiLU), f32 arithmetic whatever `elem` is. For
+//   x̂ = (x - mean_g) · inv_std_g,  z = x̂ · weight[c] + bias[c],  y = SiLU(z) or z
+// over NCHW x (a group of one sample is contiguous: channels_per_group · spatial values):
+//   group_norm_backward: dz = dy · SiLU'(z) (or dy), g = dz · weight[c],
+//     dx = inv_std · (g - mean_group(g) - x̂ · mean_group(g · x̂)),
+//     and per (sample, channel) the partial sums Σ_hw dz · x̂ and Σ_hw dz into `partials`
+//     ([N, C, 2] f32);
+//   group_norm_backward_affine: dweight[c] = Σ_n partials[n, c, 0], dbias[c] = Σ_n
+//     partials[n, c, 1], in sample order (the same bits every run: no atomics).
+// The statistics are recomputed as the forward kernel computes them (centred on the group's
+// first element).
+// Tiling: dx, one workgroup per (sample, group) on a 2-D grid (flat = x + y · nwg.x), WG
+// invocations striding over the group, meeting in workgroup sums; affine, one invocation per
+// channel.
+
+struct Params {
+    total_groups: u32,
+    groups: u32,
+    group_len: u32,
+    spatial: u32,
+    channels_per_group: u32,
+    eps: f32,
+    batch: u32,
+    channels: u32,
+}
+
+override WG: u32 = 256u;
+override SILU: bool = false;
+
+@group(0) @binding(0) var<uniform> p: Params;
+@group(0) @binding(1) var<storage, read> x: array<elem>;
+@group(0) @binding(2) var<storage, read> weight: array<elem>;
+@group(0) @binding(3) var<storage, read> bias: array<elem>;
+@group(0) @binding(4) var<storage, read> dy: array<elem>;
+@group(0) @binding(5) var<storage, read_write> dx: array<elem>;
+@group(0) @binding(6) var<storage, read_write> partials: array<f32>;
+@group(0) @binding(7) var<storage, read> partials_in: array<f32>;
+@group(0) @binding(8) var<storage, read_write> dweight: array<elem>;
+@group(0) @binding(9) var<storage, read_write> dbias: array<elem>;
+
+// workgroup_sum: shaders/lib/workgroup_sum.wgsl.
+
+// dz at element j of the group starting at `base`, whose channel is `c`.
+fn dz_at(base: u32, j: u32, c: u32, shift: f32, delta: f32, inv_std: f32) -> vec2<f32> {
+    let xhat = ((f32(x[base + j]) - shift) - delta) * inv_std;
+    var d = f32(dy[base + j]);
+    if (SILU) {
+        let z = xhat * f32(weight[c]) + f32(bias[c]);
+        let s = 1.0 / (1.0 + exp(-z));
+        d *= s * (1.0 + z * (1.0 - s));
+    }
+    return vec2<f32>(d, xhat);
+}
+
+@compute @workgroup_size(WG)
+fn group_norm_backward(@builtin(workgroup_id) wg: vec3<u32>,
+                       @builtin(num_workgroups) nwg: vec3<u32>,
+                       @builtin(local_invocation_index) lid: u32) {
+    let group = wg.x + wg.y * nwg.x;
+    if (group >= p.total_groups) { return; }
+    let base = group * p.group_len;
+    let sample = group / p.groups;
+    let first_channel = (group % p.groups) * p.channels_per_group;
+    let n = f32(p.group_len);
+
+    let shift = f32(x[base]);
+    var sum = 0.0;
+    for (var j = lid; j < p.group_len; j += WG) {
+        sum += f32(x[base + j]) - shift;
+    }
+    let delta = workgroup_sum(sum, lid) / n;
+    var sum_sq = 0.0;
+    for (var j = lid; j < p.group_len; j += WG) {
+        let d = (f32(x[base + j]) - shift) - delta;
+        sum_sq += d * d;
+    }
+    let inv_std = inverseSqrt(workgroup_sum(sum_sq, lid) / n + p.eps);
+
+    var sum_g = 0.0;
+    var sum_gx = 0.0;
+    for (var j = lid; j < p.group_len; j += WG) {
+        let c = first_channel + j / p.spatial;
+        let dzx = dz_at(base, j, c, shift, delta, inv_std);
+        let g = dzx.x * f32(weight[c]);
+        sum_g += g;
+        sum_gx += g * dzx.y;
+    }
+    let mean_g = workgroup_sum(sum_g, lid) / n;
+    let mean_gx = workgroup_sum(sum_gx, lid) / n;
+    for (var j = lid; j < p.group_len; j += WG) {
+        let c = first_channel + j / p.spatial;
+        let dzx = dz_at(base, j, c, shift, delta, inv_std);
+        let g = dzx.x * f32(weight[c]);
+        dx[base + j] = elem(inv_std * (g - mean_g - dzx.y * mean_gx));
+    }
+    // Per channel of the group: Σ dz · x̂ and Σ dz over its plane.
+    for (var k = 0u; k < p.channels_per_group; k++) {
+        let c = first_channel + k;
+        var s_w = 0.0;
+        var s_b = 0.0;
+        for (var j = k * p.spatial + lid; j < (k + 1u) * p.spatial; j += WG) {
+            let dzx = dz_at(base, j, c, shift, delta, inv_std);
+            s_w += dzx.x * dzx.y;
+            s_b += dzx.x;
+        }
+        let total_w = workgroup_sum(s_w, lid);
+        let total_b = workgroup_sum(s_b, lid);
+        if (lid == 0u) {
+            let at = (sample * p.channels + c) * 2u;
+            partials[at] = total_w;
+            partials[at + 1u] = total_b;
+        }
+    }
+}
+
+@compute @workgroup_size(WG)
+fn group_norm_backward_affine(@builtin(workgroup_id) wg: vec3<u32>,
+                              @builtin(num_workgroups) nwg: vec3<u32>,
+                              @builtin(local_invocation_index) lid: u32) {
+    let c = (wg.x + wg.y * nwg.x) * WG + lid;
+    if (c >= p.channels) { return; }
+    var s_w = 0.0;
+    var s_b = 0.0;
+    for (var n = 0u; n < p.batch; n++) {
+        let at = (n * p.channels + c) * 2u;
+        s_w += partials_in[at];
+        s_b += partials_in[at + 1u];
+    }
+    dweight[c] = elem(s_w);
+    dbias[c] = elem(s_b);
+}

@@ -1,0 +1,544 @@
+//! The gradients of the NCHW kernels: a 2-D convolution's data, weight and bias gradients
+//! (`shaders/conv2d_backward.wgsl`), GroupNorm's (with the fused SiLU;
+//! `shaders/group_norm_backward.wgsl`), and those of nearest 2× upsampling, 2×2 average
+//! pooling, a per-channel add and a concatenation along channels
+//! (`shaders/spatial_backward.wgsl`). Each has an f64 reference.
+
+use crate::error::{Error, Result};
+use crate::gpu::{Gpu, PipelineKey, ShaderSource};
+use crate::kernels::conv2d::{self, Conv2dDims, Conv2dOptions};
+use crate::kernels::{KernelCall, expect_shape, prepare, same_dtype, to_u32};
+use crate::tensor::{DType, Tensor};
+
+const CONV: ShaderSource = ShaderSource {
+    name: "conv2d_backward.wgsl",
+    body: include_str!("../../shaders/conv2d_backward.wgsl"),
+    library: &[super::WORKGROUP_SUM],
+};
+const GROUP_NORM: ShaderSource = ShaderSource {
+    name: "group_norm_backward.wgsl",
+    body: include_str!("../../shaders/group_norm_backward.wgsl"),
+    library: &[super::WORKGROUP_SUM],
+};
+const SPATIAL: ShaderSource = ShaderSource {
+    name: "spatial_backward.wgsl",
+    body: include_str!("../../shaders/spatial_backward.wgsl"),
+    library: &[super::WORKGROUP_SUM],
+};
+const WG: u32 = 256;
+
+fn key(shader: ShaderSource, entry: &'static str, dtype: DType) -> PipelineKey {
+    PipelineKey::new(shader, entry, dtype, &[("WG", WG)])
+}
+
+fn group_norm_key(entry: &'static str, dtype: DType, silu: bool) -> PipelineKey {
+    let overrides = [("WG", WG), ("SILU", u32::from(silu))];
+    PipelineKey::new(GROUP_NORM, entry, dtype, &overrides)
+}
+
+pub(crate) fn pipeline_keys() -> Vec<PipelineKey> {
+    let mut keys = Vec::new();
+    for dtype in DType::ALL {
+        for entry in [
+            "conv2d_backward_data",
+            "conv2d_backward_weight",
+            "conv2d_backward_bias",
+        ] {
+            keys.push(key(CONV, entry, dtype));
+        }
+        for silu in [false, true] {
+            keys.push(group_norm_key("group_norm_backward", dtype, silu));
+            keys.push(group_norm_key("group_norm_backward_affine", dtype, silu));
+        }
+        for entry in [
+            "upsample_nearest2x_backward",
+            "avg_pool2x_backward",
+            "channel_sum",
+            "split_channels",
+        ] {
+            keys.push(key(SPATIAL, entry, dtype));
+        }
+    }
+    keys
+}
+
+#[repr(C)]
+#[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
+struct ConvParams {
+    batch: u32,
+    c_in: u32,
+    h: u32,
+    w: u32,
+    c_out: u32,
+    h_out: u32,
+    w_out: u32,
+    kh: u32,
+    kw: u32,
+    stride: u32,
+    pad_top: u32,
+    pad_left: u32,
+}
+
+fn conv_params(d: &Conv2dDims, options: Conv2dOptions) -> Result<ConvParams> {
+    let op = "conv2d backward";
+    let u = |what: &str, v: usize| to_u32(op, what, v);
+    Ok(ConvParams {
+        batch: u("batch", d.batch)?,
+        c_in: u("input channels", d.c_in)?,
+        h: u("height", d.h)?,
+        w: u("width", d.w)?,
+        c_out: u("output channels", d.c_out)?,
+        h_out: u("output height", d.h_out)?,
+        w_out: u("output width", d.w_out)?,
+        kh: u("kernel height", d.kh)?,
+        kw: u("kernel width", d.kw)?,
+        stride: u("stride", options.stride)?,
+        pad_top: u("padding", options.pad_top)?,
+        pad_left: u("padding", options.pad_left)?,
+    })
+}
+
+fn groups_of(gpu: &Gpu, op: &'static str, len: usize) -> Result<[u32; 3]> {
+    to_u32(op, "elements", len)?;
+    gpu.grid(op, len.div_ceil(WG as usize) as u64)
+}
+
+/// A convolution's input gradient `dx` (`[N, Ci, H, W]`, the forward input's shape) from
+/// `dy` (`[N, Co, Ho, Wo]`) and `weight` (`[Co, Ci, KH, KW]`).
+pub fn conv2d_backward_data<'a>(
+    gpu: &Gpu,
+    dy: &'a Tensor,
+    weight: &'a Tensor,
+    options: Conv2dOptions,
+    dx: &'a Tensor,
+) -> Result<KernelCall<'a>> {
+    let op = "conv2d data gradient";
+    let dtype = same_dtype(op, &[dy, weight, dx])?;
+    let d = conv2d::dims(dx, weight, None, options, dy)?;
+    let params = conv_params(&d, options)?;
+    let grid = groups_of(gpu, op, dx.len())?;
+    let key = key(CONV, "conv2d_backward_data", dtype);
+    prepare(gpu, &key, &params, &[(1, dy), (2, weight), (4, dx)], grid)
+}
+
+/// A convolution's weight gradient `dw` (`[Co, Ci, KH, KW]`) from `dy` and the forward
+/// input `x`.
+pub fn conv2d_backward_weight<'a>(
+    gpu: &Gpu,
+    dy: &'a Tensor,
+    x: &'a Tensor,
+    options: Conv2dOptions,
+    dw: &'a Tensor,
+) -> Result<KernelCall<'a>> {
+    let op = "conv2d weight gradient";
+    let dtype = same_dtype(op, &[dy, x, dw])?;
+    let d = conv2d::dims(x, dw, None, options, dy)?;
+    let params = conv_params(&d, options)?;
+    let grid = groups_of(gpu, op, dw.len())?;
+    let key = key(CONV, "conv2d_backward_weight", dtype);
+    prepare(gpu, &key, &params, &[(1, dy), (3, x), (5, dw)], grid)
+}
+
+/// A convolution's bias gradient `db` (`[Co]`): `dy` summed over samples and positions.
+pub fn conv2d_backward_bias<'a>(
+    gpu: &Gpu,
+    dy: &'a Tensor,
+    db: &'a Tensor,
+) -> Result<KernelCall<'a>> {
+    let op = "conv2d bias gradient";
+    let dtype = same_dtype(op, &[dy, db])?;
+    let [n, c, h, w] = nchw(op, "dy", dy)?;
+    expect_shape(op, "db", db, &[c])?;
+    let d = Conv2dDims {
+        batch: n,
+        c_in: 0,
+        h: 0,
+        w: 0,
+        c_out: c,
+        kh: 0,
+        kw: 0,
+        h_out: h,
+        w_out: w,
+    };
+    to_u32(op, "elements", dy.len())?;
+    let params = conv_params(&d, Conv2dOptions::symmetric(1, 0))?;
+    let grid = gpu.grid(op, c as u64)?;
+    let key = key(CONV, "conv2d_backward_bias", dtype);
+    prepare(gpu, &key, &params, &[(1, dy), (6, db)], grid)
+}
+
+/// f64 reference of a convolution's gradients: (dx, dw, db).
+pub fn reference_conv2d_backward(
+    d: &Conv2dDims,
+    options: Conv2dOptions,
+    x: &[f64],
+    weight: &[f64],
+    dy: &[f64],
+) -> (Vec<f64>, Vec<f64>, Vec<f64>) {
+    let mut dx = vec![0.0; x.len()];
+    let mut dw = vec![0.0; weight.len()];
+    let mut db = vec![0.0; d.c_out];
+    for n in 0..d.batch {
+        for co in 0..d.c_out {
+            for oy in 0..d.h_out {
+                for ox in 0..d.w_out {
+                    let g = dy[((n * d.c_out + co) * d.h_out + oy) * d.w_out + ox];
+                    db[co] += g;
+                    for ci in 0..d.c_in {
+                        for ky in 0..d.kh {
+                            let iy = (oy * options.stride + ky) as isize - options.pad_top as isize;
+                            if iy < 0 || iy >= d.h as isize {
+                                continue;
+                            }
+                            for kx in 0..d.kw {
+                                let ix =
+                                    (ox * options.stride + kx) as isize - options.pad_left as isize;
+                                if ix < 0 || ix >= d.w as isize {
+                                    continue;
+                                }
+                                let xi =
+                                    ((n * d.c_in + ci) * d.h + iy as usize) * d.w + ix as usize;
+                                let wi = ((co * d.c_in + ci) * d.kh + ky) * d.kw + kx;
+                                dx[xi] += g * weight[wi];
+                                dw[wi] += g * x[xi];
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+    (dx, dw, db)
+}
+
+#[repr(C)]
+#[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
+struct GroupNormParams {
+    total_groups: u32,
+    groups: u32,
+    group_len: u32,
+    spatial: u32,
+    channels_per_group: u32,
+    eps: f32,
+    batch: u32,
+    channels: u32,
+}
+
+/// GroupNorm's gradients (`y = (silu?)(group_norm(x) · weight + bias)`, as
+/// [`super::group_norm::group_norm`]): `dx` (`x`'s shape), `dweight` and `dbias`
+/// (`[channels]`), through `partials` (`[batch, channels, 2]` f32 scratch).
+#[allow(clippy::too_many_arguments)]
+pub fn group_norm_backward<'a>(
+    gpu: &Gpu,
+    x: &'a Tensor,
+    weight: &'a Tensor,
+    bias: &'a Tensor,
+    dy: &'a Tensor,
+    groups: usize,
+    eps: f32,
+    silu: bool,
+    partials: &'a Tensor,
+    [dx, dweight, dbias]: [&'a Tensor; 3],
+) -> Result<KernelCall<'a>> {
+    let op = "group_norm backward";
+    let dtype = same_dtype(op, &[x, weight, bias, dy, dx, dweight, dbias])?;
+    let shape = x.shape();
+    if shape.len() < 2 {
+        return Err(Error::shape(
+            op,
+            format!("x is {shape:?}; expected [batch, channels, ...]"),
+        ));
+    }
+    let (batch, channels) = (shape[0], shape[1]);
+    if groups == 0 || channels % groups != 0 {
+        return Err(Error::shape(
+            op,
+            format!("{groups} groups do not divide {channels} channels"),
+        ));
+    }
+    for (what, t) in [
+        ("weight", weight),
+        ("bias", bias),
+        ("dweight", dweight),
+        ("dbias", dbias),
+    ] {
+        expect_shape(op, what, t, &[channels])?;
+    }
+    expect_shape(op, "dy", dy, shape)?;
+    expect_shape(op, "dx", dx, shape)?;
+    if partials.dtype() != DType::F32 {
+        return Err(Error::DType {
+            op,
+            detail: format!("the partial sums must be f32, not {}", partials.dtype()),
+        });
+    }
+    expect_shape(op, "partials", partials, &[batch, channels, 2])?;
+    let spatial: usize = shape[2..].iter().product();
+    let params = GroupNormParams {
+        total_groups: to_u32(op, "groups in the batch", batch * groups)?,
+        groups: to_u32(op, "groups", groups)?,
+        group_len: to_u32(op, "group length", channels / groups * spatial)?,
+        spatial: to_u32(op, "spatial size", spatial)?,
+        channels_per_group: to_u32(op, "channels per group", channels / groups)?,
+        eps,
+        batch: to_u32(op, "batch", batch)?,
+        channels: to_u32(op, "channels", channels)?,
+    };
+    to_u32(op, "elements", x.len())?;
+    let grid = gpu.grid(op, u64::from(params.total_groups))?;
+    let first = prepare(
+        gpu,
+        &group_norm_key("group_norm_backward", dtype, silu),
+        &params,
+        &[
+            (1, x),
+            (2, weight),
+            (3, bias),
+            (4, dy),
+            (5, dx),
+            (6, partials),
+        ],
+        grid,
+    )?;
+    let grid = groups_of(gpu, op, channels)?;
+    let second = prepare(
+        gpu,
+        &group_norm_key("group_norm_backward_affine", dtype, silu),
+        &params,
+        &[(7, partials), (8, dweight), (9, dbias)],
+        grid,
+    )?;
+    Ok(first.then(second))
+}
+
+/// f64 reference of [`group_norm_backward`] for `x` `[batch, channels, spatial]`
+/// (flattened): (dx, dweight, dbias).
+#[allow(clippy::too_many_arguments)]
+pub fn reference_group_norm_backward(
+    x: &[f64],
+    weight: &[f64],
+    bias: &[f64],
+    dy: &[f64],
+    groups: usize,
+    spatial: usize,
+    eps: f64,
+    silu: bool,
+) -> (Vec<f64>, Vec<f64>, Vec<f64>) {
+    let channels = weight.len();
+    let cpg = channels / groups;
+    let len = cpg * spatial;
+    let mut dx = vec![0.0; x.len()];
+    let mut dweight = vec![0.0; channels];
+    let mut dbias = vec![0.0; channels];
+    for (gi, group) in x.chunks(len).enumerate() {
+        let base = gi * len;
+        let n = len as f64;
+        let mean = group.iter().sum::<f64>() / n;
+        let var = group.iter().map(|v| (v - mean) * (v - mean)).sum::<f64>() / n;
+        let inv = 1.0 / (var + eps).sqrt();
+        let first_channel = (gi % groups) * cpg;
+        let mut dz = vec![0.0; len];
+        let mut xhat = vec![0.0; len];
+        for j in 0..len {
+            let c = first_channel + j / spatial;
+            xhat[j] = (group[j] - mean) * inv;
+            let z = xhat[j] * weight[c] + bias[c];
+            let s = 1.0 / (1.0 + (-z).exp());
+            let act = if silu { s * (1.0 + z * (1.0 - s)) } else { 1.0 };
+            dz[j] = dy[base + j] * act;
+            dweight[c] += dz[j] * xhat[j];
+            dbias[c] += dz[j];
+        }
+        let g: Vec<f64> = (0..len)
+            .map(|j| dz[j] * weight[first_channel + j / spatial])
+            .collect();
+        let mean_g = g.iter().sum::<f64>() / n;
+        let mean_gx = g.iter().zip(&xhat).map(|(a, b)| a * b).sum::<f64>() / n;
+        for j in 0..len {
+            dx[base + j] = inv * (g[j] - mean_g - xhat[j] * mean_gx);
+        }
+    }
+    (dx, dweight, dbias)
+}
+
+#[repr(C)]
+#[derive(Clone, Copy, Default, bytemuck::Pod, bytemuck::Zeroable)]
+struct SpatialParams {
+    len: u32,
+    plane: u32,
+    channels: u32,
+    channels_b: u32,
+    h_in: u32,
+    w_in: u32,
+    h_out: u32,
+    w_out: u32,
+}
+
+fn nchw(op: &'static str, what: &str, t: &Tensor) -> Result<[usize; 4]> {
+    <[usize; 4]>::try_from(t.shape()).map_err(|_| {
+        Error::shape(
+            op,
+            format!("{what} is {:?}; expected [N, C, H, W]", t.shape()),
+        )
+    })
+}
+
+/// The gradient of nearest 2× upsampling: `dx` (`[N, C, H, W]`) sums each 2×2 block of `dy`
+/// (`[N, C, 2H, 2W]`).
+pub fn upsample_nearest2x_backward<'a>(
+    gpu: &Gpu,
+    dy: &'a Tensor,
+    dx: &'a Tensor,
+) -> Result<KernelCall<'a>> {
+    let op = "upsample gradient";
+    let dtype = same_dtype(op, &[dy, dx])?;
+    let [n, c, h, w] = nchw(op, "dx", dx)?;
+    expect_shape(op, "dy", dy, &[n, c, 2 * h, 2 * w])?;
+    to_u32(op, "length", dy.len())?;
+    let params = SpatialParams {
+        len: to_u32(op, "length", dx.len())?,
+        h_in: h as u32,
+        w_in: w as u32,
+        h_out: 2 * h as u32,
+        w_out: 2 * w as u32,
+        ..SpatialParams::default()
+    };
+    let grid = groups_of(gpu, op, dx.len())?;
+    let key = key(SPATIAL, "upsample_nearest2x_backward", dtype);
+    prepare(gpu, &key, &params, &[(1, dy), (2, dx)], grid)
+}
+
+/// The gradient of 2×2 average pooling: `dx` (`[N, C, H, W]`) from `dy`
+/// (`[N, C, H/2, W/2]`).
+pub fn avg_pool2x_backward<'a>(
+    gpu: &Gpu,
+    dy: &'a Tensor,
+    dx: &'a Tensor,
+) -> Result<KernelCall<'a>> {
+    let op = "avg_pool gradient";
+    let dtype = same_dtype(op, &[dy, dx])?;
+    let [n, c, h, w] = nchw(op, "dx", dx)?;
+    if h < 2 || w < 2 {
+        return Err(Error::shape(
+            op,
+            format!("a {h}x{w} input was not pooled 2x2"),
+        ));
+    }
+    expect_shape(op, "dy", dy, &[n, c, h / 2, w / 2])?;
+    let params = SpatialParams {
+        len: to_u32(op, "length", dx.len())?,
+        h_in: h as u32,
+        w_in: w as u32,
+        h_out: (h / 2) as u32,
+        w_out: (w / 2) as u32,
+        ..SpatialParams::default()
+    };
+    let grid = groups_of(gpu, op, dx.len())?;
+    let key = key(SPATIAL, "avg_pool2x_backward", dtype);
+    prepare(gpu, &key, &params, &[(1, dy), (2, dx)], grid)
+}
+
+/// `out[n, c] = Σ_hw dy[n, c, hw]` (`dy` `[N, C, ...]`, `out` `[N, C]`): the gradient of a
+/// per-channel add ([`super::spatial::channel_mix`]'s `Add`) with respect to what was added.
+pub fn channel_sum<'a>(gpu: &Gpu, dy: &'a Tensor, out: &'a Tensor) -> Result<KernelCall<'a>> {
+    let op = "channel sum";
+    let dtype = same_dtype(op, &[dy, out])?;
+    let shape = dy.shape();
+    if shape.len() < 2 {
+        return Err(Error::shape(
+            op,
+            format!("dy is {shape:?}; expected [N, C, ...]"),
+        ));
+    }
+    expect_shape(op, "out", out, &shape[..2])?;
+    let params = SpatialParams {
+        len: to_u32(op, "planes", shape[0] * shape[1])?,
+        plane: to_u32(op, "plane", shape[2..].iter().product())?,
+        ..SpatialParams::default()
+    };
+    to_u32(op, "elements", dy.len())?;
+    let grid = gpu.grid(op, u64::from(params.len))?;
+    let key = key(SPATIAL, "channel_sum", dtype);
+    prepare(gpu, &key, &params, &[(1, dy), (2, out)], grid)
+}
+
+/// The gradient of a concatenation along channels: `dy` (`[N, Ca + Cb, ...]`) into `da`
+/// (`[N, Ca, ...]`) and `db` (`[N, Cb, ...]`).
+pub fn split_channels<'a>(
+    gpu: &Gpu,
+    dy: &'a Tensor,
+    da: &'a Tensor,
+    db: &'a Tensor,
+) -> Result<KernelCall<'a>> {
+    let op = "split channels";
+    let dtype = same_dtype(op, &[dy, da, db])?;
+    let (sa, sb) = (da.shape(), db.shape());
+    if sa.len() < 2 || sb.len() != sa.len() || sa[0] != sb[0] || sa[2..] != sb[2..] {
+        return Err(Error::shape(
+            op,
+            format!("da {sa:?} and db {sb:?} are not [N, C, ...] of one N and plane"),
+        ));
+    }
+    let mut whole = sa.to_vec();
+    whole[1] = sa[1] + sb[1];
+    expect_shape(op, "dy", dy, &whole)?;
+    let params = SpatialParams {
+        len: to_u32(op, "length", dy.len())?,
+        plane: to_u32(op, "plane", sa[2..].iter().product())?,
+        channels: to_u32(op, "channels", sa[1])?,
+        channels_b: to_u32(op, "channels", sb[1])?,
+        ..SpatialParams::default()
+    };
+    let grid = groups_of(gpu, op, dy.len())?;
+    let key = key(SPATIAL, "split_channels", dtype);
+    prepare(gpu, &key, &params, &[(1, dy), (2, da), (3, db)], grid)
+}
+
+/// f64 reference of [`upsample_nearest2x_backward`] for `dy` `[planes, 2h, 2w]`.
+pub fn reference_upsample_backward(dy: &[f64], h: usize, w: usize) -> Vec<f64> {
+    let planes = dy.len() / (4 * h * w);
+    let mut dx = vec![0.0; planes * h * w];
+    for p in 0..planes {
+        for y in 0..2 * h {
+            for x in 0..2 * w {
+                dx[(p * h + y / 2) * w + x / 2] += dy[(p * 2 * h + y) * 2 * w + x];
+            }
+        }
+    }
+    dx
+}
+
+/// f64 reference of [`avg_pool2x_backward`] for an input of `[planes, h, w]`.
+pub fn reference_avg_pool_backward(dy: &[f64], h: usize, w: usize) -> Vec<f64> {
+    let (ho, wo) = (h / 2, w / 2);
+    let planes = dy.len() / (ho * wo);
+    let mut dx = vec![0.0; planes * h * w];
+    for p in 0..planes {
+        for y in 0..2 * ho {
+            for x in 0..2 * wo {
+                dx[(p * h + y) * w + x] = 0.25 * dy[(p * ho + y / 2) * wo + x / 2];
+            }
+        }
+    }
+    dx
+}
+
+/// f64 reference of [`channel_sum`] over planes of `plane` values.
+pub fn reference_channel_sum(dy: &[f64], plane: usize) -> Vec<f64> {
+    dy.chunks(plane).map(|p| p.iter().sum()).collect()
+}
+
+/// f64 reference of [`split_channels`]: (da, db) for `ca` + `cb` channels of `plane` values.
+pub fn reference_split_channels(
+    dy: &[f64],
+    ca: usize,
+    cb: usize,
+    plane: usize,
+) -> (Vec<f64>, Vec<f64>) {
+    let (mut da, mut db) = (Vec::new(), Vec::new());
+    for sample in dy.chunks((ca + cb) * plane) {
+        da.extend_from_slice(&sample[..ca * plane]);
+        db.extend_from_slice(&sample[ca * plane..]);
+    }
+    (da, db)
+}
