@@ -3,15 +3,17 @@
 // over NCHW x (a group of one sample is contiguous: channels_per_group · spatial values):
 //   group_norm_backward: dz = dy · SiLU'(z) (or dy), g = dz · weight[c],
 //     dx = inv_std · (g - mean_group(g) - x̂ · mean_group(g · x̂)),
-//     and per (sample, channel) the partial sums Σ_hw dz · x̂ and Σ_hw dz into `partials`
-//     ([N, C, 2] f32);
+//     and each group's (shift, mean - shift, inv_std) into `stats` ([N · G, 4] f32);
+//   group_norm_backward_channels: per (sample, channel) the sums Σ_hw dz · x̂ and Σ_hw dz
+//     into `partials` ([N, C, 2] f32), from those statistics;
 //   group_norm_backward_affine: dweight[c] = Σ_n partials[n, c, 0], dbias[c] = Σ_n
 //     partials[n, c, 1], in sample order (the same bits every run: no atomics).
-// The statistics are recomputed as the forward kernel computes them (centred on the group's
-// first element).
+// The statistics are computed as the forward kernel computes them: centred on the group's
+// first element, mean and variance from one pass of shifted sums.
 // Tiling: dx, one workgroup per (sample, group) on a 2-D grid (flat = x + y · nwg.x), WG
-// invocations striding over the group, meeting in workgroup sums; affine, one invocation per
-// channel.
+// invocations striding over the group and meeting in two paired workgroup sums (few barriers:
+// they are what a CPU adapter pays for); channels, one invocation per (sample, channel)
+// looping over its plane; affine, one invocation per channel.
 
 struct Params {
     total_groups: u32,
@@ -37,8 +39,26 @@ override SILU: bool = false;
 @group(0) @binding(7) var<storage, read> partials_in: array<f32>;
 @group(0) @binding(8) var<storage, read_write> dweight: array<elem>;
 @group(0) @binding(9) var<storage, read_write> dbias: array<elem>;
+@group(0) @binding(10) var<storage, read_write> stats: array<f32>;
+@group(0) @binding(11) var<storage, read> stats_in: array<f32>;
 
-// workgroup_sum: shaders/lib/workgroup_sum.wgsl.
+var<workgroup> pairs: array<vec2<f32>, WG>;
+
+// The sum of `v` over the workgroup, both lanes at once; every invocation gets it. Call from
+// uniform control flow.
+fn workgroup_sum2(v: vec2<f32>, lid: u32) -> vec2<f32> {
+    pairs[lid] = v;
+    workgroupBarrier();
+    for (var stride = WG / 2u; stride > 0u; stride /= 2u) {
+        if (lid < stride) {
+            pairs[lid] += pairs[lid + stride];
+        }
+        workgroupBarrier();
+    }
+    let total = pairs[0];
+    workgroupBarrier();
+    return total;
+}
 
 // dz at element j of the group starting at `base`, whose channel is `c`.
 fn dz_at(base: u32, j: u32, c: u32, shift: f32, delta: f32, inv_std: f32) -> vec2<f32> {
@@ -59,58 +79,62 @@ fn group_norm_backward(@builtin(workgroup_id) wg: vec3<u32>,
     let group = wg.x + wg.y * nwg.x;
     if (group >= p.total_groups) { return; }
     let base = group * p.group_len;
-    let sample = group / p.groups;
     let first_channel = (group % p.groups) * p.channels_per_group;
     let n = f32(p.group_len);
 
     let shift = f32(x[base]);
-    var sum = 0.0;
+    var sums = vec2<f32>(0.0);
     for (var j = lid; j < p.group_len; j += WG) {
-        sum += f32(x[base + j]) - shift;
+        let d = f32(x[base + j]) - shift;
+        sums += vec2<f32>(d, d * d);
     }
-    let delta = workgroup_sum(sum, lid) / n;
-    var sum_sq = 0.0;
-    for (var j = lid; j < p.group_len; j += WG) {
-        let d = (f32(x[base + j]) - shift) - delta;
-        sum_sq += d * d;
-    }
-    let inv_std = inverseSqrt(workgroup_sum(sum_sq, lid) / n + p.eps);
+    let moments = workgroup_sum2(sums, lid) / n;
+    let delta = moments.x;
+    let inv_std = inverseSqrt(max(moments.y - delta * delta, 0.0) + p.eps);
 
-    var sum_g = 0.0;
-    var sum_gx = 0.0;
+    var g_sums = vec2<f32>(0.0);
     for (var j = lid; j < p.group_len; j += WG) {
         let c = first_channel + j / p.spatial;
         let dzx = dz_at(base, j, c, shift, delta, inv_std);
         let g = dzx.x * f32(weight[c]);
-        sum_g += g;
-        sum_gx += g * dzx.y;
+        g_sums += vec2<f32>(g, g * dzx.y);
     }
-    let mean_g = workgroup_sum(sum_g, lid) / n;
-    let mean_gx = workgroup_sum(sum_gx, lid) / n;
+    let means = workgroup_sum2(g_sums, lid) / n;
     for (var j = lid; j < p.group_len; j += WG) {
         let c = first_channel + j / p.spatial;
         let dzx = dz_at(base, j, c, shift, delta, inv_std);
         let g = dzx.x * f32(weight[c]);
-        dx[base + j] = elem(inv_std * (g - mean_g - dzx.y * mean_gx));
+        dx[base + j] = elem(inv_std * (g - means.x - dzx.y * means.y));
     }
-    // Per channel of the group: Σ dz · x̂ and Σ dz over its plane.
-    for (var k = 0u; k < p.channels_per_group; k++) {
-        let c = first_channel + k;
-        var s_w = 0.0;
-        var s_b = 0.0;
-        for (var j = k * p.spatial + lid; j < (k + 1u) * p.spatial; j += WG) {
-            let dzx = dz_at(base, j, c, shift, delta, inv_std);
-            s_w += dzx.x * dzx.y;
-            s_b += dzx.x;
-        }
-        let total_w = workgroup_sum(s_w, lid);
-        let total_b = workgroup_sum(s_b, lid);
-        if (lid == 0u) {
-            let at = (sample * p.channels + c) * 2u;
-            partials[at] = total_w;
-            partials[at + 1u] = total_b;
-        }
+    if (lid == 0u) {
+        stats[group * 4u] = shift;
+        stats[group * 4u + 1u] = delta;
+        stats[group * 4u + 2u] = inv_std;
     }
+}
+
+@compute @workgroup_size(WG)
+fn group_norm_backward_channels(@builtin(workgroup_id) wg: vec3<u32>,
+                                @builtin(num_workgroups) nwg: vec3<u32>,
+                                @builtin(local_invocation_index) lid: u32) {
+    let nc = (wg.x + wg.y * nwg.x) * WG + lid;
+    if (nc >= p.batch * p.channels) { return; }
+    let c = nc % p.channels;
+    let group = (nc / p.channels) * p.groups + c / p.channels_per_group;
+    let base = group * p.group_len;
+    let first = (c % p.channels_per_group) * p.spatial;
+    let shift = stats_in[group * 4u];
+    let delta = stats_in[group * 4u + 1u];
+    let inv_std = stats_in[group * 4u + 2u];
+    var s_w = 0.0;
+    var s_b = 0.0;
+    for (var j = first; j < first + p.spatial; j++) {
+        let dzx = dz_at(base, j, c, shift, delta, inv_std);
+        s_w += dzx.x * dzx.y;
+        s_b += dzx.x;
+    }
+    partials[nc * 2u] = s_w;
+    partials[nc * 2u + 1u] = s_b;
 }
 
 @compute @workgroup_size(WG)

@@ -243,6 +243,13 @@ impl Tensor {
         self.write_bytes(bytemuck::cast_slice(data).to_vec())
     }
 
+    /// Whether `other` is a handle to the same elements (same buffer, offset and shape).
+    pub fn same_as(&self, other: &Tensor) -> bool {
+        Arc::ptr_eq(&self.storage, &other.storage)
+            && self.offset == other.offset
+            && self.shape == other.shape
+    }
+
     /// Another handle to this whole tensor, sharing its buffer (for graphs that hold weights
     /// owned elsewhere).
     pub fn share(&self) -> Tensor {

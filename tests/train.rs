@@ -244,3 +244,134 @@ fn train_lm_resumes_exactly_where_it_stopped() {
     );
     std::fs::remove_dir_all(&tmp).unwrap();
 }
+
+mod unet {
+    use super::*;
+    use tessera::models::diffusion::train::{DdpmBatches, UNetTrainer};
+    use tessera::models::diffusion::{SchedulerConfig, UNetConfig};
+
+    fn fixture() -> PathBuf {
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/train_unet")
+    }
+
+    fn reference() -> Reference {
+        let path = fixture().join("reference.safetensors");
+        Reference {
+            bytes: std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display())),
+        }
+    }
+
+    fn trainer(batch: usize) -> UNetTrainer {
+        let config = UNetConfig::read(&fixture().join("config.json")).unwrap();
+        let checkpoint =
+            tessera::io::Checkpoint::open_named(&fixture(), "diffusion_pytorch_model").unwrap();
+        let adamw = AdamW {
+            lr: 2e-3,
+            beta1: 0.9,
+            beta2: 0.999,
+            eps: 1e-8,
+            weight_decay: 1e-4,
+        };
+        UNetTrainer::new(
+            &common::gpu(),
+            config,
+            &checkpoint,
+            batch,
+            Optimizer::new(adamw, Some(1.0)),
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn unet_gradients_match_autograd() {
+        let r = reference();
+        let mut t = trainer(3);
+        let loss = t
+            .compute_gradients(&r.floats("x_t"), &r.floats("timesteps"), &r.floats("noise"))
+            .unwrap();
+        let want = f64::from(r.floats("loss")[0]);
+        assert!(
+            ((loss - want) / want).abs() < 1e-5,
+            "loss {loss} against autograd's {want}"
+        );
+        let grads = t.gradients().unwrap();
+        assert!(grads.len() > 50, "{} parameters", grads.len());
+        let norm = |v: &[f32]| v.iter().map(|x| f64::from(*x).powi(2)).sum::<f64>().sqrt();
+        let largest = grads
+            .iter()
+            .map(|(name, _)| norm(&r.floats(&format!("grad.{name}"))))
+            .fold(0.0, f64::max);
+        let mut worst = (String::new(), 0.0);
+        for (name, got) in grads {
+            let want = r.floats(&format!("grad.{name}"));
+            if name.ends_with("to_k.bias") {
+                // Zero in exact arithmetic (a query's softmax ignores what it adds to all of
+                // its scores): both sides hold rounding noise, compared with the others' size.
+                for (side, v) in [("tessera", &got), ("autograd", &want)] {
+                    assert!(
+                        norm(v) < 1e-6 * largest,
+                        "{name}: {side}'s {:.2e} is not rounding noise next to {largest:.2e}",
+                        norm(v)
+                    );
+                }
+                continue;
+            }
+            let err = relative_l2(&got, &want);
+            if err > worst.1 {
+                worst = (name.clone(), err);
+            }
+            assert!(err < 1e-4, "{name}: relative L2 {err:.2e}");
+        }
+        eprintln!("worst gradient: {} at {:.2e}", worst.0, worst.1);
+    }
+
+    #[test]
+    fn ddpm_loss_curve_follows_pytorch_for_200_steps() {
+        let want = reference().floats("curve");
+        let data = digits_8x8();
+        let scheduler = SchedulerConfig::read(
+            &Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("assets/models/digits-unet/scheduler_config.json"),
+        )
+        .unwrap();
+        let mut batches = DdpmBatches::new(data, 64, &scheduler.betas, 0).unwrap();
+        let mut t = trainer(8);
+        let schedule = Schedule {
+            peak: 2e-3,
+            warmup: 20,
+            total: 200,
+            floor: 0.1,
+        };
+        let mut worst = (0usize, 0.0f64);
+        for (step, &want) in (1..=200u64).zip(&want) {
+            let b = batches.next_batch(8);
+            let (loss, update) = t
+                .step(&b.x_t, &b.timesteps, &b.noise, schedule.rate(step))
+                .unwrap();
+            assert!(!update.skipped, "step {step} skipped");
+            let rel = ((loss - f64::from(want)) / f64::from(want)).abs();
+            if rel > worst.1 {
+                worst = (step as usize, rel);
+            }
+        }
+        eprintln!("worst step {} off by {:.2e} (relative)", worst.0, worst.1);
+        assert!(
+            worst.1 < 0.01,
+            "step {}'s loss is {:.2}% off PyTorch's",
+            worst.0,
+            worst.1 * 100.0
+        );
+    }
+
+    /// assets/data/digits.safetensors's images scaled to [-1, 1].
+    fn digits_8x8() -> Vec<f32> {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("assets/data/digits.safetensors");
+        let checkpoint = tessera::io::Checkpoint::open_files("digits", &[path]).unwrap();
+        checkpoint
+            .read_f32("images", &[1797, 8, 8])
+            .unwrap()
+            .iter()
+            .map(|v| v / 16.0 * 2.0 - 1.0)
+            .collect()
+    }
+}

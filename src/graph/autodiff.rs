@@ -15,12 +15,17 @@
 use std::collections::{HashMap, HashSet};
 use std::rc::Rc;
 
-use super::{Graph, Id, Plan};
+use super::{Graph, Id, NodeContext, Plan};
 use crate::error::{Error, Result};
 use crate::gpu::Gpu;
-use crate::kernels::elementwise::{self, Binary};
+use crate::kernels::conv2d::{self, Conv2dOptions};
+use crate::kernels::elementwise::{self, Binary, Unary};
 use crate::kernels::matmul::{self, BLayout, Epilogue, Path};
-use crate::kernels::{Position, attention, copy, gather, norm, rope, training};
+use crate::kernels::spatial::{self, ChannelMix};
+use crate::kernels::{
+    KernelCall, Position, attention, copy, gather, group_norm, norm, rope, spatial_backward,
+    training, transpose,
+};
 use crate::tensor::{DType, Tensor};
 
 /// How an operation adds its backward nodes, given the gradient of its output.
@@ -121,6 +126,22 @@ impl Tape {
 
     fn temp(&mut self, shape: &[usize]) -> Id {
         self.graph.temp(shape, self.dtype)
+    }
+
+    /// A node that takes no part in differentiation (an input's sinusoidal embedding): `build`
+    /// gets `inputs`, then a new `shape` tensor to write, which takes no gradient.
+    pub fn constant(
+        &mut self,
+        label: &str,
+        inputs: &[Id],
+        shape: &[usize],
+        build: impl for<'a> Fn(&NodeContext<'a>) -> Result<KernelCall<'a>> + 'static,
+    ) -> Id {
+        let y = self.temp(shape);
+        let mut operands = inputs.to_vec();
+        operands.push(y);
+        self.graph.node(label, &operands, build);
+        y
     }
 
     /// The same elements under another shape.
@@ -324,6 +345,12 @@ impl Tape {
     /// Causal attention of `q` (`[batch, seq, heads, head_dim]`) over `k`, `v`
     /// (`[batch, seq, kv_heads, head_dim]`), every query seeing the keys up to its own.
     pub fn causal_attention(&mut self, q: Id, k: Id, v: Id, scale: f32) -> Result<Id> {
+        self.attention(q, k, v, scale, true)
+    }
+
+    /// Attention of `q` (`[batch, seq, heads, head_dim]`) over `k`, `v`
+    /// (`[batch, seq, kv_heads, head_dim]`), causal or every query seeing every key.
+    pub fn attention(&mut self, q: Id, k: Id, v: Id, scale: f32, causal: bool) -> Result<Id> {
         let q_shape = self.shape(q);
         let kv_shape = self.shape(k);
         let &[batch, seq, heads, _] = q_shape.as_slice() else {
@@ -335,7 +362,7 @@ impl Tape {
         let y = self.temp(&q_shape);
         self.graph.node("attention", &[q, k, v, y], move |c| {
             let (q, k, v, out) = (c.tensor(0), c.tensor(1), c.tensor(2), c.tensor(3));
-            attention::flash_attention(c.gpu, q, k, v, Position::Fixed(0), true, scale, out)
+            attention::flash_attention(c.gpu, q, k, v, Position::Fixed(0), causal, scale, out)
         });
         self.record(y, &[q, k, v], move |t, gy| {
             let stats = t.graph.temp(&[batch, heads, seq, 2], DType::F32);
@@ -359,7 +386,7 @@ impl Tape {
                         v,
                         out,
                         gy,
-                        true,
+                        causal,
                         scale,
                         c.tensor(5),
                         grads,
@@ -372,6 +399,299 @@ impl Tape {
             Ok(())
         });
         Ok(y)
+    }
+
+    /// `silu(x)`.
+    pub fn silu(&mut self, x: Id) -> Result<Id> {
+        let shape = self.shape(x);
+        let y = self.temp(&shape);
+        self.graph.node("silu", &[x, y], |c| {
+            elementwise::unary(c.gpu, Unary::Silu, c.tensor(0), c.tensor(1))
+        });
+        self.record(y, &[x], move |t, gy| {
+            let gx = t.temp(&shape);
+            t.graph.node("silu backward", &[x, gy, gx], |c| {
+                training::silu_backward(c.gpu, c.tensor(0), c.tensor(1), c.tensor(2))
+            });
+            t.accumulate(x, gx);
+            Ok(())
+        });
+        Ok(y)
+    }
+
+    /// `alpha · x`.
+    pub fn scale(&mut self, x: Id, alpha: f32) -> Result<Id> {
+        let shape = self.shape(x);
+        let y = self.temp(&shape);
+        self.graph.node("scale", &[x, y], move |c| {
+            elementwise::unary(c.gpu, Unary::Scale(alpha), c.tensor(0), c.tensor(1))
+        });
+        self.record(y, &[x], move |t, gy| {
+            let gx = t.temp(&shape);
+            t.graph.node("scale backward", &[gy, gx], move |c| {
+                elementwise::unary(c.gpu, Unary::Scale(alpha), c.tensor(0), c.tensor(1))
+            });
+            t.accumulate(x, gx);
+            Ok(())
+        });
+        Ok(y)
+    }
+
+    /// A 2-D convolution of `x` (`[N, Ci, H, W]`) with `weight` (`[Co, Ci, KH, KW]`) and
+    /// `bias` (`[Co]`).
+    pub fn conv2d(
+        &mut self,
+        x: Id,
+        weight: Id,
+        bias: Option<Id>,
+        options: Conv2dOptions,
+    ) -> Result<Id> {
+        let x_shape = self.shape(x);
+        let w_shape = self.shape(weight);
+        let (&[n, _, h, w], &[c_out, _, kh, kw]) = (x_shape.as_slice(), w_shape.as_slice()) else {
+            return Err(Error::shape(
+                "conv2d",
+                format!("x {x_shape:?} and weight {w_shape:?} are not 4-D"),
+            ));
+        };
+        let (ho, wo) = options.output_size(h, w, kh, kw).ok_or_else(|| {
+            Error::shape("conv2d", format!("a {kh}x{kw} kernel does not fit {h}x{w}"))
+        })?;
+        let y = self.temp(&[n, c_out, ho, wo]);
+        let mut operands = vec![x, weight, y];
+        operands.extend(bias);
+        let has_bias = bias.is_some();
+        self.graph.node("conv2d", &operands, move |c| {
+            let bias = has_bias.then(|| c.tensor(3));
+            conv2d::conv2d(c.gpu, c.tensor(0), c.tensor(1), bias, options, c.tensor(2))
+        });
+        let mut inputs = vec![x, weight];
+        inputs.extend(bias);
+        self.record(y, &inputs, move |t, gy| {
+            if t.requires(x) {
+                let gx = t.temp(&x_shape);
+                let scratch = spatial_backward::data_scratch(&x_shape, &w_shape, options)?;
+                let count = scratch.len();
+                let mut operands = vec![gy, weight, gx];
+                operands.extend(scratch.iter().map(|shape| t.temp(shape)));
+                t.graph.node("conv2d grad input", &operands, move |c| {
+                    let scratch: Vec<&Tensor> = (3..3 + count).map(|i| c.tensor(i)).collect();
+                    let (gy, w, gx) = (c.tensor(0), c.tensor(1), c.tensor(2));
+                    spatial_backward::conv2d_backward_data(c.gpu, gy, w, options, &scratch, gx)
+                });
+                t.accumulate(x, gx);
+            }
+            if t.requires(weight) {
+                let gw = t.temp(&w_shape);
+                let scratch = spatial_backward::weight_scratch(&x_shape, &w_shape, options)?;
+                let count = scratch.len();
+                let mut operands = vec![gy, x, gw];
+                operands.extend(scratch.iter().map(|shape| t.temp(shape)));
+                t.graph.node("conv2d grad weight", &operands, move |c| {
+                    let scratch: Vec<&Tensor> = (3..3 + count).map(|i| c.tensor(i)).collect();
+                    let (gy, x, gw) = (c.tensor(0), c.tensor(1), c.tensor(2));
+                    spatial_backward::conv2d_backward_weight(c.gpu, gy, x, options, &scratch, gw)
+                });
+                t.accumulate(weight, gw);
+            }
+            if let Some(b) = bias
+                && t.requires(b)
+            {
+                let gb = t.temp(&[c_out]);
+                t.graph.node("conv2d grad bias", &[gy, gb], |c| {
+                    spatial_backward::conv2d_backward_bias(c.gpu, c.tensor(0), c.tensor(1))
+                });
+                t.accumulate(b, gb);
+            }
+            Ok(())
+        });
+        Ok(y)
+    }
+
+    /// GroupNorm of `x` (`[N, C, ...]`) in `groups` groups with the affine `weight`, `bias`
+    /// (`[C]`), then SiLU if `silu`.
+    pub fn group_norm(
+        &mut self,
+        x: Id,
+        weight: Id,
+        bias: Id,
+        groups: usize,
+        eps: f32,
+        silu: bool,
+    ) -> Result<Id> {
+        let shape = self.shape(x);
+        let (batch, channels) = match shape.as_slice() {
+            [n, c, ..] => (*n, *c),
+            _ => {
+                return Err(Error::shape(
+                    "group_norm",
+                    format!("x is {shape:?}, not [N, C, ...]"),
+                ));
+            }
+        };
+        let y = self.temp(&shape);
+        self.graph
+            .node("group_norm", &[x, weight, bias, y], move |c| {
+                let (x, w, b, y) = (c.tensor(0), c.tensor(1), c.tensor(2), c.tensor(3));
+                group_norm::group_norm(c.gpu, x, w, b, groups, eps, silu, y)
+            });
+        self.record(y, &[x, weight, bias], move |t, gy| {
+            let gx = t.temp(&shape);
+            let (gw, gb) = (t.temp(&[channels]), t.temp(&[channels]));
+            let [partials, stats] = spatial_backward::group_norm_scratch(batch, channels, groups);
+            let partials = t.graph.temp(&partials, DType::F32);
+            let stats = t.graph.temp(&stats, DType::F32);
+            t.graph.node(
+                "group_norm backward",
+                &[x, weight, bias, gy, partials, stats, gx, gw, gb],
+                move |c| {
+                    let (x, w, b, gy) = (c.tensor(0), c.tensor(1), c.tensor(2), c.tensor(3));
+                    let grads = [c.tensor(6), c.tensor(7), c.tensor(8)];
+                    spatial_backward::group_norm_backward(
+                        c.gpu,
+                        x,
+                        w,
+                        b,
+                        gy,
+                        groups,
+                        eps,
+                        silu,
+                        [c.tensor(4), c.tensor(5)],
+                        grads,
+                    )
+                },
+            );
+            t.accumulate(x, gx);
+            t.accumulate(weight, gw);
+            t.accumulate(bias, gb);
+            Ok(())
+        });
+        Ok(y)
+    }
+
+    /// `x[n, c, ...] + emb[n, c]`.
+    pub fn channel_add(&mut self, x: Id, emb: Id) -> Result<Id> {
+        let shape = self.shape(x);
+        let emb_shape = self.shape(emb);
+        let y = self.temp(&shape);
+        self.graph.node("channel add", &[x, emb, y], |c| {
+            spatial::channel_mix(
+                c.gpu,
+                ChannelMix::Add,
+                c.tensor(0),
+                c.tensor(1),
+                c.tensor(2),
+            )
+        });
+        self.record(y, &[x, emb], move |t, gy| {
+            t.accumulate(x, gy);
+            if t.requires(emb) {
+                let ge = t.temp(&emb_shape);
+                t.graph.node("channel add backward", &[gy, ge], |c| {
+                    spatial_backward::channel_sum(c.gpu, c.tensor(0), c.tensor(1))
+                });
+                t.accumulate(emb, ge);
+            }
+            Ok(())
+        });
+        Ok(y)
+    }
+
+    /// `a` and `b` (`[N, Ca, ...]`, `[N, Cb, ...]`) concatenated along channels.
+    pub fn concat_channels(&mut self, a: Id, b: Id) -> Result<Id> {
+        let (sa, sb) = (self.shape(a), self.shape(b));
+        if sa.len() < 2 || sa.len() != sb.len() || sa[0] != sb[0] || sa[2..] != sb[2..] {
+            return Err(Error::shape(
+                "concat",
+                format!("{sa:?} and {sb:?} differ outside the channels"),
+            ));
+        }
+        let mut shape = sa.clone();
+        shape[1] += sb[1];
+        let y = self.temp(&shape);
+        self.graph.node("concat", &[a, b, y], |c| {
+            spatial::concat_channels(c.gpu, c.tensor(0), c.tensor(1), c.tensor(2))
+        });
+        self.record(y, &[a, b], move |t, gy| {
+            let (ga, gb) = (t.temp(&sa), t.temp(&sb));
+            t.graph.node("concat backward", &[gy, ga, gb], |c| {
+                spatial_backward::split_channels(c.gpu, c.tensor(0), c.tensor(1), c.tensor(2))
+            });
+            t.accumulate(a, ga);
+            t.accumulate(b, gb);
+            Ok(())
+        });
+        Ok(y)
+    }
+
+    /// Nearest 2× upsampling of `x` (`[N, C, H, W]`).
+    pub fn upsample2x(&mut self, x: Id) -> Result<Id> {
+        let shape = self.shape(x);
+        let &[n, c, h, w] = shape.as_slice() else {
+            return Err(Error::shape(
+                "upsample",
+                format!("x is {shape:?}, not NCHW"),
+            ));
+        };
+        let y = self.temp(&[n, c, 2 * h, 2 * w]);
+        self.graph.node("upsample", &[x, y], |c| {
+            spatial::upsample_nearest2x(c.gpu, c.tensor(0), c.tensor(1))
+        });
+        self.record(y, &[x], move |t, gy| {
+            let gx = t.temp(&shape);
+            t.graph.node("upsample backward", &[gy, gx], |c| {
+                spatial_backward::upsample_nearest2x_backward(c.gpu, c.tensor(0), c.tensor(1))
+            });
+            t.accumulate(x, gx);
+            Ok(())
+        });
+        Ok(y)
+    }
+
+    /// `[batch, rows, cols]` → `[batch, cols, rows]`.
+    pub fn transpose(&mut self, x: Id) -> Result<Id> {
+        let shape = self.shape(x);
+        let &[n, r, cols] = shape.as_slice() else {
+            return Err(Error::shape(
+                "transpose",
+                format!("x is {shape:?}, not 3-D"),
+            ));
+        };
+        let y = self.temp(&[n, cols, r]);
+        self.graph.node("transpose", &[x, y], |c| {
+            transpose::transpose(c.gpu, c.tensor(0), c.tensor(1))
+        });
+        self.record(y, &[x], move |t, gy| {
+            let gx = t.temp(&shape);
+            t.graph.node("transpose backward", &[gy, gx], |c| {
+                transpose::transpose(c.gpu, c.tensor(0), c.tensor(1))
+            });
+            t.accumulate(x, gx);
+            Ok(())
+        });
+        Ok(y)
+    }
+
+    /// The squared error of `pred` against `target` (one shape, `[rows, ...]`): each row's sum
+    /// into `loss` (`[rows]` f32, read by the caller), and the gradient of `scale · Σ loss`
+    /// seeded for [`Tape::backward`] (`scale = 1 / elements` for the mean).
+    pub fn mse(&mut self, pred: Id, target: Id, loss: Id, scale: f32) -> Result<()> {
+        let shape = self.shape(pred);
+        let rows = shape.first().copied().unwrap_or(1);
+        let flat = [rows, shape.iter().product::<usize>() / rows.max(1)];
+        let (pred2, target2) = (
+            self.graph.reshape(pred, &flat)?,
+            self.graph.reshape(target, &flat)?,
+        );
+        let grad = self.temp(&flat);
+        self.graph
+            .node("mse", &[pred2, target2, loss, grad], move |c| {
+                let (pred, target) = (c.tensor(0), c.tensor(1));
+                training::mse(c.gpu, pred, target, scale, c.tensor(2), c.tensor(3))
+            });
+        let grad = self.graph.reshape(grad, &shape)?;
+        self.accumulate(pred, grad);
+        Ok(())
     }
 
     /// The cross-entropy of `logits` (`[rows, vocab]`) against `targets` (`[rows]` u32): each
@@ -459,7 +779,7 @@ fn rotated_copy<'a>(
     x: &'a Tensor,
     table: &'a Tensor,
     out: &'a Tensor,
-) -> Result<crate::kernels::KernelCall<'a>> {
+) -> Result<KernelCall<'a>> {
     let first = copy::copy(gpu, x, out)?;
     Ok(first.then(rope::rope(gpu, out, table, Position::Fixed(0))?))
 }

@@ -18,7 +18,7 @@ const CONV: ShaderSource = ShaderSource {
 const GROUP_NORM: ShaderSource = ShaderSource {
     name: "group_norm_backward.wgsl",
     body: include_str!("../../shaders/group_norm_backward.wgsl"),
-    library: &[super::WORKGROUP_SUM],
+    library: &[],
 };
 const SPATIAL: ShaderSource = ShaderSource {
     name: "spatial_backward.wgsl",
@@ -43,12 +43,21 @@ pub(crate) fn pipeline_keys() -> Vec<PipelineKey> {
             "conv2d_backward_data",
             "conv2d_backward_weight",
             "conv2d_backward_bias",
+            "conv2d_flip_weight",
+            "conv2d_dilate",
+            "conv2d_channels_first",
+            "conv2d_im2col",
         ] {
             keys.push(key(CONV, entry, dtype));
         }
         for silu in [false, true] {
-            keys.push(group_norm_key("group_norm_backward", dtype, silu));
-            keys.push(group_norm_key("group_norm_backward_affine", dtype, silu));
+            for entry in [
+                "group_norm_backward",
+                "group_norm_backward_channels",
+                "group_norm_backward_affine",
+            ] {
+                keys.push(group_norm_key(entry, dtype, silu));
+            }
         }
         for entry in [
             "upsample_nearest2x_backward",
@@ -103,40 +112,202 @@ fn groups_of(gpu: &Gpu, op: &'static str, len: usize) -> Result<[u32; 3]> {
     gpu.grid(op, len.div_ceil(WG as usize) as u64)
 }
 
+/// The scratch tensors [`conv2d_backward_data`] takes to run as a forward convolution (the
+/// tiled kernels) for a convolution of an `x_shape` input by a `w_shape` weight: the flipped
+/// weight, and for stride > 1 the dilated gradient. Empty where the padding is wider than
+/// the kernel less one (there the direct kernel runs).
+pub fn data_scratch(
+    x_shape: &[usize],
+    w_shape: &[usize],
+    options: Conv2dOptions,
+) -> Result<Vec<Vec<usize>>> {
+    let d = shape_dims(x_shape, w_shape, options)?;
+    let pads = [options.pad_top, options.pad_bottom];
+    let wide = [options.pad_left, options.pad_right];
+    if pads.iter().any(|&p| p >= d.kh) || wide.iter().any(|&p| p >= d.kw) {
+        return Ok(Vec::new());
+    }
+    let mut shapes = vec![vec![d.c_in, d.c_out, d.kh, d.kw]];
+    if options.stride > 1 {
+        let s = options.stride;
+        shapes.push(vec![
+            d.batch,
+            d.c_out,
+            (d.h_out - 1) * s + 1,
+            (d.w_out - 1) * s + 1,
+        ]);
+    }
+    Ok(shapes)
+}
+
+/// The scratch tensors [`conv2d_backward_weight`] takes to run as one matmul: the gradient
+/// with channels first (`[Co, N·Ho·Wo]`) and the input's patches (`[N·Ho·Wo, Ci·KH·KW]`).
+pub fn weight_scratch(
+    x_shape: &[usize],
+    w_shape: &[usize],
+    options: Conv2dOptions,
+) -> Result<Vec<Vec<usize>>> {
+    let d = shape_dims(x_shape, w_shape, options)?;
+    let positions = d.batch * d.h_out * d.w_out;
+    Ok(vec![
+        vec![d.c_out, positions],
+        vec![positions, d.c_in * d.kh * d.kw],
+    ])
+}
+
+fn shape_dims(x: &[usize], w: &[usize], options: Conv2dOptions) -> Result<Conv2dDims> {
+    let op = "conv2d gradient";
+    let (&[batch, c_in, h, wd], &[c_out, wc_in, kh, kw]) = (x, w) else {
+        return Err(Error::shape(
+            op,
+            format!("x {x:?} and weight {w:?} are not 4-D"),
+        ));
+    };
+    let (h_out, w_out) = options
+        .output_size(h, wd, kh, kw)
+        .filter(|_| wc_in == c_in)
+        .ok_or_else(|| {
+            Error::shape(
+                op,
+                format!("weight {w:?} with {options:?} does not convolve an {x:?} input"),
+            )
+        })?;
+    Ok(Conv2dDims {
+        batch,
+        c_in,
+        h,
+        w: wd,
+        c_out,
+        kh,
+        kw,
+        h_out,
+        w_out,
+    })
+}
+
+/// Checks that `scratch` holds tensors of `shapes` in `dtype`.
+fn check_scratch(
+    op: &'static str,
+    scratch: &[&Tensor],
+    shapes: &[Vec<usize>],
+    dtype: DType,
+) -> Result<()> {
+    if scratch.len() != shapes.len() {
+        return Err(Error::shape(
+            op,
+            format!(
+                "{} scratch tensors given, {} needed",
+                scratch.len(),
+                shapes.len()
+            ),
+        ));
+    }
+    for (t, shape) in scratch.iter().zip(shapes) {
+        expect_shape(op, "scratch", t, shape)?;
+        if t.dtype() != dtype {
+            return Err(Error::DType {
+                op,
+                detail: format!("scratch must be {dtype}, not {}", t.dtype()),
+            });
+        }
+    }
+    Ok(())
+}
+
 /// A convolution's input gradient `dx` (`[N, Ci, H, W]`, the forward input's shape) from
-/// `dy` (`[N, Co, Ho, Wo]`) and `weight` (`[Co, Ci, KH, KW]`).
+/// `dy` (`[N, Co, Ho, Wo]`) and `weight` (`[Co, Ci, KH, KW]`). With the [`data_scratch`]
+/// tensors it is a forward convolution of (dilated) `dy` with the flipped weight on the tiled
+/// kernels; with none, the direct kernel (one invocation per element of `dx`).
 pub fn conv2d_backward_data<'a>(
     gpu: &Gpu,
     dy: &'a Tensor,
     weight: &'a Tensor,
     options: Conv2dOptions,
+    scratch: &[&'a Tensor],
     dx: &'a Tensor,
 ) -> Result<KernelCall<'a>> {
     let op = "conv2d data gradient";
     let dtype = same_dtype(op, &[dy, weight, dx])?;
     let d = conv2d::dims(dx, weight, None, options, dy)?;
     let params = conv_params(&d, options)?;
-    let grid = groups_of(gpu, op, dx.len())?;
-    let key = key(CONV, "conv2d_backward_data", dtype);
-    prepare(gpu, &key, &params, &[(1, dy), (2, weight), (4, dx)], grid)
+    if scratch.is_empty() {
+        let grid = groups_of(gpu, op, dx.len())?;
+        let key = key(CONV, "conv2d_backward_data", dtype);
+        return prepare(gpu, &key, &params, &[(1, dy), (2, weight), (4, dx)], grid);
+    }
+    let shapes = data_scratch(dx.shape(), weight.shape(), options)?;
+    check_scratch(op, scratch, &shapes, dtype)?;
+    let flipped = scratch[0];
+    let grid = groups_of(gpu, op, flipped.len())?;
+    let key_flip = key(CONV, "conv2d_flip_weight", dtype);
+    let mut call = prepare(gpu, &key_flip, &params, &[(2, weight), (8, flipped)], grid)?;
+    let source = match scratch.get(1) {
+        Some(&dilated) => {
+            let grid = groups_of(gpu, op, dilated.len())?;
+            let key = key(CONV, "conv2d_dilate", dtype);
+            call = call.then(prepare(gpu, &key, &params, &[(1, dy), (8, dilated)], grid)?);
+            dilated
+        }
+        None => dy,
+    };
+    // Rows of dx past the last the forward pass read get zero: pad the bottom and right by
+    // the remainder of the stride.
+    let s = options.stride;
+    let rest_h = (d.h + options.pad_top + options.pad_bottom - d.kh) % s;
+    let rest_w = (d.w + options.pad_left + options.pad_right - d.kw) % s;
+    let transposed = Conv2dOptions {
+        stride: 1,
+        pad_top: d.kh - 1 - options.pad_top,
+        pad_bottom: d.kh - 1 - options.pad_bottom + rest_h,
+        pad_left: d.kw - 1 - options.pad_left,
+        pad_right: d.kw - 1 - options.pad_right + rest_w,
+    };
+    Ok(call.then(conv2d::conv2d(gpu, source, flipped, None, transposed, dx)?))
 }
 
 /// A convolution's weight gradient `dw` (`[Co, Ci, KH, KW]`) from `dy` and the forward
-/// input `x`.
+/// input `x`. With the [`weight_scratch`] tensors it is one matmul of the gradient (channels
+/// first) by the input's patches; with none, the direct kernel (one invocation per weight).
 pub fn conv2d_backward_weight<'a>(
     gpu: &Gpu,
     dy: &'a Tensor,
     x: &'a Tensor,
     options: Conv2dOptions,
+    scratch: &[&'a Tensor],
     dw: &'a Tensor,
 ) -> Result<KernelCall<'a>> {
     let op = "conv2d weight gradient";
     let dtype = same_dtype(op, &[dy, x, dw])?;
     let d = conv2d::dims(x, dw, None, options, dy)?;
     let params = conv_params(&d, options)?;
-    let grid = groups_of(gpu, op, dw.len())?;
-    let key = key(CONV, "conv2d_backward_weight", dtype);
-    prepare(gpu, &key, &params, &[(1, dy), (3, x), (5, dw)], grid)
+    if scratch.is_empty() {
+        let grid = groups_of(gpu, op, dw.len())?;
+        let key = key(CONV, "conv2d_backward_weight", dtype);
+        return prepare(gpu, &key, &params, &[(1, dy), (3, x), (5, dw)], grid);
+    }
+    let shapes = weight_scratch(x.shape(), dw.shape(), options)?;
+    check_scratch(op, scratch, &shapes, dtype)?;
+    let (rows, patches) = (scratch[0], scratch[1]);
+    let grid = groups_of(gpu, op, rows.len())?;
+    let first = prepare(
+        gpu,
+        &key(CONV, "conv2d_channels_first", dtype),
+        &params,
+        &[(1, dy), (8, rows)],
+        grid,
+    )?;
+    let grid = groups_of(gpu, op, patches.len())?;
+    let second = prepare(
+        gpu,
+        &key(CONV, "conv2d_im2col", dtype),
+        &params,
+        &[(3, x), (8, patches)],
+        grid,
+    )?;
+    let dw2 = dw.reshape(&[d.c_out, d.c_in * d.kh * d.kw])?;
+    let product =
+        super::matmul::matmul(gpu, rows, patches, super::matmul::BLayout::KN, None, &dw2)?;
+    Ok(first.then(second).then(product.detach().owning([dw2])))
 }
 
 /// A convolution's bias gradient `db` (`[Co]`): `dy` summed over samples and positions.
@@ -224,9 +395,16 @@ struct GroupNormParams {
     channels: u32,
 }
 
+/// The f32 scratch [`group_norm_backward`] takes for `x` `[batch, channels, ...]` in
+/// `groups` groups: per-channel partial sums `[batch, channels, 2]` and per-group statistics
+/// `[batch · groups, 4]`.
+pub fn group_norm_scratch(batch: usize, channels: usize, groups: usize) -> [Vec<usize>; 2] {
+    [vec![batch, channels, 2], vec![batch * groups, 4]]
+}
+
 /// GroupNorm's gradients (`y = (silu?)(group_norm(x) · weight + bias)`, as
 /// [`super::group_norm::group_norm`]): `dx` (`x`'s shape), `dweight` and `dbias`
-/// (`[channels]`), through `partials` (`[batch, channels, 2]` f32 scratch).
+/// (`[channels]`), through the [`group_norm_scratch`] tensors `[partials, stats]`.
 #[allow(clippy::too_many_arguments)]
 pub fn group_norm_backward<'a>(
     gpu: &Gpu,
@@ -237,7 +415,7 @@ pub fn group_norm_backward<'a>(
     groups: usize,
     eps: f32,
     silu: bool,
-    partials: &'a Tensor,
+    [partials, stats]: [&'a Tensor; 2],
     [dx, dweight, dbias]: [&'a Tensor; 3],
 ) -> Result<KernelCall<'a>> {
     let op = "group_norm backward";
@@ -266,13 +444,19 @@ pub fn group_norm_backward<'a>(
     }
     expect_shape(op, "dy", dy, shape)?;
     expect_shape(op, "dx", dx, shape)?;
-    if partials.dtype() != DType::F32 {
-        return Err(Error::DType {
-            op,
-            detail: format!("the partial sums must be f32, not {}", partials.dtype()),
-        });
+    let [partials_shape, stats_shape] = group_norm_scratch(batch, channels, groups);
+    for (what, t, shape) in [
+        ("partials", partials, partials_shape),
+        ("stats", stats, stats_shape),
+    ] {
+        if t.dtype() != DType::F32 {
+            return Err(Error::DType {
+                op,
+                detail: format!("the {what} must be f32, not {}", t.dtype()),
+            });
+        }
+        expect_shape(op, what, t, &shape)?;
     }
-    expect_shape(op, "partials", partials, &[batch, channels, 2])?;
     let spatial: usize = shape[2..].iter().product();
     let params = GroupNormParams {
         total_groups: to_u32(op, "groups in the batch", batch * groups)?,
@@ -296,7 +480,22 @@ pub fn group_norm_backward<'a>(
             (3, bias),
             (4, dy),
             (5, dx),
+            (10, stats),
+        ],
+        grid,
+    )?;
+    let grid = groups_of(gpu, op, batch * channels)?;
+    let middle = prepare(
+        gpu,
+        &group_norm_key("group_norm_backward_channels", dtype, silu),
+        &params,
+        &[
+            (1, x),
+            (2, weight),
+            (3, bias),
+            (4, dy),
             (6, partials),
+            (11, stats),
         ],
         grid,
     )?;
@@ -308,7 +507,7 @@ pub fn group_norm_backward<'a>(
         &[(7, partials), (8, dweight), (9, dbias)],
         grid,
     )?;
-    Ok(first.then(second))
+    Ok(first.then(middle).then(second))
 }
 
 /// f64 reference of [`group_norm_backward`] for `x` `[batch, channels, spatial]`

@@ -14,7 +14,7 @@ use crate::rng::Rng;
 use crate::tensor::{DType, Tensor};
 
 /// One trained tensor: its f32 value, the gradient the backward pass leaves, AdamW's first
-/// and second moments, and the partial sums of squares of the gradient.
+/// and second moments.
 pub struct Parameter {
     /// The checkpoint name (`model.layers.0.mlp.up_proj.weight`).
     pub name: String,
@@ -22,7 +22,6 @@ pub struct Parameter {
     pub grad: Tensor,
     m: Tensor,
     v: Tensor,
-    squares: Tensor,
 }
 
 impl Parameter {
@@ -36,14 +35,31 @@ impl Parameter {
             ));
         }
         let zeros = vec![0.0f32; len];
-        let groups = training::sum_of_squares_groups(len);
         Ok(Parameter {
             name: name.to_string(),
             value: Tensor::from_f32(gpu, shape, data, DType::F32)?,
             grad: Tensor::from_f32(gpu, shape, &zeros, DType::F32)?,
             m: Tensor::from_f32(gpu, shape, &zeros, DType::F32)?,
             v: Tensor::from_f32(gpu, shape, &zeros, DType::F32)?,
-            squares: Tensor::empty(gpu, &[groups], DType::F32)?,
+        })
+    }
+
+    /// A parameter whose value is `value` (an f32 tensor already on the device, shared).
+    pub fn from_tensor(gpu: &Gpu, name: &str, value: &Tensor) -> Result<Parameter> {
+        if value.dtype() != DType::F32 {
+            return Err(Error::DType {
+                op: "parameter",
+                detail: format!("{name} must be f32 to be trained, not {}", value.dtype()),
+            });
+        }
+        let shape = value.shape();
+        let zeros = vec![0.0f32; value.len()];
+        Ok(Parameter {
+            name: name.to_string(),
+            value: value.share(),
+            grad: Tensor::from_f32(gpu, shape, &zeros, DType::F32)?,
+            m: Tensor::from_f32(gpu, shape, &zeros, DType::F32)?,
+            v: Tensor::from_f32(gpu, shape, &zeros, DType::F32)?,
         })
     }
 
@@ -108,13 +124,35 @@ pub struct Update {
 }
 
 /// AdamW over a model's parameters with clipping by global norm.
-#[derive(Clone, Debug)]
+#[derive(Debug)]
 pub struct Optimizer {
     pub settings: AdamW,
     /// Clip the global gradient norm to this (PyTorch's `clip_grad_norm_`), if set.
     pub clip_norm: Option<f32>,
     /// Steps taken (the next one is `steps + 1`).
     pub steps: u64,
+    /// The partial sums of squares of every gradient, in one buffer read back at once, and
+    /// each parameter's view of it; made on the first step.
+    squares: Option<(Tensor, Vec<Tensor>)>,
+}
+
+/// One buffer for every parameter's partial sums of squares: `(buffer, views)`, each view
+/// starting at a storage-binding-aligned element.
+fn squares_buffer(gpu: &Gpu, params: &[Parameter]) -> Result<(Tensor, Vec<Tensor>)> {
+    let align = (gpu.limits().min_storage_buffer_offset_alignment as usize / 4).max(1);
+    let mut at = Vec::with_capacity(params.len());
+    let mut total = 0usize;
+    for p in params {
+        at.push(total);
+        total += training::sum_of_squares_groups(p.value.len()).div_ceil(align) * align;
+    }
+    let all = Tensor::from_f32(gpu, &[total.max(1)], &vec![0.0; total.max(1)], DType::F32)?;
+    let views = params
+        .iter()
+        .zip(at)
+        .map(|(p, first)| all.view(first, &[training::sum_of_squares_groups(p.value.len())]))
+        .collect::<Result<Vec<_>>>()?;
+    Ok((all, views))
 }
 
 impl Optimizer {
@@ -123,25 +161,34 @@ impl Optimizer {
             settings,
             clip_norm,
             steps: 0,
+            squares: None,
         }
     }
 
     /// The global norm of the gradients in `params`, which hold `loss_scale` times the true
     /// gradients; infinite when any element is not finite.
-    pub fn grad_norm(&self, gpu: &Gpu, params: &[Parameter], loss_scale: f32) -> Result<f64> {
+    pub fn grad_norm(&mut self, gpu: &Gpu, params: &[Parameter], loss_scale: f32) -> Result<f64> {
+        if self
+            .squares
+            .as_ref()
+            .is_none_or(|(_, views)| views.len() != params.len())
+        {
+            self.squares = Some(squares_buffer(gpu, params)?);
+        }
+        let (all, views) = self.squares.as_ref().expect("made above");
         let calls = params
             .iter()
-            .map(|p| training::sum_of_squares(gpu, &p.grad, &p.squares))
+            .zip(views)
+            .map(|(p, view)| training::sum_of_squares(gpu, &p.grad, view))
             .collect::<Result<Vec<_>>>()?;
         run_all(gpu, &calls.iter().collect::<Vec<_>>())?;
+        // The padding between views stays 0 (nothing writes it).
         let mut total = 0.0f64;
-        for p in params {
-            for s in p.squares.to_f32()? {
-                if !s.is_finite() {
-                    return Ok(f64::INFINITY);
-                }
-                total += f64::from(s);
+        for s in all.to_f32()? {
+            if !s.is_finite() {
+                return Ok(f64::INFINITY);
             }
+            total += f64::from(s);
         }
         Ok(total.sqrt() / f64::from(loss_scale))
     }

@@ -41,6 +41,8 @@ pub struct Conv2dBackwardSpec {
     pub k: usize,
     pub options: Conv2dOptions,
     pub grad: Grad,
+    /// The direct kernels instead of the rearrangement onto the tiled ones.
+    pub direct: bool,
 }
 
 impl Conv2dBackwardSpec {
@@ -83,7 +85,7 @@ impl CaseSpec for Conv2dBackwardSpec {
 
     fn shape(&self) -> String {
         format!(
-            "N={} Ci={} Co={} {}x{} k={} s={} p={}",
+            "N={} Ci={} Co={} {}x{} k={} s={} p={}{}",
             self.batch,
             self.c_in,
             self.c_out,
@@ -91,7 +93,8 @@ impl CaseSpec for Conv2dBackwardSpec {
             self.w,
             self.k,
             self.options.stride,
-            self.options.pad_top
+            self.options.pad_top,
+            if self.direct { " direct" } else { "" }
         )
     }
 
@@ -148,11 +151,22 @@ impl CaseSpec for Conv2dBackwardSpec {
 
     fn call<'a>(&self, gpu: &Gpu, inputs: &'a [Tensor], out: &'a Tensor) -> Result<KernelCall<'a>> {
         let (x, w, dy) = (&inputs[0], &inputs[1], &inputs[2]);
-        match self.grad {
-            Grad::Input => kernels::conv2d_backward_data(gpu, dy, w, self.options, out),
-            Grad::Weight => kernels::conv2d_backward_weight(gpu, dy, x, self.options, out),
-            Grad::Bias => kernels::conv2d_backward_bias(gpu, dy, out),
-        }
+        let shapes = match (self.grad, self.direct) {
+            (_, true) | (Grad::Bias, _) => Vec::new(),
+            (Grad::Input, false) => kernels::data_scratch(x.shape(), w.shape(), self.options)?,
+            (Grad::Weight, false) => kernels::weight_scratch(x.shape(), w.shape(), self.options)?,
+        };
+        let scratch = shapes
+            .iter()
+            .map(|shape| Tensor::empty(gpu, shape, x.dtype()))
+            .collect::<Result<Vec<_>>>()?;
+        let views: Vec<&Tensor> = scratch.iter().collect();
+        let call = match self.grad {
+            Grad::Input => kernels::conv2d_backward_data(gpu, dy, w, self.options, &views, out)?,
+            Grad::Weight => kernels::conv2d_backward_weight(gpu, dy, x, self.options, &views, out)?,
+            Grad::Bias => kernels::conv2d_backward_bias(gpu, dy, out)?,
+        };
+        Ok(call.detach().owning(scratch))
     }
 }
 
@@ -237,7 +251,9 @@ impl CaseSpec for GroupNormBackwardSpec {
 
     fn call<'a>(&self, gpu: &Gpu, inputs: &'a [Tensor], out: &'a Tensor) -> Result<KernelCall<'a>> {
         let (x, w, b, dy) = (&inputs[0], &inputs[1], &inputs[2], &inputs[3]);
-        let partials = Tensor::empty(gpu, &[self.batch, self.channels, 2], DType::F32)?;
+        let [partials, stats] = kernels::group_norm_scratch(self.batch, self.channels, self.groups);
+        let partials = Tensor::empty(gpu, &partials, DType::F32)?;
+        let stats = Tensor::empty(gpu, &stats, DType::F32)?;
         let mut owned = vec![];
         let mut scratch = |shape: &[usize]| -> Result<Tensor> {
             let t = Tensor::empty(gpu, shape, x.dtype())?;
@@ -259,11 +275,11 @@ impl CaseSpec for GroupNormBackwardSpec {
             self.groups,
             EPS as f32,
             self.silu,
-            &partials,
+            [&partials, &stats],
             [&dx, &dw, &db],
         )?
         .detach();
-        owned.push(partials);
+        owned.extend([partials, stats]);
         Ok(call.owning(owned))
     }
 }

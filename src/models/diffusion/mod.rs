@@ -3,6 +3,7 @@
 mod config;
 mod sample;
 mod scheduler;
+pub mod train;
 mod unet;
 mod weights;
 

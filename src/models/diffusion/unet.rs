@@ -25,8 +25,8 @@ pub struct UNet {
     gpu: Gpu,
     config: UNetConfig,
     dtype: DType,
-    weights: UNetWeights,
-    freqs: Tensor,
+    pub(super) weights: UNetWeights,
+    pub(super) freqs: Tensor,
     /// `-1` per column, for `center_input_sample` (`2x - 1`).
     minus_one: Tensor,
 }
@@ -225,7 +225,7 @@ impl UNet {
     }
 }
 
-fn time_config(c: &UNetConfig) -> TimestepConfig {
+pub(super) fn time_config(c: &UNetConfig) -> TimestepConfig {
     TimestepConfig {
         dim: c.block_out_channels[0],
         flip_sin_to_cos: c.flip_sin_to_cos,

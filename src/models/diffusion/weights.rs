@@ -77,6 +77,9 @@ pub struct UNetWeights {
     pub conv_out: Conv,
     /// Elements of every tensor loaded.
     pub parameters: u64,
+    /// Every tensor loaded with its checkpoint name, in load order (the trainer's
+    /// parameters).
+    pub named: Vec<(String, Tensor)>,
 }
 
 struct Loader<'a> {
@@ -86,6 +89,7 @@ struct Loader<'a> {
     dtype: DType,
     /// Elements loaded so far.
     loaded: std::cell::Cell<u64>,
+    named: std::cell::RefCell<Vec<(String, Tensor)>>,
 }
 
 impl Loader<'_> {
@@ -93,6 +97,9 @@ impl Loader<'_> {
         let tensor = self.ckpt.upload(self.gpu, name, shape, self.dtype)?;
         self.loaded
             .set(self.loaded.get() + shape.iter().product::<usize>() as u64);
+        self.named
+            .borrow_mut()
+            .push((name.to_string(), tensor.share()));
         Ok(tensor)
     }
 
@@ -225,6 +232,7 @@ impl UNetWeights {
             config,
             dtype,
             loaded: std::cell::Cell::new(0),
+            named: std::cell::RefCell::new(Vec::new()),
         };
         let c = config;
         let channels = &c.block_out_channels;
@@ -358,6 +366,7 @@ impl UNetWeights {
             norm_out,
             conv_out,
             parameters: l.loaded.get(),
+            named: l.named.take(),
         })
     }
 }

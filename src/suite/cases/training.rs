@@ -159,9 +159,16 @@ fn spatial_backward_cases() -> Vec<Entry> {
         (3, 5, 2, 8, 8, 1, 1, 0),
         (1, 2, 3, 5, 5, 3, 2, 0),
         (4, 32, 64, 16, 16, 3, 1, 1),
+        (2, 3, 4, 6, 7, 3, 1, 3),
     ];
     for (batch, c_in, c_out, h, w, k, stride, pad) in convs {
-        for grad in [Grad::Input, Grad::Weight, Grad::Bias] {
+        for (grad, direct) in [
+            (Grad::Input, false),
+            (Grad::Input, true),
+            (Grad::Weight, false),
+            (Grad::Weight, true),
+            (Grad::Bias, false),
+        ] {
             let spec = Conv2dBackwardSpec {
                 batch,
                 c_in,
@@ -171,6 +178,7 @@ fn spatial_backward_cases() -> Vec<Entry> {
                 k,
                 options: Conv2dOptions::symmetric(stride, pad),
                 grad,
+                direct,
             };
             list.push(entry(spec, true, BenchTier::No));
         }
