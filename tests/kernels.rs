@@ -35,6 +35,8 @@ const FAMILIES: [(&str, &[&str]); 8] = [
             "swiglu_grad_gate",
             "swiglu_grad_up",
             "adamw",
+            "adamw_copy",
+            "ema",
             "linear_grad_x",
             "linear_grad_w",
             "linear_grad_b",

@@ -55,6 +55,7 @@ fn trainer(batch: usize, seq: usize, checkpointing: bool) -> LmTrainer {
         batch,
         seq,
         checkpointing,
+        dtype: tessera::DType::F32,
     };
     let adamw = AdamW {
         lr: 3e-3,
@@ -374,4 +375,158 @@ mod unet {
             .map(|v| v / 16.0 * 2.0 - 1.0)
             .collect()
     }
+}
+
+fn train_ddpm(args: &[&str]) -> String {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_tessera"))
+        .arg("train-ddpm")
+        .args(args)
+        .output()
+        .unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(out.status.success(), "train-ddpm {args:?} failed: {text}");
+    text
+}
+
+#[test]
+fn train_ddpm_resumes_exactly_and_writes_a_model_sample_loads() {
+    let init = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/train_unet");
+    let tmp = std::env::temp_dir().join(format!("tessera-train-ddpm-{}", std::process::id()));
+    let (straight, split) = (tmp.join("straight"), tmp.join("split"));
+    let args = |out: &Path, extra: &[&str]| -> Vec<String> {
+        let mut v: Vec<String> = [
+            "--out",
+            out.to_str().unwrap(),
+            "--steps",
+            "5",
+            "--batch",
+            "2",
+            "--warmup",
+            "2",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        v.extend(extra.iter().map(|s| s.to_string()));
+        v
+    };
+    let run = |args: Vec<String>| train_ddpm(&args.iter().map(String::as_str).collect::<Vec<_>>());
+    let init = init.to_str().unwrap();
+    run(args(&straight, &["--init", init]));
+    run(args(&split, &["--init", init, "--stop-at", "3"]));
+    let said = run(args(&split, &["--resume"]));
+    assert!(said.contains("steps 4..5"), "{said}");
+    for file in [
+        "diffusion_pytorch_model.safetensors",
+        "training.safetensors",
+        "optimizer.safetensors",
+    ] {
+        let a = std::fs::read(straight.join(file)).unwrap();
+        let b = std::fs::read(split.join(file)).unwrap();
+        assert!(a == b, "{file}: 5 steps straight and 3 + 2 resumed differ");
+    }
+    // The moving average is what the model holds: not the weights being trained.
+    assert_ne!(
+        std::fs::read(split.join("diffusion_pytorch_model.safetensors")).unwrap(),
+        std::fs::read(split.join("training.safetensors")).unwrap()
+    );
+    let png = tmp.join("samples.png");
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_tessera"))
+        .args(["sample", "--model", split.to_str().unwrap()])
+        .args(["--scheduler", "ddim", "--steps", "4", "--count", "2"])
+        .args(["--out", png.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(png.is_file());
+    std::fs::remove_dir_all(&tmp).unwrap();
+}
+
+#[test]
+fn f16_training_skips_overflowing_steps_halves_the_scale_and_goes_on() {
+    use tessera::models::train::LossScaler;
+    let reference = Reference::read();
+    let (ids, targets) = (reference.ints("ids"), reference.ints("targets"));
+    let config = LlamaConfig::read(&fixture()).unwrap();
+    let weights = train::read_weights(&config, &fixture()).unwrap();
+    let shape = LmShape {
+        batch: 3,
+        seq: 21,
+        checkpointing: false,
+        dtype: tessera::DType::F16,
+    };
+    let adamw = AdamW {
+        lr: 1e-3,
+        ..AdamW::default()
+    };
+    let gpu = common::gpu();
+    let start = 2f32.powi(40);
+    let mut t = LmTrainer::new(
+        &gpu,
+        &config,
+        &weights,
+        shape,
+        Optimizer::new(adamw, Some(1.0)),
+    )
+    .unwrap()
+    .with_loss_scaling(LossScaler::new(start, 1000))
+    .unwrap();
+    let before = t.parameters()[0].value.to_f32().unwrap();
+    // 2^40 times the loss's gradient is past f16's range: the first step must be skipped.
+    let (first_loss, update) = t.step(&ids, &targets, 1e-3).unwrap();
+    assert!(
+        update.skipped,
+        "a step with overflowing gradients was taken"
+    );
+    assert_eq!(t.loss_scale(), start / 2.0, "the scale halves on overflow");
+    assert_eq!(t.optimizer.steps, 0, "a skipped step is not counted");
+    assert_eq!(
+        t.parameters()[0].value.to_f32().unwrap(),
+        before,
+        "a skipped step changes no weight"
+    );
+    let want = f64::from(reference.floats("loss")[0]);
+    assert!(
+        ((first_loss - want) / want).abs() < 2e-3,
+        "the f16 forward pass's loss {first_loss} is far from f32 autograd's {want}"
+    );
+    // The scale comes down until the gradients fit, then training goes on.
+    let (mut skipped, mut taken, mut last) = (1, 0, first_loss);
+    for _ in 0..60 {
+        let (loss, update) = t.step(&ids, &targets, 1e-3).unwrap();
+        if update.skipped {
+            skipped += 1;
+        } else {
+            taken += 1;
+            last = loss;
+        }
+    }
+    eprintln!(
+        "{skipped} skipped, {taken} taken, scale {}, loss {first_loss:.4} -> {last:.4}",
+        t.loss_scale()
+    );
+    assert!(taken >= 20, "only {taken} of 61 steps were taken");
+    assert!(
+        t.loss_scale() <= start / 2f32.powi(16),
+        "the scale {} did not come down",
+        t.loss_scale()
+    );
+    assert_eq!(
+        t.loss_scale(),
+        start / 2f32.powi(skipped),
+        "one halving per skipped step"
+    );
+    assert_eq!(t.optimizer.steps, taken);
+    assert!(
+        last < first_loss - 0.5,
+        "{taken} steps on one batch took the loss from {first_loss} to {last} only"
+    );
 }

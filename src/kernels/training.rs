@@ -47,6 +47,8 @@ pub(crate) fn pipeline_keys() -> Vec<PipelineKey> {
         keys.push(key(NORM_BACKWARD, "rms_norm_backward_weight", dtype));
         keys.push(key(ACTIVATION_BACKWARD, "swiglu_backward", dtype));
         keys.push(key(OPTIMIZER, "adamw", dtype));
+        keys.push(key(OPTIMIZER, "adamw_copy", dtype));
+        keys.push(key(OPTIMIZER, "ema_update", dtype));
         keys.push(key(OPTIMIZER, "sum_of_squares", dtype));
         keys.push(key(LOSS, "mse", dtype));
         keys.push(key(ACTIVATION_BACKWARD, "silu_backward", dtype));
@@ -362,10 +364,28 @@ pub fn adamw<'a>(
     m: &'a Tensor,
     v: &'a Tensor,
 ) -> Result<KernelCall<'a>> {
+    adamw_with_copy(gpu, settings, step, grad, grad_scale, [param, m, v], None)
+}
+
+/// [`adamw`] that also writes the updated parameter into `copy` (the gradient's type and
+/// shape): the f16 weights of a mixed-precision pass, refreshed in the same kernel.
+pub fn adamw_with_copy<'a>(
+    gpu: &Gpu,
+    settings: &AdamW,
+    step: u64,
+    grad: &'a Tensor,
+    grad_scale: f32,
+    [param, m, v]: [&'a Tensor; 3],
+    copy: Option<&'a Tensor>,
+) -> Result<KernelCall<'a>> {
     let op = "adamw";
     for (what, t) in [("the parameter", param), ("m", m), ("v", v)] {
         require(op, what, t, DType::F32)?;
         expect_shape(op, what, t, grad.shape())?;
+    }
+    if let Some(copy) = copy {
+        require(op, "the parameter's copy", copy, grad.dtype())?;
+        expect_shape(op, "the parameter's copy", copy, grad.shape())?;
     }
     if step == 0 {
         return Err(Error::shape(op, "steps count from 1"));
@@ -384,14 +404,67 @@ pub fn adamw<'a>(
         _pad: [0; 3],
     };
     let grid = gpu.grid(op, grad.len().div_ceil(WG as usize) as u64)?;
-    let tensors = [(1, grad), (2, param), (3, m), (4, v)];
-    prepare(
-        gpu,
-        &key(OPTIMIZER, "adamw", grad.dtype()),
-        &params,
-        &tensors,
-        grid,
-    )
+    match copy {
+        None => {
+            let tensors = [(1, grad), (2, param), (3, m), (4, v)];
+            prepare(
+                gpu,
+                &key(OPTIMIZER, "adamw", grad.dtype()),
+                &params,
+                &tensors,
+                grid,
+            )
+        }
+        Some(copy) => {
+            let tensors = [(1, grad), (2, param), (3, m), (4, v), (6, copy)];
+            let key = key(OPTIMIZER, "adamw_copy", grad.dtype());
+            prepare(gpu, &key, &params, &tensors, grid)
+        }
+    }
+}
+
+/// The moving average of a weight: `average = decay · average + (1 - decay) · param` (both
+/// f32, one shape), in place.
+pub fn ema_update<'a>(
+    gpu: &Gpu,
+    decay: f32,
+    param: &'a Tensor,
+    average: &'a Tensor,
+) -> Result<KernelCall<'a>> {
+    let op = "ema";
+    require(op, "the parameter", param, DType::F32)?;
+    require(op, "the average", average, DType::F32)?;
+    expect_shape(op, "the average", average, param.shape())?;
+    if !(0.0..=1.0).contains(&decay) {
+        return Err(Error::shape(
+            op,
+            format!("a decay of {decay} is outside 0 ..= 1"),
+        ));
+    }
+    let params = AdamParams {
+        len: to_u32(op, "length", param.len())?,
+        lr: decay,
+        beta1: 0.0,
+        beta2: 0.0,
+        eps: 0.0,
+        weight_decay: 0.0,
+        c1: 1.0,
+        c2: 1.0,
+        grad_scale: 1.0,
+        _pad: [0; 3],
+    };
+    let grid = gpu.grid(op, param.len().div_ceil(WG as usize) as u64)?;
+    let key = key(OPTIMIZER, "ema_update", DType::F32);
+    prepare(gpu, &key, &params, &[(2, param), (7, average)], grid)
+}
+
+/// f64 reference of [`ema_update`].
+pub fn reference_ema(decay: f64, param: &[f64], average: &[f64]) -> Vec<f64> {
+    param
+        .iter()
+        .zip(average)
+        .map(|(p, a)| decay * a + (1.0 - decay) * p)
+        .collect()
 }
 
 /// f64 reference of [`adamw`]: the new (param, m, v).

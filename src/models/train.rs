@@ -13,20 +13,29 @@ use crate::kernels::{KernelCall, run_all};
 use crate::rng::Rng;
 use crate::tensor::{DType, Tensor};
 
-/// One trained tensor: its f32 value, the gradient the backward pass leaves, AdamW's first
-/// and second moments.
+/// One trained tensor: its f32 value (the master weight), its copy in the passes' element
+/// type when that is not f32, the gradient the backward pass leaves (in the passes' type),
+/// AdamW's first and second moments.
 pub struct Parameter {
     /// The checkpoint name (`model.layers.0.mlp.up_proj.weight`).
     pub name: String,
     pub value: Tensor,
+    /// The weight the passes read when they run in f16, refreshed by each optimizer step.
+    pub pass: Option<Tensor>,
     pub grad: Tensor,
     m: Tensor,
     v: Tensor,
 }
 
 impl Parameter {
-    /// A parameter holding `data` (f32, `shape`), with zero moments.
-    pub fn new(gpu: &Gpu, name: &str, shape: &[usize], data: &[f32]) -> Result<Parameter> {
+    /// A parameter holding `data` (f32, `shape`), with zero moments, for passes in `dtype`.
+    pub fn new(
+        gpu: &Gpu,
+        name: &str,
+        shape: &[usize],
+        data: &[f32],
+        dtype: DType,
+    ) -> Result<Parameter> {
         let len: usize = shape.iter().product();
         if data.len() != len {
             return Err(Error::shape(
@@ -35,10 +44,15 @@ impl Parameter {
             ));
         }
         let zeros = vec![0.0f32; len];
+        let pass = match dtype {
+            DType::F32 => None,
+            _ => Some(Tensor::from_f32(gpu, shape, data, dtype)?),
+        };
         Ok(Parameter {
             name: name.to_string(),
             value: Tensor::from_f32(gpu, shape, data, DType::F32)?,
-            grad: Tensor::from_f32(gpu, shape, &zeros, DType::F32)?,
+            pass,
+            grad: Tensor::from_f32(gpu, shape, &zeros, dtype)?,
             m: Tensor::from_f32(gpu, shape, &zeros, DType::F32)?,
             v: Tensor::from_f32(gpu, shape, &zeros, DType::F32)?,
         })
@@ -57,6 +71,7 @@ impl Parameter {
         Ok(Parameter {
             name: name.to_string(),
             value: value.share(),
+            pass: None,
             grad: Tensor::from_f32(gpu, shape, &zeros, DType::F32)?,
             m: Tensor::from_f32(gpu, shape, &zeros, DType::F32)?,
             v: Tensor::from_f32(gpu, shape, &zeros, DType::F32)?,
@@ -65,6 +80,11 @@ impl Parameter {
 
     pub fn shape(&self) -> &[usize] {
         self.value.shape()
+    }
+
+    /// The weight the forward and backward passes read.
+    pub fn pass_value(&self) -> &Tensor {
+        self.pass.as_ref().unwrap_or(&self.value)
     }
 }
 
@@ -223,9 +243,9 @@ impl Optimizer {
         let calls: Vec<KernelCall<'_>> = params
             .iter()
             .map(|p| {
-                training::adamw(
-                    gpu, &settings, step, &p.grad, grad_scale, &p.value, &p.m, &p.v,
-                )
+                let state = [&p.value, &p.m, &p.v];
+                let copy = p.pass.as_ref();
+                training::adamw_with_copy(gpu, &settings, step, &p.grad, grad_scale, state, copy)
             })
             .collect::<Result<_>>()?;
         run_all(gpu, &calls.iter().collect::<Vec<_>>())?;
@@ -235,6 +255,68 @@ impl Optimizer {
             skipped: false,
             lr,
         })
+    }
+}
+
+/// The exponential moving average of the weights (what a diffusion model is saved as),
+/// updated on the device after each step.
+pub struct Average {
+    pub decay: f32,
+    tensors: Vec<Tensor>,
+}
+
+impl Average {
+    /// An average starting at `values` (or at the parameters' values), one per parameter.
+    pub fn new(
+        gpu: &Gpu,
+        decay: f32,
+        params: &[Parameter],
+        values: Option<&[HostTensor]>,
+    ) -> Result<Average> {
+        let tensors = params
+            .iter()
+            .enumerate()
+            .map(|(i, p)| match values {
+                Some(values) => {
+                    let v = values
+                        .get(i)
+                        .filter(|v| v.name == p.name)
+                        .ok_or_else(|| Error::Invalid(format!("no average for {}", p.name)))?;
+                    Tensor::from_f32(gpu, p.shape(), &v.values, DType::F32)
+                }
+                None => {
+                    let t = Tensor::empty(gpu, p.shape(), DType::F32)?;
+                    crate::kernels::copy::copy(gpu, &p.value, &t)?.run(gpu)?;
+                    Ok(t)
+                }
+            })
+            .collect::<Result<Vec<_>>>()?;
+        Ok(Average { decay, tensors })
+    }
+
+    /// `average = decay · average + (1 - decay) · value` for every parameter.
+    pub fn update(&self, gpu: &Gpu, params: &[Parameter]) -> Result<()> {
+        let calls = params
+            .iter()
+            .zip(&self.tensors)
+            .map(|(p, a)| training::ema_update(gpu, self.decay, &p.value, a))
+            .collect::<Result<Vec<_>>>()?;
+        run_all(gpu, &calls.iter().collect::<Vec<_>>())
+    }
+
+    /// The averages under the parameters' names.
+    pub fn read(&self, params: &[Parameter]) -> Result<Vec<HostTensor>> {
+        params
+            .iter()
+            .zip(&self.tensors)
+            .map(|(p, a)| {
+                Ok(HostTensor {
+                    name: p.name.clone(),
+                    shape: p.shape().to_vec(),
+                    values: a.to_f32()?,
+                })
+            })
+            .collect()
     }
 }
 

@@ -292,6 +292,9 @@ pub struct AdamWSpec {
     pub len: usize,
     pub step: u64,
     pub grad_scale: f32,
+    /// Compare the updated parameter's copy in the gradient's type (`adamw_copy`, mixed
+    /// precision) instead of the f32 parameter.
+    pub copy: bool,
 }
 
 fn adamw_settings() -> AdamW {
@@ -304,7 +307,7 @@ fn adamw_settings() -> AdamW {
 
 impl CaseSpec for AdamWSpec {
     fn kernel(&self) -> &'static str {
-        "adamw"
+        if self.copy { "adamw_copy" } else { "adamw" }
     }
 
     fn shape(&self) -> String {
@@ -328,7 +331,7 @@ impl CaseSpec for AdamWSpec {
     }
 
     fn in_place(&self) -> bool {
-        true
+        !self.copy
     }
 
     /// The parameters (f32, updated in place), the gradient, m and v (f32).
@@ -355,7 +358,77 @@ impl CaseSpec for AdamWSpec {
     fn call<'a>(&self, gpu: &Gpu, inputs: &'a [Tensor], out: &'a Tensor) -> Result<KernelCall<'a>> {
         let (grad, m, v) = (&inputs[1], &inputs[2], &inputs[3]);
         let settings = adamw_settings();
-        training::adamw(gpu, &settings, self.step, grad, self.grad_scale, out, m, v)
+        if !self.copy {
+            return training::adamw(gpu, &settings, self.step, grad, self.grad_scale, out, m, v);
+        }
+        // The f32 parameter is a copy the call owns; `out` gets the updated copy.
+        let param = Tensor::empty(gpu, inputs[0].shape(), DType::F32)?;
+        let first = crate::kernels::copy::copy(gpu, &inputs[0], &param)?.detach();
+        let state = [&param, m, v];
+        let step = training::adamw_with_copy(
+            gpu,
+            &settings,
+            self.step,
+            grad,
+            self.grad_scale,
+            state,
+            Some(out),
+        )?
+        .detach();
+        Ok(first.then(step).owning([param]))
+    }
+}
+
+/// The weights' moving average over `len` elements (f32, in place).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct EmaSpec {
+    pub len: usize,
+    pub decay: f32,
+}
+
+impl CaseSpec for EmaSpec {
+    fn kernel(&self) -> &'static str {
+        "ema"
+    }
+
+    fn shape(&self) -> String {
+        format!("n={} decay={}", self.len, self.decay)
+    }
+
+    fn traffic(&self) -> usize {
+        3 * self.len
+    }
+
+    fn compute_tolerance(&self) -> Tolerance {
+        Tolerance {
+            atol: 1e-7,
+            rtol: 2e-7,
+        }
+    }
+
+    fn in_place(&self) -> bool {
+        true
+    }
+
+    /// The average (f32, updated in place) and the parameter (f32).
+    fn inputs(&self, random: Random<'_>) -> Result<Vec<HostTensor>> {
+        let f32_of = |h: HostTensor| {
+            let data = h.data.iter().map(|&v| f64::from(v as f32)).collect();
+            HostTensor::f32_table(h.shape, data)
+        };
+        let n = [self.len];
+        Ok(vec![
+            f32_of(random(&n, -1.0, 1.0)),
+            f32_of(random(&n, -1.0, 1.0)),
+        ])
+    }
+
+    fn reference(&self, inputs: &[HostTensor]) -> Vec<f64> {
+        training::reference_ema(f64::from(self.decay), &inputs[1].data, &inputs[0].data)
+    }
+
+    fn call<'a>(&self, gpu: &Gpu, inputs: &'a [Tensor], out: &'a Tensor) -> Result<KernelCall<'a>> {
+        training::ema_update(gpu, self.decay, &inputs[1], out)
     }
 }
 

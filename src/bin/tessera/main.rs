@@ -42,6 +42,9 @@ enum Command {
     /// Train a plain-Llama decoder on a text file (fresh byte-level weights or a given
     /// checkpoint) and write a transformers checkpoint.
     TrainLm(train::TrainLmArgs),
+    /// Train a diffusers UNet2DModel from scratch (or from a checkpoint) on the bundled
+    /// digits or other images with the DDPM loss, and write a model `sample` loads.
+    TrainDdpm(train::TrainDdpmArgs),
     /// Sample images with a diffusers UNet2DModel and its DDPM / DDIM scheduler.
     Sample(diffusion::SampleArgs),
     /// Run one UNet forward on a safetensors input (tensor "sample") and write its output.
@@ -138,6 +141,7 @@ fn main() -> ExitCode {
         Command::Serve(args) => serve::serve(adapter, &args),
         Command::Chat(args) => serve::chat(adapter, &args),
         Command::TrainLm(args) => train::train_lm(adapter, &args),
+        Command::TrainDdpm(args) => train::train_ddpm(adapter, &args),
         Command::Sample(args) => diffusion::sample(adapter, &args),
         Command::UnetEps(args) => diffusion::unet_eps(adapter, &args),
         Command::Info { json } => kernels::info(json),

@@ -4,6 +4,7 @@ mod config;
 mod sample;
 mod scheduler;
 pub mod train;
+pub mod train_run;
 mod unet;
 mod weights;
 

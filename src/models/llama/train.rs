@@ -14,11 +14,12 @@ use crate::graph::autodiff::{Segment, Tape};
 use crate::io::safetensors::Checkpoint;
 use crate::kernels::rope;
 use crate::kernels::training::group_by_id;
-use crate::models::train::{self, HostTensor, Optimizer, Parameter, Update};
+use crate::models::train::{self, HostTensor, LossScaler, Optimizer, Parameter, Update};
 use crate::rng::Rng;
 use crate::tensor::{DType, Tensor};
 
-/// The shape of the batches a trainer is compiled for, and whether it checkpoints.
+/// The shape of the batches a trainer is compiled for, the passes' element type, and whether
+/// it checkpoints.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct LmShape {
     /// Windows per batch.
@@ -27,6 +28,9 @@ pub struct LmShape {
     pub seq: usize,
     /// Recompute each layer's activations in the backward pass instead of keeping them.
     pub checkpointing: bool,
+    /// The activations', gradients' and passes' weights' type: f32, or f16 for mixed
+    /// precision (f32 master weights and optimizer state; use loss scaling).
+    pub dtype: DType,
 }
 
 /// The inputs a batch writes and the loss it reads.
@@ -48,6 +52,9 @@ pub struct LmTrainer {
     inputs: Inputs,
     plan: Plan,
     pub optimizer: Optimizer,
+    /// Dynamic loss scaling (mixed precision): the loss's gradient is multiplied by its
+    /// scale, and the plan is rebuilt when the scale changes.
+    scaler: Option<LossScaler>,
 }
 
 /// The checkpoint names and shapes of a plain Llama's weights, in the order transformers
@@ -184,7 +191,7 @@ impl LmTrainer {
                     format!("{name} is {got:?}, the config wants {want:?}"),
                 ));
             }
-            params.push(Parameter::new(gpu, name, want, &given.values)?);
+            params.push(Parameter::new(gpu, name, want, &given.values, shape.dtype)?);
         }
         let rows = shape.batch * shape.seq;
         let inputs = Inputs {
@@ -198,7 +205,8 @@ impl LmTrainer {
             )?,
             loss: Tensor::empty(gpu, &[rows], DType::F32)?,
         };
-        let plan = build_plan(gpu, config, shape, &params, &inputs)?;
+        gpu.require(shape.dtype, "training")?;
+        let plan = build_plan(gpu, config, shape, &params, &inputs, 1.0)?;
         Ok(LmTrainer {
             gpu: gpu.clone(),
             config: config.clone(),
@@ -207,7 +215,39 @@ impl LmTrainer {
             inputs,
             plan,
             optimizer,
+            scaler: None,
         })
+    }
+
+    /// The trainer with dynamic loss scaling by `scaler` (for f16 passes).
+    pub fn with_loss_scaling(mut self, scaler: LossScaler) -> Result<LmTrainer> {
+        if !(scaler.scale.is_finite() && scaler.scale > 0.0) {
+            return Err(Error::Invalid(format!(
+                "a loss scale of {} is not a positive number",
+                scaler.scale
+            )));
+        }
+        self.rebuild(scaler.scale)?;
+        self.scaler = Some(scaler);
+        Ok(self)
+    }
+
+    /// The loss scale the next step uses (1 without loss scaling).
+    pub fn loss_scale(&self) -> f32 {
+        self.scaler.map_or(1.0, |s| s.scale)
+    }
+
+    fn rebuild(&mut self, loss_scale: f32) -> Result<()> {
+        let plan = build_plan(
+            &self.gpu,
+            &self.config,
+            self.shape,
+            &self.params,
+            &self.inputs,
+            loss_scale,
+        )?;
+        self.plan = plan;
+        Ok(())
     }
 
     pub fn config(&self) -> &LlamaConfig {
@@ -257,18 +297,31 @@ impl LmTrainer {
     }
 
     /// One training step on a batch at learning rate `lr`: (mean loss, what the optimizer
-    /// did).
+    /// did). With loss scaling, a step whose gradients overflow is skipped and halves the
+    /// scale; enough good steps in a row double it.
     pub fn step(&mut self, ids: &[u32], targets: &[u32], lr: f32) -> Result<(f64, Update)> {
         let loss = self.compute_gradients(ids, targets)?;
-        let update = self.optimizer.step(&self.gpu, &self.params, lr, 1.0)?;
+        let scale = self.loss_scale();
+        let update = self.optimizer.step(&self.gpu, &self.params, lr, scale)?;
+        if let Some(scaler) = &mut self.scaler {
+            scaler.update(update.skipped);
+            let next = scaler.scale;
+            if next != scale {
+                self.rebuild(next)?;
+            }
+        }
         Ok((loss, update))
     }
 
-    /// The gradients of the last batch, `(name, values)`.
+    /// The gradients of the last batch (the loss scale divided out), `(name, values)`.
     pub fn gradients(&self) -> Result<Vec<(String, Vec<f32>)>> {
+        let scale = self.loss_scale();
         self.params
             .iter()
-            .map(|p| Ok((p.name.clone(), p.grad.to_f32()?)))
+            .map(|p| {
+                let values = p.grad.to_f32()?;
+                Ok((p.name.clone(), values.iter().map(|g| g / scale).collect()))
+            })
             .collect()
     }
 
@@ -327,22 +380,25 @@ impl LmTrainer {
     }
 }
 
-/// The forward pass of one batch, the mean cross-entropy, and the backward pass.
+/// The forward pass of one batch, the mean cross-entropy (its gradient times `loss_scale`),
+/// and the backward pass.
 fn build_plan(
     gpu: &Gpu,
     c: &LlamaConfig,
     shape: LmShape,
     params: &[Parameter],
     inputs: &Inputs,
+    loss_scale: f32,
 ) -> Result<Plan> {
     let LmShape {
         batch,
         seq,
         checkpointing,
+        dtype,
     } = shape;
     let rows = batch * seq;
-    let mut t = Tape::new(gpu, DType::F32);
-    let ids: Vec<_> = params.iter().map(|p| t.parameter(&p.value)).collect();
+    let mut t = Tape::new(gpu, dtype);
+    let ids: Vec<_> = params.iter().map(|p| t.parameter(p.pass_value())).collect();
     let by_name = |name: &str| {
         params
             .iter()
@@ -399,7 +455,7 @@ fn build_plan(
     };
     let logits = t.linear(normed, head, None)?;
     let (targets, loss) = (t.input(&inputs.targets), t.input(&inputs.loss));
-    t.cross_entropy(logits, targets, loss, 1.0 / rows as f32)?;
+    t.cross_entropy(logits, targets, loss, loss_scale / rows as f32)?;
     t.backward()?;
     let grads: Vec<&Tensor> = params.iter().map(|p| &p.grad).collect();
     t.compile(&grads)

@@ -13,7 +13,7 @@ use crate::gpu::Gpu;
 use crate::io::ConfigJson;
 use crate::io::tokenizer::Tokenizer;
 use crate::kernels::training::AdamW;
-use crate::models::train::{Optimizer, Schedule};
+use crate::models::train::{LossScaler, Optimizer, Schedule};
 use crate::tensor::DType;
 
 /// The byte-level tokenizer of the bundled demo model: ids 0-255 are the bytes, 256 `<s>`,
@@ -49,6 +49,9 @@ pub struct LmRunOptions {
     pub clip_norm: Option<f32>,
     /// Recompute each layer's activations in the backward pass.
     pub checkpointing: bool,
+    /// The passes' element type: f32, or f16 for mixed precision with dynamic loss scaling
+    /// (f32 master weights and optimizer state).
+    pub dtype: DType,
     /// Seeds the fresh weights and the order of the windows.
     pub seed: u64,
     /// Save a checkpoint every this many steps (0: only at the end).
@@ -63,6 +66,10 @@ pub struct LmProgress {
     pub loss: f64,
     pub lr: f32,
     pub grad_norm: f64,
+    /// The gradients overflowed: nothing changed (f16 with loss scaling).
+    pub skipped: bool,
+    /// The loss scale for the next step (1 in f32).
+    pub loss_scale: f32,
 }
 
 /// What a run did.
@@ -87,6 +94,9 @@ struct RunState {
     batch: usize,
     seq: usize,
     seed: u64,
+    /// The loss scale of an f16 run.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    loss_scale: Option<f32>,
 }
 
 /// The demo model's shape (assets/models/stdlib-byte) as a transformers config.
@@ -181,6 +191,7 @@ pub fn run(
                     batch: options.batch,
                     seq: options.seq,
                     seed: options.seed,
+                    loss_scale: None,
                 }
             };
             (json, state)
@@ -192,6 +203,7 @@ pub fn run(
                 batch: options.batch,
                 seq: options.seq,
                 seed: options.seed,
+                loss_scale: None,
             },
         ),
     };
@@ -235,6 +247,7 @@ pub fn run(
         batch: state.batch,
         seq: state.seq,
         checkpointing: options.checkpointing,
+        dtype: options.dtype,
     };
     let mut trainer = LmTrainer::new(
         gpu,
@@ -243,6 +256,11 @@ pub fn run(
         shape,
         Optimizer::new(adamw, options.clip_norm),
     )?;
+    if options.dtype != DType::F32 {
+        // PyTorch's GradScaler defaults: 2^16, doubled after 2000 good steps in a row.
+        let scale = state.loss_scale.unwrap_or(65536.0);
+        trainer = trainer.with_loss_scaling(LossScaler::new(scale, 2000))?;
+    }
     if options.resume {
         trainer.load_state(out)?;
         state.step = trainer.optimizer.steps;
@@ -265,7 +283,7 @@ pub fn run(
         .open(&log_path)
         .map_err(io_error(&log_path))?;
     if state.step == 0 {
-        writeln!(log, "step,loss,lr,grad_norm").map_err(io_error(&log_path))?;
+        writeln!(log, "step,loss,lr,grad_norm,skipped").map_err(io_error(&log_path))?;
     }
     let schedule = Schedule {
         peak: options.lr,
@@ -300,16 +318,26 @@ pub fn run(
             format!("the training loss at step {step}")
         })?;
         state.step = step;
+        if options.dtype != DType::F32 {
+            state.loss_scale = Some(trainer.loss_scale());
+        }
         first_loss.get_or_insert(loss);
         last_loss = Some(loss);
-        writeln!(log, "{step},{loss:.6},{lr:.6e},{:.6}", update.grad_norm)
-            .map_err(io_error(&log_path))?;
+        writeln!(
+            log,
+            "{step},{loss:.6},{lr:.6e},{:.6},{}",
+            update.grad_norm,
+            u8::from(update.skipped)
+        )
+        .map_err(io_error(&log_path))?;
         on_step(&LmProgress {
             step,
             steps: options.steps,
             loss,
             lr,
             grad_norm: update.grad_norm,
+            skipped: update.skipped,
+            loss_scale: trainer.loss_scale(),
         });
         if options.save_every > 0 && step % options.save_every == 0 && step < stop {
             save(&trainer, &state)?;

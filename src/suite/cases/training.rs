@@ -7,9 +7,9 @@ use crate::suite::spatial_backward::{
     Conv2dBackwardSpec, Grad, GroupNormBackwardSpec, SpatialBackwardSpec, SpatialGrad,
 };
 use crate::suite::training::{
-    AdamWSpec, AttentionBackwardSpec, AttentionGrad, CrossEntropySpec, EmbeddingBackwardSpec,
-    LinearBackwardSpec, LinearGrad, MseSpec, Output, RmsNormBackwardSpec, SiluBackwardSpec,
-    SumOfSquaresSpec, SwigluBackwardSpec,
+    AdamWSpec, AttentionBackwardSpec, AttentionGrad, CrossEntropySpec, EmaSpec,
+    EmbeddingBackwardSpec, LinearBackwardSpec, LinearGrad, MseSpec, Output, RmsNormBackwardSpec,
+    SiluBackwardSpec, SumOfSquaresSpec, SwigluBackwardSpec,
 };
 use crate::suite::*;
 use crate::tensor::DType;
@@ -53,12 +53,15 @@ pub(super) fn training_cases(dtype: DType) -> Vec<Entry> {
         (1000, 7, 1.0),
         (4097, 1000, 0.25),
     ] {
-        let spec = AdamWSpec {
-            len,
-            step,
-            grad_scale,
-        };
-        list.push(entry(spec, true, BenchTier::No));
+        for copy in [false, true] {
+            let spec = AdamWSpec {
+                len,
+                step,
+                grad_scale,
+                copy,
+            };
+            list.push(entry(spec, true, BenchTier::No));
+        }
     }
     // A Linear layer's three gradients: one row, odd sizes, a tile ± 1, one row of outputs.
     for (m, n, k) in [(1, 7, 5), (33, 17, 65), (64, 65, 63), (130, 1, 33)] {
@@ -140,8 +143,14 @@ pub(super) fn training_cases(dtype: DType) -> Vec<Entry> {
         len: 1 << 20,
         step: 10,
         grad_scale: 1.0,
+        copy: false,
     };
     list.push(entry(adamw, false, BenchTier::Quick));
+    if dtype == DType::F32 {
+        for (len, decay) in [(1, 0.5), (257, 0.995), (4097, 0.9999)] {
+            list.push(entry(EmaSpec { len, decay }, true, BenchTier::No));
+        }
+    }
     list.extend(spatial_backward_cases());
     list
 }
