@@ -2,7 +2,12 @@
 // y = silu(gate) · up and dy the gradient of y:
 //   swiglu_backward: dgate = dy · up · silu'(gate), silu'(g) = s(g) · (1 + g · (1 - s(g))),
 //                    dup   = dy · silu(gate),       s the logistic sigmoid;
-//   silu_backward:   dx = dy · silu'(x), x in `gate`, dx into `dgate`.
+//   silu_backward:   dx = dy · silu'(x), x in `gate`, dx into `dgate`;
+//   gelu_backward:   dx = dy · gelu'(x), the exact (erf) GELU or, with GELU_TANH, the tanh
+//                    approximation (x in `gate`, dx into `dgate`);
+//   geglu_backward:  for y = gelu_tanh(gate) · up (GeGLU, Gemma's MLP),
+//                    dgate = dy · up · gelu_tanh'(gate), dup = dy · gelu_tanh(gate).
+// gelu_*_f, gelu_*_grad: shaders/lib/gelu.wgsl.
 // Tiling: one invocation per element, WG per workgroup, on a 2-D grid (flat = x + y · nwg.x).
 
 struct Params {
@@ -13,6 +18,7 @@ struct Params {
 }
 
 override WG: u32 = 256u;
+override GELU_TANH: bool = false;
 
 @group(0) @binding(0) var<uniform> p: Params;
 @group(0) @binding(1) var<storage, read> gate: array<elem>;
@@ -43,4 +49,28 @@ fn silu_backward(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) 
     let g = f32(gate[i]);
     let s = 1.0 / (1.0 + exp(-g));
     dgate[i] = elem(f32(dy[i]) * s * (1.0 + g * (1.0 - s)));
+}
+
+@compute @workgroup_size(WG)
+fn gelu_backward(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+                 @builtin(local_invocation_index) lid: u32) {
+    let i = (wg.x + wg.y * nwg.x) * WG + lid;
+    if (i >= p.len) { return; }
+    let g = f32(gate[i]);
+    var slope = gelu_erf_grad(g);
+    if (GELU_TANH) {
+        slope = gelu_tanh_grad(g);
+    }
+    dgate[i] = elem(f32(dy[i]) * slope);
+}
+
+@compute @workgroup_size(WG)
+fn geglu_backward(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+                  @builtin(local_invocation_index) lid: u32) {
+    let i = (wg.x + wg.y * nwg.x) * WG + lid;
+    if (i >= p.len) { return; }
+    let g = f32(gate[i]);
+    let d = f32(dy[i]);
+    dgate[i] = elem(d * f32(up[i]) * gelu_tanh_grad(g));
+    dup[i] = elem(d * gelu_tanh_f(g));
 }

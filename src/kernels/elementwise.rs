@@ -9,7 +9,7 @@ use crate::tensor::{DType, Tensor};
 const SHADER: ShaderSource = ShaderSource {
     name: "elementwise.wgsl",
     body: include_str!("../../shaders/elementwise.wgsl"),
-    library: &[],
+    library: &[super::GELU],
 };
 const WG: u32 = 256;
 

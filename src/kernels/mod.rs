@@ -44,6 +44,10 @@ pub(crate) const STEP: &str = include_str!("../../shaders/lib/step.wgsl");
 /// attention kernels.
 pub(crate) const WORKGROUP_SUM: &str = include_str!("../../shaders/lib/workgroup_sum.wgsl");
 
+/// The two GELUs and their derivatives (`shaders/lib/gelu.wgsl`) of the elementwise and
+/// activation-gradient kernels.
+pub(crate) const GELU: &str = include_str!("../../shaders/lib/gelu.wgsl");
+
 /// The attention-logit soft-cap (`shaders/lib/softcap.wgsl`) of the attention kernels.
 pub(crate) const SOFTCAP: &str = include_str!("../../shaders/lib/softcap.wgsl");
 

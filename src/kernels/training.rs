@@ -21,7 +21,7 @@ const NORM_BACKWARD: ShaderSource = ShaderSource {
 const ACTIVATION_BACKWARD: ShaderSource = ShaderSource {
     name: "activation_backward.wgsl",
     body: include_str!("../../shaders/activation_backward.wgsl"),
-    library: &[],
+    library: &[super::GELU],
 };
 const EMBEDDING_BACKWARD: ShaderSource = ShaderSource {
     name: "embedding_backward.wgsl",
@@ -53,9 +53,20 @@ pub(crate) fn pipeline_keys() -> Vec<PipelineKey> {
         keys.push(key(LOSS, "mse", dtype));
         keys.push(key(ACTIVATION_BACKWARD, "silu_backward", dtype));
         keys.push(key(EMBEDDING_BACKWARD, "embedding_backward", dtype));
+        keys.push(gelu_key(dtype, false));
+        keys.push(gelu_key(dtype, true));
+        keys.push(key(ACTIVATION_BACKWARD, "geglu_backward", dtype));
+        keys.push(key(NORM_BACKWARD, "layer_norm_backward", dtype));
+        keys.push(key(NORM_BACKWARD, "layer_norm_backward_affine", dtype));
+        keys.push(key(NORM_BACKWARD, "softmax_backward", dtype));
     }
     keys.extend(attention_backward_keys());
     keys
+}
+
+fn gelu_key(dtype: DType, tanh: bool) -> PipelineKey {
+    let overrides = [("WG", WG), ("GELU_TANH", u32::from(tanh))];
+    PipelineKey::new(ACTIVATION_BACKWARD, "gelu_backward", dtype, &overrides)
 }
 
 fn require(op: &'static str, what: &str, t: &Tensor, dtype: DType) -> Result<()> {
@@ -694,6 +705,190 @@ pub fn reference_silu_backward(x: &[f64], dy: &[f64]) -> Vec<f64> {
         .map(|(&g, &d)| {
             let s = 1.0 / (1.0 + (-g).exp());
             d * s * (1.0 + g * (1.0 - s))
+        })
+        .collect()
+}
+
+/// GELU's gradient: `dx = dy · gelu'(x)` (one shape), the exact (erf) GELU or, with `tanh`,
+/// the tanh approximation.
+pub fn gelu_backward<'a>(
+    gpu: &Gpu,
+    x: &'a Tensor,
+    dy: &'a Tensor,
+    tanh: bool,
+    dx: &'a Tensor,
+) -> Result<KernelCall<'a>> {
+    let op = "gelu backward";
+    let dtype = same_dtype(op, &[x, dy, dx])?;
+    expect_shape(op, "dy", dy, x.shape())?;
+    expect_shape(op, "dx", dx, x.shape())?;
+    let params = LenParams {
+        len: to_u32(op, "length", x.len())?,
+        _pad: [0; 3],
+    };
+    let grid = gpu.grid(op, x.len().div_ceil(WG as usize) as u64)?;
+    prepare(
+        gpu,
+        &gelu_key(dtype, tanh),
+        &params,
+        &[(1, x), (3, dy), (4, dx)],
+        grid,
+    )
+}
+
+/// GeGLU's gradients: for `y = gelu_tanh(gate) · up` (the matmul's `GeluTanhMul` epilogue),
+/// `dgate` and `dup` from `dy` (all one shape).
+pub fn geglu_backward<'a>(
+    gpu: &Gpu,
+    gate: &'a Tensor,
+    up: &'a Tensor,
+    dy: &'a Tensor,
+    dgate: &'a Tensor,
+    dup: &'a Tensor,
+) -> Result<KernelCall<'a>> {
+    let op = "geglu backward";
+    let dtype = same_dtype(op, &[gate, up, dy, dgate, dup])?;
+    for (what, t) in [("up", up), ("dy", dy), ("dgate", dgate), ("dup", dup)] {
+        expect_shape(op, what, t, gate.shape())?;
+    }
+    let params = LenParams {
+        len: to_u32(op, "length", gate.len())?,
+        _pad: [0; 3],
+    };
+    let grid = gpu.grid(op, gate.len().div_ceil(WG as usize) as u64)?;
+    let tensors = [(1, gate), (2, up), (3, dy), (4, dgate), (5, dup)];
+    let key = key(ACTIVATION_BACKWARD, "geglu_backward", dtype);
+    prepare(gpu, &key, &params, &tensors, grid)
+}
+
+/// f64 GELU derivative: the exact one or the tanh approximation's.
+fn reference_gelu_grad(x: f64, tanh: bool) -> f64 {
+    if tanh {
+        let c = (2.0 / std::f64::consts::PI).sqrt();
+        let u = c * (x + 0.044715 * x * x * x);
+        let t = u.tanh();
+        0.5 * (1.0 + t) + 0.5 * x * (1.0 - t * t) * c * (1.0 + 3.0 * 0.044715 * x * x)
+    } else {
+        let cdf = 0.5 * (1.0 + libm::erf(x / std::f64::consts::SQRT_2));
+        cdf + x * (-0.5 * x * x).exp() / (2.0 * std::f64::consts::PI).sqrt()
+    }
+}
+
+/// f64 reference of [`gelu_backward`].
+pub fn reference_gelu_backward(x: &[f64], dy: &[f64], tanh: bool) -> Vec<f64> {
+    x.iter()
+        .zip(dy)
+        .map(|(&v, &d)| d * reference_gelu_grad(v, tanh))
+        .collect()
+}
+
+/// f64 reference of [`geglu_backward`]: (dgate, dup).
+pub fn reference_geglu_backward(gate: &[f64], up: &[f64], dy: &[f64]) -> (Vec<f64>, Vec<f64>) {
+    let gelu = super::elementwise::reference_unary(super::elementwise::Unary::GeluTanh, gate);
+    let dgate = (0..gate.len())
+        .map(|i| dy[i] * up[i] * reference_gelu_grad(gate[i], true))
+        .collect();
+    let dup = (0..gate.len()).map(|i| dy[i] * gelu[i]).collect();
+    (dgate, dup)
+}
+
+/// LayerNorm's gradients (`y = (x - mean) · r · w + b` per row of `[.., dim]`): `dx`, and
+/// `dw`, `db` (`[dim]`), through `stats` (`[rows, 2]` f32 scratch: each row's mean and r).
+#[allow(clippy::too_many_arguments)]
+pub fn layer_norm_backward<'a>(
+    gpu: &Gpu,
+    x: &'a Tensor,
+    weight: &'a Tensor,
+    dy: &'a Tensor,
+    eps: f32,
+    stats: &'a Tensor,
+    [dx, dw, db]: [&'a Tensor; 3],
+) -> Result<KernelCall<'a>> {
+    let op = "layer_norm backward";
+    let dtype = same_dtype(op, &[x, weight, dy, dx, dw, db])?;
+    require(op, "stats", stats, DType::F32)?;
+    let (params, rows) = norm_params(op, x, eps)?;
+    let cols = params.cols as usize;
+    expect_shape(op, "weight", weight, &[cols])?;
+    expect_shape(op, "dy", dy, x.shape())?;
+    expect_shape(op, "dx", dx, x.shape())?;
+    expect_shape(op, "dw", dw, &[cols])?;
+    expect_shape(op, "db", db, &[cols])?;
+    expect_shape(op, "stats", stats, &[rows, 2])?;
+    let grid = gpu.grid(op, rows as u64)?;
+    let first = prepare(
+        gpu,
+        &key(NORM_BACKWARD, "layer_norm_backward", dtype),
+        &params,
+        &[(1, x), (2, weight), (3, dy), (4, dx), (8, stats)],
+        grid,
+    )?;
+    let grid = gpu.grid(op, cols.div_ceil(WG as usize) as u64)?;
+    let second = prepare(
+        gpu,
+        &key(NORM_BACKWARD, "layer_norm_backward_affine", dtype),
+        &params,
+        &[(1, x), (3, dy), (7, dw), (9, stats), (10, db)],
+        grid,
+    )?;
+    Ok(first.then(second))
+}
+
+/// f64 reference of [`layer_norm_backward`]: (dx, dw, db).
+pub fn reference_layer_norm_backward(
+    x: &[f64],
+    weight: &[f64],
+    dy: &[f64],
+    eps: f64,
+) -> (Vec<f64>, Vec<f64>, Vec<f64>) {
+    let n = weight.len();
+    let mut dx = Vec::with_capacity(x.len());
+    let (mut dw, mut db) = (vec![0.0; n], vec![0.0; n]);
+    for (row, drow) in x.chunks(n).zip(dy.chunks(n)) {
+        let mean = row.iter().sum::<f64>() / n as f64;
+        let var = row.iter().map(|v| (v - mean) * (v - mean)).sum::<f64>() / n as f64;
+        let r = 1.0 / (var + eps).sqrt();
+        let xhat: Vec<f64> = row.iter().map(|v| (v - mean) * r).collect();
+        let g: Vec<f64> = (0..n).map(|j| drow[j] * weight[j]).collect();
+        let mean_g = g.iter().sum::<f64>() / n as f64;
+        let mean_gx = (0..n).map(|j| g[j] * xhat[j]).sum::<f64>() / n as f64;
+        for j in 0..n {
+            dx.push(r * (g[j] - mean_g - xhat[j] * mean_gx));
+            dw[j] += drow[j] * xhat[j];
+            db[j] += drow[j];
+        }
+    }
+    (dx, dw, db)
+}
+
+/// Softmax's gradient per row: `dx = y · (dy - Σ dy · y)` from the forward output `y` and
+/// `dy` (all `[.., cols]`).
+pub fn softmax_backward<'a>(
+    gpu: &Gpu,
+    y: &'a Tensor,
+    dy: &'a Tensor,
+    dx: &'a Tensor,
+) -> Result<KernelCall<'a>> {
+    let op = "softmax backward";
+    let dtype = same_dtype(op, &[y, dy, dx])?;
+    let (params, rows) = norm_params(op, y, 0.0)?;
+    expect_shape(op, "dy", dy, y.shape())?;
+    expect_shape(op, "dx", dx, y.shape())?;
+    let grid = gpu.grid(op, rows as u64)?;
+    let key = key(NORM_BACKWARD, "softmax_backward", dtype);
+    prepare(gpu, &key, &params, &[(1, y), (3, dy), (4, dx)], grid)
+}
+
+/// f64 reference of [`softmax_backward`] over rows of `cols`.
+pub fn reference_softmax_backward(y: &[f64], dy: &[f64], cols: usize) -> Vec<f64> {
+    y.chunks(cols)
+        .zip(dy.chunks(cols))
+        .flat_map(|(yr, dr)| {
+            let dot: f64 = yr.iter().zip(dr).map(|(a, b)| a * b).sum();
+            yr.iter()
+                .zip(dr)
+                .map(move |(a, d)| a * (d - dot))
+                .collect::<Vec<_>>()
         })
         .collect()
 }

@@ -940,3 +940,247 @@ impl CaseSpec for AttentionBackwardSpec {
         Ok(call.detach().owning([stats, spare_q, spare_k, spare_v]))
     }
 }
+
+/// GELU's gradient over `len` elements: the exact GELU or the tanh approximation.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct GeluBackwardSpec {
+    pub len: usize,
+    pub tanh: bool,
+}
+
+impl CaseSpec for GeluBackwardSpec {
+    fn kernel(&self) -> &'static str {
+        if self.tanh {
+            "gelu_tanh_grad"
+        } else {
+            "gelu_erf_grad"
+        }
+    }
+
+    fn shape(&self) -> String {
+        format!("n={}", self.len)
+    }
+
+    fn traffic(&self) -> usize {
+        3 * self.len
+    }
+
+    /// A polynomial erfc (|error| < 1.5e-7) and an exponential.
+    fn compute_tolerance(&self) -> Tolerance {
+        Tolerance {
+            atol: 1e-6,
+            rtol: 2e-6,
+        }
+    }
+
+    fn inputs(&self, random: Random<'_>) -> Result<Vec<HostTensor>> {
+        Ok(vec![
+            random(&[self.len], -8.0, 8.0),
+            random(&[self.len], -1.0, 1.0),
+        ])
+    }
+
+    fn reference(&self, inputs: &[HostTensor]) -> Vec<f64> {
+        training::reference_gelu_backward(&inputs[0].data, &inputs[1].data, self.tanh)
+    }
+
+    fn call<'a>(&self, gpu: &Gpu, inputs: &'a [Tensor], out: &'a Tensor) -> Result<KernelCall<'a>> {
+        training::gelu_backward(gpu, &inputs[0], &inputs[1], self.tanh, out)
+    }
+}
+
+/// GeGLU's gradients over `len` elements: `First` dgate, `Second` dup.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct GegluBackwardSpec {
+    pub len: usize,
+    pub output: Output,
+}
+
+impl CaseSpec for GegluBackwardSpec {
+    fn kernel(&self) -> &'static str {
+        match self.output {
+            Output::First => "geglu_grad_gate",
+            Output::Second => "geglu_grad_up",
+        }
+    }
+
+    fn shape(&self) -> String {
+        format!("n={}", self.len)
+    }
+
+    fn traffic(&self) -> usize {
+        5 * self.len
+    }
+
+    fn compute_tolerance(&self) -> Tolerance {
+        Tolerance {
+            atol: 1e-6,
+            rtol: 4e-6,
+        }
+    }
+
+    /// gate, up, dy.
+    fn inputs(&self, random: Random<'_>) -> Result<Vec<HostTensor>> {
+        let n = [self.len];
+        Ok(vec![
+            random(&n, -8.0, 8.0),
+            random(&n, -2.0, 2.0),
+            random(&n, -1.0, 1.0),
+        ])
+    }
+
+    fn reference(&self, inputs: &[HostTensor]) -> Vec<f64> {
+        self.output.pick(training::reference_geglu_backward(
+            &inputs[0].data,
+            &inputs[1].data,
+            &inputs[2].data,
+        ))
+    }
+
+    fn call<'a>(&self, gpu: &Gpu, inputs: &'a [Tensor], out: &'a Tensor) -> Result<KernelCall<'a>> {
+        let (gate, up, dy) = (&inputs[0], &inputs[1], &inputs[2]);
+        let other = Tensor::empty(gpu, gate.shape(), gate.dtype())?;
+        let call = match self.output {
+            Output::First => training::geglu_backward(gpu, gate, up, dy, out, &other)?,
+            Output::Second => training::geglu_backward(gpu, gate, up, dy, &other, out)?,
+        };
+        Ok(call.detach().owning([other]))
+    }
+}
+
+/// LayerNorm's gradients over `rows` rows of `cols`.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct LayerNormBackwardSpec {
+    pub rows: usize,
+    pub cols: usize,
+    pub grad: super::spatial_backward::Grad,
+}
+
+impl CaseSpec for LayerNormBackwardSpec {
+    fn kernel(&self) -> &'static str {
+        use super::spatial_backward::Grad;
+        match self.grad {
+            Grad::Input => "layer_norm_grad_x",
+            Grad::Weight => "layer_norm_grad_w",
+            Grad::Bias => "layer_norm_grad_b",
+        }
+    }
+
+    fn shape(&self) -> String {
+        format!("{}x{}", self.rows, self.cols)
+    }
+
+    fn traffic(&self) -> usize {
+        3 * self.rows * self.cols
+    }
+
+    /// Row reductions (dx), sums over the rows (dw, db).
+    fn compute_tolerance(&self) -> Tolerance {
+        let terms = match self.grad {
+            super::spatial_backward::Grad::Input => 8.0,
+            _ => self.rows as f64,
+        };
+        Tolerance {
+            atol: 2e-6 * terms.sqrt(),
+            rtol: 1e-5,
+        }
+    }
+
+    /// x, weight, dy.
+    fn inputs(&self, random: Random<'_>) -> Result<Vec<HostTensor>> {
+        let shape = [self.rows, self.cols];
+        Ok(vec![
+            random(&shape, -2.0, 2.0),
+            random(&[self.cols], 0.5, 1.5),
+            random(&shape, -1.0, 1.0),
+        ])
+    }
+
+    fn output_shape(&self, inputs: &[HostTensor]) -> Vec<usize> {
+        match self.grad {
+            super::spatial_backward::Grad::Input => inputs[0].shape.clone(),
+            _ => vec![self.cols],
+        }
+    }
+
+    fn reference(&self, inputs: &[HostTensor]) -> Vec<f64> {
+        use super::spatial_backward::Grad;
+        let (dx, dw, db) = training::reference_layer_norm_backward(
+            &inputs[0].data,
+            &inputs[1].data,
+            &inputs[2].data,
+            EPS,
+        );
+        match self.grad {
+            Grad::Input => dx,
+            Grad::Weight => dw,
+            Grad::Bias => db,
+        }
+    }
+
+    fn call<'a>(&self, gpu: &Gpu, inputs: &'a [Tensor], out: &'a Tensor) -> Result<KernelCall<'a>> {
+        use super::spatial_backward::Grad;
+        let (x, w, dy) = (&inputs[0], &inputs[1], &inputs[2]);
+        let stats = Tensor::empty(gpu, &[self.rows, 2], DType::F32)?;
+        let mut owned = Vec::new();
+        let mut scratch = |shape: &[usize]| -> Result<Tensor> {
+            let t = Tensor::empty(gpu, shape, x.dtype())?;
+            owned.push(t.share());
+            Ok(t)
+        };
+        let c = [self.cols];
+        let (dx, dw, db) = match self.grad {
+            Grad::Input => (out.share(), scratch(&c)?, scratch(&c)?),
+            Grad::Weight => (scratch(x.shape())?, out.share(), scratch(&c)?),
+            Grad::Bias => (scratch(x.shape())?, scratch(&c)?, out.share()),
+        };
+        let call =
+            training::layer_norm_backward(gpu, x, w, dy, EPS as f32, &stats, [&dx, &dw, &db])?
+                .detach();
+        owned.push(stats);
+        Ok(call.owning(owned))
+    }
+}
+
+/// Softmax's gradient over `rows` rows of `cols` (from the forward output y in (0, 1)).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct SoftmaxBackwardSpec {
+    pub rows: usize,
+    pub cols: usize,
+}
+
+impl CaseSpec for SoftmaxBackwardSpec {
+    fn kernel(&self) -> &'static str {
+        "softmax_grad"
+    }
+
+    fn shape(&self) -> String {
+        format!("{}x{}", self.rows, self.cols)
+    }
+
+    fn traffic(&self) -> usize {
+        3 * self.rows * self.cols
+    }
+
+    /// One row dot product of values in (0, 1) and [-1, 1].
+    fn compute_tolerance(&self) -> Tolerance {
+        Tolerance {
+            atol: 2e-7 * (self.cols as f64).sqrt() + 1e-7,
+            rtol: 4e-6,
+        }
+    }
+
+    /// y, dy.
+    fn inputs(&self, random: Random<'_>) -> Result<Vec<HostTensor>> {
+        let shape = [self.rows, self.cols];
+        Ok(vec![random(&shape, 0.0, 1.0), random(&shape, -1.0, 1.0)])
+    }
+
+    fn reference(&self, inputs: &[HostTensor]) -> Vec<f64> {
+        training::reference_softmax_backward(&inputs[0].data, &inputs[1].data, self.cols)
+    }
+
+    fn call<'a>(&self, gpu: &Gpu, inputs: &'a [Tensor], out: &'a Tensor) -> Result<KernelCall<'a>> {
+        training::softmax_backward(gpu, &inputs[0], &inputs[1], out)
+    }
+}

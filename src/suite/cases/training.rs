@@ -8,8 +8,9 @@ use crate::suite::spatial_backward::{
 };
 use crate::suite::training::{
     AdamWSpec, AttentionBackwardSpec, AttentionGrad, CrossEntropySpec, EmaSpec,
-    EmbeddingBackwardSpec, LinearBackwardSpec, LinearGrad, MseSpec, Output, RmsNormBackwardSpec,
-    SiluBackwardSpec, SumOfSquaresSpec, SwigluBackwardSpec,
+    EmbeddingBackwardSpec, GegluBackwardSpec, GeluBackwardSpec, LayerNormBackwardSpec,
+    LinearBackwardSpec, LinearGrad, MseSpec, Output, RmsNormBackwardSpec, SiluBackwardSpec,
+    SoftmaxBackwardSpec, SumOfSquaresSpec, SwigluBackwardSpec,
 };
 use crate::suite::*;
 use crate::tensor::DType;
@@ -150,6 +151,32 @@ pub(super) fn training_cases(dtype: DType) -> Vec<Entry> {
         for (len, decay) in [(1, 0.5), (257, 0.995), (4097, 0.9999)] {
             list.push(entry(EmaSpec { len, decay }, true, BenchTier::No));
         }
+    }
+    for len in [1, 255, 4097] {
+        for tanh in [false, true] {
+            list.push(entry(GeluBackwardSpec { len, tanh }, true, BenchTier::No));
+        }
+        for output in [Output::First, Output::Second] {
+            list.push(entry(
+                GegluBackwardSpec { len, output },
+                true,
+                BenchTier::No,
+            ));
+        }
+    }
+    for (rows, cols) in [(1, 1), (3, 17), (64, 192), (5, 1000)] {
+        for grad in [Grad::Input, Grad::Weight, Grad::Bias] {
+            list.push(entry(
+                LayerNormBackwardSpec { rows, cols, grad },
+                true,
+                BenchTier::No,
+            ));
+        }
+        list.push(entry(
+            SoftmaxBackwardSpec { rows, cols },
+            true,
+            BenchTier::No,
+        ));
     }
     list.extend(spatial_backward_cases());
     list
