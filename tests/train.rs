@@ -162,9 +162,10 @@ fn loss_curve_follows_pytorch_for_200_steps() {
     );
 }
 
-fn train_lm(args: &[&str]) -> String {
+/// Runs `tessera SUBCOMMAND ARGS...` and returns what it printed; fails the test if it fails.
+fn tessera(subcommand: &str, args: &[&str]) -> String {
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_tessera"))
-        .arg("train-lm")
+        .arg(subcommand)
         .args(args)
         .output()
         .unwrap();
@@ -173,8 +174,12 @@ fn train_lm(args: &[&str]) -> String {
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     );
-    assert!(out.status.success(), "train-lm {args:?} failed: {text}");
+    assert!(out.status.success(), "{subcommand} {args:?} failed: {text}");
     text
+}
+
+fn train_lm(args: &[&str]) -> String {
+    tessera("train-lm", args)
 }
 
 #[test]
@@ -378,18 +383,7 @@ mod unet {
 }
 
 fn train_ddpm(args: &[&str]) -> String {
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_tessera"))
-        .arg("train-ddpm")
-        .args(args)
-        .output()
-        .unwrap();
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(out.status.success(), "train-ddpm {args:?} failed: {text}");
-    text
+    tessera("train-ddpm", args)
 }
 
 #[test]

@@ -455,3 +455,72 @@ pub fn load_moments(path: &Path, params: &[Parameter]) -> Result<()> {
     }
     Ok(())
 }
+
+/// The loss log of a training run (`loss.csv`: step, loss, learning rate, gradient norm,
+/// whether the step was skipped), appended to across resumed runs.
+pub struct LossLog {
+    path: std::path::PathBuf,
+    file: std::fs::File,
+}
+
+/// `Error::Io` for `path`.
+pub fn io_error(path: &Path) -> impl FnOnce(std::io::Error) -> Error + '_ {
+    move |source| Error::Io {
+        path: path.display().to_string(),
+        source,
+    }
+}
+
+impl LossLog {
+    /// Opens `dir/loss.csv` for appending; a fresh run (`fresh`) writes the header.
+    pub fn open(dir: &Path, fresh: bool) -> Result<LossLog> {
+        std::fs::create_dir_all(dir).map_err(io_error(dir))?;
+        let path = dir.join("loss.csv");
+        let mut file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&path)
+            .map_err(io_error(&path))?;
+        if fresh {
+            use std::io::Write;
+            writeln!(file, "step,loss,lr,grad_norm,skipped").map_err(io_error(&path))?;
+        }
+        Ok(LossLog { path, file })
+    }
+
+    pub fn write(&mut self, step: u64, loss: f64, update: &Update) -> Result<()> {
+        use std::io::Write;
+        writeln!(
+            self.file,
+            "{step},{loss:.6},{:.6e},{:.6},{}",
+            update.lr,
+            update.grad_norm,
+            u8::from(update.skipped)
+        )
+        .map_err(io_error(&self.path))
+    }
+}
+
+/// A JSON file's value (a config, a run's state).
+pub fn read_json(path: &Path) -> Result<serde_json::Value> {
+    let text = crate::io::files::read_text(path, "JSON", crate::io::files::MAX_JSON_BYTES)?;
+    serde_json::from_str(&text).map_err(|e| Error::Config {
+        path: path.display().to_string(),
+        detail: format!("not valid JSON: {e}"),
+    })
+}
+
+/// Writes `value` to `path` as pretty JSON, through a temporary file.
+pub fn write_json(path: &Path, value: &impl serde::Serialize) -> Result<()> {
+    let text = serde_json::to_string_pretty(value)
+        .map_err(|e| Error::Invalid(format!("{}: {e}", path.display())))?;
+    write_atomically(path, format!("{text}\n").as_bytes())
+}
+
+/// A run's saved state (`trainer_state.json`) as `T`.
+pub fn read_state<T: serde::de::DeserializeOwned>(path: &Path) -> Result<T> {
+    serde_json::from_value(read_json(path)?).map_err(|e| Error::Config {
+        path: path.display().to_string(),
+        detail: e.to_string(),
+    })
+}

@@ -85,7 +85,19 @@ pub fn train_lm(adapter: Option<&str>, args: &TrainLmArgs) -> Result<bool> {
     let bar = progress(args.stop_at.unwrap_or(args.steps).min(args.steps));
     let summary = train_run::run(&gpu, &options, |p| {
         bar.set_position(p.step);
-        bar.set_message(format!("loss {:.4}, lr {:.2e}", p.loss, p.lr));
+        let scale = match p.loss_scale {
+            1.0 => String::new(),
+            scale => format!(", loss scale {scale}"),
+        };
+        let skipped = if p.skipped {
+            " (skipped: overflow)"
+        } else {
+            ""
+        };
+        bar.set_message(format!(
+            "loss {:.4}, lr {:.2e}{scale}{skipped}",
+            p.loss, p.lr
+        ));
     })?;
     bar.finish_and_clear();
     report(

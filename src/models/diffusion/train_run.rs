@@ -4,7 +4,6 @@
 //! exponential moving average of the weights, a loss log, checkpoints in the diffusers layout
 //! (loadable by `tessera sample` and diffusers) and resumption with the optimizer's state.
 
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use super::config::UNetConfig;
@@ -14,7 +13,10 @@ use crate::error::{Error, Result};
 use crate::gpu::Gpu;
 use crate::io::{Checkpoint, ConfigJson};
 use crate::kernels::training::AdamW;
-use crate::models::train::{self, Average, HostTensor, Optimizer, Schedule};
+use crate::models::train::{
+    self, Average, HostTensor, LossLog, Optimizer, Schedule, io_error, read_json, read_state,
+    write_json,
+};
 
 /// The bundled digits (scikit-learn's 8×8 images, values 0..16).
 const DIGITS: &[u8] = include_bytes!("../../../assets/data/digits.safetensors");
@@ -105,21 +107,6 @@ fn digits_config(size: usize) -> serde_json::Value {
     })
 }
 
-fn io_error(path: &Path) -> impl FnOnce(std::io::Error) -> Error + '_ {
-    move |source| Error::Io {
-        path: path.display().to_string(),
-        source,
-    }
-}
-
-fn read_json(path: &Path) -> Result<serde_json::Value> {
-    let text = crate::io::files::read_text(path, "JSON", crate::io::files::MAX_JSON_BYTES)?;
-    serde_json::from_str(&text).map_err(|e| Error::Config {
-        path: path.display().to_string(),
-        detail: format!("not valid JSON: {e}"),
-    })
-}
-
 /// The digits at `size` (8, or 16 by bilinear 2× upsampling with PyTorch's
 /// `align_corners=False`), scaled to [-1, 1]: `[N, 1, size, size]` flattened.
 pub fn digits(size: usize) -> Result<Vec<f32>> {
@@ -206,11 +193,7 @@ pub fn run(
         &config_json.to_string(),
     )?)?;
     let mut state = if options.resume {
-        let path = out.join("trainer_state.json");
-        serde_json::from_value::<RunState>(read_json(&path)?).map_err(|e| Error::Config {
-            path: path.display().to_string(),
-            detail: e.to_string(),
-        })?
+        read_state::<RunState>(&out.join("trainer_state.json"))?
     } else {
         RunState {
             step: 0,
@@ -290,15 +273,7 @@ pub fn run(
         trainer.optimizer.steps = state.step;
     }
     std::fs::create_dir_all(out).map_err(io_error(out))?;
-    let log_path = out.join("loss.csv");
-    let mut log = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(&log_path)
-        .map_err(io_error(&log_path))?;
-    if state.step == 0 {
-        writeln!(log, "step,loss,lr,grad_norm,skipped").map_err(io_error(&log_path))?;
-    }
+    let mut log = LossLog::open(out, state.step == 0)?;
     let schedule = Schedule {
         peak: options.lr,
         warmup: options.warmup,
@@ -321,17 +296,12 @@ pub fn run(
                 None,
             )?;
         }
-        let text = serde_json::to_string_pretty(&config_json).expect("plain data serialises");
-        train::write_atomically(&out.join("config.json"), format!("{text}\n").as_bytes())?;
+        write_json(&out.join("config.json"), &config_json)?;
         train::write_atomically(
             &out.join("scheduler_config.json"),
             scheduler_text.as_bytes(),
         )?;
-        let text = serde_json::to_string_pretty(state).expect("plain data serialises");
-        train::write_atomically(
-            &out.join("trainer_state.json"),
-            format!("{text}\n").as_bytes(),
-        )
+        write_json(&out.join("trainer_state.json"), state)
     };
 
     let started = std::time::Instant::now();
@@ -352,13 +322,7 @@ pub fn run(
         state.step = step;
         first_loss.get_or_insert(loss);
         last_loss = Some(loss);
-        writeln!(
-            log,
-            "{step},{loss:.6},{lr:.6e},{:.6},{}",
-            update.grad_norm,
-            u8::from(update.skipped)
-        )
-        .map_err(io_error(&log_path))?;
+        log.write(step, loss, &update)?;
         on_step(&DdpmProgress {
             step,
             steps: options.steps,

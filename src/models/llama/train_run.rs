@@ -3,7 +3,6 @@
 //! schedule with clipping, a loss log, checkpoints in the transformers layout every so many
 //! steps and at the end, and resumption from such a checkpoint with the optimizer's state.
 
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use super::config::LlamaConfig;
@@ -13,7 +12,9 @@ use crate::gpu::Gpu;
 use crate::io::ConfigJson;
 use crate::io::tokenizer::Tokenizer;
 use crate::kernels::training::AdamW;
-use crate::models::train::{LossScaler, Optimizer, Schedule};
+use crate::models::train::{
+    LossLog, LossScaler, Optimizer, Schedule, io_error, read_json, read_state, write_json,
+};
 use crate::tensor::DType;
 
 /// The byte-level tokenizer of the bundled demo model: ids 0-255 are the bytes, 256 `<s>`,
@@ -124,21 +125,6 @@ fn fresh_config() -> serde_json::Value {
     })
 }
 
-fn io_error(path: &Path) -> impl FnOnce(std::io::Error) -> Error + '_ {
-    move |source| Error::Io {
-        path: path.display().to_string(),
-        source,
-    }
-}
-
-fn read_json(path: &Path) -> Result<serde_json::Value> {
-    let text = crate::io::files::read_text(path, "JSON", crate::io::files::MAX_JSON_BYTES)?;
-    serde_json::from_str(&text).map_err(|e| Error::Config {
-        path: path.display().to_string(),
-        detail: format!("not valid JSON: {e}"),
-    })
-}
-
 /// The data as tokens: through the model's tokenizer when it has one, else as bytes.
 fn read_tokens(path: &Path, tokenizer: Option<&Tokenizer>) -> Result<Vec<u32>> {
     let mut file = crate::io::files::open_regular(path, "training data")?;
@@ -178,13 +164,7 @@ pub fn run(
         Some(dir) => {
             let json = read_json(&dir.join("config.json"))?;
             let state = if options.resume {
-                let path = dir.join("trainer_state.json");
-                serde_json::from_value::<RunState>(read_json(&path)?).map_err(|e| {
-                    Error::Config {
-                        path: path.display().to_string(),
-                        detail: e.to_string(),
-                    }
-                })?
+                read_state::<RunState>(&dir.join("trainer_state.json"))?
             } else {
                 RunState {
                     step: 0,
@@ -276,15 +256,7 @@ pub fn run(
     };
     crate::models::train::write_atomically(&out.join("tokenizer.json"), tokenizer_json.as_bytes())?;
 
-    let log_path = out.join("loss.csv");
-    let mut log = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(&log_path)
-        .map_err(io_error(&log_path))?;
-    if state.step == 0 {
-        writeln!(log, "step,loss,lr,grad_norm,skipped").map_err(io_error(&log_path))?;
-    }
+    let mut log = LossLog::open(out, state.step == 0)?;
     let schedule = Schedule {
         peak: options.lr,
         warmup: options.warmup,
@@ -298,11 +270,7 @@ pub fn run(
             map.remove("dtype");
         }
         trainer.save(out, &json, DType::F32, true)?;
-        let text = serde_json::to_string_pretty(state).expect("plain data serialises");
-        crate::models::train::write_atomically(
-            &out.join("trainer_state.json"),
-            format!("{text}\n").as_bytes(),
-        )
+        write_json(&out.join("trainer_state.json"), state)
     };
 
     let started = std::time::Instant::now();
@@ -323,13 +291,7 @@ pub fn run(
         }
         first_loss.get_or_insert(loss);
         last_loss = Some(loss);
-        writeln!(
-            log,
-            "{step},{loss:.6},{lr:.6e},{:.6},{}",
-            update.grad_norm,
-            u8::from(update.skipped)
-        )
-        .map_err(io_error(&log_path))?;
+        log.write(step, loss, &update)?;
         on_step(&LmProgress {
             step,
             steps: options.steps,
