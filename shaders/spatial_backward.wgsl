@@ -7,9 +7,9 @@
 //     added per channel);
 //   split_channels: the gradient of a concatenation along channels, dy [N, Ca + Cb, plane]
 //     into da [N, Ca, plane] and db [N, Cb, plane].
-// Tiling: one invocation per output element (flat = (x + y · nwg.x) · WG + lid), except
-// channel_sum: one workgroup per (n, c), WG invocations striding over the plane and meeting in
-// a workgroup sum.
+// Tiling: one invocation per output element (flat = (x + y · nwg.x) · WG + lid); for
+// channel_sum that is one (n, c), looping over its plane in order (no barriers: a CPU adapter
+// pays dearly for them, and the planes of a UNet are small).
 
 struct Params {
     len: u32,
@@ -28,8 +28,6 @@ override WG: u32 = 256u;
 @group(0) @binding(1) var<storage, read> dy: array<elem>;
 @group(0) @binding(2) var<storage, read_write> dx: array<elem>;
 @group(0) @binding(3) var<storage, read_write> db: array<elem>;
-
-// workgroup_sum: shaders/lib/workgroup_sum.wgsl.
 
 fn flat(wg: vec3<u32>, nwg: vec3<u32>, lid: u32) -> u32 {
     return (wg.x + wg.y * nwg.x) * WG + lid;
@@ -70,16 +68,13 @@ fn avg_pool2x_backward(@builtin(workgroup_id) wg: vec3<u32>,
 @compute @workgroup_size(WG)
 fn channel_sum(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
                @builtin(local_invocation_index) lid: u32) {
-    let nc = wg.x + wg.y * nwg.x;
+    let nc = flat(wg, nwg, lid);
     if (nc >= p.len) { return; }
     var s = 0.0;
-    for (var j = lid; j < p.plane; j += WG) {
+    for (var j = 0u; j < p.plane; j++) {
         s += f32(dy[nc * p.plane + j]);
     }
-    let total = workgroup_sum(s, lid);
-    if (lid == 0u) {
-        dx[nc] = elem(total);
-    }
+    dx[nc] = elem(s);
 }
 
 @compute @workgroup_size(WG)

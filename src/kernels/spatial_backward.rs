@@ -23,7 +23,7 @@ const GROUP_NORM: ShaderSource = ShaderSource {
 const SPATIAL: ShaderSource = ShaderSource {
     name: "spatial_backward.wgsl",
     body: include_str!("../../shaders/spatial_backward.wgsl"),
-    library: &[super::WORKGROUP_SUM],
+    library: &[],
 };
 const WG: u32 = 256;
 
@@ -656,7 +656,7 @@ pub fn channel_sum<'a>(gpu: &Gpu, dy: &'a Tensor, out: &'a Tensor) -> Result<Ker
         ..SpatialParams::default()
     };
     to_u32(op, "elements", dy.len())?;
-    let grid = gpu.grid(op, u64::from(params.len))?;
+    let grid = groups_of(gpu, op, shape[0] * shape[1])?;
     let key = key(SPATIAL, "channel_sum", dtype);
     prepare(gpu, &key, &params, &[(1, dy), (2, out)], grid)
 }

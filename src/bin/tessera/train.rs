@@ -159,6 +159,9 @@ pub struct TrainDdpmArgs {
     /// Save a checkpoint every this many steps as well as at the end (0: only at the end).
     #[arg(long, default_value_t = 250)]
     save_every: u64,
+    /// Afterwards, time each kernel of one training step and print the table to stderr.
+    #[arg(long)]
+    profile: bool,
 }
 
 pub fn train_ddpm(adapter: Option<&str>, args: &TrainDdpmArgs) -> Result<bool> {
@@ -180,12 +183,16 @@ pub fn train_ddpm(adapter: Option<&str>, args: &TrainDdpmArgs) -> Result<bool> {
         ema: (args.ema > 0.0).then_some(args.ema),
         seed: args.seed,
         save_every: args.save_every,
+        profile: args.profile,
     };
     let bar = progress(args.stop_at.unwrap_or(args.steps).min(args.steps));
     let summary = train_run::run(&gpu, &options, |p| {
         bar.set_position(p.step);
         bar.set_message(format!("loss {:.4}, lr {:.2e}", p.loss, p.lr));
     })?;
+    if let Some(times) = &summary.profile {
+        crate::print_profile("one training step (forward and backward passes)", times);
+    }
     bar.finish_and_clear();
     report(
         summary.parameters,

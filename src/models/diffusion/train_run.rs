@@ -50,6 +50,8 @@ pub struct DdpmRunOptions {
     pub ema: Option<f32>,
     pub seed: u64,
     pub save_every: u64,
+    /// Afterwards, time each kernel of one training step's passes.
+    pub profile: bool,
 }
 
 /// One step's figures, for progress displays.
@@ -71,6 +73,8 @@ pub struct DdpmRunSummary {
     pub first_loss: Option<f64>,
     pub last_loss: Option<f64>,
     pub seconds: f64,
+    /// Each kernel's time over one step's passes, when asked for.
+    pub profile: Option<Vec<crate::graph::KernelTime>>,
 }
 
 #[derive(Clone, Copy, Debug, serde::Serialize, serde::Deserialize)]
@@ -334,6 +338,7 @@ pub fn run(
         }
     }
     save(&trainer, &ema, &state)?;
+    let profile = options.profile.then(|| trainer.profile(3)).transpose()?;
     Ok(DdpmRunSummary {
         start_step,
         steps: state.step,
@@ -342,5 +347,6 @@ pub fn run(
         first_loss,
         last_loss,
         seconds: started.elapsed().as_secs_f64(),
+        profile,
     })
 }
