@@ -133,7 +133,7 @@ pub struct TrainDdpmArgs {
     #[arg(long, default_value_t = 8, value_parser = clap::builder::ValueParser::new(size_8_or_16))]
     size: usize,
     /// Total optimizer steps.
-    #[arg(long, default_value_t = 1500)]
+    #[arg(long, default_value_t = 3000)]
     steps: u64,
     /// Stop after this step, short of --steps (go on later with --resume).
     #[arg(long, value_name = "STEP")]
