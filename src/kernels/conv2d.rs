@@ -299,20 +299,19 @@ pub fn conv2d_with<'a>(
     Ok(prepare(gpu, &key, &params, &tensors, grid)?.owning(placeholder))
 }
 
-/// f64 reference of [`conv2d`].
-pub fn reference(
+/// Calls `tap(output, input, weight)` with the flat indices of every product a convolution
+/// sums (padding taps left out), output by output and within one in (ci, ky, kx) order: the
+/// loop the f64 references of the convolution and its gradients share.
+pub(crate) fn for_each_tap(
     d: &Conv2dDims,
     options: Conv2dOptions,
-    x: &[f64],
-    weight: &[f64],
-    bias: Option<&[f64]>,
-) -> Vec<f64> {
-    let mut out = vec![0.0; d.batch * d.c_out * d.h_out * d.w_out];
+    mut tap: impl FnMut(usize, usize, usize),
+) {
     for n in 0..d.batch {
         for co in 0..d.c_out {
             for oy in 0..d.h_out {
                 for ox in 0..d.w_out {
-                    let mut sum = bias.map_or(0.0, |b| b[co]);
+                    let o = ((n * d.c_out + co) * d.h_out + oy) * d.w_out + ox;
                     for ci in 0..d.c_in {
                         for ky in 0..d.kh {
                             let iy = (oy * options.stride + ky) as isize - options.pad_top as isize;
@@ -328,14 +327,28 @@ pub fn reference(
                                 let xi =
                                     ((n * d.c_in + ci) * d.h + iy as usize) * d.w + ix as usize;
                                 let wi = ((co * d.c_in + ci) * d.kh + ky) * d.kw + kx;
-                                sum += x[xi] * weight[wi];
+                                tap(o, xi, wi);
                             }
                         }
                     }
-                    out[((n * d.c_out + co) * d.h_out + oy) * d.w_out + ox] = sum;
                 }
             }
         }
     }
+}
+
+/// f64 reference of [`conv2d`].
+pub fn reference(
+    d: &Conv2dDims,
+    options: Conv2dOptions,
+    x: &[f64],
+    weight: &[f64],
+    bias: Option<&[f64]>,
+) -> Vec<f64> {
+    let plane = d.h_out * d.w_out;
+    let mut out: Vec<f64> = (0..d.batch * d.c_out * plane)
+        .map(|o| bias.map_or(0.0, |b| b[(o / plane) % d.c_out]))
+        .collect();
+    for_each_tap(d, options, |o, xi, wi| out[o] += x[xi] * weight[wi]);
     out
 }

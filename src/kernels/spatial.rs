@@ -45,7 +45,8 @@ pub(crate) fn pipeline_keys() -> Vec<PipelineKey> {
         .collect()
 }
 
-fn nchw(op: &'static str, what: &str, t: &Tensor) -> Result<[usize; 4]> {
+/// `t`'s shape as `[N, C, H, W]`, or a shape error naming `what`.
+pub(crate) fn nchw(op: &'static str, what: &str, t: &Tensor) -> Result<[usize; 4]> {
     <[usize; 4]>::try_from(t.shape()).map_err(|_| {
         Error::shape(
             op,

@@ -7,6 +7,7 @@
 use crate::error::{Error, Result};
 use crate::gpu::{Gpu, PipelineKey, ShaderSource};
 use crate::kernels::conv2d::{self, Conv2dDims, Conv2dOptions};
+use crate::kernels::spatial::nchw;
 use crate::kernels::{KernelCall, expect_shape, prepare, same_dtype, to_u32};
 use crate::tensor::{DType, Tensor};
 
@@ -348,36 +349,14 @@ pub fn reference_conv2d_backward(
 ) -> (Vec<f64>, Vec<f64>, Vec<f64>) {
     let mut dx = vec![0.0; x.len()];
     let mut dw = vec![0.0; weight.len()];
+    conv2d::for_each_tap(d, options, |o, xi, wi| {
+        dx[xi] += dy[o] * weight[wi];
+        dw[wi] += dy[o] * x[xi];
+    });
+    let plane = d.h_out * d.w_out;
     let mut db = vec![0.0; d.c_out];
-    for n in 0..d.batch {
-        for co in 0..d.c_out {
-            for oy in 0..d.h_out {
-                for ox in 0..d.w_out {
-                    let g = dy[((n * d.c_out + co) * d.h_out + oy) * d.w_out + ox];
-                    db[co] += g;
-                    for ci in 0..d.c_in {
-                        for ky in 0..d.kh {
-                            let iy = (oy * options.stride + ky) as isize - options.pad_top as isize;
-                            if iy < 0 || iy >= d.h as isize {
-                                continue;
-                            }
-                            for kx in 0..d.kw {
-                                let ix =
-                                    (ox * options.stride + kx) as isize - options.pad_left as isize;
-                                if ix < 0 || ix >= d.w as isize {
-                                    continue;
-                                }
-                                let xi =
-                                    ((n * d.c_in + ci) * d.h + iy as usize) * d.w + ix as usize;
-                                let wi = ((co * d.c_in + ci) * d.kh + ky) * d.kw + kx;
-                                dx[xi] += g * weight[wi];
-                                dw[wi] += g * x[xi];
-                            }
-                        }
-                    }
-                }
-            }
-        }
+    for (o, g) in dy.iter().enumerate() {
+        db[(o / plane) % d.c_out] += g;
     }
     (dx, dw, db)
 }
@@ -571,15 +550,6 @@ struct SpatialParams {
     w_in: u32,
     h_out: u32,
     w_out: u32,
-}
-
-fn nchw(op: &'static str, what: &str, t: &Tensor) -> Result<[usize; 4]> {
-    <[usize; 4]>::try_from(t.shape()).map_err(|_| {
-        Error::shape(
-            op,
-            format!("{what} is {:?}; expected [N, C, H, W]", t.shape()),
-        )
-    })
 }
 
 /// The gradient of nearest 2× upsampling: `dx` (`[N, C, H, W]`) sums each 2×2 block of `dy`

@@ -43,19 +43,12 @@ impl Parameter {
                 format!("{name}: {} values for {shape:?}", data.len()),
             ));
         }
-        let zeros = vec![0.0f32; len];
         let pass = match dtype {
             DType::F32 => None,
             _ => Some(Tensor::from_f32(gpu, shape, data, dtype)?),
         };
-        Ok(Parameter {
-            name: name.to_string(),
-            value: Tensor::from_f32(gpu, shape, data, DType::F32)?,
-            pass,
-            grad: Tensor::from_f32(gpu, shape, &zeros, dtype)?,
-            m: Tensor::from_f32(gpu, shape, &zeros, DType::F32)?,
-            v: Tensor::from_f32(gpu, shape, &zeros, DType::F32)?,
-        })
+        let value = Tensor::from_f32(gpu, shape, data, DType::F32)?;
+        Parameter::around(gpu, name, value, pass)
     }
 
     /// A parameter whose value is `value` (an f32 tensor already on the device, shared).
@@ -66,15 +59,22 @@ impl Parameter {
                 detail: format!("{name} must be f32 to be trained, not {}", value.dtype()),
             });
         }
-        let shape = value.shape();
+        Parameter::around(gpu, name, value.share(), None)
+    }
+
+    /// `value` (f32) and its pass copy with a zero gradient (in the pass copy's type) and
+    /// zero moments.
+    fn around(gpu: &Gpu, name: &str, value: Tensor, pass: Option<Tensor>) -> Result<Parameter> {
+        let shape = value.shape().to_vec();
         let zeros = vec![0.0f32; value.len()];
+        let grad_dtype = pass.as_ref().map_or(DType::F32, Tensor::dtype);
         Ok(Parameter {
             name: name.to_string(),
-            value: value.share(),
-            pass: None,
-            grad: Tensor::from_f32(gpu, shape, &zeros, DType::F32)?,
-            m: Tensor::from_f32(gpu, shape, &zeros, DType::F32)?,
-            v: Tensor::from_f32(gpu, shape, &zeros, DType::F32)?,
+            grad: Tensor::from_f32(gpu, &shape, &zeros, grad_dtype)?,
+            m: Tensor::from_f32(gpu, &shape, &zeros, DType::F32)?,
+            v: Tensor::from_f32(gpu, &shape, &zeros, DType::F32)?,
+            value,
+            pass,
         })
     }
 

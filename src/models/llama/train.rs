@@ -326,8 +326,8 @@ impl LmTrainer {
     }
 
     /// Writes the weights in the transformers layout (`config.json`, `model.safetensors` in
-    /// `dtype`) to `dir`; with the optimizer's state (`optimizer.safetensors`, the step in
-    /// `trainer_state.json`) when `with_state`.
+    /// `dtype`) to `dir`, and the optimizer's moments (`optimizer.safetensors`) when
+    /// `with_state` (the step count is the caller's to keep).
     pub fn save(
         &self,
         dir: &Path,
@@ -335,48 +335,26 @@ impl LmTrainer {
         dtype: DType,
         with_state: bool,
     ) -> Result<()> {
-        std::fs::create_dir_all(dir).map_err(|source| Error::Io {
-            path: dir.display().to_string(),
-            source,
-        })?;
+        std::fs::create_dir_all(dir).map_err(train::io_error(dir))?;
         let weights = train::read_values(&self.params)?;
+        let metadata = std::collections::HashMap::from([("format".to_string(), "pt".to_string())]);
         train::write_safetensors(
             &dir.join("model.safetensors"),
             &weights,
             dtype,
-            Some(std::collections::HashMap::from([(
-                "format".to_string(),
-                "pt".to_string(),
-            )])),
+            Some(metadata),
         )?;
-        let text = serde_json::to_string_pretty(config_json)
-            .map_err(|e| Error::Invalid(format!("config.json: {e}")))?;
-        train::write_atomically(&dir.join("config.json"), format!("{text}\n").as_bytes())?;
+        train::write_json(&dir.join("config.json"), config_json)?;
         if with_state {
             train::save_moments(&dir.join("optimizer.safetensors"), &self.params)?;
-            let state = serde_json::json!({ "step": self.optimizer.steps });
-            train::write_atomically(
-                &dir.join("trainer_state.json"),
-                format!("{state}\n").as_bytes(),
-            )?;
         }
         Ok(())
     }
 
-    /// Restores the optimizer state [`LmTrainer::save`] wrote to `dir`.
-    pub fn load_state(&mut self, dir: &Path) -> Result<()> {
-        train::load_moments(&dir.join("optimizer.safetensors"), &self.params)?;
-        let path = dir.join("trainer_state.json");
-        let text = crate::io::files::read_text(&path, "trainer state", 1 << 16)?;
-        let step = serde_json::from_str::<serde_json::Value>(&text)
-            .ok()
-            .and_then(|v| v.get("step").and_then(serde_json::Value::as_u64))
-            .ok_or_else(|| Error::Checkpoint {
-                path: path.display().to_string(),
-                detail: "no \"step\" count".to_string(),
-            })?;
-        self.optimizer.steps = step;
-        Ok(())
+    /// Restores the optimizer's moments [`LmTrainer::save`] wrote to `dir` (the step count
+    /// is the caller's).
+    pub fn load_moments(&self, dir: &Path) -> Result<()> {
+        train::load_moments(&dir.join("optimizer.safetensors"), &self.params)
     }
 }
 

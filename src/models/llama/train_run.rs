@@ -242,8 +242,8 @@ pub fn run(
         trainer = trainer.with_loss_scaling(LossScaler::new(scale, 2000))?;
     }
     if options.resume {
-        trainer.load_state(out)?;
-        state.step = trainer.optimizer.steps;
+        trainer.load_moments(out)?;
+        trainer.optimizer.steps = state.step;
     }
     std::fs::create_dir_all(out).map_err(io_error(out))?;
     let tokenizer_json = match source {
