@@ -14,11 +14,16 @@
 // zero past the edges), and each invocation keeps a 4 × 4 block of accumulators in four
 // vec4 registers. Neighbouring invocations handle neighbouring pixels, so the gathers from
 // x and the writes of out are contiguous along a row.
+// The gather divides nothing in its loop (integer division is slow where invocations are
+// SIMD lanes of a CPU): x's index splits into a pixel part and a tap part,
+//   ((n·Ci + ci)·H + iy0 + ky)·W + ix0 + kx = [(n·Ci·H + iy0)·W + ix0] + [(ci·H + ky)·W + kx],
+// with iy0 = oy·stride - pad_top, ix0 = ox·stride - pad_left; the tile's pixels are split
+// once, into workgroup tables, and each K step's taps one step ahead (two tables in turn).
 
 // struct Params: shaders/lib/conv2d_patch.wgsl.
 
-const TM: u32 = 4u;
-const TN: u32 = 4u;
+const TM: u32 = 8u;
+const TN: u32 = 8u;
 override WG_M: u32 = 16u;
 override WG_N: u32 = 16u;
 override TILE_K: u32 = 16u;
@@ -32,7 +37,50 @@ override TILE_K: u32 = 16u;
 var<workgroup> w_tile: array<f32, TILE_K * WG_M * TM>;
 var<workgroup> x_tile: array<f32, TILE_K * WG_N * TN>;
 
-// patch_value(k, pixel): shaders/lib/conv2d_patch.wgsl.
+// A pixel's part of x's index and its first input row and column; a tap's part and (ky, kx).
+// Pixels past the last and taps past K get a first row far below zero: never in range.
+const OUTSIDE: i32 = -(1 << 29);
+var<workgroup> pixel_base: array<i32, WG_N * TN>;
+var<workgroup> pixel_row: array<i32, WG_N * TN>;
+var<workgroup> pixel_col: array<i32, WG_N * TN>;
+var<workgroup> tap_base: array<i32, 2 * TILE_K>;
+var<workgroup> tap_row: array<i32, 2 * TILE_K>;
+var<workgroup> tap_col: array<i32, 2 * TILE_K>;
+
+fn split_pixel(c: u32, pixel: u32, n_cols: u32) {
+    var row = OUTSIDE;
+    var col = 0;
+    var base = 0;
+    if (pixel < n_cols) {
+        let plane = p.h_out * p.w_out;
+        let n = pixel / plane;
+        let rest = pixel % plane;
+        row = i32((rest / p.w_out) * p.stride) - i32(p.pad_top);
+        col = i32((rest % p.w_out) * p.stride) - i32(p.pad_left);
+        base = (i32(n * p.c_in * p.h) + row) * i32(p.w) + col;
+    }
+    pixel_base[c] = base;
+    pixel_row[c] = row;
+    pixel_col[c] = col;
+}
+
+fn split_tap(slot: u32, k: u32, k_len: u32) {
+    var row = OUTSIDE;
+    var col = 0;
+    var base = 0;
+    if (k < k_len) {
+        let taps = p.kh * p.kw;
+        let ci = k / taps;
+        let ky = (k % taps) / p.kw;
+        let kx = k % p.kw;
+        row = i32(ky);
+        col = i32(kx);
+        base = i32((ci * p.h + ky) * p.w + kx);
+    }
+    tap_base[slot] = base;
+    tap_row[slot] = row;
+    tap_col[slot] = col;
+}
 
 @compute @workgroup_size(WG_N, WG_M)
 fn conv2d(@builtin(workgroup_id) wg: vec3<u32>,
@@ -47,11 +95,20 @@ fn conv2d(@builtin(workgroup_id) wg: vec3<u32>,
     let n_cols = p.batch * p.h_out * p.w_out;
     let k_len = p.c_in * p.kh * p.kw;
 
-    var acc0 = vec4<f32>();
-    var acc1 = vec4<f32>();
-    var acc2 = vec4<f32>();
-    var acc3 = vec4<f32>();
+    var acc: Block8;
+    for (var c = flat; c < tile_n; c += threads) {
+        split_pixel(c, col0 + c, n_cols);
+    }
+    if (flat < TILE_K) {
+        split_tap(flat, flat, k_len);
+    }
+    workgroupBarrier();
     for (var k0 = 0u; k0 < k_len; k0 += TILE_K) {
+        // This step's taps sit in one half of the tables; the next step's go in the other.
+        let half = (k0 / TILE_K) % 2u * TILE_K;
+        if (flat < TILE_K) {
+            split_tap(TILE_K - half + flat, k0 + TILE_K + flat, k_len);
+        }
         for (var e = flat; e < tile_m * TILE_K; e += threads) {
             let r = e / TILE_K;
             let kk = e % TILE_K;
@@ -64,9 +121,12 @@ fn conv2d(@builtin(workgroup_id) wg: vec3<u32>,
         for (var e = flat; e < tile_n * TILE_K; e += threads) {
             let kk = e / tile_n;
             let c = e % tile_n;
+            let t = half + kk;
+            let iy = pixel_row[c] + tap_row[t];
+            let ix = pixel_col[c] + tap_col[t];
             var v = 0.0;
-            if (col0 + c < n_cols && k0 + kk < k_len) {
-                v = patch_value(k0 + kk, col0 + c);
+            if (u32(iy) < p.h && u32(ix) < p.w) {
+                v = f32(x[pixel_base[c] + tap_base[t]]);
             }
             x_tile[kk * tile_n + c] = v;
         }
@@ -75,26 +135,31 @@ fn conv2d(@builtin(workgroup_id) wg: vec3<u32>,
         for (var kk = 0u; kk < TILE_K; kk++) {
             let ar = kk * tile_m + lid.y;
             let bc = kk * tile_n + lid.x;
-            let av = vec4<f32>(w_tile[ar], w_tile[ar + WG_M], w_tile[ar + 2u * WG_M],
-                               w_tile[ar + 3u * WG_M]);
-            let bv = vec4<f32>(x_tile[bc], x_tile[bc + WG_N], x_tile[bc + 2u * WG_N],
+            let b0 = vec4<f32>(x_tile[bc], x_tile[bc + WG_N], x_tile[bc + 2u * WG_N],
                                x_tile[bc + 3u * WG_N]);
-            acc0 = fma(vec4<f32>(av.x), bv, acc0);
-            acc1 = fma(vec4<f32>(av.y), bv, acc1);
-            acc2 = fma(vec4<f32>(av.z), bv, acc2);
-            acc3 = fma(vec4<f32>(av.w), bv, acc3);
+            let b1 = vec4<f32>(x_tile[bc + 4u * WG_N], x_tile[bc + 5u * WG_N],
+                               x_tile[bc + 6u * WG_N], x_tile[bc + 7u * WG_N]);
+            let a0 = vec4<f32>(w_tile[ar], w_tile[ar + WG_M], w_tile[ar + 2u * WG_M],
+                               w_tile[ar + 3u * WG_M]);
+            let a1 = vec4<f32>(w_tile[ar + 4u * WG_M], w_tile[ar + 5u * WG_M],
+                               w_tile[ar + 6u * WG_M], w_tile[ar + 7u * WG_M]);
+            block_fma(&acc, a0, a1, b0, b1);
         }
         workgroupBarrier();
     }
 
-    store_channel(row0 + lid.y, col0 + lid.x, acc0);
-    store_channel(row0 + lid.y + WG_M, col0 + lid.x, acc1);
-    store_channel(row0 + lid.y + 2u * WG_M, col0 + lid.x, acc2);
-    store_channel(row0 + lid.y + 3u * WG_M, col0 + lid.x, acc3);
+    store_channel(row0 + lid.y, col0 + lid.x, acc.r0a, acc.r0b);
+    store_channel(row0 + lid.y + WG_M, col0 + lid.x, acc.r1a, acc.r1b);
+    store_channel(row0 + lid.y + 2u * WG_M, col0 + lid.x, acc.r2a, acc.r2b);
+    store_channel(row0 + lid.y + 3u * WG_M, col0 + lid.x, acc.r3a, acc.r3b);
+    store_channel(row0 + lid.y + 4u * WG_M, col0 + lid.x, acc.r4a, acc.r4b);
+    store_channel(row0 + lid.y + 5u * WG_M, col0 + lid.x, acc.r5a, acc.r5b);
+    store_channel(row0 + lid.y + 6u * WG_M, col0 + lid.x, acc.r6a, acc.r6b);
+    store_channel(row0 + lid.y + 7u * WG_M, col0 + lid.x, acc.r7a, acc.r7b);
 }
 
 // Writes one output channel's values for pixels col, col + WG_N, ..., masked at the edges.
-fn store_channel(co: u32, col: u32, v: vec4<f32>) {
+fn store_channel(co: u32, col: u32, lo: vec4<f32>, hi: vec4<f32>) {
     if (co >= p.c_out) { return; }
     let plane = p.h_out * p.w_out;
     let n_cols = p.batch * plane;
@@ -105,7 +170,9 @@ fn store_channel(co: u32, col: u32, v: vec4<f32>) {
     for (var j = 0u; j < TN; j++) {
         let pixel = col + j * WG_N;
         if (pixel >= n_cols) { return; }
+        var v = lo[j % 4u];
+        if (j >= 4u) { v = hi[j % 4u]; }
         let n = pixel / plane;
-        out[(n * p.c_out + co) * plane + pixel % plane] = elem(v[j] + b);
+        out[(n * p.c_out + co) * plane + pixel % plane] = elem(v + b);
     }
 }

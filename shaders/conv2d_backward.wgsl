@@ -8,7 +8,9 @@
 // Every sum runs in a fixed order: the same bits every run, no atomics.
 // Tiling: dx, one invocation per element of dx (flat index = (x + y · nwg.x) · WG + lid);
 // dw, one invocation per weight element, looping over N·Ho·Wo; db, one workgroup per output
-// channel, WG invocations striding over N·Ho·Wo and meeting in a workgroup sum.
+// channel, WG invocations striding over N·Ho·Wo and meeting in a workgroup sum. dx and dw
+// here are the plain kernels; the fast ones are the tiled forward kernel on rearranged
+// operands (below) and shaders/conv2d_weight_grad.wgsl.
 
 struct Params {
     batch: u32,
@@ -118,14 +120,11 @@ fn conv2d_backward_bias(@builtin(workgroup_id) wg: vec3<u32>,
     }
 }
 
-// The rearrangements that turn both gradients into the tiled kernels' problems:
+// The rearrangements that turn the data gradient into the tiled forward kernel's problem:
 //   conv2d_flip_weight: out[ci, co, ky, kx] = weight[co, ci, KH-1-ky, KW-1-kx], so that dx is
 //     the forward convolution of (dilated) dy with it, padded by K - 1 - pad;
 //   conv2d_dilate: dy with stride - 1 zeros between its rows and columns,
-//     [N, Co, (Ho-1)·s + 1, (Wo-1)·s + 1];
-//   conv2d_channels_first: out[co, n, p] = dy[n, co, p] (dy as [Co, N·Ho·Wo] rows);
-//   conv2d_im2col: out[(n·Ho + oy)·Wo + ox, (ci·KH + ky)·KW + kx] = x[n, ci, iy, ix] or 0 in
-//     the padding, so that dw = dy_channels_first · im2col (one matmul).
+//     [N, Co, (Ho-1)·s + 1, (Wo-1)·s + 1].
 // Tiling: one invocation per output element.
 
 @group(0) @binding(8) var<storage, read_write> arranged: array<elem>;
@@ -156,42 +155,6 @@ fn conv2d_dilate(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) 
     var v = elem(0.0);
     if (y % p.stride == 0u && xx % p.stride == 0u) {
         v = dy[(plane * p.h_out + y / p.stride) * p.w_out + xx / p.stride];
-    }
-    arranged[i] = v;
-}
-
-@compute @workgroup_size(WG)
-fn conv2d_channels_first(@builtin(workgroup_id) wg: vec3<u32>,
-                         @builtin(num_workgroups) nwg: vec3<u32>,
-                         @builtin(local_invocation_index) lid: u32) {
-    let i = flat(wg, nwg, lid);
-    let plane = p.h_out * p.w_out;
-    if (i >= p.batch * p.c_out * plane) { return; }
-    let at = i % plane;
-    let n = (i / plane) % p.batch;
-    let co = i / (plane * p.batch);
-    arranged[i] = dy[(n * p.c_out + co) * plane + at];
-}
-
-@compute @workgroup_size(WG)
-fn conv2d_im2col(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
-                 @builtin(local_invocation_index) lid: u32) {
-    let i = flat(wg, nwg, lid);
-    let k_len = p.c_in * p.kh * p.kw;
-    if (i >= p.batch * p.h_out * p.w_out * k_len) { return; }
-    let k = i % k_len;
-    let row = i / k_len;
-    let kx = k % p.kw;
-    let ky = (k / p.kw) % p.kh;
-    let ci = k / (p.kw * p.kh);
-    let ox = row % p.w_out;
-    let oy = (row / p.w_out) % p.h_out;
-    let n = row / (p.w_out * p.h_out);
-    let iy = i32(oy * p.stride + ky) - i32(p.pad_top);
-    let ix = i32(ox * p.stride + kx) - i32(p.pad_left);
-    var v = elem(0.0);
-    if (iy >= 0 && iy < i32(p.h) && ix >= 0 && ix < i32(p.w)) {
-        v = x[((n * p.c_in + ci) * p.h + u32(iy)) * p.w + u32(ix)];
     }
     arranged[i] = v;
 }

@@ -44,18 +44,26 @@ override SILU: bool = false;
 
 var<workgroup> pairs: array<vec2<f32>, WG>;
 
+const SUM_ROW: u32 = 16u;
+
 // The sum of `v` over the workgroup, both lanes at once; every invocation gets it. Call from
-// uniform control flow.
+// uniform control flow. Two levels, three barriers, as shaders/lib/workgroup_sum.wgsl (WG is
+// a multiple of SUM_ROW).
 fn workgroup_sum2(v: vec2<f32>, lid: u32) -> vec2<f32> {
     pairs[lid] = v;
     workgroupBarrier();
-    for (var stride = WG / 2u; stride > 0u; stride /= 2u) {
-        if (lid < stride) {
-            pairs[lid] += pairs[lid + stride];
+    if (lid < WG / SUM_ROW) {
+        var s = pairs[lid * SUM_ROW];
+        for (var j = 1u; j < SUM_ROW; j++) {
+            s += pairs[lid * SUM_ROW + j];
         }
-        workgroupBarrier();
+        pairs[lid * SUM_ROW] = s;
     }
-    let total = pairs[0];
+    workgroupBarrier();
+    var total = pairs[0];
+    for (var r = 1u; r < WG / SUM_ROW; r++) {
+        total += pairs[r * SUM_ROW];
+    }
     workgroupBarrier();
     return total;
 }

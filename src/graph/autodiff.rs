@@ -483,14 +483,10 @@ impl Tape {
             }
             if t.requires(weight) {
                 let gw = t.temp(&w_shape);
-                let scratch = spatial_backward::weight_scratch(&x_shape, &w_shape, options)?;
-                let count = scratch.len();
-                let mut operands = vec![gy, x, gw];
-                operands.extend(scratch.iter().map(|shape| t.temp(shape)));
-                t.graph.node("conv2d grad weight", &operands, move |c| {
-                    let scratch: Vec<&Tensor> = (3..3 + count).map(|i| c.tensor(i)).collect();
+                t.graph.node("conv2d grad weight", &[gy, x, gw], move |c| {
                     let (gy, x, gw) = (c.tensor(0), c.tensor(1), c.tensor(2));
-                    spatial_backward::conv2d_backward_weight(c.gpu, gy, x, options, &scratch, gw)
+                    let tiled = spatial_backward::WeightGradKernel::Tiled;
+                    spatial_backward::conv2d_backward_weight(c.gpu, gy, x, options, tiled, gw)
                 });
                 t.accumulate(weight, gw);
             }

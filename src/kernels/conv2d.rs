@@ -9,13 +9,15 @@ use crate::kernels::{
 };
 use crate::tensor::{DType, Tensor};
 
-/// The parameters and the patch gather both convolution kernels share.
+/// The parameters and the patch gather the convolution kernels share.
 const PATCH: &str = include_str!("../../shaders/lib/conv2d_patch.wgsl");
+/// An invocation's 8 × 8 block of accumulators (conv2d.wgsl, conv2d_weight_grad.wgsl).
+pub(crate) const BLOCK8: &str = include_str!("../../shaders/lib/block8x8.wgsl");
 
 const SHADER: ShaderSource = ShaderSource {
     name: "conv2d.wgsl",
     body: include_str!("../../shaders/conv2d.wgsl"),
-    library: &[PATCH],
+    library: &[PATCH, BLOCK8],
 };
 const WIDE: ShaderSource = ShaderSource {
     name: "conv2d_wide.wgsl",
@@ -46,13 +48,13 @@ const WIDE_TILE: u32 = 128;
 
 /// The K step; each invocation holds a 4 × 4 register block of outputs.
 const TILE_K: u32 = 16;
-const BLOCK: u32 = 4;
+const BLOCK: u32 = 8;
 
 /// Workgroup shapes (channels × pixels invocations), one per range of output channels: a
 /// layer with few output channels (a UNet's last convolution has 1 or 3) gets a tile that is
 /// narrow in channels and long in pixels instead of a 64 × 64 tile that is mostly idle.
 /// Workgroup memory stays at TILE_K · (tile_m + tile_n) · 4 ≤ 12 KiB.
-const TILINGS: [(u32, u32); 4] = [(1, 32), (4, 32), (8, 32), (16, 16)];
+const TILINGS: [(u32, u32); 4] = [(1, 16), (2, 16), (4, 8), (8, 8)];
 
 /// The `(WG_M, WG_N)` for `c_out` output channels.
 fn tiling(c_out: u32) -> (u32, u32) {

@@ -16,6 +16,11 @@ const CONV: ShaderSource = ShaderSource {
     body: include_str!("../../shaders/conv2d_backward.wgsl"),
     library: &[super::WORKGROUP_SUM],
 };
+const WEIGHT_GRAD: ShaderSource = ShaderSource {
+    name: "conv2d_weight_grad.wgsl",
+    body: include_str!("../../shaders/conv2d_weight_grad.wgsl"),
+    library: &[conv2d::BLOCK8],
+};
 const GROUP_NORM: ShaderSource = ShaderSource {
     name: "group_norm_backward.wgsl",
     body: include_str!("../../shaders/group_norm_backward.wgsl"),
@@ -32,6 +37,28 @@ fn key(shader: ShaderSource, entry: &'static str, dtype: DType) -> PipelineKey {
     PipelineKey::new(shader, entry, dtype, &[("WG", WG)])
 }
 
+/// Workgroup shapes (channels × taps invocations) of the tiled weight gradient, one per range
+/// of output channels (each invocation owns 4 × 4): a UNet's last convolution (1 or 3
+/// channels) gets a tile 4 channels high instead of one that is mostly idle.
+const WEIGHT_GRAD_TILINGS: [(u32, u32); 3] = [(1, 16), (4, 8), (8, 8)];
+const WEIGHT_GRAD_TILE_P: u32 = 16;
+
+fn weight_grad_tiling(c_out: u32) -> (u32, u32) {
+    WEIGHT_GRAD_TILINGS
+        .into_iter()
+        .find(|&(wg_m, _)| c_out <= wg_m * 8)
+        .unwrap_or(WEIGHT_GRAD_TILINGS[WEIGHT_GRAD_TILINGS.len() - 1])
+}
+
+fn weight_grad_key(dtype: DType, (wg_m, wg_n): (u32, u32)) -> PipelineKey {
+    let overrides = [
+        ("WG_M", wg_m),
+        ("WG_N", wg_n),
+        ("TILE_P", WEIGHT_GRAD_TILE_P),
+    ];
+    PipelineKey::new(WEIGHT_GRAD, "conv2d_weight_grad", dtype, &overrides)
+}
+
 fn group_norm_key(entry: &'static str, dtype: DType, silu: bool) -> PipelineKey {
     let overrides = [("WG", WG), ("SILU", u32::from(silu))];
     PipelineKey::new(GROUP_NORM, entry, dtype, &overrides)
@@ -46,10 +73,11 @@ pub(crate) fn pipeline_keys() -> Vec<PipelineKey> {
             "conv2d_backward_bias",
             "conv2d_flip_weight",
             "conv2d_dilate",
-            "conv2d_channels_first",
-            "conv2d_im2col",
         ] {
             keys.push(key(CONV, entry, dtype));
+        }
+        for tiling in WEIGHT_GRAD_TILINGS {
+            keys.push(weight_grad_key(dtype, tiling));
         }
         for silu in [false, true] {
             for entry in [
@@ -139,21 +167,6 @@ pub fn data_scratch(
         ]);
     }
     Ok(shapes)
-}
-
-/// The scratch tensors [`conv2d_backward_weight`] takes to run as one matmul: the gradient
-/// with channels first (`[Co, N·Ho·Wo]`) and the input's patches (`[N·Ho·Wo, Ci·KH·KW]`).
-pub fn weight_scratch(
-    x_shape: &[usize],
-    w_shape: &[usize],
-    options: Conv2dOptions,
-) -> Result<Vec<Vec<usize>>> {
-    let d = shape_dims(x_shape, w_shape, options)?;
-    let positions = d.batch * d.h_out * d.w_out;
-    Ok(vec![
-        vec![d.c_out, positions],
-        vec![positions, d.c_in * d.kh * d.kw],
-    ])
 }
 
 fn shape_dims(x: &[usize], w: &[usize], options: Conv2dOptions) -> Result<Conv2dDims> {
@@ -266,49 +279,52 @@ pub fn conv2d_backward_data<'a>(
     Ok(call.then(conv2d::conv2d(gpu, source, flipped, None, transposed, dx)?))
 }
 
+/// Which kernel computes a convolution's weight gradient.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum WeightGradKernel {
+    /// One invocation per weight, looping over every output pixel: the plain check.
+    Direct,
+    /// A tiled GEMM over dy and x's patches, gathered as staged (`conv2d_weight_grad.wgsl`).
+    Tiled,
+}
+
 /// A convolution's weight gradient `dw` (`[Co, Ci, KH, KW]`) from `dy` and the forward
-/// input `x`. With the [`weight_scratch`] tensors it is one matmul of the gradient (channels
-/// first) by the input's patches; with none, the direct kernel (one invocation per weight).
+/// input `x`, on the `kernel` named.
 pub fn conv2d_backward_weight<'a>(
     gpu: &Gpu,
     dy: &'a Tensor,
     x: &'a Tensor,
     options: Conv2dOptions,
-    scratch: &[&'a Tensor],
+    kernel: WeightGradKernel,
     dw: &'a Tensor,
 ) -> Result<KernelCall<'a>> {
     let op = "conv2d weight gradient";
     let dtype = same_dtype(op, &[dy, x, dw])?;
     let d = conv2d::dims(x, dw, None, options, dy)?;
     let params = conv_params(&d, options)?;
-    if scratch.is_empty() {
-        let grid = groups_of(gpu, op, dw.len())?;
-        let key = key(CONV, "conv2d_backward_weight", dtype);
-        return prepare(gpu, &key, &params, &[(1, dy), (3, x), (5, dw)], grid);
+    to_u32(op, "output pixels", d.batch * d.h_out * d.w_out)?;
+    match kernel {
+        WeightGradKernel::Direct => {
+            let grid = groups_of(gpu, op, dw.len())?;
+            let key = key(CONV, "conv2d_backward_weight", dtype);
+            prepare(gpu, &key, &params, &[(1, dy), (3, x), (5, dw)], grid)
+        }
+        WeightGradKernel::Tiled => {
+            let (wg_m, wg_n) = weight_grad_tiling(params.c_out);
+            let taps = to_u32(op, "taps", d.c_in * d.kh * d.kw)?;
+            let grid = [taps.div_ceil(wg_n * 8), params.c_out.div_ceil(wg_m * 8), 1];
+            let limit = gpu.limits().max_compute_workgroups_per_dimension;
+            if grid[0] > limit || grid[1] > limit {
+                return Err(Error::TooManyWorkgroups {
+                    what: format!("{op} over {taps} taps and {} channels", params.c_out),
+                    groups: u64::from(grid[0].max(grid[1])),
+                    limit,
+                });
+            }
+            let key = weight_grad_key(dtype, (wg_m, wg_n));
+            prepare(gpu, &key, &params, &[(1, dy), (3, x), (5, dw)], grid)
+        }
     }
-    let shapes = weight_scratch(x.shape(), dw.shape(), options)?;
-    check_scratch(op, scratch, &shapes, dtype)?;
-    let (rows, patches) = (scratch[0], scratch[1]);
-    let grid = groups_of(gpu, op, rows.len())?;
-    let first = prepare(
-        gpu,
-        &key(CONV, "conv2d_channels_first", dtype),
-        &params,
-        &[(1, dy), (8, rows)],
-        grid,
-    )?;
-    let grid = groups_of(gpu, op, patches.len())?;
-    let second = prepare(
-        gpu,
-        &key(CONV, "conv2d_im2col", dtype),
-        &params,
-        &[(3, x), (8, patches)],
-        grid,
-    )?;
-    let dw2 = dw.reshape(&[d.c_out, d.c_in * d.kh * d.kw])?;
-    let product =
-        super::matmul::matmul(gpu, rows, patches, super::matmul::BLayout::KN, None, &dw2)?;
-    Ok(first.then(second).then(product.detach().owning([dw2])))
 }
 
 /// A convolution's bias gradient `db` (`[Co]`): `dy` summed over samples and positions.

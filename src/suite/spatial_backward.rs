@@ -152,9 +152,12 @@ impl CaseSpec for Conv2dBackwardSpec {
     fn call<'a>(&self, gpu: &Gpu, inputs: &'a [Tensor], out: &'a Tensor) -> Result<KernelCall<'a>> {
         let (x, w, dy) = (&inputs[0], &inputs[1], &inputs[2]);
         let shapes = match (self.grad, self.direct) {
-            (_, true) | (Grad::Bias, _) => Vec::new(),
             (Grad::Input, false) => kernels::data_scratch(x.shape(), w.shape(), self.options)?,
-            (Grad::Weight, false) => kernels::weight_scratch(x.shape(), w.shape(), self.options)?,
+            _ => Vec::new(),
+        };
+        let weight_kernel = match self.direct {
+            true => kernels::WeightGradKernel::Direct,
+            false => kernels::WeightGradKernel::Tiled,
         };
         let scratch = shapes
             .iter()
@@ -163,7 +166,9 @@ impl CaseSpec for Conv2dBackwardSpec {
         let views: Vec<&Tensor> = scratch.iter().collect();
         let call = match self.grad {
             Grad::Input => kernels::conv2d_backward_data(gpu, dy, w, self.options, &views, out)?,
-            Grad::Weight => kernels::conv2d_backward_weight(gpu, dy, x, self.options, &views, out)?,
+            Grad::Weight => {
+                kernels::conv2d_backward_weight(gpu, dy, x, self.options, weight_kernel, out)?
+            }
             Grad::Bias => kernels::conv2d_backward_bias(gpu, dy, out)?,
         };
         Ok(call.detach().owning(scratch))

@@ -219,6 +219,23 @@ fn spatial_backward_cases() -> Vec<Entry> {
             list.push(entry(spec, true, BenchTier::No));
         }
     }
+    // Timed: the digits UNet's 3x3 convolutions at train-ddpm's batch of 32.
+    for (c_in, c_out, hw) in [(32, 32, 8), (64, 64, 4), (96, 32, 8)] {
+        for grad in [Grad::Input, Grad::Weight] {
+            let spec = Conv2dBackwardSpec {
+                batch: 32,
+                c_in,
+                c_out,
+                h: hw,
+                w: hw,
+                k: 3,
+                options: Conv2dOptions::symmetric(1, 1),
+                grad,
+                direct: false,
+            };
+            list.push(entry(spec, false, BenchTier::Quick));
+        }
+    }
     for (batch, channels, groups, spatial) in
         [(1, 1, 1, 1), (2, 6, 3, 7), (2, 8, 2, 257), (3, 32, 8, 256)]
     {

@@ -93,6 +93,11 @@ fn scalar_conv_cases() -> Vec<(Conv2dSpec, bool, BenchTier)> {
     list.push((quick_wide, false, BenchTier::Quick));
     let full = Conv2dSpec::new(4, 128, 128, (32, 32), 3, 1);
     list.push((full, false, BenchTier::Full));
+    // The digits UNet's convolutions at train-ddpm's batch of 32.
+    for (c_in, c_out, hw) in [(32, 32, (8, 8)), (64, 64, (4, 4))] {
+        let spec = Conv2dSpec::new(32, c_in, c_out, hw, 3, 1);
+        list.push((spec, false, BenchTier::Quick));
+    }
     list
 }
 
