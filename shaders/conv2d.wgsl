@@ -7,13 +7,14 @@
 // GEMM view: rows = output channels (M = c_out), columns = output pixels of the whole batch
 // (N = batch·h_out·w_out), K = c_in·kh·kw. The weights are row-major [M, K] as stored; the
 // [K, N] patch matrix is never built: its tile is gathered from x as it is staged.
-// Tiling: as shaders/matmul.wgsl. A workgroup of WG_N × WG_M invocations owns a
-// (WG_M·4) × (WG_N·4) tile of channels × pixels (grid x = pixel tiles, y = channel tiles;
-// the host picks a narrow WG_M for layers with few output channels),
-// walks K in steps of TILE_K staging the weight and patch tiles in workgroup memory (f32,
-// zero past the edges), and each invocation keeps a 4 × 4 block of accumulators in four
-// vec4 registers. Neighbouring invocations handle neighbouring pixels, so the gathers from
-// x and the writes of out are contiguous along a row.
+// Tiling: a workgroup of WG_N × WG_M invocations owns a (WG_M·8) × (WG_N·8) tile of
+// channels × pixels (grid x = pixel tiles, y = channel tiles; the host picks a narrow WG_M
+// for layers with few output channels), walks K in steps of TILE_K staging the weight and
+// patch tiles in workgroup memory (f32, zero past the edges), and each invocation keeps an
+// 8 × 8 block of accumulators (channels lid.y + i·WG_M, pixels lid.x + j·WG_N) in named
+// registers (shaders/lib/block8x8.wgsl): 64 multiply-adds per 16 reads of workgroup memory.
+// Neighbouring invocations handle neighbouring pixels, so the gathers from x and the writes
+// of out are contiguous along a row.
 // The gather divides nothing in its loop (integer division is slow where invocations are
 // SIMD lanes of a CPU): x's index splits into a pixel part and a tap part,
 //   ((n·Ci + ci)·H + iy0 + ky)·W + ix0 + kx = [(n·Ci·H + iy0)·W + ix0] + [(ci·H + ky)·W + kx],
@@ -34,8 +35,10 @@ override TILE_K: u32 = 16u;
 @group(0) @binding(3) var<storage, read> bias: array<elem>;
 @group(0) @binding(4) var<storage, read_write> out: array<elem>;
 
-var<workgroup> w_tile: array<f32, TILE_K * WG_M * TM>;
-var<workgroup> x_tile: array<f32, TILE_K * WG_N * TN>;
+// The tiles, k-major, as quads of four consecutive channels (pixels): element (k, r) of the
+// weight tile is w_tile[k · 2·WG_M + r / 4][r % 4]; the patch tile likewise with 2·WG_N.
+var<workgroup> w_tile: array<vec4<f32>, TILE_K * WG_M * 2>;
+var<workgroup> x_tile: array<vec4<f32>, TILE_K * WG_N * 2>;
 
 // A pixel's part of x's index and its first input row and column; a tap's part and (ky, kx).
 // Pixels past the last and taps past K get a first row far below zero: never in range.
@@ -88,10 +91,11 @@ fn conv2d(@builtin(workgroup_id) wg: vec3<u32>,
           @builtin(local_invocation_index) flat: u32) {
     let tile_m = WG_M * TM;
     let tile_n = WG_N * TN;
+    let quads_m = tile_m / 4u;
+    let quads_n = tile_n / 4u;
     let threads = WG_M * WG_N;
     let row0 = wg.y * tile_m;
     let col0 = wg.x * tile_n;
-    let m = p.c_out;
     let n_cols = p.batch * p.h_out * p.w_out;
     let k_len = p.c_in * p.kh * p.kw;
 
@@ -109,70 +113,85 @@ fn conv2d(@builtin(workgroup_id) wg: vec3<u32>,
         if (flat < TILE_K) {
             split_tap(TILE_K - half + flat, k0 + TILE_K + flat, k_len);
         }
-        for (var e = flat; e < tile_m * TILE_K; e += threads) {
-            let r = e / TILE_K;
+        for (var e = flat; e < quads_m * TILE_K; e += threads) {
+            let q = e / TILE_K;
             let kk = e % TILE_K;
-            var v = 0.0;
-            if (row0 + r < m && k0 + kk < k_len) {
-                v = f32(wt[(row0 + r) * k_len + k0 + kk]);
-            }
-            w_tile[kk * tile_m + r] = v;
+            w_tile[kk * quads_m + q] = vec4<f32>(weight_at(row0 + 4u * q, k0 + kk, k_len),
+                                                 weight_at(row0 + 4u * q + 1u, k0 + kk, k_len),
+                                                 weight_at(row0 + 4u * q + 2u, k0 + kk, k_len),
+                                                 weight_at(row0 + 4u * q + 3u, k0 + kk, k_len));
         }
-        for (var e = flat; e < tile_n * TILE_K; e += threads) {
-            let kk = e / tile_n;
-            let c = e % tile_n;
+        for (var e = flat; e < quads_n * TILE_K; e += threads) {
+            let kk = e / quads_n;
+            let c = 4u * (e % quads_n);
             let t = half + kk;
-            let iy = pixel_row[c] + tap_row[t];
-            let ix = pixel_col[c] + tap_col[t];
-            var v = 0.0;
-            if (u32(iy) < p.h && u32(ix) < p.w) {
-                v = f32(x[pixel_base[c] + tap_base[t]]);
-            }
-            x_tile[kk * tile_n + c] = v;
+            x_tile[kk * quads_n + c / 4u] = vec4<f32>(patch_at(c, t), patch_at(c + 1u, t),
+                                                      patch_at(c + 2u, t), patch_at(c + 3u, t));
         }
         workgroupBarrier();
 
         for (var kk = 0u; kk < TILE_K; kk++) {
-            let ar = kk * tile_m + lid.y;
-            let bc = kk * tile_n + lid.x;
-            let b0 = vec4<f32>(x_tile[bc], x_tile[bc + WG_N], x_tile[bc + 2u * WG_N],
-                               x_tile[bc + 3u * WG_N]);
-            let b1 = vec4<f32>(x_tile[bc + 4u * WG_N], x_tile[bc + 5u * WG_N],
-                               x_tile[bc + 6u * WG_N], x_tile[bc + 7u * WG_N]);
-            let a0 = vec4<f32>(w_tile[ar], w_tile[ar + WG_M], w_tile[ar + 2u * WG_M],
-                               w_tile[ar + 3u * WG_M]);
-            let a1 = vec4<f32>(w_tile[ar + 4u * WG_M], w_tile[ar + 5u * WG_M],
-                               w_tile[ar + 6u * WG_M], w_tile[ar + 7u * WG_M]);
+            let a0 = w_tile[kk * quads_m + lid.y];
+            let a1 = w_tile[kk * quads_m + WG_M + lid.y];
+            let b0 = x_tile[kk * quads_n + lid.x];
+            let b1 = x_tile[kk * quads_n + WG_N + lid.x];
             block_fma(&acc, a0, a1, b0, b1);
         }
         workgroupBarrier();
     }
 
-    store_channel(row0 + lid.y, col0 + lid.x, acc.r0a, acc.r0b);
-    store_channel(row0 + lid.y + WG_M, col0 + lid.x, acc.r1a, acc.r1b);
-    store_channel(row0 + lid.y + 2u * WG_M, col0 + lid.x, acc.r2a, acc.r2b);
-    store_channel(row0 + lid.y + 3u * WG_M, col0 + lid.x, acc.r3a, acc.r3b);
-    store_channel(row0 + lid.y + 4u * WG_M, col0 + lid.x, acc.r4a, acc.r4b);
-    store_channel(row0 + lid.y + 5u * WG_M, col0 + lid.x, acc.r5a, acc.r5b);
-    store_channel(row0 + lid.y + 6u * WG_M, col0 + lid.x, acc.r6a, acc.r6b);
-    store_channel(row0 + lid.y + 7u * WG_M, col0 + lid.x, acc.r7a, acc.r7b);
+    // Rows 4·lid.y + i and 4·(WG_M + lid.y) + i; pixels from 4·lid.x and 4·(WG_N + lid.x).
+    let r0 = row0 + 4u * lid.y;
+    let r1 = row0 + 4u * (WG_M + lid.y);
+    let c0 = col0 + 4u * lid.x;
+    let c1 = col0 + 4u * (WG_N + lid.x);
+    store_channel(r0, c0, c1, acc.r0a, acc.r0b);
+    store_channel(r0 + 1u, c0, c1, acc.r1a, acc.r1b);
+    store_channel(r0 + 2u, c0, c1, acc.r2a, acc.r2b);
+    store_channel(r0 + 3u, c0, c1, acc.r3a, acc.r3b);
+    store_channel(r1, c0, c1, acc.r4a, acc.r4b);
+    store_channel(r1 + 1u, c0, c1, acc.r5a, acc.r5b);
+    store_channel(r1 + 2u, c0, c1, acc.r6a, acc.r6b);
+    store_channel(r1 + 3u, c0, c1, acc.r7a, acc.r7b);
 }
 
-// Writes one output channel's values for pixels col, col + WG_N, ..., masked at the edges.
-fn store_channel(co: u32, col: u32, lo: vec4<f32>, hi: vec4<f32>) {
+// Weight (co, k) as f32, zero outside [c_out, k_len].
+fn weight_at(co: u32, k: u32, k_len: u32) -> f32 {
+    if (co < p.c_out && k < k_len) {
+        return f32(wt[co * k_len + k]);
+    }
+    return 0.0;
+}
+
+// Patch element (tap table slot t, the tile's pixel c): x there, or zero in the padding.
+fn patch_at(c: u32, t: u32) -> f32 {
+    let iy = pixel_row[c] + tap_row[t];
+    let ix = pixel_col[c] + tap_col[t];
+    if (u32(iy) < p.h && u32(ix) < p.w) {
+        return f32(x[pixel_base[c] + tap_base[t]]);
+    }
+    return 0.0;
+}
+
+// Writes one output channel's values for pixels lo..lo+3 and hi..hi+3, masked at the edges.
+fn store_channel(co: u32, lo: u32, hi: u32, a: vec4<f32>, b: vec4<f32>) {
     if (co >= p.c_out) { return; }
     let plane = p.h_out * p.w_out;
     let n_cols = p.batch * plane;
-    var b = 0.0;
+    var bias_co = 0.0;
     if (p.has_bias != 0u) {
-        b = f32(bias[co]);
+        bias_co = f32(bias[co]);
     }
     for (var j = 0u; j < TN; j++) {
-        let pixel = col + j * WG_N;
-        if (pixel >= n_cols) { return; }
-        var v = lo[j % 4u];
-        if (j >= 4u) { v = hi[j % 4u]; }
-        let n = pixel / plane;
-        out[(n * p.c_out + co) * plane + pixel % plane] = elem(v + b);
+        var pixel = lo + j;
+        var v = a[j % 4u];
+        if (j >= 4u) {
+            pixel = hi + j - 4u;
+            v = b[j % 4u];
+        }
+        if (pixel < n_cols) {
+            let n = pixel / plane;
+            out[(n * p.c_out + co) * plane + pixel % plane] = elem(v + bias_co);
+        }
     }
 }

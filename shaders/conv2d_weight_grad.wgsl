@@ -6,11 +6,11 @@
 // is stored (its [Co, pixels] tile is contiguous along pixels); the [pixels, taps] patch
 // matrix is never built: its tile is gathered from x as it is staged.
 // Tiling: as shaders/conv2d.wgsl with K and N exchanged. A workgroup of WG_N × WG_M
-// invocations owns a (WG_M·4) × (WG_N·4) tile of channels × taps (grid x = tap tiles, y =
+// invocations owns a (WG_M·8) × (WG_N·8) tile of channels × taps (grid x = tap tiles, y =
 // channel tiles; the host picks a narrow WG_M for few output channels), walks the pixels in
 // steps of TILE_P staging both tiles in workgroup memory (f32, zero past the edges), and each
-// invocation keeps a 4 × 4 block of accumulators in four vec4 registers. Every sum runs in
-// pixel order: the same bits every run, no atomics.
+// invocation keeps an 8 × 8 block of accumulators (shaders/lib/block8x8.wgsl). Every sum
+// runs in pixel order: the same bits every run, no atomics.
 // The gather divides nothing in its loop: x's index splits into a pixel part and a tap part,
 //   ((n·Ci + ci)·H + iy0 + ky)·W + ix0 + kx = [(n·Ci·H + iy0)·W + ix0] + [(ci·H + ky)·W + kx],
 // iy0 = oy·s - pt, ix0 = ox·s - pl; the tile's taps are split once into workgroup tables and
@@ -42,8 +42,10 @@ override TILE_P: u32 = 16u;
 @group(0) @binding(3) var<storage, read> x: array<elem>;
 @group(0) @binding(5) var<storage, read_write> dw: array<elem>;
 
-var<workgroup> dy_tile: array<f32, TILE_P * WG_M * TM>;
-var<workgroup> x_tile: array<f32, TILE_P * WG_N * TN>;
+// The tiles, pixel-major, as quads of four consecutive channels (taps): element (pixel, r) of
+// the gradient tile is dy_tile[pixel · 2·WG_M + r / 4][r % 4]; the patch tile likewise.
+var<workgroup> dy_tile: array<vec4<f32>, TILE_P * WG_M * 2>;
+var<workgroup> x_tile: array<vec4<f32>, TILE_P * WG_N * 2>;
 
 // A tap's part of x's index and its (ky, kx); a pixel's part of dy's and x's indices and its
 // first input row and column. Taps past the last get a row far below zero: never in range.
@@ -100,6 +102,8 @@ fn conv2d_weight_grad(@builtin(workgroup_id) wg: vec3<u32>,
                       @builtin(local_invocation_index) flat: u32) {
     let tile_m = WG_M * TM;
     let tile_n = WG_N * TN;
+    let quads_m = tile_m / 4u;
+    let quads_n = tile_n / 4u;
     let threads = WG_M * WG_N;
     let row0 = wg.y * tile_m;
     let col0 = wg.x * tile_n;
@@ -122,62 +126,81 @@ fn conv2d_weight_grad(@builtin(workgroup_id) wg: vec3<u32>,
         if (flat < TILE_P) {
             split_pixel(TILE_P - half + flat, p0 + TILE_P + flat, pixels);
         }
-        for (var e = flat; e < tile_m * TILE_P; e += threads) {
-            let r = e / TILE_P;
+        for (var e = flat; e < quads_m * TILE_P; e += threads) {
+            let q = e / TILE_P;
             let pp = e % TILE_P;
-            var v = 0.0;
-            if (row0 + r < p.c_out && p0 + pp < pixels) {
-                v = f32(dy[pixel_dy[half + pp] + (row0 + r) * plane]);
-            }
-            dy_tile[pp * tile_m + r] = v;
+            let t = half + pp;
+            let valid = p0 + pp < pixels;
+            dy_tile[pp * quads_m + q] = vec4<f32>(dy_at(row0 + 4u * q, t, plane, valid),
+                                                  dy_at(row0 + 4u * q + 1u, t, plane, valid),
+                                                  dy_at(row0 + 4u * q + 2u, t, plane, valid),
+                                                  dy_at(row0 + 4u * q + 3u, t, plane, valid));
         }
-        for (var e = flat; e < tile_n * TILE_P; e += threads) {
-            let pp = e / tile_n;
-            let c = e % tile_n;
-            let iy = pixel_row[half + pp] + tap_row[c];
-            let ix = pixel_col[half + pp] + tap_col[c];
-            var v = 0.0;
-            if (u32(iy) < p.h && u32(ix) < p.w) {
-                v = f32(x[pixel_base[half + pp] + tap_base[c]]);
-            }
-            x_tile[pp * tile_n + c] = v;
+        for (var e = flat; e < quads_n * TILE_P; e += threads) {
+            let pp = e / quads_n;
+            let c = 4u * (e % quads_n);
+            let t = half + pp;
+            x_tile[pp * quads_n + c / 4u] = vec4<f32>(patch_at(c, t), patch_at(c + 1u, t),
+                                                      patch_at(c + 2u, t), patch_at(c + 3u, t));
         }
         workgroupBarrier();
 
         for (var pp = 0u; pp < TILE_P; pp++) {
-            let ar = pp * tile_m + lid.y;
-            let bc = pp * tile_n + lid.x;
-            let b0 = vec4<f32>(x_tile[bc], x_tile[bc + WG_N], x_tile[bc + 2u * WG_N],
-                               x_tile[bc + 3u * WG_N]);
-            let b1 = vec4<f32>(x_tile[bc + 4u * WG_N], x_tile[bc + 5u * WG_N],
-                               x_tile[bc + 6u * WG_N], x_tile[bc + 7u * WG_N]);
-            let a0 = vec4<f32>(dy_tile[ar], dy_tile[ar + WG_M], dy_tile[ar + 2u * WG_M],
-                               dy_tile[ar + 3u * WG_M]);
-            let a1 = vec4<f32>(dy_tile[ar + 4u * WG_M], dy_tile[ar + 5u * WG_M],
-                               dy_tile[ar + 6u * WG_M], dy_tile[ar + 7u * WG_M]);
+            let a0 = dy_tile[pp * quads_m + lid.y];
+            let a1 = dy_tile[pp * quads_m + WG_M + lid.y];
+            let b0 = x_tile[pp * quads_n + lid.x];
+            let b1 = x_tile[pp * quads_n + WG_N + lid.x];
             block_fma(&acc, a0, a1, b0, b1);
         }
         workgroupBarrier();
     }
 
-    store_row(row0 + lid.y, col0 + lid.x, k_len, acc.r0a, acc.r0b);
-    store_row(row0 + lid.y + WG_M, col0 + lid.x, k_len, acc.r1a, acc.r1b);
-    store_row(row0 + lid.y + 2u * WG_M, col0 + lid.x, k_len, acc.r2a, acc.r2b);
-    store_row(row0 + lid.y + 3u * WG_M, col0 + lid.x, k_len, acc.r3a, acc.r3b);
-    store_row(row0 + lid.y + 4u * WG_M, col0 + lid.x, k_len, acc.r4a, acc.r4b);
-    store_row(row0 + lid.y + 5u * WG_M, col0 + lid.x, k_len, acc.r5a, acc.r5b);
-    store_row(row0 + lid.y + 6u * WG_M, col0 + lid.x, k_len, acc.r6a, acc.r6b);
-    store_row(row0 + lid.y + 7u * WG_M, col0 + lid.x, k_len, acc.r7a, acc.r7b);
+    // Channels 4·lid.y + i and 4·(WG_M + lid.y) + i; taps from 4·lid.x and 4·(WG_N + lid.x).
+    let r0 = row0 + 4u * lid.y;
+    let r1 = row0 + 4u * (WG_M + lid.y);
+    let c0 = col0 + 4u * lid.x;
+    let c1 = col0 + 4u * (WG_N + lid.x);
+    store_row(r0, c0, c1, k_len, acc.r0a, acc.r0b);
+    store_row(r0 + 1u, c0, c1, k_len, acc.r1a, acc.r1b);
+    store_row(r0 + 2u, c0, c1, k_len, acc.r2a, acc.r2b);
+    store_row(r0 + 3u, c0, c1, k_len, acc.r3a, acc.r3b);
+    store_row(r1, c0, c1, k_len, acc.r4a, acc.r4b);
+    store_row(r1 + 1u, c0, c1, k_len, acc.r5a, acc.r5b);
+    store_row(r1 + 2u, c0, c1, k_len, acc.r6a, acc.r6b);
+    store_row(r1 + 3u, c0, c1, k_len, acc.r7a, acc.r7b);
 }
 
-// Writes one output channel's gradients for taps k, k + WG_N, ..., masked at the edges.
-fn store_row(co: u32, k: u32, k_len: u32, lo: vec4<f32>, hi: vec4<f32>) {
+// dy at channel co and the pixel in table slot t, zero past the channels or the pixels.
+fn dy_at(co: u32, t: u32, plane: u32, valid: bool) -> f32 {
+    if (valid && co < p.c_out) {
+        return f32(dy[pixel_dy[t] + co * plane]);
+    }
+    return 0.0;
+}
+
+// Patch element (the pixel in table slot t, the tile's tap c): x there, or zero in the
+// padding and past the taps.
+fn patch_at(c: u32, t: u32) -> f32 {
+    let iy = pixel_row[t] + tap_row[c];
+    let ix = pixel_col[t] + tap_col[c];
+    if (u32(iy) < p.h && u32(ix) < p.w) {
+        return f32(x[pixel_base[t] + tap_base[c]]);
+    }
+    return 0.0;
+}
+
+// Writes one output channel's gradients for taps lo..lo+3 and hi..hi+3, masked at the edges.
+fn store_row(co: u32, lo: u32, hi: u32, k_len: u32, a: vec4<f32>, b: vec4<f32>) {
     if (co >= p.c_out) { return; }
     for (var j = 0u; j < TN; j++) {
-        let kj = k + j * WG_N;
-        if (kj >= k_len) { return; }
-        var v = lo[j % 4u];
-        if (j >= 4u) { v = hi[j % 4u]; }
-        dw[co * k_len + kj] = elem(v);
+        var k = lo + j;
+        var v = a[j % 4u];
+        if (j >= 4u) {
+            k = hi + j - 4u;
+            v = b[j % 4u];
+        }
+        if (k < k_len) {
+            dw[co * k_len + k] = elem(v);
+        }
     }
 }

@@ -46,14 +46,16 @@ pub enum ConvPath {
 /// channels on.
 const WIDE_TILE: u32 = 128;
 
-/// The K step; each invocation holds a 4 × 4 register block of outputs.
+/// The K step of conv2d.wgsl.
 const TILE_K: u32 = 16;
+/// Each invocation of conv2d.wgsl holds a BLOCK × BLOCK register block of outputs.
 const BLOCK: u32 = 8;
 
 /// Workgroup shapes (channels × pixels invocations), one per range of output channels: a
 /// layer with few output channels (a UNet's last convolution has 1 or 3) gets a tile that is
 /// narrow in channels and long in pixels instead of a 64 × 64 tile that is mostly idle.
-/// Workgroup memory stays at TILE_K · (tile_m + tile_n) · 4 ≤ 12 KiB.
+/// Workgroup memory stays at TILE_K · (tile_m + tile_n) · 4 ≤ 9 KiB, plus the gather's
+/// tables (1.6 KiB).
 const TILINGS: [(u32, u32); 4] = [(1, 16), (2, 16), (4, 8), (8, 8)];
 
 /// The `(WG_M, WG_N)` for `c_out` output channels.

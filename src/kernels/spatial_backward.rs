@@ -38,15 +38,16 @@ fn key(shader: ShaderSource, entry: &'static str, dtype: DType) -> PipelineKey {
 }
 
 /// Workgroup shapes (channels × taps invocations) of the tiled weight gradient, one per range
-/// of output channels (each invocation owns 4 × 4): a UNet's last convolution (1 or 3
-/// channels) gets a tile 4 channels high instead of one that is mostly idle.
+/// of output channels (each invocation owns 8 × 8): a UNet's last convolution (1 or 3
+/// channels) gets a tile 8 channels high instead of one that is mostly idle.
 const WEIGHT_GRAD_TILINGS: [(u32, u32); 3] = [(1, 16), (4, 8), (8, 8)];
 const WEIGHT_GRAD_TILE_P: u32 = 16;
+const WEIGHT_GRAD_BLOCK: u32 = 8;
 
 fn weight_grad_tiling(c_out: u32) -> (u32, u32) {
     WEIGHT_GRAD_TILINGS
         .into_iter()
-        .find(|&(wg_m, _)| c_out <= wg_m * 8)
+        .find(|&(wg_m, _)| c_out <= wg_m * WEIGHT_GRAD_BLOCK)
         .unwrap_or(WEIGHT_GRAD_TILINGS[WEIGHT_GRAD_TILINGS.len() - 1])
 }
 
@@ -312,7 +313,12 @@ pub fn conv2d_backward_weight<'a>(
         WeightGradKernel::Tiled => {
             let (wg_m, wg_n) = weight_grad_tiling(params.c_out);
             let taps = to_u32(op, "taps", d.c_in * d.kh * d.kw)?;
-            let grid = [taps.div_ceil(wg_n * 8), params.c_out.div_ceil(wg_m * 8), 1];
+            let block = WEIGHT_GRAD_BLOCK;
+            let grid = [
+                taps.div_ceil(wg_n * block),
+                params.c_out.div_ceil(wg_m * block),
+                1,
+            ];
             let limit = gpu.limits().max_compute_workgroups_per_dimension;
             if grid[0] > limit || grid[1] > limit {
                 return Err(Error::TooManyWorkgroups {

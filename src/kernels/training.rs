@@ -969,13 +969,28 @@ const ATTENTION_BACKWARD: ShaderSource = ShaderSource {
     body: include_str!("../../shaders/attention_backward.wgsl"),
     library: &[super::WORKGROUP_SUM],
 };
-/// Invocations per attention-backward workgroup (keys or queries per tile).
-const ATTENTION_BACKWARD_WG: u32 = 64;
-/// The largest head size the attention backward takes (the shader's OUT_PER_LANE · WG).
-pub const ATTENTION_BACKWARD_MAX_HEAD_DIM: usize = 4 * ATTENTION_BACKWARD_WG as usize;
+/// Each invocation of the attention backward owns this many output dimensions (the shader's
+/// OUT_PER_LANE).
+const ATTENTION_BACKWARD_OUT_PER_LANE: u32 = 4;
+/// The largest head size the attention backward takes: OUT_PER_LANE · the widest workgroup.
+pub const ATTENTION_BACKWARD_MAX_HEAD_DIM: usize = 4 * 64;
+
+/// Invocations per attention-backward workgroup (keys or queries per tile): the fewest that
+/// cover `head_dim`, 32 or 64 (fewer invocations meet at each barrier, which is what a CPU
+/// adapter pays for).
+fn attention_backward_wg(head_dim: u32) -> u32 {
+    if head_dim <= 32 * ATTENTION_BACKWARD_OUT_PER_LANE {
+        32
+    } else {
+        64
+    }
+}
 
 fn attention_backward_key(entry: &'static str, dtype: DType, head_dim: u32) -> PipelineKey {
-    let overrides = [("HEAD_DIM", head_dim), ("WG", ATTENTION_BACKWARD_WG)];
+    let overrides = [
+        ("HEAD_DIM", head_dim),
+        ("WG", attention_backward_wg(head_dim)),
+    ];
     PipelineKey::new(ATTENTION_BACKWARD, entry, dtype, &overrides)
 }
 

@@ -100,7 +100,7 @@ pub(super) fn training_cases(dtype: DType) -> Vec<Entry> {
         }
     }
     // Attention's backward: every head grouping, causal and full, a query chunk after
-    // earlier keys, a tile ± 1 of keys, head sizes 32 to 128, a batch of two.
+    // earlier keys, a tile ± 1 of keys, head sizes 32 to 256, a batch of two.
     let attention = |q_len, kv_len, heads, head_dim, causal| AttentionBackwardSpec {
         batch: 1,
         q_len,
@@ -119,6 +119,8 @@ pub(super) fn training_cases(dtype: DType) -> Vec<Entry> {
     specs.push(attention(7, 65, (4, 2), 64, true));
     specs.push(attention(63, 63, (2, 1), 32, true));
     specs.push(attention(17, 17, (2, 2), 128, false));
+    // Past 128 the workgroup doubles.
+    specs.push(attention(5, 9, (2, 1), 256, true));
     specs.push(AttentionBackwardSpec {
         batch: 2,
         ..attention(9, 20, (4, 2), 80, true)
