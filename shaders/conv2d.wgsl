@@ -16,10 +16,8 @@
 // Neighbouring invocations handle neighbouring pixels, so the gathers from x and the writes
 // of out are contiguous along a row.
 // The gather divides nothing in its loop (integer division is slow where invocations are
-// SIMD lanes of a CPU): x's index splits into a pixel part and a tap part,
-//   ((n·Ci + ci)·H + iy0 + ky)·W + ix0 + kx = [(n·Ci·H + iy0)·W + ix0] + [(ci·H + ky)·W + kx],
-// with iy0 = oy·stride - pad_top, ix0 = ox·stride - pad_left; the tile's pixels are split
-// once, into workgroup tables, and each K step's taps one step ahead (two tables in turn).
+// SIMD lanes of a CPU): the tile's pixels are split once into workgroup tables, each K step's
+// taps one step ahead (shaders/lib/conv2d_tables.wgsl).
 
 // struct Params: shaders/lib/conv2d_patch.wgsl.
 
@@ -40,50 +38,14 @@ override TILE_K: u32 = 16u;
 var<workgroup> w_tile: array<vec4<f32>, TILE_K * WG_M * 2>;
 var<workgroup> x_tile: array<vec4<f32>, TILE_K * WG_N * 2>;
 
-// A pixel's part of x's index and its first input row and column; a tap's part and (ky, kx).
-// Pixels past the last and taps past K get a first row far below zero: never in range.
-const OUTSIDE: i32 = -(1 << 29);
+// The gather's tables (shaders/lib/conv2d_tables.wgsl): the tile's pixels, and the taps of
+// two K steps (this one and the next).
 var<workgroup> pixel_base: array<i32, WG_N * TN>;
 var<workgroup> pixel_row: array<i32, WG_N * TN>;
 var<workgroup> pixel_col: array<i32, WG_N * TN>;
 var<workgroup> tap_base: array<i32, 2 * TILE_K>;
 var<workgroup> tap_row: array<i32, 2 * TILE_K>;
 var<workgroup> tap_col: array<i32, 2 * TILE_K>;
-
-fn split_pixel(c: u32, pixel: u32, n_cols: u32) {
-    var row = OUTSIDE;
-    var col = 0;
-    var base = 0;
-    if (pixel < n_cols) {
-        let plane = p.h_out * p.w_out;
-        let n = pixel / plane;
-        let rest = pixel % plane;
-        row = i32((rest / p.w_out) * p.stride) - i32(p.pad_top);
-        col = i32((rest % p.w_out) * p.stride) - i32(p.pad_left);
-        base = (i32(n * p.c_in * p.h) + row) * i32(p.w) + col;
-    }
-    pixel_base[c] = base;
-    pixel_row[c] = row;
-    pixel_col[c] = col;
-}
-
-fn split_tap(slot: u32, k: u32, k_len: u32) {
-    var row = OUTSIDE;
-    var col = 0;
-    var base = 0;
-    if (k < k_len) {
-        let taps = p.kh * p.kw;
-        let ci = k / taps;
-        let ky = (k % taps) / p.kw;
-        let kx = k % p.kw;
-        row = i32(ky);
-        col = i32(kx);
-        base = i32((ci * p.h + ky) * p.w + kx);
-    }
-    tap_base[slot] = base;
-    tap_row[slot] = row;
-    tap_col[slot] = col;
-}
 
 @compute @workgroup_size(WG_N, WG_M)
 fn conv2d(@builtin(workgroup_id) wg: vec3<u32>,
@@ -159,16 +121,6 @@ fn conv2d(@builtin(workgroup_id) wg: vec3<u32>,
 fn weight_at(co: u32, k: u32, k_len: u32) -> f32 {
     if (co < p.c_out && k < k_len) {
         return f32(wt[co * k_len + k]);
-    }
-    return 0.0;
-}
-
-// Patch element (tap table slot t, the tile's pixel c): x there, or zero in the padding.
-fn patch_at(c: u32, t: u32) -> f32 {
-    let iy = pixel_row[c] + tap_row[t];
-    let ix = pixel_col[c] + tap_col[t];
-    if (u32(iy) < p.h && u32(ix) < p.w) {
-        return f32(x[pixel_base[c] + tap_base[t]]);
     }
     return 0.0;
 }

@@ -11,10 +11,8 @@
 // steps of TILE_P staging both tiles in workgroup memory (f32, zero past the edges), and each
 // invocation keeps an 8 × 8 block of accumulators (shaders/lib/block8x8.wgsl). Every sum
 // runs in pixel order: the same bits every run, no atomics.
-// The gather divides nothing in its loop: x's index splits into a pixel part and a tap part,
-//   ((n·Ci + ci)·H + iy0 + ky)·W + ix0 + kx = [(n·Ci·H + iy0)·W + ix0] + [(ci·H + ky)·W + kx],
-// iy0 = oy·s - pt, ix0 = ox·s - pl; the tile's taps are split once into workgroup tables and
-// each step's pixels one step ahead (two tables in turn).
+// The gather divides nothing in its loop: the tile's taps are split once into workgroup
+// tables, each step's pixels one step ahead (shaders/lib/conv2d_tables.wgsl).
 
 struct Params {
     batch: u32,
@@ -47,53 +45,20 @@ override TILE_P: u32 = 16u;
 var<workgroup> dy_tile: array<vec4<f32>, TILE_P * WG_M * 2>;
 var<workgroup> x_tile: array<vec4<f32>, TILE_P * WG_N * 2>;
 
-// A tap's part of x's index and its (ky, kx); a pixel's part of dy's and x's indices and its
-// first input row and column. Taps past the last get a row far below zero: never in range.
-const OUTSIDE: i32 = -(1 << 29);
+// The gather's tables (shaders/lib/conv2d_tables.wgsl): the tile's taps, and the pixels of
+// two steps (this one and the next), with each pixel's offset in dy.
 var<workgroup> tap_base: array<i32, WG_N * TN>;
 var<workgroup> tap_row: array<i32, WG_N * TN>;
 var<workgroup> tap_col: array<i32, WG_N * TN>;
-var<workgroup> pixel_dy: array<u32, 2 * TILE_P>;
 var<workgroup> pixel_base: array<i32, 2 * TILE_P>;
 var<workgroup> pixel_row: array<i32, 2 * TILE_P>;
 var<workgroup> pixel_col: array<i32, 2 * TILE_P>;
+var<workgroup> pixel_dy: array<u32, 2 * TILE_P>;
 
-fn split_tap(c: u32, k: u32, k_len: u32) {
-    var row = OUTSIDE;
-    var col = 0;
-    var base = 0;
-    if (k < k_len) {
-        let taps = p.kh * p.kw;
-        let ci = k / taps;
-        let ky = (k % taps) / p.kw;
-        let kx = k % p.kw;
-        row = i32(ky);
-        col = i32(kx);
-        base = i32((ci * p.h + ky) * p.w + kx);
-    }
-    tap_base[c] = base;
-    tap_row[c] = row;
-    tap_col[c] = col;
-}
-
-fn split_pixel(slot: u32, pixel: u32, pixels: u32) {
-    var row = OUTSIDE;
-    var col = 0;
-    var base = 0;
-    var at = 0u;
-    if (pixel < pixels) {
-        let plane = p.h_out * p.w_out;
-        let n = pixel / plane;
-        let rest = pixel % plane;
-        row = i32((rest / p.w_out) * p.stride) - i32(p.pad_top);
-        col = i32((rest % p.w_out) * p.stride) - i32(p.pad_left);
-        base = (i32(n * p.c_in * p.h) + row) * i32(p.w) + col;
-        at = n * p.c_out * plane + rest;
-    }
-    pixel_dy[slot] = at;
-    pixel_base[slot] = base;
-    pixel_row[slot] = row;
-    pixel_col[slot] = col;
+// Splits pixel `pixel` into table slot `slot`, with its offset n·Co·Ho·Wo + oy·Wo + ox in dy.
+fn split_pixel_dy(slot: u32, pixel: u32, pixels: u32) {
+    let at = split_pixel(slot, pixel, pixels);
+    pixel_dy[slot] = at.x * p.c_out * p.h_out * p.w_out + at.y;
 }
 
 @compute @workgroup_size(WG_N, WG_M)
@@ -115,7 +80,7 @@ fn conv2d_weight_grad(@builtin(workgroup_id) wg: vec3<u32>,
         split_tap(c, col0 + c, k_len);
     }
     if (flat < TILE_P) {
-        split_pixel(flat, flat, pixels);
+        split_pixel_dy(flat, flat, pixels);
     }
     workgroupBarrier();
 
@@ -124,7 +89,7 @@ fn conv2d_weight_grad(@builtin(workgroup_id) wg: vec3<u32>,
         // This step's pixels sit in one half of the tables; the next step's go in the other.
         let half = (p0 / TILE_P) % 2u * TILE_P;
         if (flat < TILE_P) {
-            split_pixel(TILE_P - half + flat, p0 + TILE_P + flat, pixels);
+            split_pixel_dy(TILE_P - half + flat, p0 + TILE_P + flat, pixels);
         }
         for (var e = flat; e < quads_m * TILE_P; e += threads) {
             let q = e / TILE_P;
@@ -140,8 +105,8 @@ fn conv2d_weight_grad(@builtin(workgroup_id) wg: vec3<u32>,
             let pp = e / quads_n;
             let c = 4u * (e % quads_n);
             let t = half + pp;
-            x_tile[pp * quads_n + c / 4u] = vec4<f32>(patch_at(c, t), patch_at(c + 1u, t),
-                                                      patch_at(c + 2u, t), patch_at(c + 3u, t));
+            x_tile[pp * quads_n + c / 4u] = vec4<f32>(patch_at(t, c), patch_at(t, c + 1u),
+                                                      patch_at(t, c + 2u), patch_at(t, c + 3u));
         }
         workgroupBarrier();
 
@@ -174,17 +139,6 @@ fn conv2d_weight_grad(@builtin(workgroup_id) wg: vec3<u32>,
 fn dy_at(co: u32, t: u32, plane: u32, valid: bool) -> f32 {
     if (valid && co < p.c_out) {
         return f32(dy[pixel_dy[t] + co * plane]);
-    }
-    return 0.0;
-}
-
-// Patch element (the pixel in table slot t, the tile's tap c): x there, or zero in the
-// padding and past the taps.
-fn patch_at(c: u32, t: u32) -> f32 {
-    let iy = pixel_row[t] + tap_row[c];
-    let ix = pixel_col[t] + tap_col[c];
-    if (u32(iy) < p.h && u32(ix) < p.w) {
-        return f32(x[pixel_base[t] + tap_base[c]]);
     }
     return 0.0;
 }

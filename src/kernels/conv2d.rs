@@ -13,11 +13,13 @@ use crate::tensor::{DType, Tensor};
 const PATCH: &str = include_str!("../../shaders/lib/conv2d_patch.wgsl");
 /// An invocation's 8 × 8 block of accumulators (conv2d.wgsl, conv2d_weight_grad.wgsl).
 pub(crate) const BLOCK8: &str = include_str!("../../shaders/lib/block8x8.wgsl");
+/// The patch gather through workgroup tables (conv2d.wgsl, conv2d_weight_grad.wgsl).
+pub(crate) const TABLES: &str = include_str!("../../shaders/lib/conv2d_tables.wgsl");
 
 const SHADER: ShaderSource = ShaderSource {
     name: "conv2d.wgsl",
     body: include_str!("../../shaders/conv2d.wgsl"),
-    library: &[PATCH, BLOCK8],
+    library: &[PATCH, BLOCK8, TABLES],
 };
 const WIDE: ShaderSource = ShaderSource {
     name: "conv2d_wide.wgsl",

@@ -19,7 +19,7 @@ const CONV: ShaderSource = ShaderSource {
 const WEIGHT_GRAD: ShaderSource = ShaderSource {
     name: "conv2d_weight_grad.wgsl",
     body: include_str!("../../shaders/conv2d_weight_grad.wgsl"),
-    library: &[conv2d::BLOCK8],
+    library: &[conv2d::BLOCK8, conv2d::TABLES],
 };
 const GROUP_NORM: ShaderSource = ShaderSource {
     name: "group_norm_backward.wgsl",
