@@ -117,6 +117,8 @@ impl std::fmt::Debug for Tensor {
 
 impl Tensor {
     /// An uninitialised tensor. Every dimension must be at least 1.
+    // In a browser a buffer is not Send (see `Gpu::open_async`).
+    #[cfg_attr(target_arch = "wasm32", allow(clippy::arc_with_non_send_sync))]
     pub fn empty(gpu: &Gpu, shape: &[usize], dtype: DType) -> Result<Tensor> {
         if shape.contains(&0) {
             return Err(Error::shape(
@@ -345,13 +347,18 @@ impl Tensor {
     }
 
     /// The tensor's values, widened to f32.
+    #[cfg(not(target_arch = "wasm32"))]
     pub fn to_f32(&self) -> Result<Vec<f32>> {
-        let bytes = self.gpu().read_buffer(
-            self.buffer(),
-            self.offset,
-            self.bytes(),
-            &format!("{self:?}"),
-        )?;
+        crate::gpu::block_on(self.to_f32_async())
+    }
+
+    /// [`Tensor::to_f32`], awaited.
+    pub async fn to_f32_async(&self) -> Result<Vec<f32>> {
+        let what = format!("{self:?}");
+        let bytes = self
+            .gpu()
+            .read_buffer_async(self.buffer(), self.offset, self.bytes(), &what)
+            .await?;
         Ok(match self.dtype {
             DType::F32 => bytes
                 .chunks_exact(4)

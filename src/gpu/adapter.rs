@@ -10,13 +10,19 @@ use crate::error::{Error, Result};
 
 /// Every adapter wgpu sees for the backends in `WGPU_BACKEND` (all backends if unset),
 /// in a stable order: the order wgpu enumerates them.
+#[cfg(not(target_arch = "wasm32"))]
 pub fn list_adapters() -> Result<Vec<wgpu::Adapter>> {
+    super::block_on(list_adapters_async())
+}
+
+/// [`list_adapters`], awaited (in a browser: the one adapter it offers, if any).
+pub async fn list_adapters_async() -> Result<Vec<wgpu::Adapter>> {
     let backends = backends_from_env()?;
     let instance = wgpu::Instance::new(wgpu::InstanceDescriptor {
         backends,
         ..wgpu::InstanceDescriptor::new_without_display_handle_from_env()
     });
-    Ok(pollster::block_on(instance.enumerate_adapters(backends)))
+    Ok(instance.enumerate_adapters(backends).await)
 }
 
 /// The backends `WGPU_BACKEND` names (all when it is unset); a value that names none is an
@@ -48,8 +54,14 @@ fn backend_names() -> String {
 /// `choice` is an index into [`list_adapters`] (`"0"`, `"1"`, ...) or a case-insensitive
 /// substring of the adapter name. Without it, `WGPU_ADAPTER_NAME` is used the same way;
 /// without either, the first discrete GPU, else integrated, else virtual, else CPU.
+#[cfg(not(target_arch = "wasm32"))]
 pub fn select_adapter(choice: Option<&str>) -> Result<wgpu::Adapter> {
-    let adapters = list_adapters()?;
+    super::block_on(select_adapter_async(choice))
+}
+
+/// [`select_adapter`], awaited.
+pub async fn select_adapter_async(choice: Option<&str>) -> Result<wgpu::Adapter> {
+    let adapters = list_adapters_async().await?;
     if adapters.is_empty() {
         return Err(Error::NoAdapter {
             backends: backend_names(),

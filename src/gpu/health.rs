@@ -40,6 +40,13 @@ impl Health {
         current.push_str(op);
     }
 
+    /// Records an error an error scope caught after its operation returned (in a browser,
+    /// where scopes resolve asynchronously), to surface at the next check.
+    #[cfg_attr(not(target_arch = "wasm32"), allow(dead_code))]
+    pub(crate) fn record(&self, op: &str, message: String) {
+        lock(&self.uncaptured).push((op.to_string(), message));
+    }
+
     /// `Err` if the device was lost or an uncaptured error arrived since the last check;
     /// the uncaptured errors are consumed by the check. The error names the operation that
     /// was under way when the first one arrived, and `op`, where it was noticed.

@@ -9,16 +9,20 @@ mod timer;
 pub mod tuning;
 
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::{Arc, RwLock};
 
-pub use adapter::{AdapterReport, FeatureReport, LimitReport, list_adapters, select_adapter};
+pub use adapter::{
+    AdapterReport, FeatureReport, LimitReport, list_adapters_async, select_adapter_async,
+};
+#[cfg(not(target_arch = "wasm32"))]
+pub use adapter::{list_adapters, select_adapter};
 pub use pipelines::{PipelineKey, ShaderSource};
 pub use timer::{TimingMethod, Timings};
 pub use tuning::{Tunable, TunedChoice, Tuning};
 
 use crate::error::{Error, Result};
 use crate::tensor::DType;
-use health::{Health, lock};
+use health::Health;
 use pipelines::PipelineCache;
 use pool::BufferPool;
 
@@ -78,21 +82,47 @@ struct Inner {
     forced_path: RwLock<Option<String>>,
 }
 
+/// Runs `future` to completion on this thread: the synchronous native API over the runtime's
+/// async core. (A browser cannot block; there the async functions are called and awaited.)
+#[cfg(not(target_arch = "wasm32"))]
+pub fn block_on<F: std::future::Future>(future: F) -> F::Output {
+    pollster::block_on(future)
+}
+
 impl Gpu {
     /// Opens the adapter chosen by `choice` (see [`select_adapter`]).
+    #[cfg(not(target_arch = "wasm32"))]
     pub fn new(choice: Option<&str>) -> Result<Gpu> {
-        Gpu::open(select_adapter(choice)?)
+        block_on(Gpu::request(choice))
+    }
+
+    /// [`Gpu::new`], awaited (the one way to open a device in a browser).
+    pub async fn request(choice: Option<&str>) -> Result<Gpu> {
+        Gpu::open_async(adapter::select_adapter_async(choice).await?, |_| {}).await
     }
 
     /// Opens a device on `adapter` with the adapter's own limits and every optional feature
     /// tessera can use that the adapter has.
+    #[cfg(not(target_arch = "wasm32"))]
     pub fn open(adapter: wgpu::Adapter) -> Result<Gpu> {
         Gpu::open_with_limits(adapter, |_| {})
     }
 
     /// [`Gpu::open`] with limits lowered by `restrict` (to exercise the paths that large
     /// models take on small devices, such as tensors split across bindings).
+    #[cfg(not(target_arch = "wasm32"))]
     pub fn open_with_limits(
+        adapter: wgpu::Adapter,
+        restrict: impl FnOnce(&mut wgpu::Limits),
+    ) -> Result<Gpu> {
+        block_on(Gpu::open_async(adapter, restrict))
+    }
+
+    /// [`Gpu::open_with_limits`], awaited.
+    // In a browser wgpu's handles are neither Send nor Sync (its wasm is single-threaded),
+    // so neither is the shared device state; natively they are both.
+    #[cfg_attr(target_arch = "wasm32", allow(clippy::arc_with_non_send_sync))]
+    pub async fn open_async(
         adapter: wgpu::Adapter,
         restrict: impl FnOnce(&mut wgpu::Limits),
     ) -> Result<Gpu> {
@@ -107,18 +137,20 @@ impl Gpu {
         } else {
             wgpu::ExperimentalFeatures::disabled()
         };
-        let (device, queue) = pollster::block_on(adapter.request_device(&wgpu::DeviceDescriptor {
-            label: Some("tessera"),
-            required_features: features,
-            required_limits: limits,
-            experimental_features: experimental,
-            memory_hints: wgpu::MemoryHints::Performance,
-            trace: wgpu::Trace::Off,
-        }))
-        .map_err(|e| Error::RequestDevice {
-            adapter: report.name.clone(),
-            message: e.to_string(),
-        })?;
+        let (device, queue) = adapter
+            .request_device(&wgpu::DeviceDescriptor {
+                label: Some("tessera"),
+                required_features: features,
+                required_limits: limits,
+                experimental_features: experimental,
+                memory_hints: wgpu::MemoryHints::Performance,
+                trace: wgpu::Trace::Off,
+            })
+            .await
+            .map_err(|e| Error::RequestDevice {
+                adapter: report.name.clone(),
+                message: e.to_string(),
+            })?;
         let health = Arc::new(Health::default());
         health.watch(&device);
         let pool_capacity = POOL_CAPACITY_BYTES.min(device.limits().max_buffer_size);
@@ -265,7 +297,9 @@ impl Gpu {
     }
 
     /// Runs `f` inside error scopes for validation, out-of-memory and internal errors, and
-    /// returns what they caught as `Err`. Device loss is reported first.
+    /// returns what they caught as `Err`. Device loss is reported first. In a browser the
+    /// scopes resolve later (it cannot block): what they catch is recorded and surfaces as
+    /// `Err` at the next operation that checks, at the latest the next readback.
     pub fn scoped<T>(&self, op: &str, f: impl FnOnce(&wgpu::Device) -> T) -> Result<T> {
         self.inner.health.check(op)?;
         self.inner.health.begin(op);
@@ -274,12 +308,29 @@ impl Gpu {
         let oom = device.push_error_scope(wgpu::ErrorFilter::OutOfMemory);
         let validation = device.push_error_scope(wgpu::ErrorFilter::Validation);
         let value = f(device);
-        let mut errors = Vec::new();
-        for scope in [validation, oom, internal] {
-            if let Some(error) = pollster::block_on(scope.pop()) {
-                errors.push(error.to_string());
+        let pops = [validation, oom, internal].map(|scope| scope.pop());
+        #[cfg(target_arch = "wasm32")]
+        {
+            for pop in pops {
+                let health = self.inner.health.clone();
+                let op = op.to_string();
+                wasm_bindgen_futures::spawn_local(async move {
+                    if let Some(error) = pop.await {
+                        health.record(&op, error.to_string());
+                    }
+                });
             }
+            self.inner.health.check(op)?;
+            Ok(value)
         }
+        #[cfg(not(target_arch = "wasm32"))]
+        self.caught(op, value, pops.map(block_on))
+    }
+
+    /// `value`, or the errors the scopes around the operation that made it caught.
+    #[cfg(not(target_arch = "wasm32"))]
+    fn caught<T>(&self, op: &str, value: T, caught: [Option<wgpu::Error>; 3]) -> Result<T> {
+        let errors: Vec<String> = caught.iter().flatten().map(|e| e.to_string()).collect();
         if errors.is_empty() {
             self.inner.health.check(op)?;
             Ok(value)
@@ -455,7 +506,20 @@ impl Gpu {
     }
 
     /// Copies `bytes` bytes from `offset` in `buffer` back to the host.
+    #[cfg(not(target_arch = "wasm32"))]
     pub fn read_buffer(
+        &self,
+        buffer: &wgpu::Buffer,
+        offset: u64,
+        bytes: u64,
+        what: &str,
+    ) -> Result<Vec<u8>> {
+        block_on(self.read_buffer_async(buffer, offset, bytes, what))
+    }
+
+    /// [`Gpu::read_buffer`], awaited: natively the wait for the GPU happens inside and the
+    /// future is ready when polled; in a browser it resolves when the copy has been mapped.
+    pub async fn read_buffer_async(
         &self,
         buffer: &wgpu::Buffer,
         offset: u64,
@@ -468,7 +532,9 @@ impl Gpu {
             wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
             "readback staging",
         )?;
-        let result = self.map_and_read(buffer, offset, &staging, bytes, copy_bytes, what);
+        let result = self
+            .map_and_read(buffer, offset, &staging, bytes, copy_bytes, what)
+            .await;
         // A staging buffer whose map failed may still be mapped or pending: it is dropped,
         // never handed out again.
         if result.is_ok() {
@@ -477,7 +543,7 @@ impl Gpu {
         result
     }
 
-    fn map_and_read(
+    async fn map_and_read(
         &self,
         buffer: &wgpu::Buffer,
         offset: u64,
@@ -491,24 +557,30 @@ impl Gpu {
             encoder.copy_buffer_to_buffer(buffer, offset, staging, 0, copy_bytes);
         })?;
         let slice = staging.slice(..copy_bytes);
-        let status: Arc<Mutex<Option<Result<(), wgpu::BufferAsyncError>>>> = Arc::default();
-        let sink = status.clone();
+        let (sender, mapped) = futures_channel::oneshot::channel();
         self.scoped(&op, |_| {
-            slice.map_async(wgpu::MapMode::Read, move |r| *lock(&sink) = Some(r));
+            slice.map_async(wgpu::MapMode::Read, move |r| {
+                // The receiver is only gone if the read was abandoned: nothing to tell.
+                let _ = sender.send(r);
+            });
         })?;
+        // Natively this waits and the callback has run by its end; a browser's poll returns
+        // at once and the callback runs when the mapping is done.
         self.wait_for(&op, None)?;
-        match lock(&status).take() {
-            Some(Ok(())) => {}
-            Some(Err(e)) => {
+        let status = mapped.await;
+        self.inner.health.check(&op)?;
+        match status {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => {
                 return Err(Error::Readback {
                     what: what.to_string(),
                     message: e.to_string(),
                 });
             }
-            None => {
+            Err(futures_channel::oneshot::Canceled) => {
                 return Err(Error::Readback {
                     what: what.to_string(),
-                    message: "the map callback never ran".into(),
+                    message: "the map callback was dropped without running".into(),
                 });
             }
         }

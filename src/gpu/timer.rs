@@ -1,7 +1,10 @@
 //! Timing GPU work: pass-level timestamp queries where the adapter has `TIMESTAMP_QUERY`,
 //! the wall clock around submit + wait otherwise.
 
+#[cfg(not(target_arch = "wasm32"))]
 use std::time::Instant;
+#[cfg(target_arch = "wasm32")]
+use web_time::Instant;
 
 use serde::Serialize;
 
@@ -56,7 +59,20 @@ impl Gpu {
 
     /// Times `samples` compute passes, each of which `record`s the work `calls` times, and
     /// returns the time per call of each sample.
+    #[cfg(not(target_arch = "wasm32"))]
     pub fn time(
+        &self,
+        op: &str,
+        calls: u32,
+        samples: u32,
+        record: &dyn Fn(&mut wgpu::ComputePass<'_>),
+    ) -> Result<Timings> {
+        super::block_on(self.time_async(op, calls, samples, record))
+    }
+
+    /// [`Gpu::time`], awaited. In a browser the wall clock cannot wait for the GPU, so
+    /// there the timestamps are the one method.
+    pub async fn time_async(
         &self,
         op: &str,
         calls: u32,
@@ -66,8 +82,11 @@ impl Gpu {
         let calls = calls.max(1);
         let samples = samples.clamp(1, MAX_SAMPLES);
         let per_pass = match self.timing_method() {
-            TimingMethod::GpuTimestamps => self.time_with_timestamps(op, calls, samples, record)?,
-            TimingMethod::WallClock => self.time_with_clock(op, calls, samples, record)?,
+            TimingMethod::GpuTimestamps => {
+                self.time_with_timestamps(op, calls, samples, record)
+                    .await?
+            }
+            TimingMethod::WallClock => self.time_with_clock(op, calls, samples, record).await?,
         };
         Ok(Timings {
             method: self.timing_method(),
@@ -75,13 +94,20 @@ impl Gpu {
         })
     }
 
-    fn time_with_clock(
+    async fn time_with_clock(
         &self,
         op: &str,
         calls: u32,
         samples: u32,
         record: &dyn Fn(&mut wgpu::ComputePass<'_>),
     ) -> Result<Vec<f64>> {
+        if cfg!(target_arch = "wasm32") {
+            return Err(crate::error::Error::MissingFeature {
+                what: format!("timing {op} in a browser"),
+                feature: "TIMESTAMP_QUERY",
+                adapter: self.report().name.clone(),
+            });
+        }
         let mut out = Vec::with_capacity(samples as usize);
         for _ in 0..samples {
             let start = Instant::now();
@@ -91,7 +117,7 @@ impl Gpu {
         Ok(out)
     }
 
-    fn time_with_timestamps(
+    async fn time_with_timestamps(
         &self,
         op: &str,
         calls: u32,
@@ -123,7 +149,13 @@ impl Gpu {
             }
             encoder.resolve_query_set(&query_set, 0..queries, &resolved, 0);
         });
-        let raw = submitted.and_then(|()| self.read_buffer(&resolved, 0, bytes, "timestamps"));
+        let raw = match submitted {
+            Ok(()) => {
+                self.read_buffer_async(&resolved, 0, bytes, "timestamps")
+                    .await
+            }
+            Err(e) => Err(e),
+        };
         self.recycle(resolved);
         let ticks: Vec<u64> = raw?
             .chunks_exact(8)

@@ -313,6 +313,7 @@ impl Plan {
     /// samples, median kept), and returns the time per kernel, summed over the calls of the
     /// same kernel, longest first. The calls run in plan order, so their inputs are what a
     /// real run gives them; the times exclude the one-pass batching [`Plan::run`] gets.
+    #[cfg(not(target_arch = "wasm32"))]
     pub fn profile(&self, position: usize, repeats: u32) -> Result<Vec<KernelTime>> {
         self.set_position(position)?;
         let mut totals: Vec<KernelTime> = Vec::new();

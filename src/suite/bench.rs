@@ -102,7 +102,40 @@ pub struct BenchReport {
     pub copy: CopyBandwidth,
     pub cases: Vec<BenchRow>,
     /// Whole-model figures (`bench --models`).
-    pub models: Vec<super::models::ModelRow>,
+    pub models: Vec<ModelRow>,
+}
+
+/// One whole-model figure.
+#[derive(Clone, Debug, Serialize)]
+pub struct ModelRow {
+    /// The shape's name, e.g. "TinyLlama-1.1B".
+    pub model: String,
+    pub dtype: String,
+    /// What was timed, e.g. "decode" or "unet forward, batch 64".
+    pub phase: String,
+    /// Tokens (decoder) or forward passes (UNet) per second.
+    pub per_second: f64,
+    /// The unit of `per_second`: "tokens/s" or "steps/s".
+    pub unit: &'static str,
+    /// Parameters of the model.
+    pub parameters: u64,
+    /// For decode: weight bytes read per token × tokens/s, in 10⁹ bytes per second.
+    pub weight_gbytes_per_second: Option<f64>,
+    /// The run's details (prompt length, tokens, batch, repeats, seconds).
+    pub detail: String,
+}
+
+/// Now, for the report's date (a browser's clock where there is no system clock).
+fn now() -> std::time::SystemTime {
+    #[cfg(target_arch = "wasm32")]
+    {
+        let since = web_time::SystemTime::now()
+            .duration_since(web_time::UNIX_EPOCH)
+            .unwrap_or_default();
+        std::time::UNIX_EPOCH + since
+    }
+    #[cfg(not(target_arch = "wasm32"))]
+    std::time::SystemTime::now()
 }
 
 /// The device's copy bandwidth as measured by the copy kernel: `2 · bytes / time` (every
@@ -118,7 +151,7 @@ impl BenchReport {
     pub fn new(gpu: &Gpu, config: &BenchConfig, copy: CopyBandwidth) -> Self {
         BenchReport {
             tessera_version: env!("CARGO_PKG_VERSION"),
-            date: humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string(),
+            date: humantime::format_rfc3339_seconds(now()).to_string(),
             adapter: gpu.report().clone(),
             timing: gpu.timing_method(),
             quick: config.quick,
@@ -135,23 +168,29 @@ impl BenchReport {
 /// compilation and page faults land there) and its time sets how many calls make one sample
 /// last about `config.sample_seconds`; then up to `config.samples` samples are taken, fewer
 /// (but at least 3) when that would exceed `config.case_seconds`.
-fn time_call(
+async fn time_call(
     gpu: &Gpu,
     op: &str,
     config: &BenchConfig,
     encode: &dyn Fn(&mut wgpu::ComputePass<'_>),
 ) -> Result<(Vec<f64>, f64, u32)> {
-    let once = gpu.time(op, 1, 1, encode)?.median().max(1e-7);
+    let once = gpu.time_async(op, 1, 1, encode).await?.median().max(1e-7);
     let calls = (config.sample_seconds / once).ceil().clamp(1.0, 1000.0) as u32;
     let affordable = (config.case_seconds / (once * f64::from(calls))).floor() as u32;
     let samples = affordable.clamp(3, config.samples);
-    let timings = gpu.time(op, calls, samples, encode)?;
+    let timings = gpu.time_async(op, calls, samples, encode).await?;
     Ok((timings.samples.clone(), timings.median(), calls))
 }
 
 /// Measures the copy bandwidth with the copy kernel over `config.copy_bytes` (capped by the
 /// device's storage-binding limit).
+#[cfg(not(target_arch = "wasm32"))]
 pub fn measure_copy(gpu: &Gpu, config: &BenchConfig) -> Result<CopyBandwidth> {
+    crate::gpu::block_on(measure_copy_async(gpu, config))
+}
+
+/// [`measure_copy`], awaited.
+pub async fn measure_copy_async(gpu: &Gpu, config: &BenchConfig) -> Result<CopyBandwidth> {
     let limit = gpu.limits().max_storage_buffer_binding_size;
     let bytes = config.copy_bytes.min(limit) / 16 * 16;
     let len = (bytes / 4) as usize;
@@ -159,7 +198,8 @@ pub fn measure_copy(gpu: &Gpu, config: &BenchConfig) -> Result<CopyBandwidth> {
     let dst = Tensor::empty(gpu, &[len], DType::F32)?;
     src.poison()?;
     let call = copy::copy(gpu, &src, &dst)?;
-    let (_, median, _) = time_call(gpu, "copy bandwidth", config, &|pass| call.encode(pass))?;
+    let encode = |pass: &mut wgpu::ComputePass<'_>| call.encode(pass);
+    let (_, median, _) = time_call(gpu, "copy bandwidth", config, &encode).await?;
     Ok(CopyBandwidth {
         bytes,
         median_seconds: median,
@@ -168,7 +208,19 @@ pub fn measure_copy(gpu: &Gpu, config: &BenchConfig) -> Result<CopyBandwidth> {
 }
 
 /// Times one case.
+#[cfg(not(target_arch = "wasm32"))]
 pub fn bench_case(
+    gpu: &Gpu,
+    case: &Case,
+    seed: u64,
+    config: &BenchConfig,
+    copy: &CopyBandwidth,
+) -> Result<BenchRow> {
+    crate::gpu::block_on(bench_case_async(gpu, case, seed, config, copy))
+}
+
+/// [`bench_case`], awaited.
+pub async fn bench_case_async(
     gpu: &Gpu,
     case: &Case,
     seed: u64,
@@ -178,7 +230,8 @@ pub fn bench_case(
     let prepared = Prepared::new(gpu, case, seed)?;
     let call = case.call(gpu, &prepared.inputs, &prepared.out)?;
     let name = case.name();
-    let (samples, median, calls) = time_call(gpu, &name, config, &|pass| call.encode(pass))?;
+    let encode = |pass: &mut wgpu::ComputePass<'_>| call.encode(pass);
+    let (samples, median, calls) = time_call(gpu, &name, config, &encode).await?;
     let (flops, bytes) = (case.flops(), case.bytes());
     let gbytes_per_second = bytes / median / 1e9;
     Ok(BenchRow {

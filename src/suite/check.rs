@@ -36,9 +36,15 @@ impl CaseResult {
 }
 
 /// Runs one case: upload seeded inputs, poison the output with NaN, run, compare.
+#[cfg(not(target_arch = "wasm32"))]
 pub fn check_case(gpu: &Gpu, case: &Case, seed: u64) -> CaseResult {
+    crate::gpu::block_on(check_case_async(gpu, case, seed))
+}
+
+/// [`check_case`], awaited.
+pub async fn check_case_async(gpu: &Gpu, case: &Case, seed: u64) -> CaseResult {
     let tolerance = case.tolerance();
-    let (status, comparison) = match run_unless_large(gpu, case, seed, tolerance) {
+    let (status, comparison) = match run_unless_large(gpu, case, seed, tolerance).await {
         Ok(Some(c)) if c.passed => (Status::Pass, Some(c)),
         Ok(Some(c)) => (Status::Fail, Some(c)),
         Err(e @ (Error::MissingFeature { .. } | Error::TooLarge { .. })) => {
@@ -65,7 +71,7 @@ pub fn check_case(gpu: &Gpu, case: &Case, seed: u64) -> CaseResult {
     }
 }
 
-fn run_unless_large(
+async fn run_unless_large(
     gpu: &Gpu,
     case: &Case,
     seed: u64,
@@ -74,16 +80,16 @@ fn run_unless_large(
     if case.bench == BenchTier::Large {
         return Ok(None);
     }
-    run(gpu, case, seed, tolerance).map(Some)
+    run(gpu, case, seed, tolerance).await.map(Some)
 }
 
-fn run(gpu: &Gpu, case: &Case, seed: u64, tolerance: Tolerance) -> Result<Comparison> {
+async fn run(gpu: &Gpu, case: &Case, seed: u64, tolerance: Tolerance) -> Result<Comparison> {
     let prepared = Prepared::new(gpu, case, seed)?;
     if !case.in_place() {
         prepared.out.poison()?;
     }
     case.call(gpu, &prepared.inputs, &prepared.out)?.run(gpu)?;
-    let got = prepared.out.to_f32()?;
+    let got = prepared.out.to_f32_async().await?;
     let want = case.reference(&prepared.host);
     Ok(compare(&got, &want, tolerance))
 }

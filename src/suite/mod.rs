@@ -15,12 +15,14 @@ mod cases;
 pub mod check;
 pub mod compare;
 mod matmul;
+#[cfg(not(target_arch = "wasm32"))]
 pub mod models;
 mod moe;
 mod paged;
 mod quant;
 pub mod spatial_backward;
 pub mod training;
+#[cfg(not(target_arch = "wasm32"))]
 pub mod tune;
 mod unet;
 

@@ -6,8 +6,6 @@
 
 use std::time::Instant;
 
-use serde::Serialize;
-
 use crate::error::{Error, Result};
 use crate::gpu::Gpu;
 use crate::io::{Checkpoint, ConfigJson};
@@ -76,25 +74,7 @@ const SMALL_UNET: &str = r#"{
   "time_embedding_type": "positional"
 }"#;
 
-/// One whole-model figure.
-#[derive(Clone, Debug, Serialize)]
-pub struct ModelRow {
-    /// The shape's name, e.g. "TinyLlama-1.1B".
-    pub model: String,
-    pub dtype: String,
-    /// What was timed, e.g. "decode" or "unet forward, batch 64".
-    pub phase: String,
-    /// Tokens (decoder) or forward passes (UNet) per second.
-    pub per_second: f64,
-    /// The unit of `per_second`: "tokens/s" or "steps/s".
-    pub unit: &'static str,
-    /// Parameters of the model.
-    pub parameters: u64,
-    /// For decode: weight bytes read per token × tokens/s, in 10⁹ bytes per second.
-    pub weight_gbytes_per_second: Option<f64>,
-    /// The run's details (prompt length, tokens, batch, repeats, seconds).
-    pub detail: String,
-}
+pub use super::bench::ModelRow;
 
 /// How big and how long.
 struct Plan {
