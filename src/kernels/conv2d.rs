@@ -122,8 +122,12 @@ pub struct Conv2dDims {
 impl Conv2dDims {
     /// `2·N·Cout·Cin·kh·kw·Hout·Wout`.
     pub fn flops(&self) -> f64 {
-        2.0 * (self.batch * self.c_out * self.c_in * self.kh * self.kw * self.h_out * self.w_out)
-            as f64
+        // In f64: the product can pass 2^32, a wasm32 usize.
+        [
+            self.batch, self.c_out, self.c_in, self.kh, self.kw, self.h_out, self.w_out,
+        ]
+        .iter()
+        .fold(2.0, |acc, &d| acc * d as f64)
     }
 }
 
