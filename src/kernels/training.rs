@@ -287,7 +287,18 @@ pub fn swiglu_backward<'a>(
     dgate: &'a Tensor,
     dup: &'a Tensor,
 ) -> Result<KernelCall<'a>> {
-    let op = "swiglu backward";
+    let entry = ("swiglu backward", "swiglu_backward");
+    gated_backward(gpu, entry, [gate, up, dy], [dgate, dup])
+}
+
+/// The gradients of a gated unit `y = act(gate) · up` on the `(op, entry)` kernel of
+/// activation_backward.wgsl: one invocation per element, all five tensors one shape.
+fn gated_backward<'a>(
+    gpu: &Gpu,
+    (op, entry): (&'static str, &'static str),
+    [gate, up, dy]: [&'a Tensor; 3],
+    [dgate, dup]: [&'a Tensor; 2],
+) -> Result<KernelCall<'a>> {
     let dtype = same_dtype(op, &[gate, up, dy, dgate, dup])?;
     for (what, t) in [("up", up), ("dy", dy), ("dgate", dgate), ("dup", dup)] {
         expect_shape(op, what, t, gate.shape())?;
@@ -298,7 +309,7 @@ pub fn swiglu_backward<'a>(
     };
     let grid = gpu.grid(op, gate.len().div_ceil(WG as usize) as u64)?;
     let tensors = [(1, gate), (2, up), (3, dy), (4, dgate), (5, dup)];
-    let key = key(ACTIVATION_BACKWARD, "swiglu_backward", dtype);
+    let key = key(ACTIVATION_BACKWARD, entry, dtype);
     prepare(gpu, &key, &params, &tensors, grid)
 }
 
@@ -746,19 +757,8 @@ pub fn geglu_backward<'a>(
     dgate: &'a Tensor,
     dup: &'a Tensor,
 ) -> Result<KernelCall<'a>> {
-    let op = "geglu backward";
-    let dtype = same_dtype(op, &[gate, up, dy, dgate, dup])?;
-    for (what, t) in [("up", up), ("dy", dy), ("dgate", dgate), ("dup", dup)] {
-        expect_shape(op, what, t, gate.shape())?;
-    }
-    let params = LenParams {
-        len: to_u32(op, "length", gate.len())?,
-        _pad: [0; 3],
-    };
-    let grid = gpu.grid(op, gate.len().div_ceil(WG as usize) as u64)?;
-    let tensors = [(1, gate), (2, up), (3, dy), (4, dgate), (5, dup)];
-    let key = key(ACTIVATION_BACKWARD, "geglu_backward", dtype);
-    prepare(gpu, &key, &params, &tensors, grid)
+    let entry = ("geglu backward", "geglu_backward");
+    gated_backward(gpu, entry, [gate, up, dy], [dgate, dup])
 }
 
 /// f64 GELU derivative: the exact one or the tanh approximation's.

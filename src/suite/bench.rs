@@ -250,6 +250,21 @@ pub async fn bench_case_async(
     })
 }
 
+/// The row for a case that could not be timed, and whether that is a failure: a missing
+/// feature or an exceeded limit is a skip with its reason, any other error an error.
+pub fn format_unbenched(case: &Case, error: &crate::error::Error) -> (String, bool) {
+    use crate::error::Error;
+    let failed = !matches!(error, Error::MissingFeature { .. } | Error::TooLarge { .. });
+    let what = if failed { "error" } else { "skip" };
+    let row = format!(
+        "{:<11} {:<5} {:<34} {what}: {error}",
+        case.kernel(),
+        case.dtype,
+        case.shape()
+    );
+    (row, failed)
+}
+
 pub fn format_header() -> String {
     format!(
         "{:<11} {:<5} {:<34} {:>11} {:>10} {:>9} {:>7}",

@@ -117,16 +117,7 @@ pub async fn bench(quick: bool, progress: js_sys::Function) -> Result<String, Js
                 bench_report.cases.push(row);
             }
             Err(e) => {
-                let what = match e {
-                    Error::MissingFeature { .. } | Error::TooLarge { .. } => "skip",
-                    _ => "error",
-                };
-                say(format!(
-                    "{:<11} {:<5} {:<34} {what}: {e}",
-                    case.kernel(),
-                    case.dtype,
-                    case.shape()
-                ))?;
+                say(bench::format_unbenched(case, &e).0)?;
             }
         }
     }

@@ -210,22 +210,10 @@ pub fn run_bench(
                 println!("{}", bench::format_row(&row));
                 report.cases.push(row);
             }
-            Err(e @ (Error::MissingFeature { .. } | Error::TooLarge { .. })) => {
-                println!(
-                    "{:<11} {:<5} {:<34} skip: {e}",
-                    case.kernel(),
-                    case.dtype,
-                    case.shape()
-                );
-            }
             Err(e) => {
-                println!(
-                    "{:<11} {:<5} {:<34} error: {e}",
-                    case.kernel(),
-                    case.dtype,
-                    case.shape()
-                );
-                all_ran = false;
+                let (row, failed) = bench::format_unbenched(case, &e);
+                println!("{row}");
+                all_ran &= !failed;
             }
         }
     }
