@@ -8,10 +8,8 @@
 pub mod error;
 pub mod gpu;
 pub mod graph;
-#[cfg(not(target_arch = "wasm32"))]
 pub mod io;
 pub mod kernels;
-#[cfg(not(target_arch = "wasm32"))]
 pub mod models;
 pub mod rng;
 #[cfg(not(target_arch = "wasm32"))]

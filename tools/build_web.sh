@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Builds the web page (web/): the tessera-web crate for wasm32 and its JavaScript bindings.
 #
-#   tools/build_web.sh          -> web/pkg/tessera_web.js and tessera_web_bg.wasm
+#   tools/build_web.sh          -> web/pkg/tessera_web.js and tessera_web_bg.wasm, and the
+#                                  bundled models' files in web/pkg/models/ (the page fetches
+#                                  them from its own folder)
 #
 # Then serve web/ over HTTP (WebGPU needs a secure context: http://127.0.0.1 or https) and
 # open it, e.g. `python3 -m http.server -d web 8000` and http://127.0.0.1:8000/.
@@ -26,4 +28,8 @@ fi
 cargo build --release -p tessera-web --target wasm32-unknown-unknown
 wasm-bindgen --target web --no-typescript --out-dir web/pkg \
     target/wasm32-unknown-unknown/release/tessera_web.wasm
-ls -l web/pkg
+mkdir -p web/pkg/models/stdlib-byte web/pkg/models/digits-unet
+cp assets/models/stdlib-byte/{config.json,model.safetensors,tokenizer.json} web/pkg/models/stdlib-byte/
+cp assets/models/digits-unet/{config.json,diffusion_pytorch_model.safetensors,scheduler_config.json} \
+    web/pkg/models/digits-unet/
+ls -l web/pkg web/pkg/models/*

@@ -13,6 +13,13 @@ const GUTTER_GREY: u8 = 128;
 /// Images are separated by a one-pixel grey gutter. One channel is written as grey, three as
 /// RGB.
 pub fn write_png_grid(path: &Path, samples: &[f32], shape: [usize; 4]) -> Result<()> {
+    let encoded = png_grid(samples, shape)?;
+    // Through a temporary name: a failed write leaves no half image behind.
+    super::files::write_atomically(path, &encoded)
+}
+
+/// The PNG file [`write_png_grid`] writes, in memory (a web page shows it as it is).
+pub fn png_grid(samples: &[f32], shape: [usize; 4]) -> Result<Vec<u8>> {
     let [batch, channels, h, w] = shape;
     if samples.len() != batch * channels * h * w || batch == 0 {
         return Err(Error::Invalid(format!(
@@ -53,15 +60,12 @@ pub fn write_png_grid(path: &Path, samples: &[f32], shape: [usize; 4]) -> Result
     let mut encoder = png::Encoder::new(&mut encoded, width as u32, height as u32);
     encoder.set_color(color);
     encoder.set_depth(png::BitDepth::Eight);
-    let fail = |e: png::EncodingError| Error::Io {
-        path: path.display().to_string(),
-        source: std::io::Error::other(e.to_string()),
-    };
+    // Encoding into memory fails only on parameters checked above.
+    let fail = |e: png::EncodingError| Error::Invalid(format!("cannot encode the PNG: {e}"));
     let mut writer = encoder.write_header().map_err(fail)?;
     writer.write_image_data(&pixels).map_err(fail)?;
     writer.finish().map_err(fail)?;
-    // Through a temporary name: a failed write leaves no half image behind.
-    super::files::write_atomically(path, &encoded)
+    Ok(encoded)
 }
 
 #[cfg(test)]

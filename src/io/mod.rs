@@ -17,7 +17,7 @@ pub use tokenizer::{TextStream, Tokenizer};
 
 pub mod image;
 
-pub use image::write_png_grid;
+pub use image::{png_grid, write_png_grid};
 
 /// Writes `rows` (each `width` long) as a safetensors file with one f32 tensor `name`
 /// `[rows, width]` (the `--dump-logits` format).

@@ -36,10 +36,28 @@ impl StoredDtype {
     }
 }
 
-/// One memory-mapped safetensors file.
+/// A safetensors file's bytes: memory-mapped from a file, or handed over whole (a browser
+/// fetches them; it has no files to map).
+enum Bytes {
+    Mapped(Mmap),
+    Owned(Vec<u8>),
+}
+
+impl std::ops::Deref for Bytes {
+    type Target = [u8];
+
+    fn deref(&self) -> &[u8] {
+        match self {
+            Bytes::Mapped(map) => map,
+            Bytes::Owned(bytes) => bytes,
+        }
+    }
+}
+
+/// One safetensors file.
 struct Shard {
     path: PathBuf,
-    map: Mmap,
+    map: Bytes,
     /// Byte offset of the data section (after the 8-byte length and the JSON header).
     data_start: usize,
 }
@@ -169,8 +187,7 @@ impl Checkpoint {
 
     /// Opens the given safetensors files as one checkpoint (a name may appear only once).
     pub fn open_files(origin: &str, paths: &[PathBuf]) -> Result<Checkpoint> {
-        let mut shards = Vec::new();
-        let mut tensors = HashMap::new();
+        let mut files = Vec::new();
         for path in paths {
             let file = super::files::open_regular(path, "safetensors file")?;
             // SAFETY: the mapping is read-only and lives as long as the checkpoint; tessera
@@ -178,13 +195,29 @@ impl Checkpoint {
             // the file while it is mapped would fault; model files are not expected to change
             // while a model is being loaded.
             let map = unsafe { Mmap::map(&file) }.map_err(|e| io_error(path, e))?;
+            files.push((path.clone(), Bytes::Mapped(map)));
+        }
+        Checkpoint::from_shards(origin, files)
+    }
+
+    /// The checkpoint in `bytes`, the contents of one safetensors file called `name` (for
+    /// messages): validated as a file is.
+    pub fn from_bytes(name: &str, bytes: Vec<u8>) -> Result<Checkpoint> {
+        Checkpoint::from_shards(name, vec![(PathBuf::from(name), Bytes::Owned(bytes))])
+    }
+
+    /// A checkpoint over `shards`, their headers validated and their tensors indexed.
+    fn from_shards(origin: &str, files: Vec<(PathBuf, Bytes)>) -> Result<Checkpoint> {
+        let mut shards = Vec::new();
+        let mut tensors = HashMap::new();
+        for (path, map) in files {
             let (header_len, metadata) = SafeTensors::read_metadata(&map)
-                .map_err(|e| malformed(path, format!("not a valid safetensors file: {e}")))?;
+                .map_err(|e| malformed(&path, format!("not a valid safetensors file: {e}")))?;
             let shard = shards.len();
             for (name, info) in metadata.tensors() {
                 if tensors.contains_key(&name) {
                     return Err(malformed(
-                        path,
+                        &path,
                         format!("tensor {name:?} appears in two files"),
                     ));
                 }
@@ -192,7 +225,7 @@ impl Checkpoint {
                 tensors.insert(name, Entry { shard, info });
             }
             shards.push(Shard {
-                path: path.clone(),
+                path,
                 map,
                 data_start: 8 + header_len,
             });

@@ -14,18 +14,24 @@ impl Tokenizer {
     /// Reads `tokenizer.json`.
     pub fn from_file(path: &Path) -> Result<Tokenizer> {
         let text = super::files::read_text(path, "tokenizer", super::files::MAX_JSON_BYTES)?;
+        Tokenizer::from_text(&path.display().to_string(), &text)
+    }
+
+    /// The tokenizer in `text`, the contents of a `tokenizer.json` called `name` (for
+    /// messages).
+    pub fn from_text(name: &str, text: &str) -> Result<Tokenizer> {
         // JSON syntax first, with the position of the error.
-        let json: serde_json::Value = serde_json::from_str(&text).map_err(|e| Error::Config {
-            path: path.display().to_string(),
+        let json: serde_json::Value = serde_json::from_str(text).map_err(|e| Error::Config {
+            path: name.to_string(),
             detail: format!("cannot read the tokenizer: not valid JSON: {e}"),
         })?;
-        Tokenizer::from_json(json, path)
+        Tokenizer::from_json(json, name)
     }
 
     /// The tokenizer in a GGUF file's metadata (see [`super::gguf_tokenizer`]), if it has one.
     pub fn from_gguf(gguf: &super::gguf::Gguf) -> Result<Option<Tokenizer>> {
         super::gguf_tokenizer::tokenizer_json(gguf)?
-            .map(|json| Tokenizer::from_json(json, gguf.path()))
+            .map(|json| Tokenizer::from_json(json, &gguf.path().display().to_string()))
             .transpose()
     }
 
@@ -43,10 +49,10 @@ impl Tokenizer {
         Tokenizer::from_gguf(&super::gguf::Gguf::open(path)?)
     }
 
-    /// A tokenizer from its `tokenizer.json` structure (read from `path`).
-    fn from_json(json: serde_json::Value, path: &Path) -> Result<Tokenizer> {
+    /// A tokenizer from its `tokenizer.json` structure (read from `origin`).
+    fn from_json(json: serde_json::Value, origin: &str) -> Result<Tokenizer> {
         let error = |detail: String| Error::Config {
-            path: path.display().to_string(),
+            path: origin.to_string(),
             detail: format!("cannot read the tokenizer: {detail}"),
         };
         // tokenizers 0.22 panics (an `expect` in its decoder deserializer) on some malformed
@@ -61,7 +67,7 @@ impl Tokenizer {
         };
         Ok(Tokenizer {
             inner,
-            path: path.display().to_string(),
+            path: origin.to_string(),
         })
     }
 

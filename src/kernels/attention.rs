@@ -73,8 +73,14 @@ pub struct AttentionDims {
 impl AttentionDims {
     /// `4·B·H·Sq·Skv·D` (QKᵀ and PV), halved under a causal mask.
     pub fn flops(&self, causal: bool) -> f64 {
-        let full =
-            4.0 * (self.batch * self.n_heads * self.q_len * self.kv_len * self.head_dim) as f64;
+        let full = 4.0
+            * super::product_f64(&[
+                self.batch,
+                self.n_heads,
+                self.q_len,
+                self.kv_len,
+                self.head_dim,
+            ]);
         if causal { full / 2.0 } else { full }
     }
 }

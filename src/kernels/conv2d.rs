@@ -122,12 +122,9 @@ pub struct Conv2dDims {
 impl Conv2dDims {
     /// `2·N·Cout·Cin·kh·kw·Hout·Wout`.
     pub fn flops(&self) -> f64 {
-        // In f64: the product can pass 2^32, a wasm32 usize.
-        [
+        2.0 * super::product_f64(&[
             self.batch, self.c_out, self.c_in, self.kh, self.kw, self.h_out, self.w_out,
-        ]
-        .iter()
-        .fold(2.0, |acc, &d| acc * d as f64)
+        ])
     }
 }
 

@@ -29,6 +29,12 @@ pub mod timestep;
 pub mod training;
 pub mod transpose;
 
+/// The product of `factors`, in f64: FLOP counts pass 2^32, the width of a wasm32 `usize`,
+/// so they are never multiplied out in `usize`.
+pub fn product_f64(factors: &[usize]) -> f64 {
+    factors.iter().map(|&f| f as f64).product()
+}
+
 /// Two calls' stated weight bytes together (unknown only when neither states any).
 pub(crate) fn sum_bytes(a: Option<u64>, b: Option<u64>) -> Option<u64> {
     match (a, b) {

@@ -35,8 +35,7 @@ pub(crate) fn pipeline_keys() -> Vec<PipelineKey> {
 
 /// FLOPs of one [`fma_peak`] call over `len` elements.
 pub fn flops(len: usize, iterations: usize) -> f64 {
-    // In f64: the product passes 2^32, a wasm32 usize.
-    len as f64 * iterations as f64 * (CHAINS * 4 * 2) as f64
+    super::product_f64(&[len, iterations, CHAINS * 4 * 2])
 }
 
 /// `dst = src`, computed the long way: `iterations` rounds of `CHAINS` vec4 FMAs per element.

@@ -5,4 +5,5 @@ pub mod diffusion;
 pub mod kv_blocks;
 pub mod llama;
 pub mod sampling;
+#[cfg(not(target_arch = "wasm32"))]
 pub mod train;

@@ -19,6 +19,7 @@ mod matmul;
 pub mod models;
 mod moe;
 mod paged;
+pub mod plot;
 mod quant;
 pub mod spatial_backward;
 pub mod training;
@@ -73,7 +74,7 @@ pub trait CaseSpec: std::fmt::Debug + Send + Sync + Any {
     /// Bytes one call must move at the least, for the given case dtype: the traffic in
     /// elements of that dtype, unless the case moves data of another size (packed weights).
     fn traffic_bytes(&self, dtype: DType) -> f64 {
-        (self.traffic() * dtype.size()) as f64
+        self.traffic() as f64 * dtype.size() as f64
     }
     /// The error the computation may add in f32, on top of rounding the output to its dtype.
     fn compute_tolerance(&self) -> Tolerance;

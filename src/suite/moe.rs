@@ -171,7 +171,7 @@ impl CaseSpec for MoeGemvSpec {
     }
 
     fn flops(&self) -> f64 {
-        2.0 * (self.pairs() * self.n * self.k) as f64
+        2.0 * crate::kernels::product_f64(&[self.pairs(), self.n, self.k])
     }
 
     /// x, y and the weights: each pair's expert's rows for the GEMV; for the grouped matmul

@@ -154,7 +154,7 @@ impl CaseSpec for PackedLinearSpec {
     }
 
     fn flops(&self) -> f64 {
-        2.0 * (self.m * self.n * self.k) as f64
+        2.0 * crate::kernels::product_f64(&[self.m, self.n, self.k])
     }
 
     /// In elements of the case dtype: x, y, and the packed weight's bytes over the element
@@ -354,7 +354,7 @@ impl CaseSpec for PackedExpertSpec {
     }
 
     fn flops(&self) -> f64 {
-        2.0 * (self.pairs() * self.n * self.k) as f64
+        2.0 * crate::kernels::product_f64(&[self.pairs(), self.n, self.k])
     }
 
     fn traffic(&self) -> usize {

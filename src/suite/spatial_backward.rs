@@ -100,7 +100,12 @@ impl CaseSpec for Conv2dBackwardSpec {
 
     fn flops(&self) -> f64 {
         match self.grad {
-            Grad::Bias => (self.batch * self.c_out * self.dims().h_out * self.dims().w_out) as f64,
+            Grad::Bias => crate::kernels::product_f64(&[
+                self.batch,
+                self.c_out,
+                self.dims().h_out,
+                self.dims().w_out,
+            ]),
             _ => self.dims().flops(),
         }
     }

@@ -465,7 +465,7 @@ impl CaseSpec for LinearBackwardSpec {
     fn flops(&self) -> f64 {
         match self.grad {
             LinearGrad::Bias => (self.m * self.n) as f64,
-            _ => 2.0 * (self.m * self.n * self.k) as f64,
+            _ => 2.0 * crate::kernels::product_f64(&[self.m, self.n, self.k]),
         }
     }
 

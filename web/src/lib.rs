@@ -2,7 +2,9 @@
 //! its f64 references, and `bench --quick` in the schema of `tessera bench --json`. The page
 //! (`web/index.html`, `web/main.js`) calls these through wasm-bindgen; everything here is
 //! the library's own `check` and `bench` of one case, awaited, in a loop that reports each
-//! result as it comes.
+//! result as it comes. The bundled models run on the page too (see [`models`]).
+
+mod models;
 
 use std::cell::RefCell;
 
@@ -19,6 +21,8 @@ thread_local! {
     /// The adapter's name as the page read it from `GPUAdapterInfo`, where wgpu's is empty
     /// (browsers leave `description` blank unless asked for unmasked information).
     static NAME: RefCell<String> = const { RefCell::new(String::new()) };
+    /// The last bench report, for its plot ([`bench_plot`]).
+    static LAST_BENCH: RefCell<Option<BenchReport>> = const { RefCell::new(None) };
 }
 
 /// The adapter's report, its name filled in from the page's where wgpu has none.
@@ -30,11 +34,11 @@ fn report(gpu: &Gpu) -> AdapterReport {
     report
 }
 
-fn js_error(e: Error) -> JsValue {
+pub(crate) fn js_error(e: Error) -> JsValue {
     JsValue::from_str(&e.to_string())
 }
 
-fn opened() -> Result<Gpu, JsValue> {
+pub(crate) fn opened() -> Result<Gpu, JsValue> {
     GPU.with(|g| g.borrow().clone())
         .ok_or_else(|| JsValue::from_str("no adapter yet: call open_adapter first"))
 }
@@ -121,5 +125,19 @@ pub async fn bench(quick: bool, progress: js_sys::Function) -> Result<String, Js
             }
         }
     }
-    serde_json::to_string_pretty(&bench_report).map_err(|e| JsValue::from_str(&e.to_string()))
+    let json = serde_json::to_string_pretty(&bench_report)
+        .map_err(|e| JsValue::from_str(&e.to_string()))?;
+    LAST_BENCH.with(|b| *b.borrow_mut() = Some(bench_report));
+    Ok(json)
+}
+
+/// The last bench's plot as SVG: each case's throughput as a share of the adapter's measured
+/// ceiling (the plot `tools/bench_table.py --svg` draws from the JSON); `None` before a bench.
+#[wasm_bindgen]
+pub fn bench_plot() -> Option<String> {
+    LAST_BENCH.with(|b| {
+        b.borrow()
+            .as_ref()
+            .map(|report| tessera::suite::plot::ceiling_svg(&[report]))
+    })
 }

@@ -3,13 +3,17 @@
 mod config;
 mod sample;
 mod scheduler;
+#[cfg(not(target_arch = "wasm32"))]
 pub mod train;
+#[cfg(not(target_arch = "wasm32"))]
 pub mod train_run;
 mod unet;
 mod weights;
 
 pub use config::{BlockKind, TimeShift, UNetConfig};
-pub use sample::{GaussianNoise, NoiseSource, forward, sample};
+pub use sample::{GaussianNoise, NoiseSource, sample_async};
+#[cfg(not(target_arch = "wasm32"))]
+pub use sample::{forward, sample};
 pub use scheduler::{
     Prediction, Scheduler, SchedulerConfig, SchedulerKind, Spacing, StepCoefficients, VarianceType,
 };

@@ -54,7 +54,30 @@ impl NoiseSource for GaussianNoise {
 /// With `check_finite`, the sample is read back after every step and a NaN or infinity is an
 /// error naming the step (and timestep) where it first appeared, instead of a black image at
 /// the end; the readback is one copy of the batch per step, small beside a UNet forward.
+#[cfg(not(target_arch = "wasm32"))]
 pub fn sample(
+    unet: &UNet,
+    scheduler: &Scheduler,
+    batch: usize,
+    init: &[f32],
+    noise: &mut dyn NoiseSource,
+    check_finite: bool,
+    on_step: impl FnMut(usize, usize),
+) -> Result<Vec<f32>> {
+    crate::gpu::block_on(sample_async(
+        unet,
+        scheduler,
+        batch,
+        init,
+        noise,
+        check_finite,
+        on_step,
+    ))
+}
+
+/// [`sample`], awaited (in a browser: with `check_finite` each step's readback is awaited,
+/// so the page stays responsive and can show `on_step`'s progress).
+pub async fn sample_async(
     unet: &UNet,
     scheduler: &Scheduler,
     batch: usize,
@@ -88,10 +111,10 @@ pub fn sample(
         coefficients.set(gpu, &c)?;
         update.run(gpu)?;
         if check_finite {
-            let values = run.sample.to_f32()?;
+            let values = run.sample.to_f32_async().await?;
             if values.iter().any(|v| !v.is_finite()) {
                 // Which half of the step broke it.
-                let model = run.output.to_f32()?;
+                let model = run.output.to_f32_async().await?;
                 let source = if model.iter().any(|v| !v.is_finite()) {
                     "the UNet output"
                 } else {
@@ -108,11 +131,12 @@ pub fn sample(
         }
         on_step(i + 1, steps.len());
     }
-    run.sample.to_f32()
+    run.sample.to_f32_async().await
 }
 
 /// One UNet forward: the model output for `input` (`[batch, channels, height, width]`) at
 /// timestep `t`.
+#[cfg(not(target_arch = "wasm32"))]
 pub fn forward(unet: &UNet, batch: usize, input: &[f32], t: f64) -> Result<Vec<f32>> {
     let run = unet.prepare(batch)?;
     let expected: usize = unet.sample_shape(batch).iter().product();

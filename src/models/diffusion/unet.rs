@@ -9,8 +9,8 @@ use std::path::Path;
 
 use crate::error::{Error, Result};
 use crate::gpu::Gpu;
-use crate::graph::{Graph, Id, KernelTime, Plan, layers};
-use crate::io::Checkpoint;
+use crate::graph::{Graph, Id, Plan, layers};
+use crate::io::{Checkpoint, ConfigJson};
 use crate::kernels::elementwise::{Binary, Unary};
 use crate::kernels::spatial::{self, ChannelMix};
 use crate::kernels::timestep::{self, TimestepConfig};
@@ -53,7 +53,8 @@ impl UNetRun {
     }
 
     /// Times each kernel of one forward at timestep `t` (see [`Plan::profile`]).
-    pub fn profile(&self, t: f64, repeats: u32) -> Result<Vec<KernelTime>> {
+    #[cfg(not(target_arch = "wasm32"))]
+    pub fn profile(&self, t: f64, repeats: u32) -> Result<Vec<crate::graph::KernelTime>> {
         self.timesteps.write_f32(&vec![t as f32; self.batch])?;
         self.plan.profile(0, repeats)
     }
@@ -64,6 +65,19 @@ impl UNet {
     pub fn load(gpu: &Gpu, dir: &Path, dtype: DType) -> Result<UNet> {
         let config = UNetConfig::read(&dir.join("config.json"))?;
         let ckpt = Checkpoint::open_named(dir, "diffusion_pytorch_model")?;
+        UNet::from_parts(gpu, config, &ckpt, dtype)
+    }
+
+    /// Loads a UNet from the contents of its `config.json` and
+    /// `diffusion_pytorch_model.safetensors` (a web page fetches them; it has no files).
+    pub fn from_bytes(
+        gpu: &Gpu,
+        config_json: &str,
+        safetensors: Vec<u8>,
+        dtype: DType,
+    ) -> Result<UNet> {
+        let config = UNetConfig::from_json(&ConfigJson::parse("config.json", config_json)?)?;
+        let ckpt = Checkpoint::from_bytes("diffusion_pytorch_model.safetensors", safetensors)?;
         UNet::from_parts(gpu, config, &ckpt, dtype)
     }
 

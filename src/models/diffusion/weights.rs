@@ -79,6 +79,7 @@ pub struct UNetWeights {
     pub parameters: u64,
     /// Every tensor loaded with its checkpoint name, in load order (the trainer's
     /// parameters).
+    #[cfg_attr(target_arch = "wasm32", allow(dead_code))] // read by training, native only
     pub named: Vec<(String, Tensor)>,
 }
 

@@ -1,7 +1,7 @@
 //! Generation: the prompt in one forward pass, then one token at a time until EOS, the token
 //! budget or the end of the context.
 
-use std::time::Instant;
+use web_time::Instant;
 
 use crate::error::{Result, require_finite};
 use crate::models::sampling::{Sampler, SamplerConfig};
@@ -45,7 +45,19 @@ pub struct Generation {
 
 impl Llama {
     /// Generates after `prompt`, calling `on_token` with each new token as it is chosen.
+    #[cfg(not(target_arch = "wasm32"))]
     pub fn generate(
+        &mut self,
+        prompt: &[u32],
+        options: &GenerateOptions,
+        on_token: impl FnMut(u32) -> Result<()>,
+    ) -> Result<Generation> {
+        crate::gpu::block_on(self.generate_async(prompt, options, on_token))
+    }
+
+    /// [`Llama::generate`], awaited: in a browser each token's logits are read back without
+    /// blocking the page, so `on_token` can show the text as it grows.
+    pub async fn generate_async(
         &mut self,
         prompt: &[u32],
         options: &GenerateOptions,
@@ -54,7 +66,7 @@ impl Llama {
         let mut sampler = Sampler::new(options.sampler)?;
         self.reset();
         let start = Instant::now();
-        let mut logits = self.forward(prompt)?;
+        let mut logits = self.forward_async(prompt).await?;
         let mut out = Generation {
             prompt_tokens: prompt.len(),
             prompt_seconds: start.elapsed().as_secs_f64(),
@@ -81,7 +93,7 @@ impl Llama {
                 out.stop = "context";
                 break;
             }
-            logits = self.forward(&[token])?;
+            logits = self.forward_async(&[token]).await?;
         }
         out.generate_seconds = start.elapsed().as_secs_f64();
         Ok(out)

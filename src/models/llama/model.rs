@@ -14,9 +14,9 @@ use std::path::Path;
 use crate::error::{Error, Result};
 use crate::gpu::Gpu;
 use crate::graph::layers::Then;
-use crate::graph::{Graph, Id, KernelTime, Plan, layers};
-use crate::io::Checkpoint;
+use crate::graph::{Graph, Id, Plan, layers};
 use crate::io::gguf::is_gguf;
+use crate::io::{Checkpoint, ConfigJson};
 use crate::kernels::kv_cache::{KvCache, write_rows};
 use crate::kernels::matmul::{self, BLayout, Epilogue};
 use crate::kernels::packed::{self, PackedView};
@@ -126,11 +126,18 @@ impl Logits {
     }
 
     /// Every row, read back.
+    #[cfg(not(target_arch = "wasm32"))]
     pub(super) fn read(&self) -> Result<Vec<Vec<f32>>> {
+        crate::gpu::block_on(self.read_async())
+    }
+
+    /// [`Logits::read`], awaited.
+    pub(super) async fn read_async(&self) -> Result<Vec<Vec<f32>>> {
         let mut rows = vec![vec![0.0f32; self.vocab]; self.rows];
         for (first, part) in &self.parts {
             let width = part.shape()[1];
-            for (row, values) in rows.iter_mut().zip(part.to_f32()?.chunks_exact(width)) {
+            let values = part.to_f32_async().await?;
+            for (row, values) in rows.iter_mut().zip(values.chunks_exact(width)) {
                 row[*first..*first + width].copy_from_slice(values);
             }
         }
@@ -144,6 +151,7 @@ pub(super) enum KvSource<'a> {
     Contiguous(&'a [KvCache]),
     /// Rows of many sequences in paged pools; their positions, pool slots, table runs and
     /// the tables are inputs of the plan.
+    #[cfg_attr(target_arch = "wasm32", allow(dead_code))] // for batches, native only
     Paged {
         pools: &'a PagedPools,
         positions: &'a Tensor,
@@ -200,11 +208,35 @@ impl Llama {
     /// Loads `path` onto `gpu`: a directory (`config.json` and safetensors weights) or a
     /// `.gguf` file (see [`super::gguf`]).
     pub fn load(gpu: &Gpu, path: &Path, options: &LoadOptions) -> Result<Llama> {
-        let (config, mut ckpt) = if is_gguf(path) {
+        let (config, ckpt) = if is_gguf(path) {
             super::gguf::open(path)?
         } else {
             (LlamaConfig::read(path)?, Checkpoint::open_dir(path)?)
         };
+        Llama::from_checkpoint(gpu, config, ckpt, options)
+    }
+
+    /// Loads a model from the contents of its `config.json` and `model.safetensors` (a web
+    /// page fetches them; it has no files). Checked as [`Llama::load`] checks files.
+    pub fn from_bytes(
+        gpu: &Gpu,
+        config_json: &str,
+        safetensors: Vec<u8>,
+        options: &LoadOptions,
+    ) -> Result<Llama> {
+        let config = LlamaConfig::from_json(&ConfigJson::parse("config.json", config_json)?)?;
+        let ckpt = Checkpoint::from_bytes("model.safetensors", safetensors)?;
+        Llama::from_checkpoint(gpu, config, ckpt, options)
+    }
+
+    /// [`Llama::from_parts`] after the checkpoint's fused projections are split and, when
+    /// asked, its weights quantized.
+    fn from_checkpoint(
+        gpu: &Gpu,
+        config: LlamaConfig,
+        mut ckpt: Checkpoint,
+        options: &LoadOptions,
+    ) -> Result<Llama> {
         ckpt = ckpt.with_row_slices(super::weights::fused_slices(&config));
         if let Some(recipe) = options.quantize {
             ckpt = ckpt.quantized(recipe)?;
@@ -305,6 +337,7 @@ impl Llama {
     }
 
     /// The weights of the output projection's parts (for logits buffers).
+    #[cfg_attr(target_arch = "wasm32", allow(dead_code))] // for batches, native only
     pub(super) fn output(&self) -> &RowSplit {
         self.weights.output()
     }
@@ -312,18 +345,26 @@ impl Llama {
     /// Runs `tokens` after the ones already seen and returns the logits at the last of them.
     /// Several tokens (a prompt) go through one plan built for their number; one token
     /// re-runs the decode plan.
+    #[cfg(not(target_arch = "wasm32"))]
     pub fn forward(&mut self, tokens: &[u32]) -> Result<Vec<f32>> {
+        crate::gpu::block_on(self.forward_async(tokens))
+    }
+
+    /// [`Llama::forward`], awaited (in a browser, where reading the logits back cannot
+    /// block).
+    pub async fn forward_async(&mut self, tokens: &[u32]) -> Result<Vec<f32>> {
         let last = tokens.len().saturating_sub(1);
-        let mut logits = self.forward_rows(tokens, &[last])?;
+        let mut logits = self.forward_rows(tokens, &[last]).await?;
         Ok(logits.pop().expect("one row asked for"))
     }
 
     /// Runs `tokens` after the ones already seen and returns the logits at every one of them
     /// (row `i`: the distribution of the token after `tokens[i]`); speculative decoding
     /// verifies a draft with it.
+    #[cfg(not(target_arch = "wasm32"))]
     pub fn forward_all(&mut self, tokens: &[u32]) -> Result<Vec<Vec<f32>>> {
         let all: Vec<usize> = (0..tokens.len()).collect();
-        self.forward_rows(tokens, &all)
+        crate::gpu::block_on(self.forward_rows(tokens, &all))
     }
 
     /// `Err` unless every token of `prompt` is inside the vocabulary.
@@ -346,7 +387,7 @@ impl Llama {
     }
 
     /// [`Llama::forward`] keeping the logits of the rows `keep` (indices into `tokens`).
-    fn forward_rows(&mut self, tokens: &[u32], keep: &[usize]) -> Result<Vec<Vec<f32>>> {
+    async fn forward_rows(&mut self, tokens: &[u32], keep: &[usize]) -> Result<Vec<Vec<f32>>> {
         if tokens.is_empty() {
             return Err(Error::Invalid("forward needs at least one token".into()));
         }
@@ -369,7 +410,7 @@ impl Llama {
         let logits = if n == 1 && keep == [0] {
             single.decode_ids.write_u32(tokens)?;
             single.decode.run(position)?;
-            single.logits.read()?
+            single.logits.read_async().await?
         } else if every_row && n <= VERIFY_PLANS_UP_TO {
             if !single.verify.iter().any(|(rows, _)| *rows == n) {
                 let ids = Tensor::from_u32(&self.gpu, &[n], tokens)?;
@@ -394,7 +435,7 @@ impl Llama {
                 .expect("made above");
             verify.ids.write_u32(tokens)?;
             verify.plan.run(position)?;
-            verify.logits.read()?
+            verify.logits.read_async().await?
         } else {
             let rows: Vec<u32> = keep.iter().map(|&r| r as u32).collect();
             let logits = Logits::new(&self.gpu, self.weights.output(), rows.len(), self.dtype)?;
@@ -407,7 +448,7 @@ impl Llama {
                 logits: &logits,
             })?
             .run(position)?;
-            logits.read()?
+            logits.read_async().await?
         };
         self.position = end;
         Ok(logits)
@@ -419,8 +460,9 @@ impl Llama {
     }
 
     /// Times each kernel of one decode step at the current position (see [`Plan::profile`]).
+    #[cfg(not(target_arch = "wasm32"))]
     /// The step writes the cache row at that position, which the next token overwrites.
-    pub fn profile_decode(&mut self, repeats: u32) -> Result<Vec<KernelTime>> {
+    pub fn profile_decode(&mut self, repeats: u32) -> Result<Vec<crate::graph::KernelTime>> {
         if self.position >= self.capacity {
             return Err(Error::Invalid(
                 "the context is full; there is no decode step to profile".into(),
