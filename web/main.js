@@ -6,7 +6,8 @@
 //   ?run=check[&filter=TEXT]   run check at once; the verdict goes to the console as
 //                              "tessera check: N passed, M failed, K skipped on ADAPTER"
 //   ?run=bench                 run bench --quick at once; the JSON goes to the console
-//                              after "tessera bench json:", then "tessera bench: done"
+//                              after "tessera bench json:", the plot (SVG, one line) after
+//                              "tessera bench svg:", then "tessera bench: done"
 //   ?run=generate&tokens=1,2,3|&prompt=TEXT[&max_tokens=N&temperature=T&seed=S]
 //                              continue the token ids (or the text) with the demo decoder
 //                              (greedy unless temperature is given); logs
@@ -206,6 +207,7 @@ async function main() {
       } else if (run === "bench") {
         const json = await runBench();
         console.log(`tessera bench json: ${json}`);
+        console.log(`tessera bench svg: ${bench_plot().replace(/\n/g, "")}`);
         console.log("tessera bench: done");
       } else if (run === "generate") {
         const json = await runGenerate({
