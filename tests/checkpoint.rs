@@ -186,3 +186,23 @@ fn missing_and_misshapen_tensors_are_named() {
     let err = ckpt.read_f32("ids", &[1]).unwrap_err();
     assert!(err.to_string().contains("I32"), "{err}");
 }
+
+#[test]
+fn bytes_are_read_and_checked_as_a_file_is() {
+    // A web page hands over the file's contents: the same values, the same errors.
+    let dir = Scratch::new("bytes");
+    let path = dir.path().join("model.safetensors");
+    write(&path, &[("a", Dtype::F32, vec![6], f32_bytes(&values()))]);
+    let whole = std::fs::read(&path).unwrap();
+    let ckpt = Checkpoint::from_bytes("model.safetensors", whole.clone()).unwrap();
+    assert_eq!(ckpt.shape("a"), Some(&[6usize][..]));
+    assert_eq!(ckpt.read_f32("a", &[6]).unwrap(), values());
+
+    for cut in [whole.len() - 5, 20, 3] {
+        let err = Checkpoint::from_bytes("model.safetensors", whole[..cut].to_vec())
+            .err()
+            .unwrap_or_else(|| panic!("{cut} bytes of {} were accepted", whole.len()));
+        assert!(matches!(err, Error::Checkpoint { .. }), "{err}");
+        assert!(err.to_string().contains("model.safetensors"), "{err}");
+    }
+}

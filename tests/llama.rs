@@ -410,3 +410,40 @@ fn expert_gemvs_read_only_the_chosen_experts() {
     let every_expert = (c.num_layers * 3 * m.experts) as u64 * per_matrix;
     assert_eq!(2 * chosen, every_expert, "2 of 4 experts");
 }
+
+#[test]
+fn a_model_loaded_from_bytes_generates_as_one_loaded_from_files() {
+    // What a web page does: config.json and model.safetensors fetched, handed over as bytes.
+    let gpu = common::gpu();
+    let dir = fixtures()
+        .into_iter()
+        .find(|d| d.join("model.safetensors").is_file())
+        .expect("a single-file fixture");
+    let want = expected(&dir);
+    let options = GenerateOptions {
+        max_tokens: want.tokens.len(),
+        stop_at_eos: false,
+        keep_logits: true,
+        ..GenerateOptions::default()
+    };
+    let config = std::fs::read_to_string(dir.join("config.json")).unwrap();
+    let weights = std::fs::read(dir.join("model.safetensors")).unwrap();
+    let mut from_bytes =
+        Llama::from_bytes(&gpu, &config, weights.clone(), &LoadOptions::default()).unwrap();
+    let mut from_files = load(&gpu, &dir, DType::F32);
+    let got = from_bytes
+        .generate(&want.prompt, &options, |_| Ok(()))
+        .unwrap();
+    let files = from_files
+        .generate(&want.prompt, &options, |_| Ok(()))
+        .unwrap();
+    assert_eq!(got.tokens, want.tokens);
+    assert_eq!(got.logits, files.logits, "the same bits either way");
+
+    // A truncated download is an error naming the file, not a panic.
+    let cut = weights[..weights.len() / 2].to_vec();
+    let err = Llama::from_bytes(&gpu, &config, cut, &LoadOptions::default())
+        .err()
+        .expect("half a checkpoint was accepted");
+    assert!(err.to_string().contains("model.safetensors"), "{err}");
+}
