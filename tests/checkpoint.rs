@@ -42,6 +42,16 @@ fn write(path: &Path, tensors: &[(&str, Dtype, Vec<usize>, Vec<u8>)]) {
     safetensors::serialize_to_file(views, None, path).unwrap();
 }
 
+/// A scratch directory holding `model.safetensors` with one f32 tensor "a" of
+/// [`values`]; its path and bytes.
+fn one_tensor_file(tag: &str) -> (Scratch, PathBuf, Vec<u8>) {
+    let dir = Scratch::new(tag);
+    let path = dir.path().join("model.safetensors");
+    write(&path, &[("a", Dtype::F32, vec![6], f32_bytes(&values()))]);
+    let whole = std::fs::read(&path).unwrap();
+    (dir, path, whole)
+}
+
 fn values() -> Vec<f32> {
     vec![1.0, -2.5, 0.125, 3.0, -0.0, 65504.0]
 }
@@ -109,10 +119,7 @@ fn sharded_checkpoints_follow_their_index() {
 
 #[test]
 fn truncated_and_lying_files_are_clear_errors() {
-    let dir = Scratch::new("broken");
-    let path = dir.path().join("model.safetensors");
-    write(&path, &[("a", Dtype::F32, vec![6], f32_bytes(&values()))]);
-    let whole = std::fs::read(&path).unwrap();
+    let (dir, path, whole) = one_tensor_file("broken");
 
     // Truncated: the data is shorter than the header says.
     std::fs::write(&path, &whole[..whole.len() - 5]).unwrap();
@@ -190,10 +197,7 @@ fn missing_and_misshapen_tensors_are_named() {
 #[test]
 fn bytes_are_read_and_checked_as_a_file_is() {
     // A web page hands over the file's contents: the same values, the same errors.
-    let dir = Scratch::new("bytes");
-    let path = dir.path().join("model.safetensors");
-    write(&path, &[("a", Dtype::F32, vec![6], f32_bytes(&values()))]);
-    let whole = std::fs::read(&path).unwrap();
+    let (_dir, _, whole) = one_tensor_file("bytes");
     let ckpt = Checkpoint::from_bytes("model.safetensors", whole.clone()).unwrap();
     assert_eq!(ckpt.shape("a"), Some(&[6usize][..]));
     assert_eq!(ckpt.read_f32("a", &[6]).unwrap(), values());
