@@ -77,7 +77,7 @@ async function runBench() {
   plotLink.href = URL.createObjectURL(new Blob([svg], { type: "image/svg+xml" }));
   plotLink.hidden = false;
   $("run-bench").disabled = false;
-  return json;
+  return { json, svg };
 }
 
 async function fetchFile(url, bytes) {
@@ -126,8 +126,9 @@ async function runGenerate({ prompt, tokens, maxTokens, temperature, seed }) {
       (piece) => { out.textContent += piece; },
     );
     const result = JSON.parse(json);
+    const rate = result.generation_tokens_per_second;
     $("generate-stats").textContent =
-      `${result.tokens.length} tokens, ${result.tokens_per_second.toFixed(1)} tokens/s, ` +
+      `${result.tokens.length} tokens, ${rate === null ? "-" : rate.toFixed(1)} tokens/s, ` +
       `stopped at ${result.stop}`;
     return json;
   } finally {
@@ -205,9 +206,9 @@ async function main() {
         const verdict = await runCheck(params.get("filter") || undefined);
         console.log(`tessera check: ${verdict}`);
       } else if (run === "bench") {
-        const json = await runBench();
+        const { json, svg } = await runBench();
         console.log(`tessera bench json: ${json}`);
-        console.log(`tessera bench svg: ${bench_plot().replace(/\n/g, "")}`);
+        console.log(`tessera bench svg: ${svg.replace(/\n/g, "")}`);
         console.log("tessera bench: done");
       } else if (run === "generate") {
         const json = await runGenerate({

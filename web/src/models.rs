@@ -79,9 +79,9 @@ pub fn load_decoder(
 
 /// Continues `prompt` (text, encoded by the model's tokenizer) or `tokens` (ids used as
 /// given; they win when both are given) by at most `max_tokens`, at `temperature` (0:
-/// greedy) with `seed`, calling `on_text(piece)` as each token completes text. Returns JSON:
-/// `{"tokens": [...], "text": ..., "prompt_tokens": n, "tokens_per_second": x, "stop": ...}`
-/// (the fields of `tessera generate --json` that a page can give).
+/// greedy) with `seed`, calling `on_text(piece)` as each token completes text. Returns the
+/// JSON `tessera generate --json` prints (tokens, text, prompt_tokens, stop and the two
+/// rates; a rate is null when no time was measured).
 #[wasm_bindgen]
 pub async fn generate(
     prompt: Option<String>,
@@ -125,17 +125,13 @@ pub async fn generate(
             .await
             .map_err(js_error)?;
         let text = decoder.tokenizer.decode(&out.tokens).map_err(js_error)?;
-        let rate = if out.generate_seconds > 0.0 {
-            out.tokens.len() as f64 / out.generate_seconds
-        } else {
-            0.0
-        };
         let json = serde_json::json!({
             "tokens": out.tokens,
             "text": text,
             "prompt_tokens": out.prompt_tokens,
-            "tokens_per_second": rate,
             "stop": out.stop,
+            "prompt_tokens_per_second": out.prompt_tokens_per_second(),
+            "generation_tokens_per_second": out.generation_tokens_per_second(),
         });
         Ok(json.to_string())
     })

@@ -200,9 +200,8 @@ pub fn generate(adapter: Option<&str>, args: &GenerateArgs) -> Result<bool> {
         Some(t) => t.decode(&out.tokens)?,
         None => String::new(),
     };
-    let per_second = |n: usize, s: f64| if s > 0.0 { n as f64 / s } else { f64::NAN };
-    let prompt_rate = per_second(out.prompt_tokens, out.prompt_seconds);
-    let decode_rate = per_second(out.tokens.len(), out.generate_seconds);
+    let prompt_rate = out.prompt_tokens_per_second();
+    let decode_rate = out.generation_tokens_per_second();
     if args.json {
         let json = serde_json::json!({
             "tokens": out.tokens,

@@ -43,6 +43,26 @@ pub struct Generation {
     pub stop: &'static str,
 }
 
+impl Generation {
+    /// Prompt tokens per second of prefill (NaN when no time was measured).
+    pub fn prompt_tokens_per_second(&self) -> f64 {
+        per_second(self.prompt_tokens, self.prompt_seconds)
+    }
+
+    /// Generated tokens per second (NaN when no time was measured).
+    pub fn generation_tokens_per_second(&self) -> f64 {
+        per_second(self.tokens.len(), self.generate_seconds)
+    }
+}
+
+fn per_second(count: usize, seconds: f64) -> f64 {
+    if seconds > 0.0 {
+        count as f64 / seconds
+    } else {
+        f64::NAN
+    }
+}
+
 impl Llama {
     /// Generates after `prompt`, calling `on_token` with each new token as it is chosen.
     #[cfg(not(target_arch = "wasm32"))]
